@@ -1,0 +1,61 @@
+# Two entry points (see README): `make run` and `make test`.
+# Only python3 (3.11+), git and make are assumed; uv is bootstrapped into .cache/.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+BOOT := .cache/bootstrap
+UV := $(BOOT)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+# Use the operating system's CA store, so that TLS-intercepting proxies trusted
+# by the machine also work for uv.
+export UV_SYSTEM_CERTS := 1
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: help run test lint typecheck check pytest system-deps venv
+
+help:
+	@echo "make run   - render the production config on embedded defaults and run supervisord (:9380)"
+	@echo "make test  - install everything the tests need, then lint, typecheck, check configs, pytest"
+
+$(UV):
+	$(PYTHON) -m venv $(BOOT)
+	$(BOOT)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+venv: $(VENV)/.synced
+
+run: venv
+	$(PY) render_config.py --production-mode --output-dir run --exec
+
+# System packages the test suite needs (container tests: buildah, podman, runc,
+# debootstrap). Installed only when missing; needs root (CI runs as root).
+SYSTEM_TOOLS := buildah podman runc debootstrap
+system-deps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "not root: cannot install$$missing (container tests will say so)"; fi; \
+	fi
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+check: venv
+	$(PY) render_config.py --check
+
+pytest: venv
+	$(VENV)/bin/pytest
+
+test: system-deps venv lint typecheck check pytest
