@@ -1,0 +1,1 @@
+"""The RAGFlow-compatible application: HTTP API, storage, queue, task executors, parsers."""

@@ -1,0 +1,52 @@
+"""Admin CLI: ``python -m api.admin {init,migrate,create-key,list-keys,revoke-key}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from api import auth, config, storage
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m api.admin", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("init", help="create DATA_DIR and the database schema")
+    sub.add_parser("migrate", help="bring the database schema up to date")
+    create = sub.add_parser("create-key", help="create an API key and print it once")
+    create.add_argument("--tenant", default=auth.DEFAULT_TENANT, help="tenant id the key acts as")
+    create.add_argument("--name", default="", help="a label shown by list-keys")
+    sub.add_parser("list-keys", help="list keys (prefix, tenant, name, times) as JSON lines")
+    revoke = sub.add_parser("revoke-key", help="revoke the keys with this prefix or hash prefix")
+    revoke.add_argument("prefix")
+    args = parser.parse_args(argv)
+    try:
+        cfg = config.load()
+    except config.ConfigError as exc:
+        print(f"admin: {exc}", file=sys.stderr)
+        return 2
+    store = storage.get_storage(cfg.data_dir)
+    if args.command in ("init", "migrate"):
+        version = storage.migrate(storage.get_connection(cfg.data_dir))
+        print(f"storage at {cfg.db_path} is at schema version {version}")
+    elif args.command == "create-key":
+        key = auth.new_key()
+        store.add_key(auth.hash_key(key), key[:16], args.tenant, args.name)
+        print(key)
+    elif args.command == "list-keys":
+        for row in store.list_keys():
+            print(json.dumps(row))
+    elif args.command == "revoke-key":
+        if len(args.prefix) < 8:
+            print("admin: give at least 8 characters of the key prefix", file=sys.stderr)
+            return 2
+        count = store.revoke_keys(args.prefix)
+        print(f"revoked {count} key(s)")
+        return 0 if count else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

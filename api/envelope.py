@@ -1,0 +1,64 @@
+"""RAGFlow's JSON envelope: codes, success and error responses, and the one error type."""
+
+from __future__ import annotations
+
+import json
+from enum import IntEnum
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+
+class Code(IntEnum):
+    SUCCESS = 0
+    EXCEPTION = 100
+    ARGUMENT_ERROR = 101
+    DATA_ERROR = 102
+    OPERATING_ERROR = 103
+    AUTHENTICATION_ERROR = 109
+    PERMISSION_ERROR = 108
+    NOT_FOUND = 404
+    SERVER_ERROR = 500
+
+
+class ApiError(Exception):
+    """Raised anywhere in a handler; becomes {"code": code, "message": message} (HTTP 200)."""
+
+    def __init__(self, code: Code, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+def argument_error(message: str) -> ApiError:
+    return ApiError(Code.ARGUMENT_ERROR, message)
+
+
+def data_error(message: str) -> ApiError:
+    return ApiError(Code.DATA_ERROR, message)
+
+
+def permission_error(message: str) -> ApiError:
+    return ApiError(Code.PERMISSION_ERROR, message)
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(
+        json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json"
+    )
+
+
+def ok(data: Any = None, **extra: Any) -> Response:
+    body: dict[str, Any] = {"code": Code.SUCCESS.value}
+    if data is not None:
+        body["data"] = data
+    body.update(extra)
+    return json_response(body)
+
+
+def error_response(exc: ApiError) -> Response:
+    body: dict[str, Any] = {"code": int(exc.code), "message": exc.message}
+    if exc.data is not None:
+        body["data"] = exc.data
+    return json_response(body)

@@ -1,0 +1,118 @@
+"""The Werkzeug development server: ``python api/ragflow_server.py [--debug]`` or
+``python -m api.ragflow_server [--debug]``.
+
+Threaded; ``--debug`` adds the reloader and the interactive debugger. Listens on
+HOST_IP:HOST_PORT. The serving process (the reloader's child, or the only process
+without the reloader) also runs the task executor in-process and, when
+RAGFLOW_DEBUGPY_LISTEN is set, a debugpy listener.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):  # run as a script: make `api` importable
+    sys.path.insert(0, str(ROOT))
+
+from werkzeug.serving import is_running_from_reloader, run_simple  # noqa: E402
+
+from api import config, dev_reloader, logs  # noqa: E402
+from api.app import create_app  # noqa: E402
+
+log = logging.getLogger("api.ragflow_server")
+
+
+def debugpy_address(value: str) -> tuple[str, int] | None:
+    """RAGFLOW_DEBUGPY_LISTEN: ``port`` or ``host:port``; empty or 0 means off."""
+    value = value.strip()
+    if not value or value == "0":
+        return None
+    host, _, port = value.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise config.ConfigError(
+            f"RAGFLOW_DEBUGPY_LISTEN={value!r} is not a port or host:port; use e.g. 5678"
+        ) from None
+    if not 0 < number < 65536:
+        raise config.ConfigError(f"RAGFLOW_DEBUGPY_LISTEN port {number} is out of range 1-65535")
+    return (host or "127.0.0.1", number)
+
+
+RELOADER_PID_ENV = "RAGFLOW_RELOADER_PID"
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_reloader_parent(environ: Mapping[str, str]) -> None:
+    """In the reloader's serving child: get SIGTERM when the reloader parent dies.
+
+    supervisord's stopasgroup covers a stop; this covers a SIGKILL of the parent, after which
+    the child would otherwise keep the port and block the restarted server.
+    """
+    parent = environ.get(RELOADER_PID_ENV, "")
+    libc_name = ctypes.util.find_library("c")
+    if not parent or libc_name is None:
+        return
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != int(parent):  # the parent died before prctl: no signal will come
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def start_serving_process_extras(environ: Mapping[str, str]) -> None:
+    """Hook run once in the process that serves requests (never in the reloader parent)."""
+    address = debugpy_address(environ.get("RAGFLOW_DEBUGPY_LISTEN", ""))
+    if address is not None:
+        import debugpy
+
+        debugpy.listen(address)
+        log.info("debugpy listening on %s:%d", *address)
+    from api import task_executor
+
+    start = getattr(task_executor, "start_in_process", None)
+    if callable(start):
+        start()
+    else:
+        log.warning("api.task_executor.start_in_process is missing: no in-process executor")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ragflow_server", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="reloader + interactive debugger")
+    args = parser.parse_args(argv)
+    try:
+        cfg = config.load()
+        logs.setup(cfg.log_format, logging.DEBUG if args.debug else logging.INFO)
+        serving = not args.debug or is_running_from_reloader()
+        if not serving:
+            os.environ[RELOADER_PID_ENV] = str(os.getpid())  # inherited by the serving child
+        elif args.debug:
+            die_with_reloader_parent(os.environ)
+        if serving:
+            start_serving_process_extras(os.environ)
+    except config.ConfigError as exc:
+        print(f"ragflow_server: {exc}", file=sys.stderr)
+        return 2
+    run_simple(
+        cfg.host_ip,
+        cfg.host_port,
+        create_app(cfg, debug=args.debug),
+        use_reloader=args.debug,
+        use_debugger=args.debug,
+        threaded=True,
+        reloader_type=dev_reloader.register(),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Chunks of a document (list, add, update, delete) and parse start/stop for a dataset."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from api import queue, serialize, storage
+from api.envelope import ApiError, Code, data_error, ok
+from api.routes import Ctx
+from api.storage import Page, Row
+from api.validation import (
+    Schema,
+    boolean,
+    integer,
+    list_of,
+    optional,
+    query_int,
+    read_json,
+    string,
+    validate,
+)
+
+
+def _dataset(ctx: Ctx, dataset_id: str) -> Row:
+    found = ctx.storage.get_dataset(ctx.tenant_id, dataset_id)
+    if found is None:
+        raise data_error(f"You don't own the dataset {dataset_id}.")
+    return found
+
+
+def _document(ctx: Ctx, dataset_id: str, document_id: str) -> Row:
+    found = ctx.storage.get_document(dataset_id, document_id)
+    if found is None:
+        raise data_error(f"You don't own the document {document_id}.")
+    return found
+
+
+def list_(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
+    _dataset(ctx, dataset_id)
+    doc = _document(ctx, dataset_id, document_id)
+    args = ctx.request.args
+    page = Page(query_int(args, "page", 1), query_int(args, "page_size", 30))
+    chunk = args.get("id", "")
+    rows, total = ctx.storage.list_chunks(
+        document_id, page, keywords=args.get("keywords", ""), chunk=chunk
+    )
+    if chunk and not rows:
+        raise ApiError(Code.NOT_FOUND, f"Chunk not found: {dataset_id}/{chunk}")
+    return ok(
+        {
+            "total": total,
+            "chunks": [serialize.chunk(r) for r in rows],
+            "doc": serialize.document(doc),
+        }
+    )
+
+
+def _list_field(name: str, wording: str) -> Any:
+    def run(value: Any) -> list[str]:
+        if not isinstance(value, list):
+            raise data_error(f"`{name}` {wording} a list")
+        return [str(v).strip() for v in value if str(v).strip()]
+
+    return run
+
+
+ADD = Schema(
+    {
+        "content": lambda v: v,
+        "important_keywords": _list_field("important_keywords", "is required to be"),
+        "questions": _list_field("questions", "is required to be"),
+    }
+)
+
+
+def add(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
+    _dataset(ctx, dataset_id)
+    doc = _document(ctx, dataset_id, document_id)
+    req = validate(ADD, read_json(ctx.request))
+    content = req.get("content")
+    if not isinstance(content, str) or not content.strip():
+        raise data_error("`content` is required")
+    row = ctx.storage.add_chunk(doc, {**req, "content": content})
+    return ok({"chunk": serialize.new_chunk(row)})
+
+
+UPDATE = Schema(
+    {
+        "content": string(),
+        "important_keywords": _list_field("important_keywords", "should be"),
+        "questions": _list_field("questions", "should be"),
+        "available": lambda v: boolean(v) if isinstance(v, bool) else integer(0, 1)(v),
+        "positions": optional(list_of(list_of(integer()))),
+    }
+)
+
+
+def update(ctx: Ctx, dataset_id: str, document_id: str, chunk_id: str) -> Response:
+    _dataset(ctx, dataset_id)
+    if ctx.storage.get_chunk(document_id, chunk_id) is None:
+        raise data_error(f"Can't find this chunk {chunk_id}")
+    doc = _document(ctx, dataset_id, document_id)
+    req = validate(UPDATE, read_json(ctx.request))
+    if "available" in req:
+        req["available"] = int(req["available"])
+    if "content" in req and doc["chunk_method"] == "qa":
+        parts = [t for t in re.split(r"[\n\t]", req["content"]) if len(t) > 1]
+        if len(parts) != 2:
+            raise data_error("Q&A must be separated by TAB/ENTER key.")
+    ctx.storage.update_chunk(document_id, chunk_id, req)
+    return ok()
+
+
+DELETE = Schema({"chunk_ids": optional(list_of(string()))})
+
+
+def delete(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
+    _dataset(ctx, dataset_id)
+    if ctx.storage.get_document(dataset_id, document_id) is None:
+        raise ApiError(
+            Code.EXCEPTION, repr(LookupError(f"Can't find the document with ID {document_id}!"))
+        )
+    req = validate(DELETE, read_json(ctx.request))
+    ids: list[str] | None = req.get("chunk_ids") or None
+    unique = None if ids is None else list(dict.fromkeys(ids))
+    deleted = ctx.storage.delete_chunks(document_id, unique)
+    if unique is not None and deleted != len(unique):
+        raise data_error(f"rm_chunk deleted chunks {deleted}, expect {len(unique)}")
+    if ids is not None and len(ids) != len(unique or []):
+        duplicates = [f"Duplicate chunk ids: {i}" for i, n in Counter(ids).items() if n > 1]
+        return ok(
+            {"success_count": deleted, "errors": duplicates},
+            message=f"Partially deleted {deleted} chunks with {len(duplicates)} errors",
+        )
+    return ok()
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+PARSE = Schema({"document_ids": optional(list_of(string()))})
+
+
+def _document_ids(ctx: Ctx) -> tuple[list[str], list[str]]:
+    req = validate(PARSE, read_json(ctx.request))
+    ids: list[str] | None = req.get("document_ids")
+    if not ids:
+        raise data_error("`document_ids` is required")
+    duplicates = [f"Duplicate document ids: {i}" for i, n in Counter(ids).items() if n > 1]
+    return list(dict.fromkeys(ids)), duplicates
+
+
+def _partial(verb: str, count: int, duplicates: list[str]) -> Response:
+    if not duplicates:
+        return ok()
+    return ok(
+        {"success_count": count, "errors": duplicates},
+        message=f"Partially {verb} {count} documents with {len(duplicates)} errors",
+    )
+
+
+def parse(ctx: Ctx, dataset_id: str) -> Response:
+    _dataset(ctx, dataset_id)
+    ids, duplicates = _document_ids(ctx)
+    found: list[str] = []
+    missing: list[str] = []
+    for doc_id in ids:
+        doc = ctx.storage.get_document(dataset_id, doc_id)
+        if doc is None:
+            missing.append(doc_id)
+            continue
+        if 0.0 < float(doc["progress"]) < 1.0:
+            raise data_error("Can't parse document that is currently being processed")
+        found.append(doc_id)
+    if found:
+        queue.enqueue_parse(dataset_id, found, conn=storage.get_connection(ctx.config.data_dir))
+    if missing:
+        raise data_error(f"Documents not found: {missing}")
+    return _partial("parsed", len(found), duplicates)
+
+
+def stop(ctx: Ctx, dataset_id: str) -> Response:
+    _dataset(ctx, dataset_id)
+    ids, duplicates = _document_ids(ctx)
+    for doc_id in ids:
+        doc = _document(ctx, dataset_id, doc_id)
+        progress = float(doc["progress"])
+        # A queued task (RUNNING, progress still 0) can be stopped too.
+        if doc["run"] != queue.RUN_RUNNING and (int(progress) == 1 or progress == 0):
+            raise data_error("Can't stop parsing document with progress at 0 or 1")
+    queue.cancel_parse(dataset_id, ids, conn=storage.get_connection(ctx.config.data_dir))
+    return _partial("stopped", len(ids), duplicates)

@@ -1,0 +1,209 @@
+"""/api/v1/datasets/<id>/documents: upload, list, update, download, delete."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter
+from typing import Any
+
+from werkzeug.utils import send_file
+from werkzeug.wrappers import Response
+
+from api import filetypes, serialize
+from api.envelope import ApiError, Code, argument_error, data_error, ok
+from api.parser_config import DOCUMENT_CHUNK_METHODS, deep_merge, default_for, parser_config
+from api.routes import Ctx
+from api.storage import DocumentFilter, Page, Row, Upload
+from api.validation import (
+    FieldError,
+    Schema,
+    list_of,
+    optional,
+    query_int,
+    read_json,
+    string,
+    validate,
+)
+
+FILE_NAME_LEN_LIMIT = 255
+MAX_FILES = 256
+EPOCH_MS_MAX = 10**15
+
+
+def owned_dataset(ctx: Ctx, dataset_id: str, message: str) -> Row:
+    found = ctx.storage.get_dataset(ctx.tenant_id, dataset_id)
+    if found is None:
+        raise data_error(message)
+    return found
+
+
+def _clean_name(raw: str) -> str:
+    """The display name: the last path component, without control characters."""
+    if any(unicodedata.category(ch) == "Cc" for ch in raw):
+        raise argument_error("File name must not contain control characters (such as NUL).")
+    name = raw.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if name in ("", ".", ".."):
+        raise argument_error("No file selected!")
+    return name
+
+
+def upload(ctx: Ctx, dataset_id: str) -> Response:
+    files = ctx.request.files
+    if "file" not in files:
+        raise argument_error("No file part!")
+    file_objs = files.getlist("file")
+    if len(file_objs) > MAX_FILES:
+        raise argument_error(f"You can upload at most {MAX_FILES} files at a time.")
+    for file_obj in file_objs:
+        if not file_obj.filename:
+            raise argument_error("No file selected!")
+        if len(file_obj.filename.encode("utf-8")) > FILE_NAME_LEN_LIMIT:
+            raise argument_error(f"File name must be {FILE_NAME_LEN_LIMIT} bytes or less.")
+    dataset = ctx.storage.get_dataset(ctx.tenant_id, dataset_id)
+    if dataset is None:
+        raise ApiError(
+            Code.EXCEPTION, repr(LookupError(f"Can't find the dataset with ID {dataset_id}!"))
+        )
+    uploads: list[Upload] = []
+    unsupported: list[str] = []
+    for file_obj in file_objs:
+        name = _clean_name(str(file_obj.filename))
+        kind = filetypes.file_type(name)
+        if kind is None:
+            unsupported.append(f"{name}: This type of file has not been supported yet!")
+            continue
+        uploads.append(
+            Upload(
+                name=name,
+                suffix=filetypes.suffix(name),
+                file_type=kind,
+                stream=file_obj.stream,
+                chunk_method=filetypes.chunk_method_for(name, kind, dataset["chunk_method"]),
+            )
+        )
+    if unsupported:
+        raise ApiError(Code.SERVER_ERROR, "\n".join(unsupported))
+    rows = ctx.storage.add_documents(dataset, uploads, ctx.tenant_id)
+    return ok([serialize.document(r) for r in rows])
+
+
+def list_(ctx: Ctx, dataset_id: str) -> Response:
+    owned_dataset(ctx, dataset_id, f"You don't own the dataset {dataset_id}. ")
+    args = ctx.request.args
+    doc_id, name = args.get("id", ""), args.get("name", "")
+    if doc_id and ctx.storage.get_document(dataset_id, doc_id) is None:
+        raise data_error(f"You don't own the document {doc_id}.")
+    if name and ctx.storage.document_named(dataset_id, name) is None:
+        raise data_error(f"You don't own the document {name}.")
+    flt = DocumentFilter(
+        keywords=args.get("keywords", ""),
+        doc_id=doc_id,
+        name=name,
+        suffixes=tuple(args.getlist("suffix")),
+        runs=tuple(serialize.RUN_CODE.get(r, r) for r in args.getlist("run")),
+        create_time_from=query_int(args, "create_time_from", 0, ge=0, le=EPOCH_MS_MAX),
+        create_time_to=query_int(args, "create_time_to", 0, ge=0, le=EPOCH_MS_MAX),
+        orderby=args.get("orderby", "create_time"),
+        desc=str(args.get("desc", "true")).strip().lower() != "false",
+    )
+    page = Page(query_int(args, "page", 1), query_int(args, "page_size", 30))
+    rows, total = ctx.storage.list_documents(dataset_id, flt, page)
+    return ok({"total": total, "docs": [serialize.document(r) for r in rows]})
+
+
+def _enabled(value: Any) -> int:
+    if isinstance(value, bool) or value not in (0, 1):
+        raise FieldError("Input should be 0 or 1", value)
+    return int(value)
+
+
+UPDATE = Schema(
+    {
+        "name": string(min_length=1),
+        "meta_fields": lambda v: v,
+        "chunk_method": string(),
+        "parser_config": optional(parser_config),
+        "enabled": _enabled,
+        "chunk_count": lambda v: v,
+        "token_count": lambda v: v,
+        "progress": lambda v: v,
+    }
+)
+
+
+def update(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
+    req = validate(UPDATE, read_json(ctx.request))
+    owned_dataset(ctx, dataset_id, "You don't own the dataset.")
+    doc = ctx.storage.get_document(dataset_id, document_id)
+    if doc is None:
+        raise data_error("The dataset doesn't own the document.")
+    for field in ("chunk_count", "token_count", "progress"):
+        if field in req and req[field] != doc[field]:
+            raise data_error(f"Can't change `{field}`.")
+    changes: dict[str, Any] = {}
+    if "meta_fields" in req:
+        if not isinstance(req["meta_fields"], dict):
+            raise data_error("meta_fields must be a dictionary")
+        changes["meta_fields"] = req["meta_fields"]
+    if "name" in req and req["name"] != doc["name"]:
+        name = _clean_name(req["name"])
+        if len(name.encode("utf-8")) > FILE_NAME_LEN_LIMIT:
+            raise argument_error(f"File name must be {FILE_NAME_LEN_LIMIT} bytes or less.")
+        if filetypes.suffix(name) != filetypes.suffix(str(doc["name"])):
+            raise argument_error("The extension of file can't be changed")
+        changes["name"] = name
+    if req.get("parser_config"):
+        changes["parser_config"] = deep_merge(doc["parser_config"], req["parser_config"])
+    reset = False
+    if "chunk_method" in req:
+        method = req["chunk_method"]
+        if method not in DOCUMENT_CHUNK_METHODS:
+            raise data_error(f"`chunk_method` {method} doesn't exist")
+        if doc["type"] == "visual" or doc["suffix"] in ("ppt", "pptx", "pages"):
+            raise data_error("Not supported yet!")
+        if str(doc["chunk_method"]).lower() != method.lower():
+            changes["chunk_method"] = method
+            reset = True
+        if not req.get("parser_config"):
+            changes["parser_config"] = default_for(method)
+    if "enabled" in req:
+        changes["status"] = str(req["enabled"])
+    row = ctx.storage.update_document(doc, changes, reset=reset)
+    return ok(serialize.document(row))
+
+
+def download(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
+    owned_dataset(ctx, dataset_id, f"You do not own the dataset {dataset_id}.")
+    doc = ctx.storage.get_document(dataset_id, document_id)
+    if doc is None:
+        raise data_error(f"The dataset not own the document {document_id}.")
+    path = ctx.storage.file_path(doc)
+    if not path.is_file() or path.stat().st_size == 0:
+        raise data_error("This file is empty.")
+    return send_file(
+        path,
+        ctx.request.environ,
+        mimetype="application/octet-stream",
+        as_attachment=True,
+        download_name=str(doc["name"]),
+    )
+
+
+DELETE = Schema({"ids": optional(list_of(string()))})
+
+
+def delete(ctx: Ctx, dataset_id: str) -> Response:
+    owned_dataset(ctx, dataset_id, f"You don't own the dataset {dataset_id}. ")
+    req = validate(DELETE, read_json(ctx.request))
+    ids: list[str] = req.get("ids") or ctx.storage.document_ids(dataset_id)
+    unique = list(dict.fromkeys(ids))
+    duplicates = [f"Duplicate document ids: {i}" for i, n in Counter(ids).items() if n > 1]
+    missing = ctx.storage.delete_documents(dataset_id, unique)
+    if missing:
+        raise data_error(f"Documents not found: {missing}")
+    if duplicates:
+        return ok(
+            {"success_count": len(unique), "errors": duplicates},
+            message=f"Partially deleted {len(unique)} datasets with {len(duplicates)} errors",
+        )
+    return ok()

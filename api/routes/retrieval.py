@@ -1,0 +1,79 @@
+"""POST /api/v1/retrieval: full-text retrieval over the caller's datasets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from api import search
+from api.envelope import data_error, ok
+from api.routes import Ctx
+from api.storage import Page
+from api.validation import Schema, boolean, integer, number, read_json, string, validate
+
+_ANY = lambda v: v  # noqa: E731 (accepted and ignored: vectors, reranking, LLM features)
+
+RETRIEVAL = Schema(
+    {
+        "question": string(),
+        "dataset_ids": _ANY,
+        "document_ids": _ANY,
+        "page": integer(1, 100_000),
+        "page_size": integer(1, 10_000),
+        "similarity_threshold": number(0.0, 1.0),
+        "vector_similarity_weight": number(0.0, 1.0),
+        "top_k": integer(1, 100_000),
+        "keyword": boolean,
+        "highlight": lambda v: v if isinstance(v, bool) else string()(v),
+        "rerank_id": string(),
+        "cross_languages": _ANY,
+        "metadata_condition": _ANY,
+        "use_kg": boolean,
+    }
+)
+
+
+def _present(payload: dict[str, Any]) -> dict[str, Any]:
+    """The SDK sends null for every optional field it was not given: treat null as absent."""
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+def retrieval(ctx: Ctx) -> Response:
+    raw = _present(read_json(ctx.request))
+    dataset_ids = raw.get("dataset_ids")
+    if not dataset_ids:
+        raise data_error("`dataset_ids` is required.")
+    if not isinstance(dataset_ids, list) or not all(isinstance(i, str) for i in dataset_ids):
+        raise data_error("`dataset_ids` should be a list")
+    datasets = []
+    for dataset_id in dataset_ids:
+        found = ctx.storage.get_dataset(ctx.tenant_id, dataset_id)
+        if found is None:
+            raise data_error(f"You don't own the dataset {dataset_id}.")
+        datasets.append(found)
+    if len({d["embedding_model"].split("@")[0] for d in datasets}) != 1:
+        raise data_error('Datasets use different embedding models."')
+    if "question" not in raw:
+        raise data_error("`question` is required.")
+    doc_ids = raw.get("document_ids", [])
+    if not isinstance(doc_ids, list) or not all(isinstance(i, str) for i in doc_ids):
+        raise data_error("`documents` should be a list")
+    req = validate(RETRIEVAL, raw)
+    if doc_ids:
+        owned = ctx.storage.documents_in([str(d["id"]) for d in datasets])
+        for doc_id in doc_ids:
+            if doc_id not in owned:
+                raise data_error(f"The datasets don't own the document {doc_id}")
+    highlight = req.get("highlight", True) not in (False, "False", "false")
+    result = search.retrieve(
+        ctx.storage,
+        dataset_ids=[str(d["id"]) for d in datasets],
+        doc_ids=doc_ids,
+        question=req["question"],
+        page=Page(req.get("page", 1), req.get("page_size", 30)),
+        similarity_threshold=req.get("similarity_threshold", 0.2),
+        top_k=req.get("top_k", 1024),
+        with_highlight=highlight,
+    )
+    return ok(result)

@@ -1,0 +1,122 @@
+"""Every DDL statement of the SQLite backend, as numbered migrations.
+
+Migration N brings the schema from user_version N-1 to N. They run inside one
+``BEGIN IMMEDIATE`` transaction, so several processes starting at once apply
+each migration exactly once (the others wait on the lock, then see the new
+version).
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema
+    """
+    CREATE TABLE api_keys (
+        key_hash TEXT PRIMARY KEY,          -- sha256 hex of the key; the key itself is never stored
+        prefix TEXT NOT NULL,               -- first characters, to recognise a key in listings
+        tenant_id TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        create_time INTEGER NOT NULL,
+        revoked_time INTEGER
+    );
+    CREATE TABLE datasets (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        avatar TEXT,
+        description TEXT,
+        embedding_model TEXT NOT NULL DEFAULT '',
+        permission TEXT NOT NULL DEFAULT 'me',
+        chunk_method TEXT NOT NULL DEFAULT 'naive',
+        parser_config TEXT NOT NULL DEFAULT '{}',
+        pagerank INTEGER NOT NULL DEFAULT 0,
+        language TEXT NOT NULL DEFAULT 'English',
+        create_time INTEGER NOT NULL,
+        update_time INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX datasets_tenant_name ON datasets(tenant_id, name COLLATE NOCASE);
+    CREATE TABLE documents (
+        id TEXT PRIMARY KEY,
+        dataset_id TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        suffix TEXT NOT NULL,
+        type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        location TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        chunk_method TEXT NOT NULL,
+        parser_config TEXT NOT NULL DEFAULT '{}',
+        meta_fields TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL DEFAULT '1',
+        run TEXT NOT NULL DEFAULT '0',
+        progress REAL NOT NULL DEFAULT 0,
+        progress_msg TEXT NOT NULL DEFAULT '',
+        process_begin_at REAL,
+        process_duration REAL NOT NULL DEFAULT 0,
+        chunk_count INTEGER NOT NULL DEFAULT 0,
+        token_count INTEGER NOT NULL DEFAULT 0,
+        create_time INTEGER NOT NULL,
+        update_time INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX documents_dataset_name ON documents(dataset_id, name);
+    CREATE INDEX documents_dataset_time ON documents(dataset_id, create_time);
+    CREATE TABLE chunks (
+        seq INTEGER PRIMARY KEY,            -- stable rowid shared with chunks_fts
+        id TEXT NOT NULL UNIQUE,            -- xxhash64 hex of content + document id
+        doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        dataset_id TEXT NOT NULL,
+        docnm TEXT NOT NULL,                -- the document's name, indexed as the title
+        content TEXT NOT NULL,
+        important_keywords TEXT NOT NULL DEFAULT '[]',
+        questions TEXT NOT NULL DEFAULT '[]',
+        available INTEGER NOT NULL DEFAULT 1,
+        positions TEXT NOT NULL DEFAULT '[]',
+        token_count INTEGER NOT NULL DEFAULT 0,
+        create_time REAL NOT NULL
+    );
+    CREATE INDEX chunks_doc ON chunks(doc_id, seq);
+    CREATE INDEX chunks_dataset ON chunks(dataset_id);
+    -- rf_words() and rf_title() are registered on every connection api.storage opens: they
+    -- split text exactly like api.text.tokens (rf_title drops the file extension), so the
+    -- index and the queries agree.
+    CREATE VIRTUAL TABLE chunks_fts USING fts5(
+        content, title, keywords, questions, tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts (rowid, content, title, keywords, questions) VALUES (
+            new.seq, rf_words(new.content), rf_title(new.docnm),
+            rf_words(new.important_keywords), rf_words(new.questions));
+    END;
+    CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+        DELETE FROM chunks_fts WHERE rowid = old.seq;
+    END;
+    CREATE TRIGGER chunks_fts_update AFTER UPDATE OF content, docnm, important_keywords,
+        questions ON chunks BEGIN
+        DELETE FROM chunks_fts WHERE rowid = old.seq;
+        INSERT INTO chunks_fts (rowid, content, title, keywords, questions) VALUES (
+            new.seq, rf_words(new.content), rf_title(new.docnm),
+            rf_words(new.important_keywords), rf_words(new.questions));
+    END;
+    CREATE TABLE tasks (
+        id TEXT PRIMARY KEY,
+        doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        dataset_id TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('queued','leased','done','failed','cancelled')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        lease_owner TEXT,
+        lease_expires REAL,
+        enqueued_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        last_error TEXT
+    );
+    CREATE INDEX tasks_ready ON tasks(state, lease_expires, enqueued_at);
+    CREATE INDEX tasks_doc ON tasks(doc_id);
+    CREATE TABLE executors (
+        consumer TEXT PRIMARY KEY,
+        host TEXT NOT NULL, pid INTEGER NOT NULL,
+        current_task TEXT, done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
+        started_at REAL NOT NULL, last_beat REAL NOT NULL, state TEXT NOT NULL
+    );
+    """,
+)

@@ -1,0 +1,738 @@
+"""SQLite backend: per-process lazy connections, safe migrations, and every query."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import xxhash
+
+from api import text
+from api.storage.base import (
+    Conflict,
+    DocumentFilter,
+    NotFound,
+    Page,
+    Row,
+    Upload,
+)
+from api.storage.schema import MIGRATIONS
+
+BUSY_TIMEOUT_MS = 30_000
+_local = threading.local()
+
+
+def _words(value: object) -> str:
+    return " ".join(text.tokens(value)) if isinstance(value, str) else ""
+
+
+def _title(value: object) -> str:
+    if not isinstance(value, str):
+        return ""
+    stem, dot, _ = value.rpartition(".")
+    return _words(stem if dot and stem else value)
+
+
+def _open(db_path: Path) -> sqlite3.Connection:
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True
+    )
+    conn.row_factory = sqlite3.Row
+    conn.create_function("rf_words", 1, _words, deterministic=True)
+    conn.create_function("rf_title", 1, _title, deterministic=True)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    migrate(conn)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; safe when several processes do it at once."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= len(MIGRATIONS):
+        return len(MIGRATIONS)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        for number in range(version, len(MIGRATIONS)):
+            for statement in _statements(MIGRATIONS[number]):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+    return len(MIGRATIONS)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration into statements (sqlite3.complete_statement knows about triggers)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        if line.strip().startswith("--") and not pending.strip():
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()[:80]}")
+
+
+def connection(db_path: Path) -> sqlite3.Connection:
+    """This process's and thread's connection to ``db_path``, opened on first use.
+
+    Cached per pid, so a forked child never reuses its parent's connection."""
+    cache: dict[tuple[int, Path], sqlite3.Connection] | None = getattr(_local, "conns", None)
+    pid = os.getpid()
+    if cache is None or getattr(_local, "pid", None) != pid:
+        cache = {}  # inherited from the parent across fork: never touch those connections
+        _local.conns = cache
+        _local.pid = pid
+    conn = cache.get((pid, db_path))
+    if conn is None:
+        conn = _open(db_path)
+        cache[(pid, db_path)] = conn
+    return conn
+
+
+def close_all() -> None:
+    cache: dict[tuple[int, Path], sqlite3.Connection] = getattr(_local, "conns", {})
+    if getattr(_local, "pid", None) == os.getpid():
+        for conn in cache.values():
+            conn.close()
+    _local.conns = {}
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction (BEGIN IMMEDIATE), or a savepoint inside the caller's."""
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT storage_op")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK TO storage_op")
+            conn.execute("RELEASE storage_op")
+            raise
+        conn.execute("RELEASE storage_op")
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+def chunk_id(content: str, doc_id: str) -> str:
+    return xxhash.xxh64((content + doc_id).encode("utf-8")).hexdigest()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _json_list(value: Any) -> str:
+    return json.dumps(list(value) if isinstance(value, list | tuple) else [], ensure_ascii=False)
+
+
+def _refresh_counts(conn: sqlite3.Connection, doc_id: str) -> tuple[int, int]:
+    row = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(token_count), 0) FROM chunks WHERE doc_id = ?", (doc_id,)
+    ).fetchone()
+    counts = (int(row[0]), int(row[1]))
+    conn.execute(
+        "UPDATE documents SET chunk_count = ?, token_count = ? WHERE id = ?", (*counts, doc_id)
+    )
+    return counts
+
+
+def replace_document_chunks(
+    conn: sqlite3.Connection, doc_id: str, chunks: Sequence[Mapping[str, Any]]
+) -> tuple[int, int]:
+    """Replace every chunk of ``doc_id`` inside the caller's transaction.
+
+    Each chunk: ``content`` (str), optional ``important_keywords``, ``questions``,
+    ``positions`` (lists), ``available`` (bool; a disabled document's chunks are never
+    available), ``token_count`` (int; counted with api.text when absent). Identical
+    contents collapse into one chunk (same id). Updates the document's
+    chunk_count/token_count and returns them."""
+    doc = conn.execute(
+        "SELECT dataset_id, name, status FROM documents WHERE id = ?", (doc_id,)
+    ).fetchone()
+    if doc is None:
+        raise NotFound(f"Document {doc_id} does not exist")
+    conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+    created = time.time()
+    for chunk in chunks:
+        content = str(chunk.get("content", ""))
+        tokens = chunk.get("token_count")
+        conn.execute(
+            "INSERT OR IGNORE INTO chunks (id, doc_id, dataset_id, docnm, content,"
+            " important_keywords, questions, available, positions, token_count, create_time)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                chunk_id(content, doc_id),
+                doc_id,
+                doc["dataset_id"],
+                doc["name"],
+                content,
+                _json_list(chunk.get("important_keywords")),
+                _json_list(chunk.get("questions")),
+                1 if chunk.get("available", True) and doc["status"] == "1" else 0,
+                _json_list(chunk.get("positions")),
+                int(tokens) if isinstance(tokens, int) else text.count_tokens(content),
+                created,
+            ),
+        )
+    return _refresh_counts(conn, doc_id)
+
+
+_DATASET_SELECT = (
+    "SELECT d.*, (SELECT COUNT(*) FROM documents WHERE dataset_id = d.id) AS document_count,"
+    " (SELECT COALESCE(SUM(chunk_count), 0) FROM documents WHERE dataset_id = d.id)"
+    " AS chunk_count,"
+    " (SELECT COALESCE(SUM(token_count), 0) FROM documents WHERE dataset_id = d.id) AS token_num"
+    " FROM datasets d"
+)
+_DATASET_COLUMNS = (
+    "name",
+    "avatar",
+    "description",
+    "embedding_model",
+    "permission",
+    "chunk_method",
+    "parser_config",
+    "pagerank",
+)
+_DOCUMENT_COLUMNS = ("name", "chunk_method", "parser_config", "meta_fields", "status")
+_CHUNK_COLUMNS = ("content", "important_keywords", "questions", "available", "positions")
+_JSON_COLUMNS = frozenset(
+    {"parser_config", "meta_fields", "important_keywords", "questions", "positions"}
+)
+
+
+def _row(row: sqlite3.Row | None) -> Row | None:
+    if row is None:
+        return None
+    out: Row = {}
+    for key in row.keys():  # noqa: SIM118 (sqlite3.Row has no __iter__ over keys)
+        value = row[key]
+        out[key] = json.loads(value) if key in _JSON_COLUMNS and isinstance(value, str) else value
+    return out
+
+
+def _rows(rows: Iterable[sqlite3.Row]) -> list[Row]:
+    return [r for r in (_row(x) for x in rows) if r is not None]
+
+
+def _encode(column: str, value: Any) -> Any:
+    if column in _JSON_COLUMNS:
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _like(value: str) -> str:
+    return "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _fts_query(terms: Sequence[str]) -> str:
+    return " OR ".join(f'"{t}"' for t in terms)
+
+
+class SqliteStorage:
+    """The Storage interface on one SQLite file under DATA_DIR."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.db_path = data_dir / "ragflow.db"
+        self.files_dir = data_dir / "files"
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return connection(self.db_path)
+
+    def check(self) -> None:
+        self.conn.execute("SELECT COUNT(*) FROM datasets").fetchone()
+
+    # keys ----------------------------------------------------------------------------
+    def add_key(self, key_hash: str, prefix: str, tenant_id: str, name: str) -> None:
+        with transaction(self.conn) as c:
+            c.execute(
+                "INSERT INTO api_keys (key_hash, prefix, tenant_id, name, create_time)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (key_hash, prefix, tenant_id, name, now_ms()),
+            )
+
+    def key_tenant(self, key_hash: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT key_hash, tenant_id FROM api_keys WHERE key_hash = ? AND revoked_time IS NULL",
+            (key_hash,),
+        ).fetchone()
+        return None if row is None else str(row["tenant_id"])
+
+    def list_keys(self) -> list[Row]:
+        return _rows(
+            self.conn.execute(
+                "SELECT prefix, tenant_id, name, create_time, revoked_time FROM api_keys"
+                " ORDER BY create_time"
+            )
+        )
+
+    def revoke_keys(self, prefix: str) -> int:
+        with transaction(self.conn) as c:
+            cur = c.execute(
+                "UPDATE api_keys SET revoked_time = ? WHERE revoked_time IS NULL"
+                " AND (substr(key_hash, 1, length(?)) = ? OR prefix = ?)",
+                (now_ms(), prefix, prefix, prefix),
+            )
+            return cur.rowcount
+
+    # datasets ------------------------------------------------------------------------
+    def create_dataset(self, tenant_id: str, fields: Mapping[str, Any]) -> Row:
+        dataset_id = uuid.uuid1().hex
+        now = now_ms()
+        with transaction(self.conn) as c:
+            base = str(fields["name"])
+            name = base
+            for n in range(1, 10_000):
+                if not c.execute(
+                    "SELECT 1 FROM datasets WHERE tenant_id = ? AND name = ? COLLATE NOCASE",
+                    (tenant_id, name),
+                ).fetchone():
+                    break
+                name = f"{base}({n})"
+            values = {col: _encode(col, fields[col]) for col in _DATASET_COLUMNS if col in fields}
+            values["name"] = name
+            columns = ["id", "tenant_id", "create_time", "update_time", *values]
+            c.execute(
+                f"INSERT INTO datasets ({', '.join(columns)})"
+                f" VALUES ({', '.join('?' * len(columns))})",
+                (dataset_id, tenant_id, now, now, *values.values()),
+            )
+        found = self.get_dataset(tenant_id, dataset_id)
+        if found is None:
+            raise NotFound(f"Dataset {dataset_id} vanished after creation")
+        return found
+
+    def get_dataset(self, tenant_id: str, dataset_id: str) -> Row | None:
+        return _row(
+            self.conn.execute(
+                f"{_DATASET_SELECT} WHERE d.tenant_id = ? AND d.id = ?", (tenant_id, dataset_id)
+            ).fetchone()
+        )
+
+    def dataset_named(self, tenant_id: str, name: str) -> Row | None:
+        return _row(
+            self.conn.execute(
+                f"{_DATASET_SELECT} WHERE d.tenant_id = ? AND d.name = ? COLLATE NOCASE",
+                (tenant_id, name),
+            ).fetchone()
+        )
+
+    def list_datasets(
+        self,
+        tenant_id: str,
+        page: Page,
+        orderby: str,
+        desc: bool,
+        dataset_id: str | None = None,
+        name: str | None = None,
+    ) -> tuple[list[Row], int]:
+        where, args = ["d.tenant_id = ?"], [tenant_id]
+        if dataset_id:
+            where.append("d.id = ?")
+            args.append(dataset_id)
+        if name:
+            where.append("d.name = ? COLLATE NOCASE")
+            args.append(name)
+        clause = " AND ".join(where)
+        total = self.conn.execute(
+            f"SELECT COUNT(*) FROM datasets d WHERE {clause}", args
+        ).fetchone()[0]
+        order = "update_time" if orderby == "update_time" else "create_time"
+        direction = "DESC" if desc else "ASC"  # ties: insertion order, same direction
+        rows = self.conn.execute(
+            f"{_DATASET_SELECT} WHERE {clause} ORDER BY d.{order} {direction},"
+            f" d.rowid {direction} LIMIT ? OFFSET ?",
+            (*args, page.size, page.offset),
+        )
+        return _rows(rows), int(total)
+
+    def update_dataset(self, tenant_id: str, dataset_id: str, changes: Mapping[str, Any]) -> Row:
+        with transaction(self.conn) as c:
+            if "name" in changes:
+                clash = c.execute(
+                    "SELECT 1 FROM datasets WHERE tenant_id = ? AND name = ? COLLATE NOCASE"
+                    " AND id != ?",
+                    (tenant_id, changes["name"], dataset_id),
+                ).fetchone()
+                if clash:
+                    raise Conflict(f"Dataset name '{changes['name']}' already exists")
+            values = {col: _encode(col, changes[col]) for col in _DATASET_COLUMNS if col in changes}
+            sets = ", ".join(f"{col} = ?" for col in values)
+            cur = c.execute(
+                f"UPDATE datasets SET {sets}{', ' if sets else ''}update_time = ?"
+                " WHERE tenant_id = ? AND id = ?",
+                (*values.values(), now_ms(), tenant_id, dataset_id),
+            )
+            if cur.rowcount != 1:
+                raise NotFound(dataset_id)
+        found = self.get_dataset(tenant_id, dataset_id)
+        if found is None:
+            raise NotFound(dataset_id)
+        return found
+
+    def delete_datasets(self, tenant_id: str, dataset_ids: Sequence[str]) -> int:
+        """Delete the datasets (with documents, chunks, tasks, files) in one transaction."""
+        with transaction(self.conn) as c:
+            deleted = 0
+            for dataset_id in dataset_ids:
+                deleted += c.execute(
+                    "DELETE FROM datasets WHERE tenant_id = ? AND id = ?", (tenant_id, dataset_id)
+                ).rowcount
+        for dataset_id in dataset_ids:
+            shutil.rmtree(self.files_dir / dataset_id, ignore_errors=True)
+        return deleted
+
+    def tenant_dataset_ids(self, tenant_id: str) -> list[str]:
+        rows = self.conn.execute("SELECT id FROM datasets WHERE tenant_id = ?", (tenant_id,))
+        return [str(r[0]) for r in rows]
+
+    # documents -----------------------------------------------------------------------
+    def file_path(self, document: Mapping[str, Any]) -> Path:
+        return self.files_dir / str(document["dataset_id"]) / str(document["id"])
+
+    def add_documents(
+        self, dataset: Mapping[str, Any], uploads: Sequence[Upload], created_by: str
+    ) -> list[Row]:
+        """Store the files and their rows together: all of them, or none."""
+        folder = self.files_dir / str(dataset["id"])
+        folder.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []  # every file this call created; removed if anything fails
+        ids: list[str] = []
+        try:
+            staged: list[tuple[Path, int]] = []
+            for upload in uploads:
+                tmp = folder / f".upload-{uuid.uuid4().hex}"
+                written.append(tmp)
+                staged.append((tmp, _copy(upload.stream, tmp)))
+            with transaction(self.conn) as c:
+                for upload, (tmp, size) in zip(uploads, staged, strict=True):
+                    doc_id = uuid.uuid1().hex
+                    name = _free_name(c, str(dataset["id"]), upload.name)
+                    now = now_ms()
+                    c.execute(
+                        "INSERT INTO documents (id, dataset_id, name, suffix, type, size,"
+                        " location, created_by, chunk_method, parser_config, create_time,"
+                        " update_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            doc_id,
+                            dataset["id"],
+                            name,
+                            upload.suffix,
+                            upload.file_type,
+                            size,
+                            name,
+                            created_by,
+                            upload.chunk_method or dataset["chunk_method"],
+                            json.dumps(dataset["parser_config"], ensure_ascii=False),
+                            now,
+                            now,
+                        ),
+                    )
+                    final = folder / doc_id
+                    written.append(final)
+                    os.replace(tmp, final)
+                    ids.append(doc_id)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        return [d for d in (self.get_document(str(dataset["id"]), i) for i in ids) if d]
+
+    def get_document(self, dataset_id: str, doc_id: str) -> Row | None:
+        return _row(
+            self.conn.execute(
+                "SELECT * FROM documents WHERE dataset_id = ? AND id = ?", (dataset_id, doc_id)
+            ).fetchone()
+        )
+
+    def document_named(self, dataset_id: str, name: str) -> Row | None:
+        return _row(
+            self.conn.execute(
+                "SELECT * FROM documents WHERE dataset_id = ? AND name = ?", (dataset_id, name)
+            ).fetchone()
+        )
+
+    def list_documents(
+        self, dataset_id: str, flt: DocumentFilter, page: Page
+    ) -> tuple[list[Row], int]:
+        where, args = ["dataset_id = ?"], [dataset_id]
+        if flt.keywords:
+            where.append("name LIKE ? ESCAPE '\\'")
+            args.append(_like(flt.keywords))
+        if flt.doc_id:
+            where.append("id = ?")
+            args.append(flt.doc_id)
+        if flt.name:
+            where.append("name = ?")
+            args.append(flt.name)
+        if flt.suffixes:
+            where.append(f"suffix IN ({', '.join('?' * len(flt.suffixes))})")
+            args.extend(flt.suffixes)
+        if flt.runs:
+            where.append(f"run IN ({', '.join('?' * len(flt.runs))})")
+            args.extend(flt.runs)
+        if flt.create_time_from:
+            where.append("create_time >= ?")
+            args.append(str(flt.create_time_from))
+        if flt.create_time_to:
+            where.append("create_time <= ?")
+            args.append(str(flt.create_time_to))
+        clause = " AND ".join(where)
+        total = self.conn.execute(f"SELECT COUNT(*) FROM documents WHERE {clause}", args)
+        order = flt.orderby if flt.orderby in ("update_time", "name", "size") else "create_time"
+        direction = "DESC" if flt.desc else "ASC"  # ties: insertion order, same direction
+        rows = self.conn.execute(
+            f"SELECT * FROM documents WHERE {clause} ORDER BY {order} {direction},"
+            f" rowid {direction} LIMIT ? OFFSET ?",
+            (*args, page.size, page.offset),
+        )
+        return _rows(rows), int(total.fetchone()[0])
+
+    def update_document(
+        self, doc: Mapping[str, Any], changes: Mapping[str, Any], reset: bool = False
+    ) -> Row:
+        """Apply ``changes``; ``reset`` also drops the chunks and sets the document UNSTART."""
+        doc_id = str(doc["id"])
+        with transaction(self.conn) as c:
+            if (
+                "name" in changes
+                and c.execute(
+                    "SELECT 1 FROM documents WHERE dataset_id = ? AND name = ? AND id != ?",
+                    (doc["dataset_id"], changes["name"], doc_id),
+                ).fetchone()
+            ):
+                raise Conflict("Duplicated document name in the same dataset.")
+            values = {
+                col: _encode(col, changes[col]) for col in _DOCUMENT_COLUMNS if col in changes
+            }
+            if "name" in values:
+                values["location"] = values["name"]
+                c.execute("UPDATE chunks SET docnm = ? WHERE doc_id = ?", (values["name"], doc_id))
+            if reset:
+                replace_document_chunks(c, doc_id, [])
+                c.execute(
+                    "UPDATE tasks SET state = 'cancelled', finished_at = ?, lease_owner = NULL,"
+                    " lease_expires = NULL, last_error = 'chunk method changed'"
+                    " WHERE doc_id = ? AND state IN ('queued', 'leased')",
+                    (time.time(), doc_id),
+                )
+                values.update(run="0", progress=0, progress_msg="", process_duration=0)
+            if "status" in values:
+                c.execute(
+                    "UPDATE chunks SET available = ? WHERE doc_id = ?",
+                    (int(values["status"]), doc_id),
+                )
+            sets = "".join(f"{col} = ?, " for col in values)
+            c.execute(
+                f"UPDATE documents SET {sets}update_time = ? WHERE id = ?",
+                (*values.values(), now_ms(), doc_id),
+            )
+        found = self.get_document(str(doc["dataset_id"]), doc_id)
+        if found is None:
+            raise NotFound(doc_id)
+        return found
+
+    def delete_documents(self, dataset_id: str, doc_ids: Sequence[str]) -> list[str]:
+        """Delete the documents that exist; returns the ids that did not."""
+        missing: list[str] = []
+        with transaction(self.conn) as c:
+            for doc_id in doc_ids:
+                cur = c.execute(
+                    "DELETE FROM documents WHERE dataset_id = ? AND id = ?", (dataset_id, doc_id)
+                )
+                if cur.rowcount == 0:
+                    missing.append(doc_id)
+        for doc_id in doc_ids:
+            if doc_id not in missing:
+                (self.files_dir / dataset_id / doc_id).unlink(missing_ok=True)
+        return missing
+
+    def document_ids(self, dataset_id: str) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT id FROM documents WHERE dataset_id = ? ORDER BY create_time", (dataset_id,)
+        )
+        return [str(r[0]) for r in rows]
+
+    # chunks --------------------------------------------------------------------------
+    def list_chunks(
+        self, doc_id: str, page: Page, keywords: str = "", chunk: str = ""
+    ) -> tuple[list[Row], int]:
+        where, args = ["c.doc_id = ?"], [doc_id]
+        join = ""
+        if chunk:
+            where.append("c.id = ?")
+            args.append(chunk)
+        terms = text.query_terms(keywords) if keywords else []
+        if terms:
+            join = " JOIN chunks_fts f ON f.rowid = c.seq"
+            where.append("chunks_fts MATCH ?")
+            args.append(_fts_query(terms))
+        clause = " AND ".join(where)
+        total = self.conn.execute(f"SELECT COUNT(*) FROM chunks c{join} WHERE {clause}", args)
+        rows = self.conn.execute(
+            f"SELECT c.* FROM chunks c{join} WHERE {clause} ORDER BY c.seq LIMIT ? OFFSET ?",
+            (*args, page.size, page.offset),
+        )
+        return _rows(rows), int(total.fetchone()[0])
+
+    def get_chunk(self, doc_id: str, chunk: str) -> Row | None:
+        return _row(
+            self.conn.execute(
+                "SELECT * FROM chunks WHERE doc_id = ? AND id = ?", (doc_id, chunk)
+            ).fetchone()
+        )
+
+    def add_chunk(self, doc: Mapping[str, Any], fields: Mapping[str, Any]) -> Row:
+        doc_id = str(doc["id"])
+        content = str(fields["content"])
+        new_id = chunk_id(content, doc_id)
+        with transaction(self.conn) as c:
+            if c.execute("SELECT 1 FROM chunks WHERE id = ?", (new_id,)).fetchone():
+                raise Conflict(f"Chunk {new_id} with the same content already exists")
+            c.execute(
+                "INSERT INTO chunks (id, doc_id, dataset_id, docnm, content, important_keywords,"
+                " questions, available, token_count, create_time)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    new_id,
+                    doc_id,
+                    doc["dataset_id"],
+                    doc["name"],
+                    content,
+                    _json_list(fields.get("important_keywords")),
+                    _json_list(fields.get("questions")),
+                    1 if str(doc.get("status", "1")) == "1" else 0,
+                    text.count_tokens(content),
+                    time.time(),
+                ),
+            )
+            _refresh_counts(c, doc_id)
+        found = self.get_chunk(doc_id, new_id)
+        if found is None:
+            raise NotFound(new_id)
+        return found
+
+    def update_chunk(self, doc_id: str, chunk: str, changes: Mapping[str, Any]) -> Row:
+        values = {col: _encode(col, changes[col]) for col in _CHUNK_COLUMNS if col in changes}
+        if "content" in values:
+            values["token_count"] = text.count_tokens(str(values["content"]))
+        with transaction(self.conn) as c:
+            if values:
+                sets = ", ".join(f"{col} = ?" for col in values)
+                cur = c.execute(
+                    f"UPDATE chunks SET {sets} WHERE doc_id = ? AND id = ?",
+                    (*values.values(), doc_id, chunk),
+                )
+                if cur.rowcount != 1:
+                    raise NotFound(chunk)
+            _refresh_counts(c, doc_id)
+        found = self.get_chunk(doc_id, chunk)
+        if found is None:
+            raise NotFound(chunk)
+        return found
+
+    def delete_chunks(self, doc_id: str, chunk_ids: Sequence[str] | None) -> int:
+        with transaction(self.conn) as c:
+            if chunk_ids is None:
+                deleted = c.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,)).rowcount
+            else:
+                deleted = sum(
+                    c.execute(
+                        "DELETE FROM chunks WHERE doc_id = ? AND id = ?", (doc_id, cid)
+                    ).rowcount
+                    for cid in chunk_ids
+                )
+            _refresh_counts(c, doc_id)
+        return deleted
+
+    def search_chunks(
+        self,
+        dataset_ids: Sequence[str],
+        doc_ids: Sequence[str],
+        terms: Sequence[str],
+        limit: int,
+    ) -> list[Row]:
+        """Available chunks matching any term, best BM25 first (content < title < keywords
+        < questions in weight), at most ``limit``."""
+        if not terms or not dataset_ids:
+            return []
+        where = [
+            "chunks_fts MATCH ?",
+            "c.available = 1",
+            f"c.dataset_id IN ({', '.join('?' * len(dataset_ids))})",
+        ]
+        args: list[Any] = [_fts_query(terms), *dataset_ids]
+        if doc_ids:
+            where.append(f"c.doc_id IN ({', '.join('?' * len(doc_ids))})")
+            args.extend(doc_ids)
+        rows = self.conn.execute(
+            "SELECT c.*, bm25(chunks_fts, 1.0, 2.0, 3.0, 4.0) AS bm25 FROM chunks_fts"
+            f" JOIN chunks c ON c.seq = chunks_fts.rowid WHERE {' AND '.join(where)}"
+            " ORDER BY bm25 LIMIT ?",
+            (*args, limit),
+        )
+        return _rows(rows)
+
+    def documents_in(self, dataset_ids: Sequence[str]) -> set[str]:
+        if not dataset_ids:
+            return set()
+        rows = self.conn.execute(
+            f"SELECT id FROM documents WHERE dataset_id IN ({', '.join('?' * len(dataset_ids))})",
+            tuple(dataset_ids),
+        )
+        return {str(r[0]) for r in rows}
+
+
+def _copy(stream: IO[bytes], target: Path) -> int:
+    size = 0
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        while block := stream.read(1024 * 1024):
+            out.write(block)
+            size += len(block)
+        out.flush()
+        os.fsync(out.fileno())
+    return size
+
+
+def _free_name(conn: sqlite3.Connection, dataset_id: str, name: str) -> str:
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    candidate = name
+    for n in range(1, 100_000):
+        if not conn.execute(
+            "SELECT 1 FROM documents WHERE dataset_id = ? AND name = ?", (dataset_id, candidate)
+        ).fetchone():
+            return candidate
+        candidate = f"{stem}({n}).{ext}" if dot else f"{stem}({n})"
+    raise Conflict(f"Too many documents named {name!r}")

@@ -1,0 +1,378 @@
+"""Task executor: ``python -m api.task_executor --consumer-num N``.
+
+One process per supervisord program instance, consumer id ``<host id>_<N>``
+(stable across restarts). The main thread claims one task at a time with a
+lease, runs it in a worker thread, renews the lease and beats the heartbeat
+while the worker parses. The worker checks between sections whether the claim
+is still current (cancelled, or lost after a lease expiry) and stops if not.
+
+SIGTERM/SIGINT: stop claiming; let the current task finish within
+TASK_STOP_TIMEOUT, else hand it back to the queue (``api.queue.release``); exit 0.
+A repeated signal changes nothing. A worker still busy PARSE_TIMEOUT + 5 s after
+its claim (blocked inside one section) gets its document failed, and the program
+exits 1 so that supervisord replaces the process and the stuck thread. Dev mode
+runs the same loop in a thread of the serving process (``start_in_process``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from api import config, logs, queue, storage
+from api.parsing import limits as parse_limits
+from api.parsing.parsers import ParseError
+from api.parsing.pipeline import build_chunks
+
+log = logging.getLogger("api.task_executor")
+
+_STEP = 0.1  # seconds: how often waits look at the stop flag
+_PROGRESS_EVERY = 0.5  # seconds between claim checks / progress updates of a worker
+_STUCK_GRACE = 5.0  # seconds past PARSE_TIMEOUT before a worker counts as stuck
+
+
+class _Abandoned(Exception):
+    """The claim is no longer ours (cancelled, superseded, lease lost, handed back)."""
+
+
+@dataclass
+class _Job:
+    task: queue.Task
+    abandon: threading.Event
+    finished: threading.Event
+    outcome: str = ""  # done | failed | abandoned | error
+
+
+class Executor:
+    """The claim/work loop of one consumer. ``run`` returns when ``stop`` was called
+    and the current task is finished or handed back."""
+
+    def __init__(
+        self,
+        consumer: str,
+        data_dir: Path,
+        settings: config.TaskSettings,
+        limits: parse_limits.Limits,
+        exit_when_stuck: bool = True,
+    ) -> None:
+        self.consumer = consumer
+        self.exit_when_stuck = exit_when_stuck
+        self.stuck = False  # a worker never came back: the process should be replaced
+        self.data_dir = data_dir
+        self.settings = settings
+        self.limits = limits
+        self.files = storage.get_storage(data_dir)
+        self.done = 0
+        self.failed = 0
+        self.started_at = time.time()
+        self._stop_deadline: float | None = None  # monotonic; set once by stop()
+        self._job: _Job | None = None
+        self._next_beat = 0.0
+
+    # -- control -------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop claiming; the current task gets TASK_STOP_TIMEOUT to finish. Repeated
+        calls change nothing. Safe in a signal handler (sets plain attributes only)."""
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + self.settings.stop_timeout
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_deadline is not None
+
+    def _conn(self) -> sqlite3.Connection:
+        return storage.get_connection(self.data_dir)
+
+    def _beat(self, state: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now < self._next_beat:
+            return
+        self._next_beat = now + self.settings.heartbeat_seconds
+        job = self._job
+        try:
+            queue.heartbeat(
+                self.consumer,
+                host=self.settings.host_id,
+                pid=os.getpid(),
+                started_at=self.started_at,
+                state=state,
+                current_task=job.task.id if job else None,
+                done=self.done,
+                failed=self.failed,
+                conn=self._conn(),
+            )
+        except sqlite3.Error as exc:
+            log.warning("heartbeat of %s failed: %s", self.consumer, exc)
+
+    # -- main loop -----------------------------------------------------------------------
+    def run(self) -> None:
+        log.info(
+            "executor %s started (pid %d, lease %ss, stop timeout %ss)",
+            self.consumer,
+            os.getpid(),
+            self.settings.lease_seconds,
+            self.settings.stop_timeout,
+        )
+        self._beat("idle", force=True)
+        poll = self.settings.poll_ms / 1000
+        while not self.stopping and not self.stuck:
+            try:
+                task = queue.claim(
+                    self.consumer,
+                    self.settings.lease_seconds,
+                    max_attempts=self.settings.max_attempts,
+                    conn=self._conn(),
+                )
+            except sqlite3.Error as exc:
+                log.warning("claiming a task failed, retrying: %s", exc)
+                task = None
+            if task is None:
+                self._beat("idle")
+                self._sleep(poll)
+                continue
+            self._supervise(task)
+        self._beat("stopped", force=True)
+        storage.close_all()  # this thread's connection
+        log.info("executor %s stopped (done %d, failed %d)", self.consumer, self.done, self.failed)
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.stopping and (left := end - time.monotonic()) > 0:
+            time.sleep(min(_STEP, left))
+
+    def _supervise(self, task: queue.Task) -> None:
+        """Run ``task`` in a worker thread; renew its lease and beat until it ends,
+        or hand it back when the stop deadline passes first."""
+        job = _Job(task, threading.Event(), threading.Event())
+        self._job = job
+        self._beat("busy", force=True)
+        log.info("task %s (document %s, attempt %d) claimed", task.id, task.doc_id, task.attempts)
+        worker = threading.Thread(
+            target=self._work, args=(job,), name=f"parse-{task.id[:8]}", daemon=True
+        )
+        worker.start()
+        renew_every = max(self.settings.lease_seconds / 3, 0.5)
+        next_renew = time.monotonic() + renew_every
+        stuck_at = time.monotonic() + self.limits.timeout + _STUCK_GRACE
+        try:
+            while not job.finished.wait(_STEP):
+                self._beat("stopping" if self.stopping else "busy")
+                now = time.monotonic()
+                if self._stop_deadline is not None and now >= self._stop_deadline:
+                    self._hand_back(job)
+                    return
+                if now >= stuck_at:
+                    self._give_up_stuck(job)
+                    return
+                if now >= next_renew:
+                    next_renew = now + renew_every
+                    if not self._renew(task):
+                        job.abandon.set()
+        finally:
+            self._job = None
+        self._beat("stopping" if self.stopping else "idle", force=True)
+
+    def _renew(self, task: queue.Task) -> bool:
+        try:
+            return queue.renew(task, self.settings.lease_seconds, conn=self._conn())
+        except sqlite3.Error as exc:
+            log.warning("renewing the lease of task %s failed: %s", task.id, exc)
+            return True  # keep working; the lease still has time left
+
+    def _hand_back(self, job: _Job) -> None:
+        job.abandon.set()
+        try:
+            released = queue.release(job.task, "executor stopping", conn=self._conn())
+        except sqlite3.Error as exc:
+            released = False
+            log.warning("handing back task %s failed (its lease will expire): %s", job.task.id, exc)
+        log.warning(
+            "stop timeout (%ss) reached: task %s %s",
+            self.settings.stop_timeout,
+            job.task.id,
+            "handed back to the queue" if released else "was no longer ours",
+        )
+        job.finished.wait(0.3)  # supervisord's stopwaitsecs is TASK_STOP_TIMEOUT + 1
+
+    def _give_up_stuck(self, job: _Job) -> None:
+        """The parser ignored PARSE_TIMEOUT (blocked inside one section): fail the
+        document, and (as a program) exit so that supervisord starts a fresh process
+        without the stuck thread."""
+        job.abandon.set()
+        error = (
+            f"parsing did not stop within PARSE_TIMEOUT={self.limits.timeout:g}s"
+            f" (+{_STUCK_GRACE:g}s); the file is too large or too complex to parse"
+        )
+        try:
+            if queue.fail(job.task, error, conn=self._conn()):
+                self.failed += 1
+        except sqlite3.Error as exc:
+            log.error("task %s: recording the failure failed: %s", job.task.id, exc)
+        log.error("task %s: parser stuck: %s", job.task.id, error)
+        if self.exit_when_stuck:
+            self.stuck = True
+
+    # -- worker thread -------------------------------------------------------------------
+    def _work(self, job: _Job) -> None:
+        task = job.task
+        conn = self._conn()
+        next_check = time.monotonic() + _PROGRESS_EVERY
+
+        def checkpoint(sections: int) -> None:
+            nonlocal next_check
+            if job.abandon.is_set():
+                raise _Abandoned
+            if time.monotonic() < next_check:
+                return
+            next_check = time.monotonic() + _PROGRESS_EVERY
+            progress = 0.1 + 0.8 * sections / (sections + 200)
+            if not queue.report_progress(task, round(progress, 4), conn=conn):
+                raise _Abandoned
+
+        try:
+            if not queue.report_progress(task, 0.1, "Parsing started.", conn=conn):
+                raise _Abandoned
+            chunks = build_chunks(
+                self.files.file_path({"id": task.doc_id, "dataset_id": task.dataset_id}),
+                suffix=task.suffix or Path(task.name).suffix,
+                parser_config=task.parser_config,
+                limits=self.limits,
+                checkpoint=checkpoint,
+            )
+            if job.abandon.is_set():
+                raise _Abandoned
+            if not queue.complete(task, chunks, conn=conn):
+                raise _Abandoned
+            job.outcome = "done"
+            self.done += 1
+            log.info("task %s done: %d chunks", task.id, len(chunks))
+        except _Abandoned:
+            job.outcome = "abandoned"
+            log.info("task %s abandoned: cancelled, superseded or handed back", task.id)
+        except ParseError as exc:
+            self._fail(job, str(exc), conn)
+        except sqlite3.Error as exc:
+            # Storage trouble is not the document's fault: leave the lease to expire,
+            # so another attempt (counted, capped by TASK_MAX_ATTEMPTS) retries it.
+            job.outcome = "error"
+            log.error("task %s: storage error, leaving it for a retry: %s", task.id, exc)
+        except Exception as exc:  # a parser bug or MemoryError must not kill the executor
+            log.exception("task %s: unexpected error while parsing", task.id)
+            self._fail(job, f"unexpected {type(exc).__name__} while parsing: {exc}", conn)
+        finally:
+            storage.close_all()
+            job.finished.set()
+
+    def _fail(self, job: _Job, error: str, conn: sqlite3.Connection) -> None:
+        job.outcome = "failed"
+        try:
+            if queue.fail(job.task, error, conn=conn):
+                self.failed += 1
+                log.warning("task %s failed: %s", job.task.id, error)
+        except sqlite3.Error as exc:
+            log.error("task %s: recording the failure failed: %s", job.task.id, exc)
+
+
+def consumer_name(host_id: str, number: int) -> str:
+    return f"{host_id}_{number}"
+
+
+def build(
+    consumer_num: int, environ: dict[str, str] | None = None, exit_when_stuck: bool = True
+) -> Executor:
+    env = dict(os.environ) if environ is None else environ
+    settings = config.load_task_settings(env)
+    return Executor(
+        consumer_name(settings.host_id, consumer_num),
+        config.load(env).data_dir,
+        settings,
+        parse_limits.load(env),
+        exit_when_stuck,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m api.task_executor", description=__doc__)
+    parser.add_argument(
+        "--consumer-num",
+        type=int,
+        default=0,
+        help="this executor's number (supervisord's process_num); consumer id <host id>_<N>",
+    )
+    args = parser.parse_args(argv)
+    try:
+        executor = build(args.consumer_num)
+        logs.setup(config.load().log_format)
+    except (config.ConfigError, parse_limits.LimitsError) as exc:
+        print(f"task_executor: {exc}", file=sys.stderr)
+        return 2
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        executor.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    executor.run()
+    if executor.stuck:
+        log.error("exiting to get rid of a stuck parser thread; supervisord restarts the program")
+        return 1
+    return 0
+
+
+# -- dev mode: the loop in a thread of the serving process --------------------------------
+@dataclass
+class InProcess:
+    executor: Executor
+    thread: threading.Thread
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the loop: the current task finishes or is handed back; waits for it.
+        On the main thread, later SIGTERM/SIGINT are ignored from here on (Werkzeug's
+        handler would raise SystemExit again and cut the wait short)."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.executor.stop()
+        limit = self.executor.settings.stop_timeout + 2 if timeout is None else timeout
+        self.thread.join(limit)
+
+
+def _exit_on_term(signum: int, frame: FrameType | None) -> None:
+    sys.exit(0)
+
+
+def start_in_process(consumer_num: int = 0) -> InProcess:
+    """Start the executor loop in a background thread of this process (dev mode).
+
+    The thread is not a daemon: interpreter shutdown (exit, or the reloader's
+    restart) first stops it through threading's own exit hook, so the current
+    task finishes or is handed back. Call ``stop()`` to stop it earlier."""
+    executor = build(consumer_num, exit_when_stuck=False)  # the server must keep serving
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    ):
+        # Until the server installs its own handler (Werkzeug: the same sys.exit(0)), a
+        # SIGTERM would kill the process outright, with the executor mid-task.
+        signal.signal(signal.SIGTERM, _exit_on_term)
+    thread = threading.Thread(target=executor.run, name="task-executor", daemon=False)
+    handle = InProcess(executor, thread)
+    # Runs before the interpreter joins non-daemon threads (atexit would run after).
+    register: Callable[[Callable[[], None]], None] = getattr(threading, "_register_atexit")  # noqa: B009
+    register(handle.stop)
+    thread.start()
+    return handle
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""Request parsing and field validation with RAGFlow's (pydantic-shaped) error messages."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from werkzeug.wrappers import Request
+
+from api.envelope import argument_error
+
+Check = Callable[[Any], Any]
+
+
+class FieldError(ValueError):
+    """One invalid value; ``loc`` is filled in by the enclosing object validator."""
+
+    def __init__(self, message: str, value: Any, loc: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.value = value
+        self.loc = loc
+
+
+class ValidationFailed(ValueError):
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__(format_errors(errors))
+        self.errors = errors
+
+
+def _show(value: Any) -> str:
+    shown = str(value)
+    return shown[:125] + "..." if len(shown) > 128 else shown
+
+
+def format_errors(errors: list[FieldError]) -> str:
+    return "\n".join(
+        f"Field: <{'.'.join(e.loc)}> - Message: <{e.message}> - Value: <{_show(e.value)}>"
+        for e in errors
+    )
+
+
+def read_json(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object; an empty body is ``{}``."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return {}
+    if not request.is_json:
+        raise argument_error(
+            f"Unsupported content type: Expected application/json, got {request.content_type}"
+        )
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise argument_error(
+            "Malformed JSON syntax: Missing commas/brackets or invalid encoding"
+        ) from None
+    if payload is None or payload == [] or payload == "":
+        return {}
+    if not isinstance(payload, dict):
+        raise argument_error(
+            f"Invalid request payload: expected object, got {type(payload).__name__}"
+        )
+    return payload
+
+
+# --- field checks --------------------------------------------------------------------
+
+
+def optional(check: Check) -> Check:
+    def run(value: Any) -> Any:
+        return None if value is None else check(value)
+
+    return run
+
+
+def string(min_length: int = 0, max_length: int | None = None, strip: bool = False) -> Check:
+    def run(value: Any) -> str:
+        if not isinstance(value, str):
+            raise FieldError("Input should be a valid string", value)
+        text = value.strip() if strip else value
+        if len(text) < min_length:
+            unit = "character" if min_length == 1 else "characters"
+            raise FieldError(f"String should have at least {min_length} {unit}", value)
+        if max_length is not None and len(text) > max_length:
+            raise FieldError(f"String should have at most {max_length} characters", value)
+        return text
+
+    return run
+
+
+def integer(ge: int | None = None, le: int | None = None) -> Check:
+    def run(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise FieldError("Input should be a valid integer", value)
+        _bounds(value, ge, le)
+        return value
+
+    return run
+
+
+def number(ge: float | None = None, le: float | None = None) -> Check:
+    def run(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise FieldError("Input should be a valid number", value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise FieldError("Input should be a finite number", value)
+        _bounds(value, ge, le)
+        return float(value)
+
+    return run
+
+
+def _bounds(value: float, ge: float | None, le: float | None) -> None:
+    if ge is not None and value < ge:
+        raise FieldError(f"Input should be greater than or equal to {ge}", value)
+    if le is not None and value > le:
+        raise FieldError(f"Input should be less than or equal to {le}", value)
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise FieldError("Input should be a valid boolean", value)
+    return value
+
+
+def literal(*choices: str) -> Check:
+    quoted = [f"'{c}'" for c in choices]
+    shown = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+    def run(value: Any) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise FieldError(f"Input should be {shown}", value)
+        return value
+
+    return run
+
+
+def list_of(item: Check) -> Check:
+    def run(value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise FieldError("Input should be a valid list", value)
+        out, errors = [], []
+        for index, element in enumerate(value):
+            try:
+                out.append(item(element))
+            except FieldError as exc:
+                errors.append(FieldError(exc.message, exc.value, (str(index), *exc.loc)))
+        if errors:
+            raise ValidationFailed(errors)
+        return out
+
+    return run
+
+
+@dataclass(frozen=True)
+class Schema:
+    """An object whose known fields each have a check; unknown fields are rejected."""
+
+    fields: Mapping[str, Check]
+    required: frozenset[str] = frozenset()
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def __call__(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise FieldError("Input should be a valid dictionary", value)
+        out: dict[str, Any] = {}
+        errors: list[FieldError] = []
+        for name in self.required - value.keys():
+            errors.append(FieldError("Field required", value, (name,)))
+        for name, raw in value.items():
+            check = self.fields.get(name)
+            if check is None:
+                errors.append(FieldError("Extra inputs are not permitted", raw, (str(name),)))
+                continue
+            try:
+                out[name] = check(raw)
+            except FieldError as exc:
+                errors.append(FieldError(exc.message, exc.value, (name, *exc.loc)))
+            except ValidationFailed as exc:
+                errors.extend(FieldError(e.message, e.value, (name, *e.loc)) for e in exc.errors)
+        if errors:
+            raise ValidationFailed(errors)
+        return out
+
+
+def validate(schema: Schema, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a request object; errors become one 101 envelope (one line per error)."""
+    try:
+        return schema(dict(payload))
+    except ValidationFailed as exc:
+        raise argument_error(str(exc)) from None
+
+
+def uuid1_hex(value: Any) -> str:
+    try:
+        parsed = uuid.UUID(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise FieldError("Invalid UUID1 format", value)
+    if parsed.version != 1:
+        raise FieldError("Must be a UUID1 format", value)
+    return parsed.hex
+
+
+def check_uuid1(value: str) -> str:
+    """A path or query id: a valid UUID1 or 101 ``Invalid UUID1 format``."""
+    try:
+        return uuid1_hex(value)
+    except FieldError as exc:
+        raise argument_error(exc.message) from None
+
+
+_AVATAR = re.compile(r"^data:([^;,]+);base64,", re.ASCII)
+AVATAR_TYPES = ("image/jpeg", "image/png")
+
+
+def avatar(value: Any) -> str:
+    text = str(string(max_length=65535)(value))
+    if not text.startswith("data:"):
+        if "," not in text:
+            raise FieldError(
+                "Missing MIME prefix. Expected format: data:<mime>;base64,<data>", value
+            )
+        raise FieldError("Invalid MIME prefix format. Must start with 'data:'", value)
+    match = _AVATAR.match(text)
+    if match is None or match.group(1) not in AVATAR_TYPES:
+        raise FieldError(f"Unsupported MIME type. Allowed: {list(AVATAR_TYPES)}", value)
+    return text
+
+
+def embedding_model(value: Any) -> str:
+    text = str(string(max_length=255)(value))
+    if "@" not in text:
+        raise FieldError(
+            "Embedding model identifier must follow <model_name>@<provider> format", value
+        )
+    model, _, provider = text.rpartition("@")
+    if not model or not provider:
+        raise FieldError("Both model_name and provider must be non-empty strings", value)
+    if not model.strip() or not provider.strip():
+        raise FieldError("Model name and provider cannot be whitespace-only strings", value)
+    return text
+
+
+def query_int(
+    args: Mapping[str, str], name: str, default: int, ge: int = 1, le: int = 1_000_000_000
+) -> int:
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argument_error(
+            f"Field: <{name}> - Message: <Input should be a valid integer, unable to parse "
+            f"string as an integer> - Value: <{_show(raw)}>"
+        ) from None
+    if value < ge:
+        raise argument_error(
+            f"Field: <{name}> - Message: <Input should be greater than or equal to {ge}> "
+            f"- Value: <{raw}>"
+        )
+    if value > le:
+        raise argument_error(
+            f"Field: <{name}> - Message: <Input should be less than or equal to {le}> "
+            f"- Value: <{raw}>"
+        )
+    return value
+
+
+def query_bool(args: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on", "t", "y"):
+        return True
+    if value in ("false", "0", "no", "off", "f", "n"):
+        return False
+    raise argument_error(
+        f"Field: <{name}> - Message: <Input should be a valid boolean, unable to interpret "
+        f"input> - Value: <{_show(raw)}>"
+    )

@@ -1,0 +1,217 @@
+"""Benchmark 5: ingestion and retrieval at scale.
+
+- For WS=1 and WS=2 (one production bundle each, fresh DATA_DIR): upload DOCS text documents of
+  ~5 KB (50 per request), start parsing all of them, poll until every one is DONE, then check
+  that sampled documents are found by retrieval (each carries a unique word). Reports documents/s
+  of parsing and the time from the first upload until all documents are searchable.
+- Executor idle CPU: CPU time of the executor processes over IDLE_SECONDS with an empty queue.
+- Retrieval latency at 100k chunks (seeded through api.storage in bulk) at concurrency 1.
+
+    .venv/bin/python -m bench.ingestion [--documents 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.bundle import Bundle
+from bench.client import Client, seed_corpus
+from bench.corpus import Corpus
+from bench.load import run_load
+from bench.report import Panel, Run, table, verdict
+
+NAME = "ingestion"
+UPLOAD_BATCH = 50
+PARSE_DEADLINE_S = 240.0
+IDLE_SECONDS = 10.0
+SEARCH_SAMPLES = 20
+BIG_CHUNKS = 100_000
+LATENCY_SECONDS = 8.0
+
+
+def executor_idle_cpu(bundle: Bundle) -> dict[str, Any]:
+    """Percent of one core each executor used while idle for IDLE_SECONDS."""
+    executors = bundle.executors()
+    before = {p.pid: sum(p.cpu_times()[:2]) for p in executors}
+    started = time.monotonic()
+    time.sleep(IDLE_SECONDS)  # the measurement window itself
+    wall = time.monotonic() - started
+    percent = [(sum(p.cpu_times()[:2]) - before[p.pid]) / wall * 100 for p in executors]
+    return {
+        "executors": len(executors),
+        "window_s": round(wall, 1),
+        "cpu_percent_each": [round(x, 2) for x in percent],
+        "cpu_percent_max": round(max(percent), 2) if percent else 0.0,
+    }
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    return sum(sum(p.cpu_times()[:2]) for p in processes)
+
+
+def ingest(bundle: Bundle, files: list[tuple[str, bytes]]) -> dict[str, Any]:
+    client = Client(bundle.base_url, bundle.api_key, timeout=120)
+    dataset_id = client.create_dataset(f"ingest-{bundle.workdir.name}")
+    documents = len(files)
+    executors = bundle.executors()
+    started = time.monotonic()
+    doc_ids: list[str] = []
+    for i in range(0, documents, UPLOAD_BATCH):
+        doc_ids += client.upload(dataset_id, files[i : i + UPLOAD_BATCH])
+    uploaded = time.monotonic()
+    cpu_before = cpu_seconds(executors)
+    client.parse(dataset_id, doc_ids)
+    parse_s = client.wait_documents(dataset_id, documents, PARSE_DEADLINE_S)
+    parsed = time.monotonic()
+    executor_cpu = (cpu_seconds(executors) - cpu_before) / (parsed - uploaded) * 100
+    sample = random.Random(3).sample(range(documents), SEARCH_SAMPLES)
+    for index in sample:
+        found = client.retrieve(f"marker{index:06d}", [dataset_id])
+        if doc_ids[index] not in {agg["doc_id"] for agg in found["doc_aggs"]}:
+            raise RuntimeError(f"document {index} is DONE but retrieval does not find it")
+    searchable = time.monotonic()
+    dataset = client.call("GET", "/api/v1/datasets", params={"id": dataset_id})[0]
+    return {
+        "documents": documents,
+        "bytes": sum(len(data) for _, data in files),
+        "chunks": dataset["chunk_count"],
+        "upload_s": round(uploaded - started, 2),
+        "parse_s": round(parse_s, 2),
+        "docs_per_s": round(documents / (parsed - uploaded), 1),
+        # CPU the executors used while parsing, in % of one core (sum over executors)
+        "executor_cpu_percent_while_parsing": round(executor_cpu, 1),
+        "searchable_after_s": round(searchable - started, 2),
+    }
+
+
+def retrieval_latency(bundle: Bundle, corpus: Corpus) -> dict[str, Any]:
+    client = Client(bundle.base_url, bundle.api_key, timeout=120)
+    started = time.monotonic()
+    dataset_id, _ = seed_corpus(client, bundle.data_dir, corpus.chunks(BIG_CHUNKS), documents=20)
+    seed_s = time.monotonic() - started
+    question = corpus.question()
+    matched = client.retrieve(question, [dataset_id])["total"]
+    spec = client.retrieval_spec(question, [dataset_id])
+    run_load(bundle.base_url, [spec], 1, 1.0)  # warm-up
+    result = run_load(bundle.base_url, [spec], 1, LATENCY_SECONDS)
+    print(
+        f"  retrieval over {BIG_CHUNKS} chunks, c=1: p50 {result.p50_ms:.1f} ms "
+        f"p99 {result.p99_ms:.1f} ms ({result.requests} requests, {result.failed} failed)"
+    )
+    return {
+        "chunks": BIG_CHUNKS,
+        "seed_s": round(seed_s, 1),
+        "question": question,
+        "question_matches": matched,
+        **result.as_dict(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=__doc__)
+    parser.add_argument("--documents", type=int, default=1000)
+    args = parser.parse_args(argv)
+    run = Run(NAME)
+    corpus = Corpus()
+    files = [(f"doc{i:05d}.txt", corpus.document(i).encode()) for i in range(args.documents)]
+    runs: list[dict[str, Any]] = []
+    latency: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        for ws in (1, 2):
+            with Bundle(Path(tmp) / f"ws{ws}", settings={"WS": str(ws)}) as bundle:
+                bundle.start()
+                bundle.wait_running()
+                idle = executor_idle_cpu(bundle)
+                row = {"ws": ws, **ingest(bundle, files), "idle_cpu": idle}
+                print(
+                    f"  WS={ws}: {row['docs_per_s']} docs/s, searchable after "
+                    f"{row['searchable_after_s']} s, idle executor CPU "
+                    f"{idle['cpu_percent_max']}%"
+                )
+                runs.append(row)
+                if ws == 2:
+                    latency = retrieval_latency(bundle, corpus)
+    speedup = runs[1]["docs_per_s"] / runs[0]["docs_per_s"]
+    targets = [
+        ["WS=2 / WS=1 documents/s", round(speedup, 2), ">= 1.7", verdict(speedup, 1.7)],
+        [
+            f"retrieval p99 at {BIG_CHUNKS} chunks, c=1 (ms)",
+            round(latency["p99_ms"], 1),
+            "<= 25",
+            verdict(latency["p99_ms"], 25, higher_is_better=False),
+        ],
+        [
+            "executor idle CPU (max, % of a core)",
+            max(r["idle_cpu"]["cpu_percent_max"] for r in runs),
+            "low",
+            "-",
+        ],
+    ]
+    print()
+    print(
+        table(
+            ["WS", "docs", "upload s", "parse s", "docs/s", "searchable after s", "chunks"],
+            [
+                [
+                    r["ws"],
+                    r["documents"],
+                    r["upload_s"],
+                    r["parse_s"],
+                    r["docs_per_s"],
+                    r["searchable_after_s"],
+                    r["chunks"],
+                ]
+                for r in runs
+            ],
+        )
+    )
+    print()
+    print(table(["target", "measured", "goal", "verdict"], targets))
+    run.save(
+        {
+            "parameters": {
+                "documents": args.documents,
+                "document_bytes": "~5000",
+                "upload_batch": UPLOAD_BATCH,
+                "idle_window_s": IDLE_SECONDS,
+            },
+            "ingest": runs,
+            "retrieval_100k": latency,
+            "targets": [
+                dict(zip(["target", "measured", "goal", "verdict"], t, strict=True))
+                for t in targets
+            ],
+        },
+        [
+            Panel(
+                "parse throughput",
+                "documents/s",
+                ["WS=1", "WS=2"],
+                {"docs/s": [r["docs_per_s"] for r in runs]},
+            ),
+            Panel(
+                f"{args.documents} documents searchable after",
+                "s",
+                ["WS=1", "WS=2"],
+                {"seconds": [r["searchable_after_s"] for r in runs]},
+            ),
+            Panel(
+                f"retrieval at {BIG_CHUNKS} chunks, c=1",
+                "ms",
+                ["p50", "p90", "p99"],
+                {"latency": [latency["p50_ms"], latency["p90_ms"], latency["p99_ms"]]},
+            ),
+        ],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

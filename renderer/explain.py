@@ -1,0 +1,63 @@
+"""Human-readable views of the settings table: ``--explain`` text and docs/settings.md."""
+
+from __future__ import annotations
+
+from renderer.settings import MODES, SETTINGS, Setting
+
+
+def _modes(setting: Setting) -> str:
+    return "all" if setting.modes == frozenset(MODES) else ", ".join(sorted(setting.modes))
+
+
+def _names(setting: Setting) -> str:
+    return f"{setting.name} (or {setting.name}_FILE)" if setting.file_variant else setting.name
+
+
+def explain_text() -> str:
+    blocks = []
+    for setting in SETTINGS:
+        lines = [
+            _names(setting),
+            f"    {setting.help}",
+            f"    default: {setting.default_text()}",
+            f"    accepts: {setting.parser.accepts}",
+            f"    modes:   {_modes(setting)}",
+        ]
+        if setting.secret:
+            lines.append(
+                "    secret:  never printed; never rendered except where supervisor needs it"
+            )
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def settings_markdown() -> str:
+    lines = [
+        "# Settings",
+        "",
+        "<!-- Generated from renderer/settings.py by `python render_config.py --update-reference`;"
+        " `--check` fails when this file is stale. Do not edit. -->",
+        "",
+        "Every setting is an environment variable. Precedence: command-line flag "
+        "(`--production-mode`/`--dev-mode`) > environment > `--env-file` > default. "
+        "Settings marked *or NAME_FILE* may instead name a file holding the value (for secrets). "
+        "Unknown variables starting with `GUNICORN_`, `RAGFLOW_`, `SUPERVISOR_` or `LOG_` are "
+        "reported with a did-you-mean. Invalid values stop the render with exit code 2.",
+        "",
+        "| Variable | Default | Accepted values | Modes | Description |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for setting in SETTINGS:
+        name = f"`{setting.name}`" + (
+            f" (or `{setting.name}_FILE`)" if setting.file_variant else ""
+        )
+        help_text = setting.help + (" Secret." if setting.secret else "")
+        lines.append(
+            f"| {name} | {_cell(setting.default_text())} | {_cell(setting.parser.accepts)} "
+            f"| {_modes(setting)} | {_cell(help_text)} |"
+        )
+    return "\n".join(lines) + "\n"

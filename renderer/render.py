@@ -1,0 +1,146 @@
+"""Pure rendering: resolved settings in, files (in memory) out.
+
+``render`` never touches the file system or the environment; it raises
+ConfigError when the settings cannot make a safe configuration (the shutdown
+budget, or a value a filter cannot represent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from renderer.filters import FILTERS
+from renderer.settings import SETTINGS, ConfigError, Resolved, Value, format_value
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "deploy" / "templates"
+SUPERVISORD_CONF = "supervisord.conf"
+GUNICORN_CONF = "gunicorn.conf.py"
+SOCKET_HOLDER_STOPWAITSECS = 2
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    name: str  # file name inside the output directory
+    content: str
+    mode: int  # permission bits
+
+
+@dataclass(frozen=True)
+class StopStep:
+    program: str
+    priority: int
+    stopwaitsecs: int
+
+
+def stop_plan(values: Mapping[str, Value]) -> tuple[StopStep, ...]:
+    """Programs in supervisord's stop order (descending priority) with their stopwaitsecs.
+
+    supervisord stops one priority group at a time, so the worst-case stop time
+    is the sum of the stopwaitsecs.
+    """
+    task_stop = _int(values["TASK_STOP_TIMEOUT"])
+    if values["RAGFLOW_MODE"] == "dev":
+        # The dev server runs the executor loop in-process: it hands back its task.
+        return (StopStep("web", 10, task_stop + 2),)
+    steps = [StopStep("web", 10, _int(values["GUNICORN_GRACEFUL_TIMEOUT"]) + 2)]
+    if _int(values["WS"]) > 0:
+        steps.append(StopStep("task_executor", 5, task_stop + 1))
+    steps.append(StopStep("socket_holder", 1, SOCKET_HOLDER_STOPWAITSECS))
+    return tuple(steps)
+
+
+def stop_budget(values: Mapping[str, Value]) -> int:
+    return sum(step.stopwaitsecs for step in stop_plan(values))
+
+
+def budget_problems(values: Mapping[str, Value]) -> list[str]:
+    plan = stop_plan(values)
+    total = sum(step.stopwaitsecs for step in plan)
+    limit = _int(values["STOP_GRACE_SECONDS"])
+    if total <= limit:
+        return []
+    parts = " + ".join(f"{step.program} {step.stopwaitsecs}" for step in plan)
+    return [
+        f"STOP_GRACE_SECONDS={limit}: the worst-case shutdown takes {total} s ({parts}); "
+        "lower GUNICORN_GRACEFUL_TIMEOUT or TASK_STOP_TIMEOUT, or raise STOP_GRACE_SECONDS "
+        "(and the orchestrator's grace period with it)"
+    ]
+
+
+def app_environment(resolved: Resolved) -> dict[str, str]:
+    """The non-secret settings the application reads, for every program's environment=."""
+    env = {
+        s.name: format_value(resolved.values[s.name])
+        for s in SETTINGS
+        if s.app_env
+        and not s.secret
+        and resolved.mode in s.modes
+        and resolved.values[s.name] is not None
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _int(value: Value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer setting, got {value!r}")
+    return value
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(FILTERS)
+    return env
+
+
+def render(resolved: Resolved, output_dir: str) -> list[RenderedFile]:
+    """Render supervisord.conf (and gunicorn.conf.py in production) for ``output_dir``."""
+    problems = budget_problems(resolved.values)
+    if problems:
+        raise ConfigError(problems)
+    values = resolved.values
+    run_dir = str(values["SUPERVISOR_RUN_DIR"])
+    host_ip = str(values["HOST_IP"])
+    bind_host = f"[{host_ip}]" if ":" in host_ip else host_ip
+    context = {
+        "s": values,
+        "mode": resolved.mode,
+        "app_env": app_environment(resolved),
+        "plan": {step.program: step for step in stop_plan(values)},
+        "stop_budget": stop_budget(values),
+        "socket": f"{run_dir}/supervisor.sock",
+        "pidfile": f"{run_dir}/supervisord.pid",
+        "listen_socket": f"{run_dir}/listen.sock",
+        "bind": f"{bind_host}:{values['HOST_PORT']}",
+        "gunicorn_conf": f"{output_dir.rstrip('/') or '/'}/{GUNICORN_CONF}",
+    }
+    env = _environment()
+
+    def render_template(name: str) -> str:
+        return env.get_template(name).render(context).rstrip("\n") + "\n"
+
+    try:
+        files = [
+            RenderedFile(
+                SUPERVISORD_CONF,
+                render_template("supervisord.conf.j2"),
+                0o600 if values["SUPERVISOR_PASSWORD"] is not None else 0o644,
+            )
+        ]
+        if resolved.mode == "production":
+            files.append(RenderedFile(GUNICORN_CONF, render_template("gunicorn.conf.py.j2"), 0o644))
+    except ValueError as error:
+        # A validator let through a value a filter cannot represent: refuse, name it.
+        raise ConfigError([f"cannot render safely: {error}"]) from error
+    return files

@@ -1,0 +1,743 @@
+"""THE settings table and its parsing.
+
+Each environment variable is described once, in SETTINGS. That tuple drives
+parsing (``resolve``), ``--explain``, docs/settings.md, ``--print-config`` and
+the template context. Nothing here reads the environment or the file system:
+the caller passes the environment, the env-file values, the flags and the
+machine facts (``Host``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from renderer.resources import default_workers
+
+Value = str | int | bool | None
+MODES = ("production", "dev")
+ALL_MODES = frozenset(MODES)
+PRODUCTION = frozenset({"production"})
+DEV = frozenset({"dev"})
+
+# Unknown variables with these prefixes are probably typos of ours.
+OWN_PREFIXES = ("GUNICORN_", "RAGFLOW_", "SUPERVISOR_", "LOG_")
+# Names supervisord and gunicorn set or read themselves.
+FOREIGN_NAMES = frozenset(
+    {
+        "SUPERVISOR_ENABLED",
+        "SUPERVISOR_PROCESS_NAME",
+        "SUPERVISOR_GROUP_NAME",
+        "SUPERVISOR_SERVER_URL",
+        "SUPERVISOR_SERVER_USERNAME",
+        "SUPERVISOR_SERVER_PASSWORD",
+        "GUNICORN_CMD_ARGS",
+    }
+)
+
+
+class ConfigError(Exception):
+    """Every problem found in the configuration, one line each."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class NoDefault(Exception):
+    """A computed default that needs a machine fact the caller did not supply."""
+
+
+@dataclass(frozen=True)
+class Host:
+    """Facts about the machine, used only by computed defaults.
+
+    None means "unknown here": reference renders pass None so that any setting
+    depending on the machine must be pinned in the reference env file.
+    """
+
+    cpu_count: Callable[[], int] | None
+    python: str | None
+    app_dir: str | None
+    user: str | None
+
+
+@dataclass(frozen=True)
+class Parser:
+    """Turns the raw text into a value; raises ValueError. ``accepts`` is for humans."""
+
+    parse: Callable[[str], Value]
+    accepts: str
+
+
+Default = Value | Callable[[Mapping[str, Value], Host], Value]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    parser: Parser
+    default: Default
+    help: str
+    default_doc: str = ""  # how a computed default is described
+    modes: frozenset[str] = ALL_MODES
+    app_env: bool = False  # passed to the programs in environment=
+    secret: bool = False  # never rendered, never printed
+    file_variant: bool = False  # NAME_FILE names a file holding the value
+
+    def default_text(self) -> str:
+        if self.default_doc:
+            return self.default_doc
+        if callable(self.default):
+            raise TypeError(f"{self.name}: a computed default needs default_doc")
+        return "(unset)" if self.default is None else format_value(self.default)
+
+
+# --- parsers -------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+_UNIX_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10}")
+_HTTP_USER = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+_BYTE_UNITS = {"": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
+
+
+def format_value(value: Value) -> str:
+    """How a value is written back as an environment variable."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def integer(low: int, high: int) -> Parser:
+    def parse(raw: str) -> int:
+        if not re.fullmatch(r"[0-9]{1,12}", raw.strip()):
+            raise ValueError
+        number = int(raw)
+        if not low <= number <= high:
+            raise ValueError
+        return number
+
+    return Parser(parse, f"an integer from {low} to {high}")
+
+
+def optional(inner: Parser) -> Parser:
+    def parse(raw: str) -> Value:
+        return None if raw.strip() == "" else inner.parse(raw)
+
+    return Parser(parse, f"empty (unset) or {inner.accepts}")
+
+
+def choice(*options: str, aliases: Mapping[str, str] | None = None) -> Parser:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        value = (aliases or {}).get(value, value)
+        if value not in options:
+            raise ValueError
+        return value
+
+    shown = " | ".join(options)
+    if aliases:
+        shown += " (also " + ", ".join(f"{a} = {o}" for a, o in aliases.items()) + ")"
+    return Parser(parse, shown)
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError
+
+
+BOOLEAN = Parser(_boolean, "true | false (also 1/0, yes/no, on/off)")
+
+
+def _byte_size(raw: str) -> int:
+    match = re.fullmatch(r"([0-9]{1,15})\s*([KMG]B)?", raw.strip().upper())
+    if match is None:
+        raise ValueError
+    number = int(match.group(1)) * _BYTE_UNITS[match.group(2) or ""]
+    if number < 1:
+        raise ValueError
+    return number
+
+
+BYTE_SIZE = Parser(_byte_size, "a positive byte count, optionally with KB, MB or GB (1024-based)")
+
+
+def _path(raw: str) -> str:
+    if not raw.startswith("/") or _CONTROL.search(raw) or re.search(r"[\s'\"]", raw):
+        raise ValueError
+    return raw.rstrip("/") or "/"
+
+
+PATH = Parser(_path, "an absolute path without whitespace, quotes or control characters")
+
+
+def _host(raw: str) -> str:
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        if not _HOSTNAME.fullmatch(raw):
+            raise
+        return raw.lower()
+
+
+HOST = Parser(_host, "an IPv4/IPv6 address or a host name")
+
+
+def _port(raw: str) -> int:
+    return int(integer(1, 65535).parse(raw) or 0)
+
+
+def _host_port(raw: str) -> str:
+    host, sep, port = raw.rpartition(":")
+    if not sep:
+        raise ValueError
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    address = _host(host)
+    return f"[{address}]:{_port(port)}" if ":" in address else f"{address}:{_port(port)}"
+
+
+HOST_PORT = Parser(_host_port, "host:port (IPv6 as [addr]:port)")
+
+
+def _inet_server(raw: str) -> str:
+    value = _host_port(raw)
+    if value.startswith("["):
+        raise ValueError  # supervisord's TCP server is IPv4 only
+    return value
+
+
+INET_SERVER = Parser(_inet_server, "host:port with an IPv4 address or host name")
+
+
+def _debugpy_listen(raw: str) -> str | None:
+    value = raw.strip()
+    if value in ("", "0"):
+        return None
+    if re.fullmatch(r"[0-9]+", value):
+        return str(_port(value))
+    return _host_port(value)
+
+
+DEBUGPY_LISTEN = Parser(_debugpy_listen, "port or host:port; empty or 0 turns debugpy off")
+
+
+def _ip_list(raw: str) -> str:
+    value = raw.strip()
+    if value == "*":
+        return value
+    items = [item.strip() for item in value.split(",")]
+    if not items or not all(items):
+        raise ValueError
+    return ",".join(
+        str(ipaddress.ip_network(item, strict=False))
+        if "/" in item
+        else str(ipaddress.ip_address(item))
+        for item in items
+    )
+
+
+IP_LIST = Parser(_ip_list, "* or a comma-separated list of IP addresses/networks")
+
+
+def _regex(pattern: re.Pattern[str]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if not pattern.fullmatch(raw):
+            raise ValueError
+        return raw
+
+    return parse
+
+
+UNIX_USER = Parser(_regex(_UNIX_USER), "a user name or numeric uid")
+HTTP_USER = Parser(_regex(_HTTP_USER), "1-64 of A-Z a-z 0-9 _ . @ -")
+
+
+def _password(raw: str) -> str:
+    if not re.fullmatch(r"[\x21-\x7e]{1,128}", raw):
+        raise ValueError
+    return raw
+
+
+PASSWORD = Parser(_password, "1-128 printable ASCII characters without spaces")
+
+
+def _secret(raw: str) -> str:
+    if not raw or _CONTROL.search(raw):
+        raise ValueError
+    return raw
+
+
+SECRET = Parser(_secret, "a non-empty value without control characters")
+
+
+# --- computed defaults -----------------------------------------------------------
+
+
+def _need(fact: str | None, what: str) -> str:
+    if fact is None:
+        raise NoDefault(f"depends on the machine ({what}); set it explicitly")
+    return fact
+
+
+def _host_ip(values: Mapping[str, Value], host: Host) -> str:
+    return "127.0.0.1" if values["RAGFLOW_MODE"] == "dev" else "0.0.0.0"
+
+
+def _workers(values: Mapping[str, Value], host: Host) -> int:
+    if values["WEB_CONCURRENCY"] is not None:
+        return int(values["WEB_CONCURRENCY"])
+    if host.cpu_count is None:
+        raise NoDefault("depends on the machine (CPU count); set it explicitly")
+    return default_workers(host.cpu_count())
+
+
+def _python(values: Mapping[str, Value], host: Host) -> str:
+    return _need(host.python, "the running interpreter")
+
+
+def _app_dir(values: Mapping[str, Value], host: Host) -> str:
+    return _need(host.app_dir, "the bundle's location")
+
+
+def _under_app(name: str) -> Callable[[Mapping[str, Value], Host], str]:
+    return lambda values, host: f"{values['APP_DIR']}/{name}"
+
+
+def _run_user(values: Mapping[str, Value], host: Host) -> str:
+    return _need(host.user, "the current user")
+
+
+# --- the table -------------------------------------------------------------------
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "RAGFLOW_MODE",
+        choice(*MODES, aliases={"development": "dev"}),
+        "production",
+        "production (Gunicorn, socket holder, task executors) or dev (Werkzeug reloader + "
+        "debugger); --production-mode/--dev-mode win",
+        app_env=True,
+    ),
+    Setting(
+        "APP_DIR",
+        PATH,
+        _app_dir,
+        "application root: programs' working directory",
+        default_doc="the folder holding render_config.py",
+    ),
+    Setting(
+        "PYTHON_BIN",
+        PATH,
+        _python,
+        "Python interpreter used for every program",
+        default_doc="the interpreter running render_config.py",
+    ),
+    Setting(
+        "HOST_IP",
+        HOST,
+        _host_ip,
+        "address the HTTP server listens on",
+        default_doc="0.0.0.0 (production), 127.0.0.1 (dev)",
+        app_env=True,
+    ),
+    Setting(
+        "HOST_PORT",
+        Parser(_port, "a port from 1 to 65535"),
+        9380,
+        "TCP port the HTTP server listens on",
+        app_env=True,
+    ),
+    Setting(
+        "WEB_CONCURRENCY",
+        optional(integer(1, 1024)),
+        None,
+        "worker count used when GUNICORN_WORKERS is unset",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "GUNICORN_WORKERS",
+        integer(1, 1024),
+        _workers,
+        "Gunicorn worker processes",
+        default_doc="WEB_CONCURRENCY, else 2 x CPUs + 1 (CPUs: affinity capped by the "
+        "cgroup quota)",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "GUNICORN_WORKER_CLASS",
+        choice("sync", "gthread"),
+        "sync",
+        "Gunicorn worker class",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "GUNICORN_THREADS",
+        integer(1, 256),
+        1,
+        "threads per worker (more than 1 needs GUNICORN_WORKER_CLASS=gthread)",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "GUNICORN_TIMEOUT",
+        integer(1, 86400),
+        300,
+        "seconds a worker may spend on one request before it is killed",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "GUNICORN_GRACEFUL_TIMEOUT",
+        integer(1, 3600),
+        20,
+        "seconds workers get to finish requests on stop/restart",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "GUNICORN_KEEPALIVE",
+        integer(0, 3600),
+        5,
+        "seconds to wait for the next request on a keep-alive connection (gthread)",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "GUNICORN_MAX_REQUESTS",
+        integer(0, 10_000_000),
+        1000,
+        "requests a worker serves before it is replaced (0 = never)",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "GUNICORN_MAX_REQUESTS_JITTER",
+        integer(0, 10_000_000),
+        50,
+        "random extra requests added to GUNICORN_MAX_REQUESTS per worker",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "GUNICORN_PRELOAD",
+        BOOLEAN,
+        True,
+        "load the application in the master before forking workers",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "GUNICORN_LOG_LEVEL",
+        choice("debug", "info", "warning", "error", "critical"),
+        "info",
+        "Gunicorn error-log level",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "FORWARDED_ALLOW_IPS",
+        IP_LIST,
+        "127.0.0.1",
+        "proxies trusted to set X-Forwarded-* headers",
+        modes=PRODUCTION,
+    ),
+    Setting("WS", integer(0, 64), 1, "task-executor programs (0 = web only)", modes=PRODUCTION),
+    Setting(
+        "TASK_STOP_TIMEOUT",
+        integer(1, 3600),
+        5,
+        "seconds an executor gets to hand back its task on stop",
+        app_env=True,
+    ),
+    Setting(
+        "TASK_LEASE_SECONDS",
+        integer(5, 86400),
+        60,
+        "seconds a claimed task stays leased without a renewal",
+        app_env=True,
+    ),
+    Setting(
+        "TASK_MAX_ATTEMPTS",
+        integer(1, 100),
+        3,
+        "attempts before a parse task is marked failed",
+        app_env=True,
+    ),
+    Setting(
+        "MAX_CONTENT_LENGTH",
+        BYTE_SIZE,
+        1024**3,
+        "largest accepted request body (uploads)",
+        default_doc="1GB",
+        app_env=True,
+    ),
+    Setting(
+        "RAGFLOW_DEBUGPY_LISTEN",
+        DEBUGPY_LISTEN,
+        None,
+        "debugpy listen address in dev mode",
+        modes=DEV,
+        app_env=True,
+    ),
+    Setting(
+        "DATA_DIR",
+        PATH,
+        _under_app("data"),
+        "database and uploaded files",
+        default_doc="APP_DIR/data",
+        app_env=True,
+    ),
+    Setting(
+        "LOG_TARGET",
+        choice("stdout", "file"),
+        "stdout",
+        "stdout: every program logs to the container's stdout/stderr; "
+        "file: rotated files in LOG_DIR",
+    ),
+    Setting(
+        "LOG_DIR",
+        PATH,
+        _under_app("logs"),
+        "log directory when LOG_TARGET=file",
+        default_doc="APP_DIR/logs",
+    ),
+    Setting(
+        "LOG_MAX_BYTES",
+        BYTE_SIZE,
+        50 * 1024**2,
+        "size at which a log file is rotated (LOG_TARGET=file)",
+        default_doc="50MB",
+    ),
+    Setting("LOG_BACKUPS", integer(0, 1000), 5, "rotated log files kept (LOG_TARGET=file)"),
+    Setting(
+        "LOG_FORMAT",
+        choice("text", "json"),
+        "text",
+        "text lines, or one JSON object per line",
+        app_env=True,
+    ),
+    Setting(
+        "SUPERVISOR_RUN_DIR",
+        PATH,
+        _under_app("run"),
+        "supervisord socket, pid file, listen socket and default --output-dir",
+        default_doc="APP_DIR/run",
+    ),
+    Setting(
+        "SUPERVISOR_RUN_USER",
+        UNIX_USER,
+        _run_user,
+        "user supervisord runs as ([supervisord] user=)",
+        default_doc="the current user",
+    ),
+    Setting(
+        "SUPERVISOR_USER",
+        optional(HTTP_USER),
+        None,
+        "supervisorctl/XML-RPC user name (needs SUPERVISOR_PASSWORD)",
+        file_variant=True,
+    ),
+    Setting(
+        "SUPERVISOR_PASSWORD",
+        optional(PASSWORD),
+        None,
+        "supervisorctl/XML-RPC password (needs SUPERVISOR_USER); "
+        "written only to the 0600 supervisord.conf",
+        secret=True,
+        file_variant=True,
+    ),
+    Setting(
+        "SUPERVISOR_INET_HTTP_SERVER",
+        optional(INET_SERVER),
+        None,
+        "host:port for supervisord's TCP XML-RPC server (off when unset; needs credentials)",
+    ),
+    Setting(
+        "STOP_GRACE_SECONDS",
+        integer(1, 86400),
+        30,
+        "the orchestrator's stop grace period; the worst-case shutdown must fit in it",
+    ),
+    Setting(
+        "RAGFLOW_API_KEY",
+        optional(SECRET),
+        None,
+        "API key the app accepts; passed through the environment, never rendered",
+        secret=True,
+        file_variant=True,
+    ),
+)
+
+BY_NAME: Mapping[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+
+def known_names() -> frozenset[str]:
+    names = set(BY_NAME)
+    names.update(f"{s.name}_FILE" for s in SETTINGS if s.file_variant)
+    return frozenset(names)
+
+
+# --- resolution ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resolved:
+    values: Mapping[str, Value]
+    sources: Mapping[str, str]  # default | env | env-file | flag
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def mode(self) -> str:
+        return str(self.values["RAGFLOW_MODE"])
+
+
+def parse_env_file(text: str, label: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines (values literal, as ``docker --env-file``), ``#`` comments."""
+    values: dict[str, str] = {}
+    problems = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, sep, value = stripped.removeprefix("export ").partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.strip()):
+            problems.append(f"{label}:{number}: expected KEY=VALUE, got {line!r}")
+            continue
+        values[key.strip()] = value
+    if problems:
+        raise ConfigError(problems)
+    return values
+
+
+def _describe(raw: str) -> str:
+    return repr(raw) if len(raw) <= 80 else repr(raw[:77]) + "..."
+
+
+def _lookup(name: str, layers: list[tuple[str, Mapping[str, str]]]) -> tuple[str, str] | None:
+    for source, mapping in layers:
+        if name in mapping:
+            return source, mapping[name]
+    return None
+
+
+def resolve(
+    environ: Mapping[str, str],
+    env_file: Mapping[str, str],
+    flags: Mapping[str, str],
+    host: Host,
+    read_secret: Callable[[str], str],
+) -> Resolved:
+    """Parse and validate every setting; raise ConfigError listing every problem.
+
+    Precedence: flag > environment > env file > default.
+    """
+    layers = [("flag", flags), ("env", environ), ("env-file", env_file)]
+    values: dict[str, Value] = {}
+    sources: dict[str, str] = {}
+    problems: list[str] = []
+    for setting in SETTINGS:
+        found = _lookup(setting.name, layers)
+        from_file = _lookup(f"{setting.name}_FILE", layers) if setting.file_variant else None
+        if found is not None and from_file is not None:
+            problems.append(
+                f"{setting.name} and {setting.name}_FILE are both set; set only one of them"
+            )
+            continue
+        if from_file is not None:
+            source, path = from_file
+            try:
+                raw = read_secret(path).rstrip("\r\n")
+            except OSError as error:
+                problems.append(
+                    f"{setting.name}_FILE={_describe(path)}: cannot read the file "
+                    f"({error.strerror or error}); accepted: a readable file holding the value"
+                )
+                continue
+            found = (source, raw)
+            label = f"{setting.name}_FILE={_describe(path)} (the file's contents)"
+        elif found is not None:
+            shown = "(value hidden)" if setting.secret else _describe(found[1])
+            label = f"{setting.name}={shown}"
+        if found is None:
+            try:
+                default = setting.default
+                values[setting.name] = default(values, host) if callable(default) else default
+            except NoDefault as error:
+                if values.get("RAGFLOW_MODE") in setting.modes:
+                    problems.append(f"{setting.name}: no value: {error}")
+                values[setting.name] = None  # not used in this mode
+            except KeyError:
+                problems.append(f"{setting.name}: no default because a setting it uses is invalid")
+            sources[setting.name] = "default"
+            continue
+        source, raw = found
+        if _CONTROL.search(raw):
+            problems.append(
+                f"{label}: contains control characters (newline, tab, NUL, ...); "
+                f"accepted: {setting.parser.accepts}"
+            )
+            continue
+        try:
+            values[setting.name] = setting.parser.parse(raw)
+        except ValueError:
+            problems.append(f"{label}: invalid; accepted: {setting.parser.accepts}")
+            continue
+        sources[setting.name] = source
+    if problems:
+        raise ConfigError(problems)
+    problems.extend(_cross_check(values))
+    if problems:
+        raise ConfigError(problems)
+    return Resolved(values, sources, tuple(_mode_warnings(values, sources)))
+
+
+def _cross_check(values: Mapping[str, Value]) -> list[str]:
+    problems = []
+    if (values["SUPERVISOR_USER"] is None) != (values["SUPERVISOR_PASSWORD"] is None):
+        problems.append(
+            "SUPERVISOR_USER and SUPERVISOR_PASSWORD: set both (supervisorctl/XML-RPC "
+            "authentication) or neither"
+        )
+    if values["SUPERVISOR_INET_HTTP_SERVER"] is not None and values["SUPERVISOR_USER"] is None:
+        problems.append(
+            f"SUPERVISOR_INET_HTTP_SERVER={values['SUPERVISOR_INET_HTTP_SERVER']!r}: a TCP "
+            "XML-RPC server needs SUPERVISOR_USER and SUPERVISOR_PASSWORD (or *_FILE); set "
+            "them or unset SUPERVISOR_INET_HTTP_SERVER"
+        )
+    threads = values["GUNICORN_THREADS"]
+    if isinstance(threads, int) and threads > 1 and values["GUNICORN_WORKER_CLASS"] != "gthread":
+        problems.append(
+            f"GUNICORN_THREADS={threads}: threads need GUNICORN_WORKER_CLASS=gthread; "
+            "set it or use GUNICORN_THREADS=1"
+        )
+    return problems
+
+
+def _mode_warnings(values: Mapping[str, Value], sources: Mapping[str, str]) -> list[str]:
+    mode = str(values["RAGFLOW_MODE"])
+    return [
+        f"{s.name} is set but applies only in {'/'.join(sorted(s.modes))} mode; "
+        f"ignored in {mode} mode"
+        for s in SETTINGS
+        if sources.get(s.name) != "default" and mode not in s.modes
+    ]
+
+
+def unknown_variable_warnings(names: Iterable[str], all_prefixes: bool = False) -> list[str]:
+    """Warnings for names that look like ours but are not (with a did-you-mean).
+
+    ``all_prefixes``: every name is expected to be ours (an env file).
+    """
+    known = known_names()
+    warnings = []
+    for name in sorted(set(names)):
+        if name in known or name in FOREIGN_NAMES:
+            continue
+        if not all_prefixes and not name.startswith(OWN_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"unknown setting {name} is ignored{hint}")
+    return warnings

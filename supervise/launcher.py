@@ -1,0 +1,131 @@
+"""`python -m supervise.launcher -c supervisord.conf`: supervisord as PID 1, with a real exit code.
+
+Runs supervisord's main loop in this process (so supervisord itself is PID 1 and reaps orphans with
+its waitpid(-1) loop) and replicates `supervisor.supervisord.main`'s restart loop. Two additions:
+
+- When every process of a program is FATAL (web, socket_holder, or all task executors), log one line
+  naming the program and its last error, shut everything down and exit 1. supervisord alone would
+  keep running without the service, or exit 0.
+- When supervisord starts stopping, send the stop signal to the task executors at once, so they
+  finish or hand back their task while web drains, instead of waiting for their priority turn.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from supervisor import events
+from supervisor.medusa import asyncore_25 as asyncore
+from supervisor.options import ServerOptions
+from supervisor.states import ProcessStates, SupervisorStates
+from supervisor.supervisord import Supervisor
+
+EXIT_FATAL = 1
+EXECUTOR_GROUP = "task_executor"
+TAIL_LINES = 5
+TAIL_BYTES = 4096
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _file_tail(path: str | None) -> str:
+    """Last non-empty line of a regular log file, '' when there is none."""
+    if not path or not os.path.isfile(path):
+        return ""
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - TAIL_BYTES))
+        return _last_line(handle.read().decode("utf-8", "replace"))
+
+
+class LauncherSupervisor(Supervisor):  # type: ignore[misc]
+    """supervisord's Supervisor plus the fatal-state exit code and the early executor stop."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        super().__init__(options)
+        self.exit_code = 0
+        self.recent_output: dict[str, collections.deque[str]] = {}
+
+    def runforever(self) -> None:
+        # Supervisor.run() clears every subscription first, so subscribe here.
+        events.subscribe(events.ProcessStateFatalEvent, self.on_fatal)
+        events.subscribe(events.SupervisorStoppingEvent, self.on_stopping)
+        events.subscribe(events.ProcessLogStderrEvent, self.on_output)
+        events.subscribe(events.ProcessLogStdoutEvent, self.on_output)
+        super().runforever()
+
+    def on_output(self, event: Any) -> None:
+        """Keep the last lines of output of processes with stdout/stderr events enabled."""
+        name = str(event.process.config.name)
+        tail = self.recent_output.setdefault(name, collections.deque(maxlen=TAIL_LINES))
+        line = _last_line(event.data.decode("utf-8", "replace"))
+        if line:
+            tail.append(line)
+
+    def last_error(self, process: Any) -> str:
+        config = process.config
+        name = str(config.name)
+        for candidate in (
+            self.recent_output[name][-1] if self.recent_output.get(name) else "",
+            _file_tail(config.stderr_logfile),
+            _file_tail(config.stdout_logfile) if config.redirect_stderr else "",
+            process.spawnerr or "",
+        ):
+            if candidate:
+                return str(candidate)
+        return f"exit status {process.exitstatus}"
+
+    def on_fatal(self, event: Any) -> None:
+        if self.stopping or self.options.mood < SupervisorStates.RUNNING:
+            return
+        process = event.process
+        group = process.group
+        if any(p.get_state() != ProcessStates.FATAL for p in group.processes.values()):
+            return
+        self.exit_code = EXIT_FATAL
+        self.options.logger.critical(
+            f"{group.config.name} is FATAL (last error of {process.config.name}: "
+            f"{self.last_error(process)}); shutting down with exit code {EXIT_FATAL}"
+        )
+        self.options.mood = SupervisorStates.SHUTDOWN
+
+    def on_stopping(self, event: Any) -> None:
+        group = self.process_groups.get(EXECUTOR_GROUP)
+        if group is None:
+            return
+        for process in group.processes.values():
+            if process.get_state() in (ProcessStates.RUNNING, ProcessStates.STARTING):
+                process.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """supervisor.supervisord.main with our Supervisor; returns the process exit code."""
+    exit_code = 0
+    first = True
+    while True:
+        options = ServerOptions()
+        options.realize(list(argv) if argv is not None else None, doc=__doc__)
+        options.first = first
+        options.test = False
+        supervisor = LauncherSupervisor(options)
+        with contextlib.suppress(asyncore.ExitNow):
+            supervisor.main()
+        options.close_httpservers()
+        options.close_logger()
+        first = False
+        exit_code = max(exit_code, supervisor.exit_code)
+        if options.mood < SupervisorStates.RESTARTING:
+            return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

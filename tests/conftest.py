@@ -1,0 +1,86 @@
+"""Shared pytest fixtures. Each block names its owner's role; add new fixtures as new blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# --- process lifecycle (supervise/): real supervisord as PID 1 of a fresh PID namespace -------
+from support.plumbing_conf import PlumbingSpec, write_plumbing_conf
+from support.supervised import SupervisedRun
+from support.waiting import free_port
+
+StartPlumbing = Callable[..., SupervisedRun]
+
+
+@pytest.fixture
+def start_plumbing(tmp_path: Path) -> Iterator[StartPlumbing]:
+    """Factory: write the hand-written supervise/ config on a free port, start the launcher as
+    PID 1 of a new PID namespace, wait until every program is RUNNING (unless wait=False).
+    Teardown always kills the namespace, so no process outlives the test."""
+    runs: list[SupervisedRun] = []
+
+    def start(wait: bool = True, **spec_fields: Any) -> SupervisedRun:
+        spec_fields.setdefault("port", free_port())
+        spec = PlumbingSpec(**spec_fields)
+        run_dir = tmp_path / f"run{len(runs)}"
+        run_dir.mkdir()
+        conf = write_plumbing_conf(spec, run_dir)
+        run = SupervisedRun(conf, run_dir / "supervisor.sock", run_dir, spec.port)
+        runs.append(run.start())
+        if wait:
+            run.wait_running()
+        return run
+
+    yield start
+    for run in runs:
+        run.kill()
+
+
+StartBundle = Callable[..., SupervisedRun]
+
+
+@pytest.fixture
+def start_bundle(tmp_path: Path) -> Iterator[StartBundle]:
+    """Factory: render the REAL bundle (render_config.py) on a free loopback port with every path
+    in tmp_path, start it with the launcher as PID 1 of a new PID namespace, wait until every
+    program is RUNNING (unless wait=False). Teardown always kills the namespace."""
+    from support.rendered_bundle import bundle_environment, render_bundle
+
+    runs: list[SupervisedRun] = []
+
+    def start(
+        wait: bool = True, mode: str = "production", port: int | None = None, **settings: str
+    ) -> SupervisedRun:
+        port = free_port() if port is None else port
+        workdir = tmp_path / f"bundle{len(runs)}"
+        env = bundle_environment(workdir, port, settings)
+        conf = render_bundle(env, mode)
+        run = SupervisedRun(conf, Path(env["SUPERVISOR_RUN_DIR"]) / "supervisor.sock", workdir,
+                            port, env)  # fmt: skip
+        runs.append(run.start())
+        if wait:
+            run.wait_running(60)
+        return run
+
+    def start_again(previous: SupervisedRun, **settings: str) -> SupervisedRun:
+        """The same rendered bundle (same DATA_DIR and port) started anew, e.g. after a stop."""
+        workdir = previous.stdout_path.parent / f"again{len(runs)}"
+        workdir.mkdir()
+        env = {**previous.env, **settings}
+        run = SupervisedRun(previous.conf, previous.socket_path, workdir, previous.port, env)
+        runs.append(run.start())
+        run.wait_running(60)
+        return run
+
+    start.again = start_again  # type: ignore[attr-defined]
+    yield start
+    for run in runs:
+        run.kill()
+
+
+# --- application (api/): the WSGI app under Werkzeug's test client on a fresh DATA_DIR -------
+from support.api_client import api  # noqa: E402,F401  (fixture `api`)

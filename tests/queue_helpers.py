@@ -1,0 +1,108 @@
+"""Shared by the queue and executor tests: real storage on a temporary DATA_DIR,
+real executor processes, and polling with deadlines."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from api import storage
+from api.storage import SqliteStorage, Upload
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def add_docs(
+    data_dir: Path,
+    files: list[tuple[str, bytes]],
+    parser_config: Mapping[str, Any] | None = None,
+) -> tuple[SqliteStorage, dict[str, Any], list[dict[str, Any]]]:
+    store = SqliteStorage(data_dir)
+    dataset = store.create_dataset(
+        "tenant", {"name": "ds", "parser_config": dict(parser_config or {"chunk_token_num": 64})}
+    )
+    uploads = [
+        Upload(name, name.rsplit(".", 1)[-1], "doc", io.BytesIO(data)) for name, data in files
+    ]
+    return store, dataset, store.add_documents(dataset, uploads, "tenant")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def doc_rows(data_dir: Path, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
+    conn = storage.get_connection(data_dir)
+    marks = ",".join("?" * len(doc_ids))
+    rows = conn.execute(f"SELECT * FROM documents WHERE id IN ({marks})", doc_ids).fetchall()
+    return {r["id"]: dict(r) for r in rows}
+
+
+def finished(data_dir: Path, doc_ids: list[str]) -> dict[str, dict[str, Any]] | None:
+    rows = doc_rows(data_dir, doc_ids)
+    return rows if all(r["run"] in ("2", "3", "4") for r in rows.values()) else None
+
+
+def executor_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASK_", "PARSE_"))}
+    env.update(
+        DATA_DIR=str(data_dir),
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+        EXECUTOR_HOST_ID="test",
+        TASK_POLL_INTERVAL_MS="100",
+        TASK_HEARTBEAT_SECONDS="1",
+    )
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def executors(
+    data_dir: Path, numbers: list[int], log_dir: Path, **extra: str
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Real ``python -m api.task_executor`` processes; killed (group) at the end."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for n in numbers:
+            log = (log_dir / f"executor_{n}.log").open("wb")
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "api.task_executor", "--consumer-num", str(n)],
+                    cwd=ROOT,
+                    env=executor_env(data_dir, **extra),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+            log.close()
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def chunk_rows(data_dir: Path, doc_id: str) -> list[dict[str, Any]]:
+    conn = storage.get_connection(data_dir)
+    rows = conn.execute("SELECT * FROM chunks WHERE doc_id = ? ORDER BY seq", (doc_id,))
+    return [dict(r) for r in rows.fetchall()]

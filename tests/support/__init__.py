@@ -1,0 +1,1 @@
+"""Helpers shared by the process-lifecycle tests: real processes, bounded waits, load, cleanup."""

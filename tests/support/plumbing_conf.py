@@ -1,0 +1,137 @@
+"""A small hand-written supervisord.conf exercising supervise/ on its own (no renderer).
+
+Same program layout as the production render (socket_holder -> web via serve_web + Gunicorn with our
+hooks, task_executor numprocs), but serving tests/support/wsgi_app.py and running a stand-in
+executor, with short timeouts so the tests stay fast.
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+from pathlib import Path
+
+from support.supervised import APP_DIR, PYTHON, TESTS_DIR
+
+
+@dataclass(frozen=True)
+class PlumbingSpec:
+    port: int
+    workers: int = 2
+    graceful_timeout: int = 5
+    executors: int = 2
+    executor_finish_seconds: float = 0.0
+    executor_crash: bool = False
+    log_target: str = "stdout"  # or "file"
+    log_max_bytes: int = 0
+    log_backups: int = 2
+    gunicorn_timeout: int = 300
+    web_app: str = "support.wsgi_app:application"
+    extra: str = ""
+
+
+def _log_lines(spec: PlumbingSpec, log_dir: Path, name: str) -> str:
+    if spec.log_target == "stdout":
+        return (
+            "stdout_logfile=/dev/stdout\nstdout_logfile_maxbytes=0\n"
+            "stderr_logfile=/dev/stderr\nstderr_logfile_maxbytes=0\n"
+        )
+    return (
+        f"stdout_logfile={log_dir}/{name}.log\nstdout_logfile_maxbytes={spec.log_max_bytes}\n"
+        f"stdout_logfile_backups={spec.log_backups}\n"
+        f"stderr_logfile={log_dir}/{name}.err.log\nstderr_logfile_maxbytes={spec.log_max_bytes}\n"
+        f"stderr_logfile_backups={spec.log_backups}\n"
+    )
+
+
+def write_plumbing_conf(spec: PlumbingSpec, run_dir: Path) -> Path:
+    """Write supervisord.conf + gunicorn.conf.py into run_dir; return the supervisord.conf path."""
+    log_dir = run_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    gunicorn_conf = run_dir / "gunicorn.conf.py"
+    gunicorn_conf.write_text(
+        f"bind = ['127.0.0.1:{spec.port}']\n"
+        f"workers = {spec.workers}\n"
+        "worker_class = 'sync'\n"
+        f"timeout = {spec.gunicorn_timeout}\n"
+        f"graceful_timeout = {spec.graceful_timeout}\n"
+        "preload_app = True\n"
+        f"pythonpath = {str(TESTS_DIR)!r}\n"
+        "control_socket_disable = True\n"
+        "accesslog = '-'\n"
+        "errorlog = '-'\n"
+        "from supervise.gunicorn_hooks import post_fork  # noqa: E402,F401\n"
+    )
+    executor_args = f"--finish-seconds {spec.executor_finish_seconds}"
+    if spec.executor_crash:
+        executor_args += " --crash"
+    run = run_dir
+    conf = f"""\
+[unix_http_server]
+file={run}/supervisor.sock
+chmod=0700
+
+[supervisorctl]
+serverurl=unix://{run}/supervisor.sock
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisord]
+nodaemon=true
+user={getpass.getuser()}
+pidfile={run}/supervisord.pid
+logfile={"/dev/null" if spec.log_target == "stdout" else f"{log_dir}/supervisord.log"}
+logfile_maxbytes=0
+childlogdir={log_dir}
+
+[program:socket_holder]
+command={PYTHON} -m supervise.socket_holder --host 127.0.0.1 --port {spec.port} --unix {run}/listen.sock
+directory={APP_DIR}
+priority=1
+startsecs=3
+startretries=2
+autorestart=true
+stopsignal=TERM
+stopwaitsecs=2
+stderr_events_enabled=true
+environment=PYTHONUNBUFFERED="1"
+{_log_lines(spec, log_dir, "socket_holder")}
+[program:web]
+command={PYTHON} -m supervise.serve_web --holder {run}/listen.sock -- {PYTHON} -m gunicorn -c {gunicorn_conf} {spec.web_app}
+directory={APP_DIR}
+priority=10
+startsecs=4
+startretries=3
+autorestart=true
+stopsignal=TERM
+stopwaitsecs={spec.graceful_timeout + 2}
+stopasgroup=true
+killasgroup=true
+stderr_events_enabled=true
+environment=PYTHONUNBUFFERED="1"
+{_log_lines(spec, log_dir, "web")}
+"""  # noqa: E501
+    if spec.executors:
+        conf += f"""
+[program:task_executor]
+command={PYTHON} {TESTS_DIR}/support/fake_executor.py --consumer-num %(process_num)d {executor_args}
+process_name=%(program_name)s_%(process_num)02d
+numprocs={spec.executors}
+directory={APP_DIR}
+priority=5
+startsecs=1
+startretries=2
+autorestart=true
+stopsignal=TERM
+stopwaitsecs={int(spec.executor_finish_seconds) + 2}
+stopasgroup=true
+killasgroup=true
+stderr_events_enabled=true
+environment=PYTHONUNBUFFERED="1"
+{_log_lines(spec, log_dir, "%(program_name)s_%(process_num)02d")}
+"""
+    conf += spec.extra
+    path = run_dir / "supervisord.conf"
+    path.write_text(conf)
+    return path

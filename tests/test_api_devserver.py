@@ -1,0 +1,139 @@
+"""The Werkzeug development server entry points, run for real on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from support.waiting import free_port, wait_for
+
+from api import ragflow_server
+from api.config import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class DevServer:
+    def __init__(self, tmp_path: Path, *args: str, **env: str) -> None:
+        self.port = free_port()
+        self.log = tmp_path / f"server-{self.port}.log"
+        full_env = {
+            **os.environ,
+            "HOST_IP": "127.0.0.1",
+            "HOST_PORT": str(self.port),
+            "DATA_DIR": str(tmp_path / "data"),
+            "RAGFLOW_API_KEY": "dev-key",
+            "TASK_STOP_TIMEOUT": "2",
+            **env,
+        }
+        full_env.pop("PYTHONPATH", None)  # the script must make `api` importable by itself
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, *args],
+                cwd=ROOT,
+                env=full_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"server exited {self.proc.returncode}: {self.log.read_text()}")
+        try:
+            return requests.get(f"{self.base}/v1/system/ping", timeout=2).text == "pong"
+        except (requests.ConnectionError, requests.Timeout):
+            return False
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+            raise AssertionError(f"server ignored SIGTERM: {self.log.read_text()}") from None
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[list[DevServer]]:
+    started: list[DevServer] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("api/ragflow_server.py",),
+        ("-m", "api.ragflow_server"),
+        ("-m", "api.ragflow_server", "--debug"),
+    ],
+)
+def test_dev_server_serves_the_api(
+    tmp_path: Path, servers: list[DevServer], command: tuple[str, ...]
+) -> None:
+    server = DevServer(tmp_path, *command)
+    servers.append(server)
+    wait_for(server.ready, timeout=30, what=f"{' '.join(command)} to answer")
+    headers = {"Authorization": "Bearer dev-key"}
+    created = requests.post(
+        f"{server.base}/api/v1/datasets", json={"name": "dev"}, headers=headers, timeout=10
+    ).json()
+    assert created["code"] == 0
+    status = requests.get(f"{server.base}/v1/system/status", headers=headers, timeout=10).json()
+    # the serving process runs the task executor in-process and reports its heartbeat
+    executors = wait_for(
+        lambda: requests.get(f"{server.base}/v1/system/status", headers=headers, timeout=10).json()[
+            "data"
+        ]["task_executors"],
+        timeout=20,
+        what="the in-process executor's heartbeat",
+    )
+    assert executors[0]["pid"] == status["data"]["pid"]
+    server.stop()
+    assert "Traceback" not in server.log.read_text()
+
+
+def test_debugpy_listens_in_the_serving_child_only(
+    tmp_path: Path, servers: list[DevServer]
+) -> None:
+    debug_port = free_port()
+    server = DevServer(
+        tmp_path, "-m", "api.ragflow_server", "--debug", RAGFLOW_DEBUGPY_LISTEN=str(debug_port)
+    )
+    servers.append(server)
+    wait_for(server.ready, timeout=30, what="the dev server")
+
+    def listening() -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(1)
+            return sock.connect_ex(("127.0.0.1", debug_port)) == 0
+
+    wait_for(listening, timeout=30, what=f"debugpy on port {debug_port}")
+    log = server.log.read_text()
+    assert log.count("debugpy listening on 127.0.0.1") == 1, log
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("", None), ("0", None), ("5678", ("127.0.0.1", 5678)), ("0.0.0.0:9", ("0.0.0.0", 9))],
+)
+def test_debugpy_address(value: str, expected: tuple[str, int] | None) -> None:
+    assert ragflow_server.debugpy_address(value) == expected
+
+
+@pytest.mark.parametrize("value", ["abc", "host:", "70000"])
+def test_debugpy_address_errors(value: str) -> None:
+    with pytest.raises(ConfigError, match="RAGFLOW_DEBUGPY_LISTEN"):
+        ragflow_server.debugpy_address(value)

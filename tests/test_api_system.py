@@ -1,0 +1,227 @@
+"""System endpoints, auth, routing errors, the error path, config, logging and the admin CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.api_client import KEY, Api
+
+from api import auth, config, openapi
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_ping_needs_no_key(api: Api) -> None:
+    response = api.raw("GET", "/v1/system/ping", key=None)
+    assert response.status_code == 200 and response.data == b"pong"
+
+
+def test_healthz_ok(api: Api) -> None:
+    response = api.raw("GET", "/v1/system/healthz", key=None)
+    assert response.status_code == 200
+    assert response.get_json() == {"db": "ok", "storage": "ok", "status": "ok"}
+
+
+def test_healthz_names_the_failed_check(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where DATA_DIR should be")
+    broken = Api(blocker)
+    response = broken.raw("GET", "/v1/system/healthz", key=None)
+    assert response.status_code == 500
+    body = response.get_json()
+    assert body["status"] == "nok" and body["db"] == "nok" and body["storage"] == "nok"
+    assert "Error" in body["_meta"]["db"]["error"] and "Error" in body["_meta"]["storage"]["error"]
+
+
+def test_status_reports_process_queue_and_executors(api: Api) -> None:
+    data = api.ok("GET", "/v1/system/status")
+    assert data["pid"] == os.getpid() and data["mode"] == "production"
+    assert data["queue"] == {"queued": 0, "running": 0, "expired": 0}
+    assert data["task_executors"] == []
+    assert api.error(0, "GET", "/v1/system/status", key=None) == "`Authorization` can't be empty"
+
+
+@pytest.mark.parametrize(
+    ("header", "code", "message"),
+    [
+        (None, 0, "`Authorization` can't be empty"),
+        ("", 0, "`Authorization` can't be empty"),
+        ("Bearer", 0, "Please check your authorization format."),
+        ("Bearer wrong", 109, "Authentication error: API key is invalid!"),
+        (f"Bearer {KEY}x", 109, "Authentication error: API key is invalid!"),
+        ("Bearer ключ", 109, "Authentication error: API key is invalid!"),
+    ],
+)
+def test_auth_failures(api: Api, header: str | None, code: int, message: str) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    body = api.call("GET", "/api/v1/datasets", key=None, headers=headers)
+    assert body == {"code": code, "message": message, "data": False}
+
+
+def test_no_bootstrap_key_means_only_created_keys_work(tmp_path: Path) -> None:
+    app = Api(tmp_path / "data", RAGFLOW_API_KEY="")
+    assert app.app.load_settings().api_key is None
+    assert app.call("GET", "/api/v1/datasets")["code"] == 109
+
+
+def test_key_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("from-file\n")
+    env = {"DATA_DIR": str(tmp_path), "RAGFLOW_API_KEY_FILE": str(key_file)}
+    assert config.load(env).api_key == "from-file"
+    with pytest.raises(config.ConfigError, match="RAGFLOW_API_KEY_FILE"):
+        config.load({**env, "RAGFLOW_API_KEY_FILE": str(tmp_path / "missing")})
+
+
+@pytest.mark.parametrize(
+    ("env", "match"),
+    [
+        ({"MAX_CONTENT_LENGTH": "lots"}, "MAX_CONTENT_LENGTH='lots' is not an integer"),
+        ({"MAX_CONTENT_LENGTH": "10"}, "out of range"),
+        ({"HOST_PORT": "70000"}, "HOST_PORT=70000 is out of range"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' is not one of text, json"),
+        ({"RAGFLOW_MODE": "prod"}, "RAGFLOW_MODE"),
+    ],
+)
+def test_config_errors_name_the_setting(env: dict[str, str], match: str) -> None:
+    with pytest.raises(config.ConfigError, match=match):
+        config.load(env)
+
+
+def test_config_defaults() -> None:
+    cfg = config.load({})
+    assert cfg.data_dir == Path("./data").absolute()
+    assert cfg.max_content_length == 1024**3 and cfg.host_port == 9380
+    assert cfg.log_format == "text" and cfg.mode == "production" and cfg.api_key is None
+
+
+def test_a_misconfigured_server_answers_with_an_envelope(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from werkzeug.test import Client
+
+    from api.app import create_app
+
+    monkeypatch.setenv("MAX_CONTENT_LENGTH", "huge")
+    response = Client(create_app()).get("/api/v1/datasets")
+    assert response.status_code == 200
+    assert response.get_json()["code"] == 500
+    assert "MAX_CONTENT_LENGTH" in response.get_json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "message"),
+    [
+        ("GET", "/nowhere", "<NotFound '404: Not Found'>"),
+        ("GET", "/api/v1/datasets/x/y/z/w", "<NotFound '404: Not Found'>"),
+        ("PATCH", "/api/v1/datasets", "<MethodNotAllowed '405: Method Not Allowed'>"),
+        ("POST", "/v1/system/ping", "<MethodNotAllowed '405: Method Not Allowed'>"),
+    ],
+)
+def test_routing_errors_are_code_100_with_the_repr(
+    api: Api, method: str, path: str, message: str
+) -> None:
+    assert api.call(method, path) == {"code": 100, "message": message}
+
+
+def test_double_slashes_redirect(api: Api) -> None:
+    response = api.raw("GET", "/api/v1//datasets")
+    assert response.status_code == 308
+    assert response.headers["Location"].endswith("/api/v1/datasets")
+
+
+def test_unexpected_errors_never_leak_a_traceback(api: Api) -> None:
+    ds = api.dataset("keep")
+    db = api.data_dir / "ragflow.db"
+    from api import storage
+
+    storage.close_all()
+    saved = db.read_bytes()
+    try:
+        db.write_bytes(b"this is not a database" * 100)
+        for name in ("ragflow.db-wal", "ragflow.db-shm"):
+            (api.data_dir / name).unlink(missing_ok=True)
+        body = api.call("GET", "/api/v1/datasets")
+        assert body["code"] == 100 and body["message"].startswith("DatabaseError(")
+    finally:
+        storage.close_all()
+        db.write_bytes(saved)
+    assert api.ok("GET", "/api/v1/datasets")[0]["id"] == ds["id"]
+
+
+def test_openapi_document_lists_every_endpoint(api: Api) -> None:
+    from api.app import URLS
+
+    response = api.raw("GET", "/api/v1/openapi.json", key=None)
+    assert response.status_code == 200
+    doc = response.get_json()
+    assert doc == json.loads(json.dumps(openapi.document()))
+    routes = set()
+    for rule in URLS.iter_rules():
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        for method in rule.methods or ():
+            if method not in ("HEAD", "OPTIONS") and path != "/api/v1/openapi.json":
+                routes.add((path, method.lower()))
+    documented = {(p, m) for p, ops in doc["paths"].items() for m in ops}
+    assert documented == routes
+
+
+def _admin(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "api.admin", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_admin_cli_creates_lists_and_revokes_keys(tmp_path: Path) -> None:
+    assert "schema version 1" in _admin(tmp_path, "init").stdout
+    created = _admin(tmp_path, "create-key", "--name", "ci", "--tenant", "t1")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith(auth.KEY_PREFIX)
+    app = Api(tmp_path / "data", RAGFLOW_API_KEY="")
+    assert app.ok("POST", "/api/v1/datasets", json={"name": "x"}, key=key)["tenant_id"] == "t1"
+    listed = [json.loads(line) for line in _admin(tmp_path, "list-keys").stdout.splitlines()]
+    assert [(k["name"], k["tenant_id"], k["revoked_time"]) for k in listed] == [("ci", "t1", None)]
+    assert key not in (tmp_path / "data" / "ragflow.db").read_bytes().decode("latin-1")
+    assert _admin(tmp_path, "revoke-key", key[:16]).returncode == 0
+    assert app.call("GET", "/api/v1/datasets", key=key)["code"] == 109
+    assert _admin(tmp_path, "revoke-key", "short").returncode == 2
+    assert _admin(tmp_path, "revoke-key", "nomatch-prefix").returncode == 1
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_log_lines_carry_program_and_pid(tmp_path: Path, log_format: str) -> None:
+    code = (
+        "from api import logs; import logging; "
+        "logs.setup('%s'); logging.getLogger('x').warning('hi')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SUPERVISOR_PROCESS_NAME": "web"}
+    result = subprocess.run(
+        [sys.executable, "-c", code % log_format],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    (line,) = result.stderr.splitlines()
+    if log_format == "json":
+        entry = json.loads(line)
+        assert (
+            entry["program"] == "web" and entry["message"] == "hi" and entry["level"] == "WARNING"
+        )
+        assert isinstance(entry["pid"], int)
+    else:
+        assert " web[" in line and line.endswith("WARNING x: hi")
+    assert result.stdout == ""

@@ -1,0 +1,342 @@
+"""Real ``python -m api.task_executor`` processes on a shared SQLite queue: exactly
+once under concurrency, SIGKILL and SIGTERM mid-task, cancellation, retry cap,
+hostile files, idle CPU and wake-up latency.
+
+Tasks are kept mid-flight with RAGFLOW_TEST_SECTION_DELAY (seconds slept after
+each parsed section; a test-only setting of api.parsing.limits)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from functools import partial
+from pathlib import Path
+
+import psutil
+import pytest
+from queue_helpers import add_docs, chunk_rows, doc_rows, executors, finished, wait_for
+from sample_files import make_pdf, make_zip_bomb
+
+from api import queue, storage
+from api.parsing.limits import Limits
+from api.parsing.pipeline import build_chunks
+
+LINES = 40  # sections of the slow document: 40 x delay
+
+
+def slow_text(tag: str) -> bytes:
+    return "\n".join(f"{tag} line {i} with some words" for i in range(LINES)).encode()
+
+
+def expected_contents(
+    data: bytes, suffix: str, tmp_path: Path, config: dict[str, int]
+) -> list[str]:
+    path = tmp_path / f"expected.{suffix}"
+    path.write_bytes(data)
+    chunks = build_chunks(path, suffix=suffix, parser_config=config, limits=Limits())
+    return [c["content"] for c in chunks]
+
+
+def task_of(data_dir: Path, doc_id: str) -> dict[str, object]:
+    conn = storage.get_connection(data_dir)
+    row = conn.execute(
+        "SELECT * FROM tasks WHERE doc_id = ? ORDER BY enqueued_at DESC LIMIT 1", (doc_id,)
+    ).fetchone()
+    return dict(row)
+
+
+def leased_by(data_dir: Path, doc_id: str, consumer: str) -> bool:
+    task = task_of(data_dir, doc_id)
+    progress = doc_rows(data_dir, [doc_id])[doc_id]["progress"]
+    return task["state"] == "leased" and task["lease_owner"] == consumer and progress > 0.1
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+def test_every_task_is_processed_exactly_once_under_concurrency(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    files = [(f"doc{i}.txt", slow_text(f"document {i}")) for i in range(40)]
+    _, dataset, docs = add_docs(data_dir, files, {"chunk_token_num": 32})
+    ids = [d["id"] for d in docs]
+    with executors(data_dir, [1, 2, 3, 4], tmp_path) as procs:
+        wait_for("4 executors", lambda: len(queue.list_executors(conn=_c(data_dir))) == 4)
+        started = time.monotonic()
+        queue.enqueue_parse(dataset["id"], ids, conn=_c(data_dir))
+        rows = wait_for("all documents", lambda: finished(data_dir, ids), 60)
+        elapsed = time.monotonic() - started
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        assert [proc.wait(10) for proc in procs] == [0, 0, 0, 0]
+    print(f"\nthroughput: {len(ids)} documents in {elapsed:.2f}s ({len(ids) / elapsed:.1f}/s)")
+    for (_, data), doc_id in zip(files, ids, strict=True):
+        assert rows[doc_id]["run"] == "3", rows[doc_id]["progress_msg"]
+        expected = expected_contents(data, "txt", tmp_path, {"chunk_token_num": 32})
+        assert [c["content"] for c in chunk_rows(data_dir, doc_id)] == expected
+        task = task_of(data_dir, doc_id)
+        assert (task["state"], task["attempts"]) == ("done", 1)
+    done_lines = Counter(
+        m.group(1)
+        for n in (1, 2, 3, 4)
+        for m in re.finditer(r"task (\w+) done", (tmp_path / f"executor_{n}.log").read_text())
+    )
+    assert len(done_lines) == len(ids) and set(done_lines.values()) == {1}
+    per_executor = {e["consumer"]: e["done"] for e in queue.list_executors(conn=_c(data_dir))}
+    assert sum(per_executor.values()) == len(ids)
+    assert all(e["state"] == "stopped" for e in queue.list_executors(conn=_c(data_dir)))
+
+
+def _c(data_dir: Path) -> sqlite3.Connection:
+    return storage.get_connection(data_dir)
+
+
+def test_sigkill_mid_task_is_completed_by_another_executor(data_dir: Path, tmp_path: Path) -> None:
+    data = slow_text("killed")
+    _, dataset, docs = add_docs(data_dir, [("slow.txt", data)], {"chunk_token_num": 32})
+    doc = docs[0]["id"]
+    queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
+    slow = {"RAGFLOW_TEST_SECTION_DELAY": "0.1", "TASK_LEASE_SECONDS": "2"}
+    with executors(data_dir, [1], tmp_path, **slow) as (victim,):
+        wait_for("executor 1 mid-task", lambda: leased_by(data_dir, doc, "test_1"))
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait(5)
+    assert doc_rows(data_dir, [doc])[doc]["run"] == "1"
+    with executors(data_dir, [2], tmp_path, TASK_LEASE_SECONDS="2") as (rescuer,):
+        rows = wait_for("the rescue", lambda: finished(data_dir, [doc]), 30)
+        rescuer.send_signal(signal.SIGTERM)
+        assert rescuer.wait(10) == 0
+    assert rows[doc]["run"] == "3", rows[doc]["progress_msg"]
+    task = task_of(data_dir, doc)
+    assert (task["state"], task["attempts"]) == ("done", 2)
+    assert "Task started by test_2 (attempt 2)" in rows[doc]["progress_msg"]
+    contents = [c["content"] for c in chunk_rows(data_dir, doc)]
+    assert contents == expected_contents(data, "txt", tmp_path, {"chunk_token_num": 32})
+    assert len(contents) == len(set(contents)) == rows[doc]["chunk_count"]
+
+
+def test_sigterm_mid_task_finishes_within_the_stop_timeout(data_dir: Path, tmp_path: Path) -> None:
+    _, dataset, docs = add_docs(data_dir, [("t.txt", slow_text("term"))])
+    doc = docs[0]["id"]
+    queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
+    env = {"RAGFLOW_TEST_SECTION_DELAY": "0.05", "TASK_STOP_TIMEOUT": "10"}
+    with executors(data_dir, [1], tmp_path, **env) as (proc,):
+        wait_for("executor mid-task", lambda: leased_by(data_dir, doc, "test_1"))
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)  # a repeated TERM changes nothing
+        assert proc.wait(12) == 0
+        took = time.monotonic() - sent
+    assert took < 10
+    row = doc_rows(data_dir, [doc])[doc]
+    assert row["run"] == "3", row["progress_msg"]
+    assert task_of(data_dir, doc)["attempts"] == 1
+
+
+def test_sigterm_hands_back_a_task_that_cannot_finish_in_time(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    data = slow_text("handback")
+    _, dataset, docs = add_docs(data_dir, [("h.txt", data)], {"chunk_token_num": 32})
+    doc = docs[0]["id"]
+    queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
+    env = {"RAGFLOW_TEST_SECTION_DELAY": "0.5", "TASK_STOP_TIMEOUT": "1"}
+    with executors(data_dir, [1], tmp_path, **env) as (proc,):
+        wait_for("executor mid-task", lambda: leased_by(data_dir, doc, "test_1"))
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # the second TERM arrives later, as supervisord's would
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 0
+        took = time.monotonic() - sent
+    assert took < 2.5, f"exit took {took:.2f}s with TASK_STOP_TIMEOUT=1"
+    task = task_of(data_dir, doc)
+    assert (task["state"], task["attempts"], task["lease_owner"]) == ("queued", 0, None)
+    row = doc_rows(data_dir, [doc])[doc]
+    assert (row["run"], row["progress"]) == ("1", 0)
+    assert "handed back by test_1" in row["progress_msg"]
+    assert chunk_rows(data_dir, doc) == []
+    with executors(data_dir, [2], tmp_path) as (other,):
+        rows = wait_for("the handed-back task", lambda: finished(data_dir, [doc]), 30)
+        other.send_signal(signal.SIGTERM)
+        assert other.wait(10) == 0
+    assert rows[doc]["run"] == "3"
+    assert [c["content"] for c in chunk_rows(data_dir, doc)] == expected_contents(
+        data, "txt", tmp_path, {"chunk_token_num": 32}
+    )
+
+
+def test_cancellation_mid_task_leaves_no_chunks(data_dir: Path, tmp_path: Path) -> None:
+    _, dataset, docs = add_docs(
+        data_dir, [("c.txt", slow_text("cancel")), ("next.txt", b"after the cancel")]
+    )
+    doc, nxt = docs[0]["id"], docs[1]["id"]
+    queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
+    with executors(data_dir, [1], tmp_path, RAGFLOW_TEST_SECTION_DELAY="0.1") as (proc,):
+        wait_for("executor mid-task", lambda: leased_by(data_dir, doc, "test_1"))
+        cancelled_at = time.monotonic()
+        assert queue.cancel_parse(dataset["id"], [doc], conn=_c(data_dir)) == 1
+        log = tmp_path / "executor_1.log"
+        wait_for("the executor to notice", lambda: "abandoned" in log.read_text(), 10)
+        noticed = time.monotonic() - cancelled_at
+        queue.enqueue_parse(dataset["id"], [nxt], conn=_c(data_dir))
+        wait_for("the next document", lambda: finished(data_dir, [nxt]), 20)
+        assert proc.poll() is None
+    print(f"\ncancellation noticed after {noticed:.2f}s")
+    assert noticed < 2
+    row = doc_rows(data_dir, [doc])[doc]
+    assert (row["run"], row["chunk_count"]) == ("2", 0)
+    assert chunk_rows(data_dir, doc) == []
+    assert task_of(data_dir, doc)["state"] == "cancelled"
+
+
+def test_retries_are_capped_and_the_document_fails_with_the_reason(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    _, dataset, docs = add_docs(data_dir, [("r.txt", slow_text("retry"))])
+    doc = docs[0]["id"]
+    queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
+    env = {
+        "RAGFLOW_TEST_SECTION_DELAY": "0.2",
+        "TASK_LEASE_SECONDS": "2",
+        "TASK_MAX_ATTEMPTS": "2",
+    }
+    for number in (1, 2):  # two attempts, each executor SIGKILLed mid-task
+        with executors(data_dir, [number], tmp_path, **env) as (proc,):
+            wait_for(f"attempt {number}", partial(leased_by, data_dir, doc, f"test_{number}"))
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    with executors(data_dir, [3], tmp_path, **env):
+        rows = wait_for("the give-up", lambda: finished(data_dir, [doc]), 20)
+    row = rows[doc]
+    assert (row["run"], row["progress"]) == ("4", -1)
+    assert re.search(
+        r"\[ERROR\] Task gave up after 2 attempts \(last: the lease of test_2 expired",
+        row["progress_msg"],
+    )
+    assert chunk_rows(data_dir, doc) == []
+
+
+def test_hostile_files_fail_cleanly_and_the_executor_keeps_going(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    pdf = make_pdf([["fine"]])
+    files = [
+        ("truncated.pdf", pdf[: len(pdf) // 2]),
+        ("bomb.docx", make_zip_bomb(80 << 20)),
+        ("latin1.txt", b"caf\xe9 cr\xe8me\n" * 10),
+        ("binary.txt", bytes(range(256)) * 100),
+        ("sheet.xlsx", b"PK\x03\x04 not really"),
+        ("long.txt", b"x" * (3 << 20)),  # 3 MB single line under a 2 MB cap
+        ("good.md", b"# Good\n\nStill parsed after all that."),
+    ]
+    _, dataset, docs = add_docs(data_dir, files)
+    ids = [d["id"] for d in docs]
+    queue.enqueue_parse(dataset["id"], ids, conn=_c(data_dir))
+    with executors(data_dir, [1], tmp_path, PARSE_MAX_BYTES=str(2 << 20)) as (proc,):
+        rows = wait_for("every hostile file", lambda: finished(data_dir, ids), 60)
+        assert proc.poll() is None
+    by_name = {rows[i]["name"]: rows[i] for i in ids}
+    for name in ("truncated.pdf", "bomb.docx", "binary.txt", "sheet.xlsx", "long.txt"):
+        row = by_name[name]
+        assert (row["run"], row["progress"]) == ("4", -1), name
+        assert row["progress_msg"].splitlines()[-1].startswith("[ERROR] "), name
+        assert task_of(data_dir, row["id"])["attempts"] == 1, name  # failed once, no retries
+    assert "PARSE_MAX_UNCOMPRESSED_BYTES" in by_name["bomb.docx"]["progress_msg"]
+    assert "PARSE_MAX_BYTES" in by_name["long.txt"]["progress_msg"]
+    assert ".xlsx files is not supported" in by_name["sheet.xlsx"]["progress_msg"]
+    assert by_name["latin1.txt"]["run"] == "3"
+    assert by_name["good.md"]["run"] == "3" and by_name["good.md"]["chunk_count"] == 1
+
+
+def test_a_stuck_parser_fails_the_document_and_the_executor_exits(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """A parser blocked inside one section (here: a 30 s test delay) ignores the
+    cooperative PARSE_TIMEOUT; 5 s later the main thread fails the document and the
+    program exits 1 so that supervisord replaces the process and its stuck thread."""
+    _, dataset, docs = add_docs(data_dir, [("stuck.txt", b"one\ntwo")])
+    doc = docs[0]["id"]
+    queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
+    env = {"RAGFLOW_TEST_SECTION_DELAY": "30", "PARSE_TIMEOUT": "1"}
+    with executors(data_dir, [1], tmp_path, **env) as (proc,):
+        assert proc.wait(15) == 1
+    row = doc_rows(data_dir, [doc])[doc]
+    assert (row["run"], row["progress"]) == ("4", -1)
+    assert "[ERROR] parsing did not stop within PARSE_TIMEOUT=1s (+5s)" in row["progress_msg"]
+    assert task_of(data_dir, doc)["state"] == "failed"
+
+
+def test_idle_executor_uses_little_cpu_and_wakes_within_a_second(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    _, dataset, docs = add_docs(data_dir, [("w.txt", b"wake up")])
+    doc = docs[0]["id"]
+    with executors(data_dir, [1], tmp_path, TASK_POLL_INTERVAL_MS="500") as (proc,):
+        wait_for("the first heartbeat", lambda: queue.list_executors(conn=_c(data_dir)))
+        process = psutil.Process(proc.pid)
+        before, wall = process.cpu_times(), time.monotonic()
+        time.sleep(4)  # the measurement window itself
+        after, wall = process.cpu_times(), time.monotonic() - wall
+        cpu = (after.user + after.system - before.user - before.system) / wall
+        enqueued = time.monotonic()
+        queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
+        wait_for("the claim", lambda: task_of(data_dir, doc)["state"] != "queued", 5)
+        latency = time.monotonic() - enqueued
+        wait_for("the document", lambda: finished(data_dir, [doc]), 10)
+        listed = queue.list_executors(conn=_c(data_dir))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    print(f"\nidle CPU {cpu * 100:.2f}% of one core; wake-up latency {latency:.3f}s")
+    assert cpu < 0.05
+    assert latency < 1.0
+    assert listed[0]["consumer"] == "test_1" and listed[0]["pid"] == proc.pid
+    assert not listed[0]["stale"]
+
+
+def test_bad_settings_exit_2_with_a_clear_message(data_dir: Path, tmp_path: Path) -> None:
+    with executors(data_dir, [1], tmp_path, TASK_LEASE_SECONDS="soon") as (proc,):
+        assert proc.wait(10) == 2
+    log = (tmp_path / "executor_1.log").read_text()
+    assert "TASK_LEASE_SECONDS='soon' is not an integer" in log
+    with executors(data_dir, [2], tmp_path, PARSE_TIMEOUT="-1") as (proc,):
+        assert proc.wait(10) == 2
+    assert "PARSE_TIMEOUT=-1 is out of range" in (tmp_path / "executor_2.log").read_text()
+
+
+def test_consumer_ids_are_stable_across_restarts(data_dir: Path, tmp_path: Path) -> None:
+    pids = []
+    for _ in range(2):
+        with executors(data_dir, [7], tmp_path) as (proc,):
+            wait_for("a heartbeat", partial(_beats_from, data_dir, proc.pid))
+            pids.append(proc.pid)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(10) == 0
+    listed = queue.list_executors(conn=_c(data_dir))
+    assert [e["consumer"] for e in listed] == ["test_7"]
+    assert listed[0]["pid"] == pids[1] and listed[0]["state"] == "stopped"
+
+
+def _beats_from(data_dir: Path, pid: int) -> bool:
+    listed = queue.list_executors(conn=_c(data_dir))
+    return bool(listed) and int(listed[0]["pid"]) == pid
+
+
+def test_module_runs_as_a_program_with_help() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "api.task_executor", "--help"],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "--consumer-num" in out.stdout

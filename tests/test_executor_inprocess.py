@@ -1,0 +1,170 @@
+"""Dev mode: the real Werkzeug dev server (``python -m api.ragflow_server --debug``,
+reloader + debugger) runs the executor loop in a thread of its serving process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from queue_helpers import ROOT, chunk_rows, doc_rows, executor_env, wait_for
+from support.waiting import free_port
+
+from api import queue, storage
+
+KEY = "dev-mode-key"
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    env = executor_env(
+        data_dir,
+        HOST_IP="127.0.0.1",
+        HOST_PORT=str(port),
+        RAGFLOW_API_KEY=KEY,
+        RAGFLOW_MODE="development",
+        RAGFLOW_TEST_SECTION_DELAY="0.2",
+        TASK_STOP_TIMEOUT="1",
+    )
+    with (tmp_path / "dev.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "api.ragflow_server", "--debug"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for("the dev server", lambda: _ping(base), 30)
+        yield proc, base, data_dir
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def _ping(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/v1/system/ping", timeout=2).text == "pong"
+    except requests.RequestException:
+        return False
+
+
+def _api(method: str, url: str, **kwargs: Any) -> Any:
+    response = requests.request(
+        method, url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10, **kwargs
+    )
+    body = response.json()
+    assert body["code"] == 0, body
+    return body.get("data")
+
+
+def test_dev_server_parses_in_process_and_stops_cleanly_mid_task(
+    dev_server: tuple[subprocess.Popen[bytes], str, Path],
+) -> None:
+    proc, base, data_dir = dev_server
+    dataset = _api("POST", f"{base}/api/v1/datasets", json={"name": "dev"})
+    assert isinstance(dataset, dict)
+    api = f"{base}/api/v1/datasets/{dataset['id']}"
+    quick = b"one line\nanother line"
+    slow = "\n".join(f"slow line {i}" for i in range(200)).encode()
+    docs = _api("POST", f"{api}/documents", files=[("file", ("quick.txt", quick))])
+    assert isinstance(docs, list)
+    quick_id = docs[0]["id"]
+    _api("POST", f"{api}/chunks", json={"document_ids": [quick_id]})
+    wait_for("the quick document", lambda: doc_rows(data_dir, [quick_id])[quick_id]["run"] == "3")
+    assert [c["content"] for c in chunk_rows(data_dir, quick_id)] == ["one line\nanother line"]
+
+    docs = _api("POST", f"{api}/documents", files=[("file", ("slow.txt", slow))])
+    assert isinstance(docs, list)
+    slow_id = docs[0]["id"]
+    _api("POST", f"{api}/chunks", json={"document_ids": [slow_id]})
+    conn = storage.get_connection(data_dir)
+    wait_for(
+        "the slow document mid-flight",
+        lambda: doc_rows(data_dir, [slow_id])[slow_id]["progress"] > 0.1,
+    )
+    executor = queue.list_executors(conn=conn)[0]
+    assert executor["state"] == "busy" and executor["consumer"] == "test_0"
+    sent = time.monotonic()
+    os.killpg(proc.pid, signal.SIGTERM)  # what supervisord's stopasgroup does
+    assert proc.wait(10) == 0
+    assert time.monotonic() - sent < 4
+    task = conn.execute("SELECT * FROM tasks WHERE doc_id = ?", (slow_id,)).fetchone()
+    assert (task["state"], task["lease_owner"]) == ("queued", None)  # handed back
+    assert queue.list_executors(conn=conn)[0]["state"] == "stopped"
+
+
+def test_a_term_to_the_reloader_parent_alone_reaches_the_serving_child(
+    dev_server: tuple[subprocess.Popen[bytes], str, Path],
+) -> None:
+    proc, _, data_dir = dev_server
+    conn = storage.get_connection(data_dir)
+    child = wait_for("the in-process executor", lambda: queue.list_executors(conn=conn))[0]
+    assert child["pid"] != proc.pid  # the executor lives in the serving child
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert queue.list_executors(conn=conn)[0]["state"] == "stopped"
+    assert not psutil_exists(int(child["pid"]))
+
+
+def psutil_exists(pid: int) -> bool:
+    import psutil
+
+    return bool(psutil.pid_exists(pid)) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+
+
+def test_a_reload_stops_the_in_process_executor_cleanly(tmp_path: Path) -> None:
+    """A source change makes the reloader replace the serving child; the old child's
+    executor stops (state ``stopped``) before the new one starts. Runs on a copy of
+    api/ so that touching a file disturbs no other test."""
+    import shutil
+
+    root = tmp_path / "app"
+    shutil.copytree(ROOT / "api", root / "api", ignore=shutil.ignore_patterns("__pycache__"))
+    data_dir = tmp_path / "data"
+    port = free_port()
+    env = executor_env(data_dir, HOST_PORT=str(port), RAGFLOW_API_KEY=KEY, PYTHONPATH=str(root))
+    with (tmp_path / "dev.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "api.ragflow_server", "--debug"],
+            cwd=root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        conn = storage.get_connection(data_dir)
+        first = wait_for("the first child's executor", lambda: queue.list_executors(conn=conn))
+        # answering means the reloader has taken its first look at the files
+        wait_for("the dev server", lambda: _ping(f"http://127.0.0.1:{port}"), 30)
+        source = root / "api" / "text.py"
+        source.write_text(source.read_text() + "\n# changed\n")
+        second = wait_for(
+            "the reloaded child's executor",
+            lambda: [e for e in queue.list_executors(conn=conn) if e["pid"] != first[0]["pid"]],
+            30,
+        )
+        log_text = (tmp_path / "dev.log").read_text()
+        stopped = log_text.index("executor test_0 stopped")
+        assert log_text.index(f"(pid {second[0]['pid']},") > stopped
+        assert proc.poll() is None
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert queue.list_executors(conn=conn)[0]["state"] == "stopped"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)

@@ -1,0 +1,107 @@
+"""`python -m api.healthcheck`: exit 0 only when /v1/system/healthz answers 200 with status ok.
+
+Checked as the container HEALTHCHECK runs it (a subprocess) against real HTTP servers on loopback:
+a stdlib server answering chosen replies, and the real app under real Gunicorn.
+"""
+
+from __future__ import annotations
+
+import http.server
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+from conftest import StartBundle
+from support.supervised import APP_DIR
+from support.waiting import free_port
+
+from api.healthcheck import default_url
+
+REPLIES: dict[str, tuple[int, bytes]] = {}
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        status, body = REPLIES[self.path]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def _healthcheck(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "api.healthcheck", *args],
+        cwd=APP_DIR, env=env, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ((200, b'{"db": "ok", "storage": "ok", "status": "ok"}'), 0),
+        ((500, b'{"db": "database is locked", "status": "error"}'), 1),
+        ((200, b'{"db": "ok", "status": "degraded"}'), 1),
+        ((200, b"pong"), 1),
+        ((200, b'["ok"]'), 1),
+        ((404, b"not found"), 1),
+    ],
+    ids=["ok", "http-500", "status-not-ok", "not-json", "not-an-object", "http-404"],
+)
+def test_exit_code_follows_healthz(
+    fake_server: int, reply: tuple[int, bytes], expected: int
+) -> None:
+    path = f"/v1/system/healthz-{reply[0]}-{abs(hash(reply[1]))}"
+    REPLIES[path] = reply
+    result = _healthcheck("--url", f"http://127.0.0.1:{fake_server}{path}")
+    assert result.returncode == expected, result.stdout + result.stderr
+    line = (result.stdout if expected == 0 else result.stderr).strip()
+    assert len(line.splitlines()) == 1
+    assert path in line
+
+
+def test_nothing_listening_is_unhealthy() -> None:
+    result = _healthcheck("--url", f"http://127.0.0.1:{free_port()}/v1/system/healthz",
+                          "--timeout", "2")  # fmt: skip
+    assert result.returncode == 1
+    assert "not reachable" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("environ", "url"),
+    [
+        ({}, "http://127.0.0.1:9380/v1/system/healthz"),
+        ({"HOST_PORT": "8080"}, "http://127.0.0.1:8080/v1/system/healthz"),
+        ({"HOST_IP": "0.0.0.0", "HOST_PORT": "1"}, "http://127.0.0.1:1/v1/system/healthz"),
+        ({"HOST_IP": "10.1.2.3"}, "http://10.1.2.3:9380/v1/system/healthz"),
+        ({"HOST_IP": "::1", "HOST_PORT": "81"}, "http://[::1]:81/v1/system/healthz"),
+    ],
+)
+def test_default_url_comes_from_host_ip_and_host_port(environ: dict[str, str], url: str) -> None:
+    assert default_url(environ) == url
+
+
+def test_real_app_is_healthy_via_host_port(start_bundle: StartBundle) -> None:
+    run = start_bundle(WS="0")
+    env = {**run.env, "HOST_PORT": str(run.port)}
+    result = _healthcheck(env=env)
+    print(result.stdout.strip())
+    assert result.returncode == 0, result.stderr
+    run.ctl("stop", "web")
+    result = _healthcheck("--timeout", "2", env=env)
+    assert result.returncode == 1

@@ -1,0 +1,268 @@
+"""Each parser, the pipeline and its limits, on sample files generated here."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from sample_files import make_docx, make_pdf, make_zip_bomb
+
+from api.parsing import limits as parse_limits
+from api.parsing.limits import Limits
+from api.parsing.parsers import (
+    PARSERS,
+    ParseError,
+    UnsupportedType,
+    decode_text,
+    parse_csv,
+    parse_docx,
+    parse_html,
+    parse_json,
+    parse_jsonl,
+    parse_markdown,
+    parse_pdf,
+    parse_text,
+    parser_for,
+)
+from api.parsing.pipeline import build_chunks, chunk_settings
+
+LIMITS = Limits()
+
+
+def texts(sections: object) -> list[str]:
+    return [s.text for s in sections]  # type: ignore[attr-defined]
+
+
+def test_text_is_split_on_the_delimiter() -> None:
+    data = b"first line\n\nsecond line\nthird; part"
+    assert texts(parse_text(data, "\n", LIMITS)) == ["first line", "second line", "third; part"]
+    assert texts(parse_text(data, r"\n;", LIMITS)) == [
+        "first line",
+        "second line",
+        "third;",
+        "part",
+    ]
+
+
+def test_invalid_utf8_falls_back_to_windows_1252() -> None:
+    assert texts(parse_text(b"caf\xe9 cr\x80me\nnext", "\n", LIMITS)) == ["café cr€me", "next"]
+
+
+def test_a_stray_invalid_byte_in_utf8_is_replaced() -> None:
+    data = "é".encode() * 2000 + b"\xff"
+    assert decode_text(data) == "é" * 2000 + "\ufffd"
+
+
+def test_boms_are_honoured() -> None:
+    assert decode_text("\ufeffhé".encode()) == "hé"
+    assert decode_text("hé\nx".encode("utf-16")) == "hé\nx"
+
+
+def test_binary_content_is_refused() -> None:
+    with pytest.raises(ParseError, match="not text"):
+        decode_text(bytes(range(256)) * 64)
+    with pytest.raises(ParseError, match="not text"):
+        decode_text(b"\x00\x01\x02abc" * 100)
+
+
+def test_markdown_elements() -> None:
+    md = (
+        b"# Title\n\nPara one\ncontinues\n\n- item 1\n- item 2\n  more of 2\n\n"
+        b"> quoted\n> still\n\n```python\ncode()\n\n# comment, not a heading\n```\nafter\n"
+    )
+    assert texts(parse_markdown(md, "\n", LIMITS)) == [
+        "# Title",
+        "Para one\ncontinues",
+        "- item 1\n- item 2\n  more of 2",
+        "> quoted\n> still",
+        "```python\ncode()\n\n# comment, not a heading\n```",
+        "after",
+    ]
+
+
+def test_html_blocks_without_script_and_style() -> None:
+    html = (
+        b"<html><head><title>The title</title><style>p{color:red}</style>"
+        b"<script>alert('x')</script></head><body><h1>Heading</h1>"
+        b"<p>Some <b>bold</b>\n text &amp; more</p><script>var hidden=1;</script>"
+        b"<table><tr><th>k</th><th>v</th></tr><tr><td>a</td><td>1</td></tr></table>"
+        b"<ul><li>one</li><li>two</li></ul><pre>  keep\n  spacing</pre></body></html>"
+    )
+    assert texts(parse_html(html, "\n", LIMITS)) == [
+        "The title",
+        "Heading",
+        "Some bold text & more",
+        "k | v",
+        "a | 1",
+        "one",
+        "two",
+        "  keep\n  spacing",
+    ]
+
+
+def test_json_array_and_object() -> None:
+    assert texts(parse_json(b'[{"a": 1}, "x", 3]', "\n", LIMITS)) == ['{"a":1}', '"x"', "3"]
+    assert texts(parse_json('{"k": [1, 2], "m": "é"}'.encode(), "\n", LIMITS)) == [
+        '{"k":[1,2]}',
+        '{"m":"é"}',
+    ]
+    with pytest.raises(ParseError, match="not valid JSON"):
+        list(parse_json(b"{broken", "\n", LIMITS))
+
+
+def test_jsonl_lines_bad_lines_kept_as_text() -> None:
+    data = b'{"a": 1}\n\nnot json\n[1,2]\n'
+    assert texts(parse_jsonl(data, "\n", LIMITS)) == ['{"a":1}', "not json", "[1,2]"]
+
+
+def test_csv_rows_with_headers() -> None:
+    data = b"name,city\nAda,London\nLinus,\n,,\n"
+    assert texts(parse_csv(data, "\n", LIMITS)) == ["name: Ada; city: London", "name: Linus"]
+
+
+def test_pdf_lines_in_page_order() -> None:
+    pdf = make_pdf([["Hello (world)", "Second line"], ["Page two"]])
+    assert texts(parse_pdf(pdf, "\n", LIMITS)) == ["Hello (world)", "Second line", "Page two"]
+
+
+def test_truncated_pdf_fails_cleanly() -> None:
+    pdf = make_pdf([["Hello"]])
+    with pytest.raises(ParseError, match="PDF"):
+        list(parse_pdf(pdf[: len(pdf) // 2], "\n", LIMITS))
+
+
+def test_pdf_page_limit() -> None:
+    pdf = make_pdf([["a"], ["b"], ["c"]])
+    with pytest.raises(ParseError, match="PARSE_MAX_PAGES=2"):
+        list(parse_pdf(pdf, "\n", Limits(max_pages=2)))
+
+
+def test_docx_paragraphs_and_tables_as_own_sections() -> None:
+    data = make_docx(["Intro", "Second"], [["k", "v"], ["a", "1"]])
+    sections = list(parse_docx(data, "\n", LIMITS))
+    assert texts(sections) == ["Intro", "Second", "k | v\na | 1", "After the table."]
+    assert [s.standalone for s in sections] == [False, False, True, False]
+
+
+def test_zip_bomb_docx_is_refused_before_inflating() -> None:
+    bomb = make_zip_bomb(80 << 20)
+    assert len(bomb) < 1 << 20
+    started = time.monotonic()
+    with pytest.raises(ParseError, match="PARSE_MAX_UNCOMPRESSED_BYTES"):
+        list(parse_docx(bomb, "\n", LIMITS))
+    assert time.monotonic() - started < 2
+
+
+def test_not_a_zip_docx_fails_cleanly() -> None:
+    with pytest.raises(ParseError, match="not a valid DOCX"):
+        list(parse_docx(b"PK\x03\x04garbage", "\n", LIMITS))
+
+
+def test_unsupported_types_name_the_type() -> None:
+    with pytest.raises(UnsupportedType, match=r"\.xlsx files is not supported"):
+        parser_for("xlsx")
+    assert parser_for(".PY") is parse_text
+    assert {"txt", "md", "html", "htm", "json", "jsonl", "csv", "pdf", "docx"} <= set(PARSERS)
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({}, (512, "\n")),
+        ({"chunk_token_num": 64, "delimiter": "。"}, (64, "。")),
+        ({"chunk_token_num": 0, "delimiter": ""}, (512, "\n")),
+        ({"chunk_token_num": True, "delimiter": 5}, (512, "\n")),
+        ({"chunk_token_num": 4096}, (512, "\n")),
+    ],
+)
+def test_chunk_settings(config: dict[str, object], expected: tuple[int, str]) -> None:
+    assert chunk_settings(config) == expected
+
+
+def test_pipeline_builds_chunks_within_budget(tmp_path: Path) -> None:
+    path = tmp_path / "doc"
+    path.write_bytes(("\n".join(f"line number {i} of the text" for i in range(200))).encode())
+    calls: list[int] = []
+    chunks = build_chunks(
+        path,
+        suffix="txt",
+        parser_config={"chunk_token_num": 32},
+        limits=LIMITS,
+        checkpoint=calls.append,
+    )
+    assert calls == list(range(1, 201))
+    assert all(0 < c["token_count"] <= 32 for c in chunks)
+    assert "\n".join(c["content"] for c in chunks).split("\n") == [
+        f"line number {i} of the text" for i in range(200)
+    ]
+
+
+def test_pipeline_empty_file_gives_no_chunks(tmp_path: Path) -> None:
+    path = tmp_path / "empty"
+    path.write_bytes(b"")
+    assert build_chunks(path, suffix="md", parser_config={}, limits=LIMITS) == []
+
+
+def test_pipeline_refuses_files_over_the_size_cap_without_reading(tmp_path: Path) -> None:
+    path = tmp_path / "big"
+    with path.open("wb") as handle:  # a 100 MB single line (sparse file: cheap to make)
+        handle.truncate(100 * 1024 * 1024)
+    with pytest.raises(ParseError, match="PARSE_MAX_BYTES"):
+        build_chunks(path, suffix="txt", parser_config={}, limits=LIMITS)
+
+
+def test_pipeline_chunk_cap(tmp_path: Path) -> None:
+    path = tmp_path / "many"
+    path.write_bytes(b"\n".join(b"line %d" % i for i in range(50)))
+    with pytest.raises(ParseError, match="PARSE_MAX_CHUNKS=3"):
+        build_chunks(
+            path,
+            suffix="txt",
+            parser_config={"chunk_token_num": 2},
+            limits=Limits(max_chunks=3),
+        )
+
+
+def test_pipeline_timeout_between_sections(tmp_path: Path) -> None:
+    path = tmp_path / "slow"
+    path.write_bytes(b"a\nb\nc\nd\n")
+    with pytest.raises(ParseError, match="PARSE_TIMEOUT"):
+        build_chunks(
+            path,
+            suffix="txt",
+            parser_config={},
+            limits=Limits(timeout=0.2, test_section_delay=0.15),
+        )
+
+
+def test_pipeline_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ParseError, match="missing"):
+        build_chunks(tmp_path / "gone", suffix="txt", parser_config={}, limits=LIMITS)
+
+
+def test_limits_from_environment() -> None:
+    loaded = parse_limits.load({"PARSE_MAX_BYTES": "1000", "PARSE_TIMEOUT": "2.5"})
+    assert loaded.max_bytes == 1000
+    assert loaded.timeout == 2.5
+    assert parse_limits.load({}) == Limits()
+    with pytest.raises(parse_limits.LimitsError, match="PARSE_MAX_PAGES"):
+        parse_limits.load({"PARSE_MAX_PAGES": "lots"})
+    with pytest.raises(parse_limits.LimitsError, match="out of range"):
+        parse_limits.load({"PARSE_TIMEOUT": "0"})
+
+
+def test_every_limit_default_is_within_its_bounds() -> None:
+    for setting in parse_limits.SETTINGS:
+        assert setting.low <= setting.default <= setting.high, setting.env
+        assert setting.help
+
+
+def test_json_chunks_keep_valid_json_when_small(tmp_path: Path) -> None:
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps([{"id": i, "name": f"item {i}"} for i in range(3)]))
+    chunks = build_chunks(path, suffix="json", parser_config={}, limits=LIMITS)
+    assert [json.loads(line) for line in chunks[0]["content"].split("\n")] == [
+        {"id": i, "name": f"item {i}"} for i in range(3)
+    ]

@@ -1,0 +1,253 @@
+"""api.queue on a real SQLite database: every operation and its fencing."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from queue_helpers import add_docs, chunk_rows, doc_rows
+
+from api import config, queue, storage
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def conn(data_dir: Path) -> sqlite3.Connection:
+    return storage.get_connection(data_dir)
+
+
+def two_docs(data_dir: Path) -> tuple[str, list[str]]:
+    _, dataset, docs = add_docs(data_dir, [("a.txt", b"alpha"), ("b.md", b"# beta")])
+    return dataset["id"], [d["id"] for d in docs]
+
+
+def expire(conn: sqlite3.Connection, task_id: str) -> None:
+    """The clock moves past the task's lease."""
+    conn.execute("UPDATE tasks SET lease_expires = 0 WHERE id = ?", (task_id,))
+
+
+def task_row(conn: sqlite3.Connection, task_id: str) -> dict[str, Any]:
+    return dict(conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone())
+
+
+CHUNKS = [{"content": "first chunk", "token_count": 2}, {"content": "second", "token_count": 1}]
+
+
+def test_enqueue_resets_the_document_and_supersedes_older_tasks(
+    data_dir: Path, conn: sqlite3.Connection
+) -> None:
+    dataset_id, (doc, _) = two_docs(data_dir)
+    with storage.transaction(conn):
+        storage.replace_document_chunks(conn, doc, [{"content": "old"}])
+    first = queue.enqueue_parse(dataset_id, [doc], conn=conn)
+    second = queue.enqueue_parse(dataset_id, [doc], conn=conn)
+    row = doc_rows(data_dir, [doc])[doc]
+    assert (row["run"], row["progress"], row["chunk_count"], row["token_count"]) == ("1", 0, 0, 0)
+    assert row["process_begin_at"] is not None
+    assert chunk_rows(data_dir, doc) == []
+    assert task_row(conn, first[0])["state"] == "cancelled"
+    assert task_row(conn, second[0])["state"] == "queued"
+    assert queue.queue_depth(conn=conn) == {"queued": 1, "running": 0, "expired": 0}
+
+
+def test_enqueue_of_a_foreign_document_changes_nothing(
+    data_dir: Path, conn: sqlite3.Connection
+) -> None:
+    dataset_id, (doc, _) = two_docs(data_dir)
+    with pytest.raises(LookupError, match="not in dataset"):
+        queue.enqueue_parse(dataset_id, [doc, "nope"], conn=conn)
+    assert doc_rows(data_dir, [doc])[doc]["run"] == "0"
+    assert queue.queue_depth(conn=conn)["queued"] == 0
+
+
+def test_claim_takes_the_oldest_task_once(data_dir: Path, conn: sqlite3.Connection) -> None:
+    dataset_id, docs = two_docs(data_dir)
+    queue.enqueue_parse(dataset_id, docs, conn=conn)
+    first = queue.claim("c_1", 30, conn=conn)
+    second = queue.claim("c_2", 30, conn=conn)
+    assert first is not None and second is not None
+    assert (first.doc_id, first.suffix, first.name, first.attempts) == (docs[0], "txt", "a.txt", 1)
+    assert first.parser_config == {"chunk_token_num": 64}
+    assert second.doc_id == docs[1]
+    assert queue.claim("c_3", 30, conn=conn) is None
+    assert queue.queue_depth(conn=conn) == {"queued": 0, "running": 2, "expired": 0}
+
+
+def test_complete_stores_chunks_and_marks_done(data_dir: Path, conn: sqlite3.Connection) -> None:
+    dataset_id, (doc, _) = two_docs(data_dir)
+    queue.enqueue_parse(dataset_id, [doc], conn=conn)
+    task = queue.claim("c_1", 30, conn=conn)
+    assert task is not None
+    assert queue.report_progress(task, 0.5, "halfway", conn=conn)
+    assert queue.complete(task, CHUNKS, conn=conn)
+    row = doc_rows(data_dir, [doc])[doc]
+    assert (row["run"], row["progress"], row["chunk_count"], row["token_count"]) == ("3", 1.0, 2, 3)
+    assert row["process_duration"] > 0
+    assert "halfway" in row["progress_msg"]
+    assert re.search(r"Task done \(\d+\.\d\ds\)$", row["progress_msg"])
+    assert [c["content"] for c in chunk_rows(data_dir, doc)] == ["first chunk", "second"]
+    assert task_row(conn, task.id)["state"] == "done"
+    assert not queue.complete(task, CHUNKS, conn=conn)  # a duplicate completion is refused
+
+
+def test_an_expired_lease_is_reclaimed_and_the_old_claim_is_fenced_off(
+    data_dir: Path, conn: sqlite3.Connection
+) -> None:
+    dataset_id, (doc, _) = two_docs(data_dir)
+    queue.enqueue_parse(dataset_id, [doc], conn=conn)
+    stale = queue.claim("c_1", 30, conn=conn)
+    assert stale is not None
+    expire(conn, stale.id)
+    assert queue.queue_depth(conn=conn)["expired"] == 1
+    fresh = queue.claim("c_2", 30, conn=conn)
+    assert fresh is not None and fresh.id == stale.id and fresh.attempts == 2
+    assert "lease of c_1 expired" in (task_row(conn, fresh.id)["last_error"] or "")
+    assert not queue.renew(stale, 30, conn=conn)
+    assert not queue.report_progress(stale, 0.4, conn=conn)
+    assert not queue.complete(stale, [{"content": "from the stale claim"}], conn=conn)
+    assert not queue.release(stale, conn=conn)
+    assert not queue.fail(stale, "stale", conn=conn)
+    assert queue.complete(fresh, CHUNKS, conn=conn)
+    assert [c["content"] for c in chunk_rows(data_dir, doc)] == ["first chunk", "second"]
+
+
+def test_the_same_consumer_reclaiming_is_fenced_by_the_attempt(
+    data_dir: Path, conn: sqlite3.Connection
+) -> None:
+    dataset_id, (doc, _) = two_docs(data_dir)
+    queue.enqueue_parse(dataset_id, [doc], conn=conn)
+    before = queue.claim("c_1", 30, conn=conn)
+    assert before is not None
+    expire(conn, before.id)
+    after = queue.claim("c_1", 30, conn=conn)  # restarted with the same consumer id
+    assert after is not None
+    assert not queue.complete(before, CHUNKS, conn=conn)
+    assert queue.complete(after, CHUNKS, conn=conn)
+
+
+def test_retries_are_capped_then_the_document_fails_with_the_reason(
+    data_dir: Path, conn: sqlite3.Connection
+) -> None:
+    dataset_id, (doc, _) = two_docs(data_dir)
+    queue.enqueue_parse(dataset_id, [doc], conn=conn)
+    for attempt in (1, 2, 3):
+        task = queue.claim(f"c_{attempt}", 30, max_attempts=3, conn=conn)
+        assert task is not None and task.attempts == attempt
+        expire(conn, task.id)
+    assert task is not None
+    assert queue.claim("c_4", 30, max_attempts=3, conn=conn) is None
+    row = doc_rows(data_dir, [doc])[doc]
+    assert (row["run"], row["progress"]) == ("4", -1)
+    last = row["progress_msg"].splitlines()[-1]
+    assert last.startswith("[ERROR] Task gave up after 3 attempts")
+    assert "lease of c_3 expired" in last
+    assert task_row(conn, task.id)["state"] == "failed"
+
+
+def test_release_hands_back_without_counting_the_attempt(
+    data_dir: Path, conn: sqlite3.Connection
+) -> None:
+    dataset_id, (doc, _) = two_docs(data_dir)
+    queue.enqueue_parse(dataset_id, [doc], conn=conn)
+    task = queue.claim("c_1", 30, conn=conn)
+    assert task is not None
+    assert queue.report_progress(task, 0.6, conn=conn)
+    assert queue.release(task, "executor stopping", conn=conn)
+    row = doc_rows(data_dir, [doc])[doc]
+    assert (row["run"], row["progress"]) == ("1", 0)
+    assert "handed back by c_1: executor stopping" in row["progress_msg"]
+    assert task_row(conn, task.id)["attempts"] == 0
+    again = queue.claim("c_2", 30, conn=conn)
+    assert again is not None and again.id == task.id and again.attempts == 1
+
+
+def test_fail_marks_the_document_failed(data_dir: Path, conn: sqlite3.Connection) -> None:
+    dataset_id, (doc, _) = two_docs(data_dir)
+    queue.enqueue_parse(dataset_id, [doc], conn=conn)
+    task = queue.claim("c_1", 30, conn=conn)
+    assert task is not None
+    assert queue.fail(task, "the PDF cannot be read", conn=conn)
+    row = doc_rows(data_dir, [doc])[doc]
+    assert (row["run"], row["progress"]) == ("4", -1)
+    assert row["progress_msg"].splitlines()[-1] == "[ERROR] the PDF cannot be read"
+    assert queue.claim("c_2", 30, conn=conn) is None
+
+
+def test_cancel_stops_the_claim_and_removes_chunks(
+    data_dir: Path, conn: sqlite3.Connection
+) -> None:
+    dataset_id, (doc, other) = two_docs(data_dir)
+    queue.enqueue_parse(dataset_id, [doc, other], conn=conn)
+    task = queue.claim("c_1", 30, conn=conn)
+    assert task is not None and task.doc_id == doc
+    assert queue.cancel_parse(dataset_id, [doc, "unknown"], conn=conn) == 1
+    assert not queue.report_progress(task, 0.5, conn=conn)
+    assert not queue.renew(task, 30, conn=conn)
+    assert not queue.complete(task, CHUNKS, conn=conn)
+    row = doc_rows(data_dir, [doc])[doc]
+    assert (row["run"], row["chunk_count"]) == ("2", 0)
+    assert chunk_rows(data_dir, doc) == []
+    assert task_row(conn, task.id)["state"] == "cancelled"
+    nxt = queue.claim("c_1", 30, conn=conn)
+    assert nxt is not None and nxt.doc_id == other  # the other document is unaffected
+
+
+def test_operations_join_the_callers_transaction(data_dir: Path, conn: sqlite3.Connection) -> None:
+    dataset_id, (doc, _) = two_docs(data_dir)
+    with pytest.raises(RuntimeError), storage.transaction(conn):
+        queue.enqueue_parse(dataset_id, [doc], conn=conn)
+        raise RuntimeError("the caller's transaction fails")
+    assert doc_rows(data_dir, [doc])[doc]["run"] == "0"
+    assert queue.queue_depth(conn=conn)["queued"] == 0
+
+
+def test_heartbeats_and_stale_executors(conn: sqlite3.Connection) -> None:
+    for consumer, state in (("h_1", "busy"), ("h_2", "stopped"), ("h_3", "idle")):
+        queue.heartbeat(consumer, host="h", pid=1, started_at=1.0, state=state, done=2, conn=conn)
+    conn.execute("UPDATE executors SET last_beat = last_beat - 100 WHERE consumer != 'h_3'")
+    listed = {e["consumer"]: e for e in queue.list_executors(15, conn=conn)}
+    assert {c: e["stale"] for c, e in listed.items()} == {"h_1": True, "h_2": False, "h_3": False}
+    assert listed["h_1"]["done"] == 2 and listed["h_1"]["state"] == "busy"
+    queue.heartbeat("h_1", host="h", pid=2, started_at=2.0, state="idle", conn=conn)
+    assert not {e["consumer"]: e for e in queue.list_executors(15, conn=conn)}["h_1"]["stale"]
+
+
+def test_task_settings_defaults_agree_with_the_renderer() -> None:
+    from renderer.settings import SETTINGS
+
+    rendered = {s.name: s.default for s in SETTINGS}
+    app = config.load_task_settings({})
+    assert (app.lease_seconds, app.max_attempts, app.stop_timeout) == (
+        rendered["TASK_LEASE_SECONDS"],
+        rendered["TASK_MAX_ATTEMPTS"],
+        rendered["TASK_STOP_TIMEOUT"],
+    )
+
+
+def test_task_settings_from_the_environment() -> None:
+    loaded = config.load_task_settings(
+        {"TASK_LEASE_SECONDS": "7", "EXECUTOR_HOST_ID": "box", "TASK_HEARTBEAT_SECONDS": "2"}
+    )
+    assert (loaded.lease_seconds, loaded.host_id, loaded.stale_after) == (7, "box", 6.0)
+    with pytest.raises(config.ConfigError, match="TASK_MAX_ATTEMPTS=0 is out of range"):
+        config.load_task_settings({"TASK_MAX_ATTEMPTS": "0"})
+
+
+def test_deleting_the_document_mid_parse_ends_the_claim(
+    data_dir: Path, conn: sqlite3.Connection
+) -> None:
+    store, dataset, docs = add_docs(data_dir, [("gone.txt", b"soon deleted")])
+    queue.enqueue_parse(dataset["id"], [docs[0]["id"]], conn=conn)
+    task = queue.claim("c_1", 30, conn=conn)
+    assert task is not None
+    store.delete_documents(dataset["id"], [docs[0]["id"]])
+    assert not queue.report_progress(task, 0.5, conn=conn)
+    assert not queue.complete(task, CHUNKS, conn=conn)
+    assert queue.queue_depth(conn=conn) == {"queued": 0, "running": 0, "expired": 0}

@@ -1,0 +1,185 @@
+"""`render_config.py --exec` for real: renders the production config on a free loopback port,
+execs the launcher (supervisord in-process as PID 1 of a fresh PID namespace), every program
+reaches RUNNING, the control socket is 0700, supervisorctl works literally, HTTP answers, and
+SIGTERM shuts everything down with exit code 0 inside the shutdown budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+import xmlrpc.client
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from supervisor.xmlrpc import SupervisorTransport
+from support.rendered import APP_DIR, pinned_environ
+from support.waiting import free_port, wait_for
+
+PROGRAMS = {"socket_holder", "web", "task_executor_00", "task_executor_01"}
+
+
+class ExecRun:
+    def __init__(self, tmp_path: Path, *flags: str, **overrides: str) -> None:
+        self.port = free_port()
+        self.run_dir = tmp_path / "run"
+        self.log = tmp_path / "exec.log"
+        self.env = {
+            **pinned_environ(tmp_path, HOST_IP="127.0.0.1", HOST_PORT=str(self.port), **overrides),
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        }
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
+                 sys.executable, "render_config.py", *flags, "--exec"],
+                cwd=APP_DIR, env=self.env, stdout=log, stderr=log, start_new_session=True,
+            )  # fmt: skip
+
+    def process_environ(self, name: str) -> dict[str, str]:
+        """The environment of program ``name`` (a direct child of PID 1)."""
+        for process in self.pid1().children():
+            environ = process.environ()
+            if environ.get("SUPERVISOR_PROCESS_NAME") == name:
+                return dict(environ)
+        raise AssertionError(f"no process {name} under PID 1")
+
+    def stop(self) -> tuple[int, float]:
+        started = time.monotonic()
+        self.pid1().send_signal(signal.SIGTERM)
+        code = self.proc.wait(40)
+        return code, time.monotonic() - started
+
+    def rpc(self) -> Any:
+        transport = SupervisorTransport(None, None, f"unix://{self.run_dir / 'supervisor.sock'}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+    def states(self) -> dict[str, str]:
+        try:
+            return {i["name"]: i["statename"] for i in self.rpc().supervisor.getAllProcessInfo()}
+        except (OSError, xmlrpc.client.Fault, xmlrpc.client.ProtocolError):
+            return {}
+
+    def wait_running(self) -> dict[str, str]:
+        def running() -> dict[str, str] | None:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exited early:\n{self.output()}")
+            states = self.states()
+            return states if states and set(states.values()) == {"RUNNING"} else None
+
+        return wait_for(running, 40, f"every program RUNNING\n{self.output()}")
+
+    def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        conf = self.run_dir / "supervisord.conf"
+        return subprocess.run(
+            [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(conf), *args],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    def get(self, path: str) -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return str(r.read().decode())
+        except OSError:
+            return None
+
+    def pid1(self) -> psutil.Process:
+        children = psutil.Process(self.proc.pid).children()
+        assert children, "no PID 1 inside the namespace"
+        return children[0]
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-6000:]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., ExecRun]]:
+    runs: list[ExecRun] = []
+
+    def start_run(*flags: str, **overrides: str) -> ExecRun:
+        runs.append(ExecRun(tmp_path, *flags, **overrides))
+        return runs[-1]
+
+    yield start_run
+    for run in runs:
+        run.kill()
+
+
+def test_exec_runs_every_program_and_stops_cleanly(
+    start: Callable[..., ExecRun], tmp_path: Path
+) -> None:
+    env_file = tmp_path / "secrets.env"
+    env_file.write_text("RAGFLOW_API_KEY=ragflow-test-key-123\nWS=2\n")
+    exec_run = start("--env-file", str(env_file))
+    states = exec_run.wait_running()
+    assert set(states) == PROGRAMS
+    assert exec_run.pid1().cmdline()[1:4] == ["-m", "supervise.launcher", "-c"]
+
+    sock = exec_run.run_dir / "supervisor.sock"
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o700
+    status = exec_run.ctl("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    for name in ("socket_holder", "web", "task_executor:task_executor_00"):
+        assert name in status.stdout
+
+    assert wait_for(lambda: exec_run.get("/v1/system/ping"), 20, "HTTP ping") == "pong"
+    restart = exec_run.ctl("restart", "web")  # literally `web`, as the issue requires
+    assert restart.returncode == 0 and "web: started" in restart.stdout, restart.stdout
+    exec_run.wait_running()
+    assert wait_for(lambda: exec_run.get("/v1/system/ping"), 20, "HTTP after restart") == "pong"
+
+    # the secret from the env file reaches the programs through the environment only
+    assert exec_run.process_environ("web")["RAGFLOW_API_KEY"] == "ragflow-test-key-123"
+    for rendered in exec_run.run_dir.glob("*.conf*"):
+        assert "ragflow-test-key-123" not in rendered.read_text()
+
+    code, elapsed = exec_run.stop()
+    assert code == 0, exec_run.output()
+    assert elapsed < 30, f"shutdown took {elapsed:.1f} s, over STOP_GRACE_SECONDS"
+
+
+def test_dev_mode_runs_the_werkzeug_server_alone(start: Callable[..., ExecRun]) -> None:
+    exec_run = start("--dev-mode", RAGFLOW_MODE="production")  # the flag wins
+    assert set(exec_run.wait_running()) == {"web"}
+    assert wait_for(lambda: exec_run.get("/v1/system/ping"), 30, "dev server ping") == "pong"
+    assert exec_run.process_environ("web")["RAGFLOW_MODE"] == "dev"
+    code, elapsed = exec_run.stop()
+    assert code == 0, exec_run.output()
+    assert elapsed < 30
+
+
+def test_file_log_target_writes_one_log_per_process(
+    start: Callable[..., ExecRun], tmp_path: Path
+) -> None:
+    exec_run = start(LOG_TARGET="file", LOG_FORMAT="json", WS="1")
+    assert set(exec_run.wait_running()) == {"socket_holder", "web", "task_executor_00"}
+    assert wait_for(lambda: exec_run.get("/v1/system/ping"), 20, "HTTP ping") == "pong"
+    logs = tmp_path / "logs"
+
+    def access_line() -> dict[str, Any] | None:
+        for line in (logs / "web.log").read_text().splitlines():
+            record = json.loads(line)  # LOG_FORMAT=json: every line is one JSON object
+            if "/v1/system/ping" in record["message"]:
+                return dict(record)
+        return None
+
+    record = wait_for(access_line, 10, "the access log line in web.log")
+    assert record["program"] == "web" and record["logger"] == "gunicorn.access"
+    names = {p.name for p in logs.iterdir()}
+    assert {"supervisord.log", "web.log", "web.err.log", "socket_holder.log",
+            "task_executor_00.log", "task_executor_00.err.log"} <= names  # fmt: skip
+    assert "supervisord started" in (logs / "supervisord.log").read_text()
+    code, _ = exec_run.stop()
+    assert code == 0, exec_run.output()

@@ -1,0 +1,226 @@
+"""End to end: real Gunicorn (the rendered gunicorn.conf.py) on a free loopback port, driven
+by RAGFlow's own client, ragflow-sdk 0.22.1, unchanged."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from ragflow_sdk import RAGFlow
+from support.waiting import free_port, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "e2e-key"
+
+
+def _ping(base: str, proc: subprocess.Popen[bytes]) -> bool:
+    if proc.poll() is not None:
+        raise AssertionError(f"gunicorn exited with {proc.returncode} before answering")
+    try:
+        return requests.get(f"{base}/v1/system/ping", timeout=2).text == "pong"
+    except requests.ConnectionError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    return {
+        **os.environ,
+        "HOST_IP": "127.0.0.1",
+        "HOST_PORT": str(free_port()),
+        "DATA_DIR": str(tmp / "data"),
+        "GUNICORN_WORKERS": "2",
+        "RAGFLOW_API_KEY": KEY,
+        "PYTHONPATH": str(ROOT),
+        "E2E_TMP": str(tmp),
+    }
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        raise AssertionError(f"{proc.args!r} ignored SIGTERM") from None
+
+
+@pytest.fixture(scope="module")
+def server(server_env: dict[str, str]) -> Iterator[str]:
+    env = server_env
+    tmp = Path(env["E2E_TMP"])
+    port = int(env["HOST_PORT"])
+    rendered = subprocess.run(
+        [sys.executable, "render_config.py", "--output-dir", str(tmp / "conf")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    log = (tmp / "gunicorn.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(tmp / "conf" / "gunicorn.conf.py"),
+            "api.wsgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ping(base, proc), timeout=30, what=f"gunicorn to answer on {base}")
+        yield base
+    finally:
+        _stop(proc)
+        log.close()
+    output = (tmp / "gunicorn.log").read_text(errors="replace")
+    assert "Traceback" not in output, output[-3000:]
+
+
+@pytest.fixture
+def rag(server: str) -> RAGFlow:
+    return RAGFlow(api_key=KEY, base_url=server)
+
+
+def test_datasets(rag: RAGFlow) -> None:
+    created = rag.create_dataset(name="e2e datasets", description="first")
+    assert created.id and created.name == "e2e datasets" and created.chunk_method == "naive"
+    assert created.parser_config.chunk_token_num == 512
+    again = rag.create_dataset(name="E2E datasets")
+    assert again.name == "E2E datasets(1)"
+    listed = rag.list_datasets(page_size=100)
+    assert {created.id, again.id} <= {d.id for d in listed}
+    assert rag.get_dataset(name="e2e datasets").id == created.id
+    assert [d.id for d in rag.list_datasets(id=created.id)] == [created.id]
+    created.update({"name": "renamed", "description": "second", "chunk_method": "manual"})
+    assert created.name == "renamed" and created.chunk_method == "manual"
+    fresh = rag.list_datasets(id=created.id)[0]
+    assert fresh.name == "renamed" and fresh.description == "second"
+    with pytest.raises(Exception, match="already exists"):
+        again.update({"name": "RENAMED"})
+    with pytest.raises(Exception, match="lacks permission"):
+        rag.list_datasets(name="no such dataset")
+    rag.delete_datasets(ids=[created.id, again.id])
+    assert not {created.id, again.id} & {d.id for d in rag.list_datasets(page_size=100)}
+
+
+def test_bad_key_is_refused(server: str) -> None:
+    with pytest.raises(Exception, match="API key is invalid"):
+        RAGFlow(api_key="wrong", base_url=server).list_datasets()
+
+
+def test_documents_chunks_and_retrieval(rag: RAGFlow) -> None:
+    ds = rag.create_dataset(name="e2e documents")
+    blob = os.urandom(200_000)
+    docs = ds.upload_documents(
+        [
+            {"display_name": "guide.txt", "blob": b"Solar panels convert sunlight."},
+            {"display_name": "data.pdf", "blob": blob},
+        ]
+    )
+    assert [d.name for d in docs] == ["guide.txt", "data.pdf"]
+    assert all(d.run == "UNSTART" for d in docs)
+    guide, pdf = docs
+    assert pdf.download() == blob
+    assert guide.download() == b"Solar panels convert sunlight."
+    assert {d.id for d in ds.list_documents()} == {guide.id, pdf.id}
+    assert [d.id for d in ds.list_documents(keywords="GUIDE")] == [guide.id]
+    guide.update({"name": "manual.txt", "meta_fields": {"team": "energy"}})
+    assert guide.name == "manual.txt"
+    listed = ds.list_documents(id=guide.id)[0]
+    assert listed.name == "manual.txt" and listed.meta_fields.team == "energy"
+
+    first = guide.add_chunk(
+        content="Wind turbines spin in the breeze.", important_keywords=["wind"]
+    )
+    second = guide.add_chunk(content="Solar panels convert sunlight to power.")
+    assert {c.id for c in guide.list_chunks()} == {first.id, second.id}
+    assert [c.id for c in guide.list_chunks(keywords="turbines")] == [first.id]
+    first.update({"content": "Wind turbines turn in strong wind.", "available": True})
+    assert guide.list_chunks(id=first.id)[0].content == "Wind turbines turn in strong wind."
+
+    hits = rag.retrieve(dataset_ids=[ds.id], question="solar sunlight")
+    assert [c.id for c in hits] == [second.id]
+    assert 0.2 <= hits[0].similarity <= 1 and hits[0].document_id == guide.id
+    assert rag.retrieve(dataset_ids=[ds.id], document_ids=[pdf.id], question="solar") == []
+
+    guide.delete_chunks(ids=[first.id])
+    assert [c.id for c in guide.list_chunks()] == [second.id]
+    guide.delete_chunks()
+    assert guide.list_chunks() == []
+    ds.delete_documents(ids=[pdf.id])
+    assert [d.id for d in ds.list_documents()] == [guide.id]
+    ds.delete_documents()
+    assert ds.list_documents() == []
+    rag.delete_datasets(ids=[ds.id])
+
+
+def test_parse_start_and_stop(rag: RAGFlow) -> None:
+    ds = rag.create_dataset(name="e2e parse")
+    (doc,) = ds.upload_documents([{"display_name": "p.txt", "blob": b"one\ntwo\nthree"}])
+    ds.async_parse_documents([doc.id])
+    assert ds.list_documents(id=doc.id)[0].run == "RUNNING"  # no executor runs in this test
+    ds.async_cancel_parse_documents([doc.id])
+    assert ds.list_documents(id=doc.id)[0].run == "CANCEL"
+    rag.delete_datasets(ids=[ds.id])
+
+
+@pytest.fixture
+def executor(server: str, server_env: dict[str, str]) -> Iterator[None]:
+    """One real task executor process on the server's DATA_DIR, for this test only."""
+    tmp = Path(server_env["E2E_TMP"])
+    with (tmp / "executor.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "api.task_executor", "--consumer-num", "0"],
+            cwd=ROOT,
+            env=server_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield
+    finally:
+        _stop(proc)
+    assert "Traceback" not in (tmp / "executor.log").read_text(errors="replace")
+
+
+def test_parse_round_trip(rag: RAGFlow, executor: None) -> None:
+    ds = rag.create_dataset(name="e2e round trip", parser_config=None)
+    text = b"Tidal power uses the rise and fall of the sea.\nGeothermal heat comes from the earth."
+    (doc,) = ds.upload_documents([{"display_name": "energy.txt", "blob": text}])
+    ds.async_parse_documents([doc.id])
+
+    def finished() -> Any:
+        state = ds.list_documents(id=doc.id)[0]
+        return state if state.run in ("DONE", "FAIL", "CANCEL") else None
+
+    state = wait_for(finished, timeout=60, what="the executor to parse the document")
+    assert state.run == "DONE", state.progress_msg
+    assert state.progress == 1.0 and state.chunk_count >= 1 and state.token_count > 0
+    assert "Task done (" in state.progress_msg and state.process_duration > 0
+    contents = " ".join(c.content for c in doc.list_chunks())
+    assert "Tidal power" in contents and "Geothermal" in contents
+    hits = rag.retrieve(dataset_ids=[ds.id], question="tidal sea")
+    assert hits and hits[0].document_id == doc.id
+    assert rag.list_datasets(id=ds.id)[0].chunk_count == state.chunk_count
+    rag.delete_datasets(ids=[ds.id])

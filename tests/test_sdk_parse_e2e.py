@@ -1,0 +1,178 @@
+"""The full parsing round trip with RAGFlow's own client (ragflow-sdk 0.22.1,
+unchanged) against real Gunicorn (the rendered gunicorn.conf.py) and two real
+task executor processes: create a dataset, upload txt/md/html/pdf/docx,
+``parse_documents``, list chunks, ``retrieve``, delete."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from queue_helpers import ROOT, executor_env, executors
+from ragflow_sdk import RAGFlow
+from sample_files import make_docx, make_pdf
+from support.waiting import free_port, wait_for
+
+KEY = "parse-e2e-key"
+
+FILES: dict[str, bytes] = {
+    "notes.txt": b"The aardvark eats termites at night.\nIt digs burrows with strong claws.",
+    "guide.md": (
+        b"# Pangolin guide\n\nPangolins roll into a ball when threatened.\n\n- scales\n- tongue"
+    ),
+    "page.html": (
+        b"<html><head><script>var x = 'scriptword';</script></head><body>"
+        b"<h1>Okapi</h1><p>The okapi lives in the Ituri rainforest.</p></body></html>"
+    ),
+    "paper.pdf": make_pdf([["Axolotls regenerate their limbs."], ["They stay aquatic adults."]]),
+    "report.docx": make_docx(["Quokkas smile for photographs."], [["island", "Rottnest"]]),
+}
+EXPECTED: dict[str, list[str]] = {
+    "notes.txt": ["The aardvark eats termites at night.\nIt digs burrows with strong claws."],
+    "guide.md": [
+        "# Pangolin guide\nPangolins roll into a ball when threatened.\n- scales\n- tongue"
+    ],
+    "page.html": ["Okapi\nThe okapi lives in the Ituri rainforest."],
+    "paper.pdf": ["Axolotls regenerate their limbs.\nThey stay aquatic adults."],
+    "report.docx": ["Quokkas smile for photographs.", "island | Rottnest", "After the table."],
+}
+
+
+def _ping(base: str, proc: subprocess.Popen[bytes]) -> bool:
+    if proc.poll() is not None:
+        raise AssertionError(f"gunicorn exited with {proc.returncode} before answering")
+    try:
+        return requests.get(f"{base}/v1/system/ping", timeout=2).text == "pong"
+    except requests.ConnectionError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """Gunicorn (2 workers) and 2 executors on one DATA_DIR."""
+    tmp = tmp_path_factory.mktemp("parse_e2e")
+    data_dir = tmp / "data"
+    port = free_port()
+    env = executor_env(
+        data_dir,
+        HOST_IP="127.0.0.1",
+        HOST_PORT=str(port),
+        GUNICORN_WORKERS="2",
+        RAGFLOW_API_KEY=KEY,
+    )
+    rendered = subprocess.run(
+        [sys.executable, "render_config.py", "--output-dir", str(tmp / "conf")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    with (tmp / "gunicorn.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(tmp / "conf" / "gunicorn.conf.py"),
+                "api.wsgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with executors(data_dir, [1, 2], tmp, RAGFLOW_API_KEY=KEY):
+            wait_for(lambda: _ping(base, proc), timeout=30, what=f"gunicorn on {base}")
+            yield base, data_dir
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@pytest.mark.timeout(120)  # parse_documents polls without a deadline of its own
+def test_sdk_parse_round_trip(stack: tuple[str, Path]) -> None:
+    base, _ = stack
+    rag = RAGFlow(api_key=KEY, base_url=base)
+    dataset = rag.create_dataset(name="parse-e2e")
+    docs = dataset.upload_documents(
+        [{"display_name": name, "blob": blob} for name, blob in FILES.items()]
+    )
+    assert [d.run for d in docs] == ["UNSTART"] * len(FILES)
+    by_id = {d.id: d.name for d in docs}
+
+    results = dataset.parse_documents(list(by_id))
+    assert {by_id[doc_id]: run for doc_id, run, _, _ in results} == dict.fromkeys(FILES, "DONE")
+    assert {by_id[doc_id]: count for doc_id, _, count, _ in results} == {
+        name: len(chunks) for name, chunks in EXPECTED.items()
+    }
+
+    for doc in dataset.list_documents(page_size=100):
+        assert doc.run == "DONE" and doc.progress == 1.0, doc.progress_msg
+        assert doc.process_duration > 0
+        assert doc.progress_msg.rstrip().endswith("s)") and "Task done (" in doc.progress_msg
+        chunks = doc.list_chunks(page_size=100)
+        assert [c.content for c in chunks] == EXPECTED[doc.name], doc.name
+        assert all(c.document_id == doc.id for c in chunks)
+        assert doc.token_count > 0
+    assert "scriptword" not in str(
+        [c.content for d in dataset.list_documents() for c in d.list_chunks()]
+    )
+
+    found = rag.retrieve(dataset_ids=[dataset.id], question="where does the okapi live")
+    assert found and found[0].document_id == next(i for i, n in by_id.items() if n == "page.html")
+    assert "Ituri rainforest" in found[0].content
+    found = rag.retrieve(dataset_ids=[dataset.id], question="axolotls regenerate limbs")
+    assert found and "Axolotls" in found[0].content
+
+    # parsing again replaces the chunks: still exactly one set
+    again = dataset.parse_documents([d.id for d in docs if d.name == "report.docx"])
+    assert again[0][1:3] == ("DONE", 3)
+
+    dataset.delete_documents(ids=[d.id for d in docs if d.name != "notes.txt"])
+    remaining = dataset.list_documents()
+    assert [d.name for d in remaining] == ["notes.txt"]
+    assert rag.retrieve(dataset_ids=[dataset.id], question="okapi rainforest") == []
+    rag.delete_datasets(ids=[dataset.id])
+    assert all(d.id != dataset.id for d in rag.list_datasets())
+
+
+@pytest.mark.timeout(120)
+def test_sdk_unsupported_and_broken_files_end_fail(stack: tuple[str, Path]) -> None:
+    base, _ = stack
+    rag = RAGFlow(api_key=KEY, base_url=base)
+    dataset = rag.create_dataset(name="parse-e2e-fail")
+    pdf = make_pdf([["x"]])
+    docs = dataset.upload_documents(
+        [
+            {"display_name": "broken.pdf", "blob": pdf[: len(pdf) // 2]},
+            {"display_name": "sheet.xlsx", "blob": b"PK\x03\x04 not a workbook"},
+            {"display_name": "empty.txt", "blob": b""},
+        ]
+    )
+    by_id = {d.id: d.name for d in docs}
+    results = {by_id[i]: run for i, run, _, _ in dataset.parse_documents(list(by_id))}
+    assert results == {"broken.pdf": "FAIL", "sheet.xlsx": "FAIL", "empty.txt": "DONE"}
+    for doc in dataset.list_documents():
+        if doc.run == "FAIL":
+            assert doc.progress == -1
+            assert doc.progress_msg.splitlines()[-1].startswith("[ERROR] ")
+        else:
+            assert doc.chunk_count == 0
+    rag.delete_datasets(ids=[dataset.id])

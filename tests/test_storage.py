@@ -1,0 +1,185 @@
+"""api.storage: pragmas, migrations under concurrency, per-process connections, chunk
+replacement inside the caller's transaction, the FTS index, atomic uploads."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+import xxhash
+
+from api import storage
+from api.storage.schema import MIGRATIONS
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> storage.SqliteStorage:
+    return storage.SqliteStorage(tmp_path)
+
+
+def _doc(store: storage.SqliteStorage, name: str = "a.txt") -> dict[str, Any]:
+    ds = store.create_dataset("t", {"name": "ds", "chunk_method": "naive", "parser_config": {}})
+    upload = storage.Upload(name, "txt", "doc", io.BytesIO(b"bytes"))
+    return store.add_documents(ds, [upload], "t")[0]
+
+
+def test_connection_pragmas(tmp_path: Path) -> None:
+    conn = storage.get_connection(tmp_path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert storage.get_connection(tmp_path) is conn
+
+
+def test_contract_tables_exist_exactly(tmp_path: Path) -> None:
+    conn = storage.get_connection(tmp_path)
+    columns = {
+        table: [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        for table in ("tasks", "executors")
+    }
+    assert columns["tasks"] == [
+        "id", "doc_id", "dataset_id", "state", "attempts", "lease_owner", "lease_expires",
+        "enqueued_at", "started_at", "finished_at", "last_error",
+    ]  # fmt: skip
+    assert columns["executors"] == [
+        "consumer", "host", "pid", "current_task", "done", "failed", "started_at", "last_beat",
+        "state",
+    ]  # fmt: skip
+    indexes = {r[1] for r in conn.execute("PRAGMA index_list(tasks)")}
+    assert "tasks_ready" in indexes
+
+
+def _migrate_in_child(data_dir: str, barrier: Any, results: Any) -> None:
+    barrier.wait(timeout=30)
+    conn = storage.get_connection(Path(data_dir))
+    results.put(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def test_concurrent_first_starts_migrate_exactly_once(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(6), ctx.Queue()
+    procs = [
+        ctx.Process(target=_migrate_in_child, args=(str(tmp_path), barrier, results))
+        for _ in range(6)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    assert sorted(results.get(timeout=5) for _ in procs) == [len(MIGRATIONS)] * 6
+    conn = sqlite3.connect(tmp_path / "ragflow.db")
+    assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'tasks'").fetchone() == (
+        1,
+    )
+
+
+def test_migrate_is_idempotent(tmp_path: Path) -> None:
+    conn = storage.get_connection(tmp_path)
+    assert storage.migrate(conn) == len(MIGRATIONS)
+    assert storage.migrate(conn) == len(MIGRATIONS)
+
+
+def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
+    parent = storage.get_connection(tmp_path)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: must not reuse the parent's sqlite3 object
+        try:
+            child = storage.get_connection(tmp_path)
+            os.write(write, b"new" if child is not parent else b"same")
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 16) == b"new"
+    os.close(read)
+
+
+def test_replace_document_chunks_in_the_callers_transaction(
+    store: storage.SqliteStorage, tmp_path: Path
+) -> None:
+    doc = _doc(store)
+    conn = storage.get_connection(tmp_path)
+    chunks: list[dict[str, Any]] = [
+        {"content": "first piece", "token_count": 7, "important_keywords": ["k"]},
+        {"content": "second piece"},
+        {"content": "first piece"},  # same content: same id, kept once
+    ]
+    with storage.transaction(conn):
+        counts = storage.replace_document_chunks(conn, doc["id"], chunks)
+        assert conn.in_transaction
+    assert counts[0] == 2 and counts[1] == 7 + 2
+    expected_id = xxhash.xxh64(("first piece" + doc["id"]).encode()).hexdigest()
+    rows, total = store.list_chunks(doc["id"], storage.Page())
+    assert total == 2 and rows[0]["id"] == expected_id == storage.chunk_id("first piece", doc["id"])
+    assert store.get_document(doc["dataset_id"], doc["id"])["chunk_count"] == 2  # type: ignore[index]
+
+    with pytest.raises(RuntimeError), storage.transaction(conn):
+        storage.replace_document_chunks(conn, doc["id"], [{"content": "replacement"}])
+        raise RuntimeError("the caller fails after replacing")
+    assert store.list_chunks(doc["id"], storage.Page())[1] == 2  # rolled back with the caller
+    assert store.search_chunks([doc["dataset_id"]], [], ["replacement"], 10) == []
+
+
+def test_a_disabled_documents_new_chunks_are_not_available(
+    store: storage.SqliteStorage, tmp_path: Path
+) -> None:
+    doc = store.update_document(_doc(store), {"status": "0"})
+    conn = storage.get_connection(tmp_path)
+    with storage.transaction(conn):
+        storage.replace_document_chunks(conn, doc["id"], [{"content": "hidden words"}])
+    assert store.search_chunks([doc["dataset_id"]], [], ["hidden"], 10) == []
+    store.update_document(doc, {"status": "1"})
+    assert len(store.search_chunks([doc["dataset_id"]], [], ["hidden"], 10)) == 1
+
+
+def test_fts_index_follows_updates_deletes_and_cascades(
+    store: storage.SqliteStorage, tmp_path: Path
+) -> None:
+    doc = _doc(store, "Quarterly Report.txt")
+    chunk = store.add_chunk(doc, {"content": "revenue grew"})
+    ds = [doc["dataset_id"]]
+    assert [r["id"] for r in store.search_chunks(ds, [], ["revenue"], 10)] == [chunk["id"]]
+    assert len(store.search_chunks(ds, [], ["quarterly"], 10)) == 1  # the title is indexed
+    store.update_chunk(doc["id"], chunk["id"], {"content": "costs fell"})
+    assert store.search_chunks(ds, [], ["revenue"], 10) == []
+    assert len(store.search_chunks(ds, [], ["costs"], 10)) == 1
+    store.update_document(doc, {"name": "Annual Summary.txt"})
+    assert store.search_chunks(ds, [], ["quarterly"], 10) == []
+    assert len(store.search_chunks(ds, [], ["annual"], 10)) == 1
+    store.delete_datasets("t", ds)
+    conn = storage.get_connection(tmp_path)
+    assert conn.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0] == 0
+    assert conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 0
+
+
+class _FailingStream(io.BytesIO):
+    def read(self, size: int | None = -1) -> bytes:
+        raise OSError("client went away")
+
+
+def test_an_upload_that_fails_midway_leaves_nothing(store: storage.SqliteStorage) -> None:
+    ds = store.create_dataset("t", {"name": "ds", "chunk_method": "naive", "parser_config": {}})
+    uploads = [
+        storage.Upload("ok.txt", "txt", "doc", io.BytesIO(b"fine")),
+        storage.Upload("bad.txt", "txt", "doc", _FailingStream()),
+    ]
+    with pytest.raises(OSError, match="client went away"):
+        store.add_documents(ds, uploads, "t")
+    assert store.list_documents(ds["id"], storage.DocumentFilter(), storage.Page())[1] == 0
+    assert list((store.files_dir / ds["id"]).iterdir()) == []
+
+
+def test_name_conflicts(store: storage.SqliteStorage) -> None:
+    a = store.create_dataset("t", {"name": "A"})
+    store.create_dataset("t", {"name": "B"})
+    with pytest.raises(storage.Conflict, match="Dataset name 'b' already exists"):
+        store.update_dataset("t", a["id"], {"name": "b"})
+    assert store.create_dataset("other", {"name": "a"})["name"] == "a"
