@@ -62,7 +62,7 @@ STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["/app/.venv/bin/python", "-m", "api.healthcheck"]
 # Render /run/ragflow/{supervisord.conf,gunicorn.conf.py} from the environment, then exec
-# supervisord (python -m supervise.launcher) as PID 1. Arguments select the mode:
-# --production-mode (default) or --dev-mode.
+# supervisord (python -m supervise.launcher) as PID 1. Container arguments go to the renderer:
+# --dev-mode or --production-mode; without one, RAGFLOW_MODE decides (default production).
 ENTRYPOINT ["/app/.venv/bin/python", "/app/render_config.py", "--output-dir", "/run/ragflow", "--exec"]
-CMD ["--production-mode"]
+CMD []

@@ -36,7 +36,7 @@ class ForwardingStatReloader(_reloader.StatReloaderLoop):
             )
             code = wait_forwarding(child)
             if code != 3:  # 3: the child asks for a reload
-                return code
+                return code if code >= 0 else 128 - code  # killed by a signal: shell style
 
 
 def wait_forwarding(child: subprocess.Popen[bytes]) -> int:

@@ -232,7 +232,10 @@ def claim(
                     doc_id,
                 ),
             )
-            config = json.loads(doc[3]) if doc[3] else {}
+            try:
+                config = json.loads(doc[3]) if doc[3] else {}
+            except ValueError:  # a broken config must not wedge the claim loop
+                config = {}
             return Task(
                 id=task_id,
                 doc_id=doc_id,

@@ -50,7 +50,6 @@ class _Job:
     task: queue.Task
     abandon: threading.Event
     finished: threading.Event
-    outcome: str = ""  # done | failed | abandoned | error
 
 
 class Executor:
@@ -133,8 +132,8 @@ class Executor:
                     max_attempts=self.settings.max_attempts,
                     conn=self._conn(),
                 )
-            except sqlite3.Error as exc:
-                log.warning("claiming a task failed, retrying: %s", exc)
+            except Exception:  # never a crash loop: supervisord would give up (FATAL)
+                log.exception("claiming a task failed; retrying in %.1fs", poll)
                 task = None
             if task is None:
                 self._beat("idle")
@@ -253,18 +252,15 @@ class Executor:
                 raise _Abandoned
             if not queue.complete(task, chunks, conn=conn):
                 raise _Abandoned
-            job.outcome = "done"
             self.done += 1
             log.info("task %s done: %d chunks", task.id, len(chunks))
         except _Abandoned:
-            job.outcome = "abandoned"
             log.info("task %s abandoned: cancelled, superseded or handed back", task.id)
         except ParseError as exc:
             self._fail(job, str(exc), conn)
         except sqlite3.Error as exc:
             # Storage trouble is not the document's fault: leave the lease to expire,
             # so another attempt (counted, capped by TASK_MAX_ATTEMPTS) retries it.
-            job.outcome = "error"
             log.error("task %s: storage error, leaving it for a retry: %s", task.id, exc)
         except Exception as exc:  # a parser bug or MemoryError must not kill the executor
             log.exception("task %s: unexpected error while parsing", task.id)
@@ -274,7 +270,6 @@ class Executor:
             job.finished.set()
 
     def _fail(self, job: _Job, error: str, conn: sqlite3.Connection) -> None:
-        job.outcome = "failed"
         try:
             if queue.fail(job.task, error, conn=conn):
                 self.failed += 1

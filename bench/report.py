@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -47,6 +48,22 @@ def _git_revision() -> str:
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
     )
     return done.stdout.strip() if done.returncode == 0 else "uncommitted"
+
+
+SOURCES = ("render_config.py", "renderer", "deploy/templates", "supervise", "api", "bench")
+
+
+def source_fingerprint() -> str:
+    """A short hash of the code measured (the tree may hold uncommitted changes)."""
+    digest = hashlib.sha256()
+    for top in SOURCES:
+        root = REPO_ROOT / top
+        files = [root] if root.is_file() else sorted(root.rglob("*"))
+        for path in files:
+            if path.is_file() and path.suffix in (".py", ".j2"):
+                digest.update(str(path.relative_to(REPO_ROOT)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -112,6 +129,7 @@ class Run:
             "measured_at": measured_at,
             "wall_seconds": round(time.time() - self.started, 1),
             "git_revision": _git_revision(),
+            "source_fingerprint": source_fingerprint(),
             "machine": self.machine,
             "loadavg_at_end": machine()["loadavg_at_start"],
             **results,

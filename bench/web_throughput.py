@@ -2,11 +2,12 @@
 
 Three bundles run side by side in one run: production (rendered defaults), dev mode (Werkzeug
 dev server with reloader and debugger), and the production bundle serving a hello-world WSGI app
-instead of ours (identical supervisord, socket holder and Gunicorn settings: the ceiling). Cells
+instead of ours (identical supervisord, socket holder and Gunicorn settings: the ceiling). A
+fourth, informational, is production with GUNICORN_MAX_REQUESTS=0 (no worker recycling). Cells
 are measured one after another, the three targets interleaved: GET /v1/system/ping and
 POST /api/v1/retrieval over 10k chunks, at 32 and 64 connections, DURATION seconds each.
 
-    .venv/bin/python -m bench.web_throughput [--duration 6] [--rounds 1]
+    .venv/bin/python -m bench.web_throughput [--duration 5] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from bench.report import Panel, Run, table, verdict
 NAME = "web_throughput"
 CHUNKS = 10_000
 CONCURRENCY = (32, 64)
+NO_RECYCLING = "prod max_requests=0"
+PING_AND_RETRIEVAL = ("production", "dev")
 TARGETS = (  # (ratio name, numerator, denominator, endpoint, minimum)
     ("prod/dev ping", "production", "dev", "ping", 3.5),
     ("prod/dev retrieval", "production", "dev", "retrieval", 1.8),
@@ -46,7 +49,7 @@ def measure(
         for endpoint, spec in specs.items():
             for conns in CONCURRENCY:
                 for name, bundle in bundles.items():
-                    if name == "bare" and endpoint != "ping":
+                    if name not in PING_AND_RETRIEVAL and endpoint != "ping":
                         continue  # the hello-world app only answers like ping
                     result = run_load(bundle.base_url, [spec], conns, duration)
                     cells.setdefault((endpoint, conns, name), []).append(result)
@@ -90,8 +93,8 @@ def ratios(rps: dict[tuple[str, int, str], float]) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=__doc__)
-    parser.add_argument("--duration", type=float, default=6.0, help="seconds per cell")
-    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds per cell")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per cell")
     args = parser.parse_args(argv)
     run = Run(NAME)
     with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp, ExitStack() as stack:
@@ -113,7 +116,18 @@ def main(argv: list[str] | None = None) -> int:
             Bundle(root / "bare", app="bench.hello_app:application", ready_path="/")
         )
         start_s["bare"] = bare.start()
-        bundles = {"production": prod, "dev": dev, "bare": bare}
+        # Not a target: the production defaults minus worker recycling, to show what
+        # max_requests costs at these request rates (see docs/BENCHMARKS.md).
+        no_recycling = stack.enter_context(
+            Bundle(
+                root / "norecycle",
+                data_dir=data_dir,
+                api_key=prod.api_key,
+                settings={"GUNICORN_MAX_REQUESTS": "0"},
+            )
+        )
+        start_s[NO_RECYCLING] = no_recycling.start()
+        bundles = {"production": prod, "dev": dev, "bare": bare, NO_RECYCLING: no_recycling}
         specs = {"ping": PING, "retrieval": client.retrieval_spec(question, [dataset_id])}
         for bundle in bundles.values():  # warm-up: imports, connections, page cache
             run_load(bundle.base_url, [PING], 8, 1.0)
@@ -160,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             [f"c={c}" for c in CONCURRENCY],
             {name: [rps[(endpoint, c, name)] for c in CONCURRENCY] for name in names},
         )
-        for endpoint, names in (("ping", bundles), ("retrieval", ("production", "dev")))
+        for endpoint, names in (("ping", bundles), ("retrieval", PING_AND_RETRIEVAL))
     ]
     run.save(
         {

@@ -3,8 +3,9 @@
 Every configuration runs as its own production bundle (WS=0, so only the web tier uses the
 CPU), all started at once on one shared DATA_DIR with 10k chunks; the measurement rounds
 interleave the configurations so that background noise hits them alike. The mix alternates
-GET /v1/system/ping and POST /api/v1/retrieval. The renderer's default (no GUNICORN_* set) must
-be within 5% of the best configuration.
+GET /v1/system/ping and POST /api/v1/retrieval, once with keep-alive clients (wrk's default;
+only gthread keeps connections open) and once with `Connection: close` on every request. The
+renderer's default (no GUNICORN_* set) must be within 5% of the best configuration.
 
     .venv/bin/python -m bench.worker_classes [--duration 5] [--rounds 2] [--connections 32]
 """
@@ -15,13 +16,14 @@ import argparse
 import statistics
 import tempfile
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bench.bundle import Bundle
 from bench.client import PING, Client, seed_corpus
 from bench.corpus import Corpus
-from bench.load import LoadResult, run_load
+from bench.load import LoadResult, RequestSpec, run_load
 from bench.report import Panel, Run, table, verdict
 
 NAME = "worker_classes"
@@ -54,6 +56,13 @@ CONFIGS: dict[str, dict[str, str]] = {
 }
 
 
+CLIENTS = ("keep-alive", "close")  # wrk's HTTP/1.1 keep-alive, or Connection: close per request
+
+
+def _closing(spec: RequestSpec) -> RequestSpec:
+    return replace(spec, headers={**spec.headers, "Connection": "close"})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=__doc__)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell")
@@ -61,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args(argv)
     run = Run(NAME)
-    results: dict[str, list[LoadResult]] = {name: [] for name in CONFIGS}
+    results: dict[tuple[str, str], list[LoadResult]] = {}
     described: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp, ExitStack() as stack:
         root = Path(tmp)
@@ -81,43 +90,59 @@ def main(argv: list[str] | None = None) -> int:
         corpus = Corpus()
         dataset_id, _ = seed_corpus(client, data_dir, corpus.chunks(CHUNKS))
         mix = [PING, client.retrieval_spec(corpus.question(), [dataset_id])]
+        mixes = {"keep-alive": mix, "close": [_closing(spec) for spec in mix]}
         for name, bundle in bundles.items():
             described[name] = describe(bundle)
             run_load(bundle.base_url, mix, 8, 1.0)  # warm-up
         for round_no in range(args.rounds):
-            for name, bundle in bundles.items():
-                result = run_load(bundle.base_url, mix, args.connections, args.duration)
-                results[name].append(result)
-                print(
-                    f"  round {round_no + 1} {name:20} {result.rps:8.0f} req/s "
-                    f"p99 {result.p99_ms:7.1f} ms failed {result.failed}"
-                )
-    rows: list[dict[str, Any]] = []
-    for name, runs in results.items():
-        rows.append(
+            for clients, specs in mixes.items():
+                for name, bundle in bundles.items():
+                    result = run_load(bundle.base_url, specs, args.connections, args.duration)
+                    results.setdefault((clients, name), []).append(result)
+                    print(
+                        f"  round {round_no + 1} {clients:10} {name:20} {result.rps:8.0f} req/s "
+                        f"p99 {result.p99_ms:7.1f} ms failed {result.failed}"
+                    )
+    rows: list[dict[str, Any]] = [
+        {
+            "clients": clients,
+            "config": name,
+            "gunicorn": described[name],
+            "rps": statistics.mean(r.rps for r in runs),
+            "p50_ms": statistics.mean(r.p50_ms for r in runs),
+            "p99_ms": statistics.mean(r.p99_ms for r in runs),
+            "failed": sum(r.failed for r in runs),
+            "runs": [r.as_dict() for r in runs],
+        }
+        for (clients, name), runs in results.items()
+    ]
+    verdicts = []
+    for clients in CLIENTS:
+        group = [r for r in rows if r["clients"] == clients]
+        best = max(group, key=lambda r: r["rps"])
+        default = next(r for r in group if r["config"] == DEFAULT)
+        for r in group:
+            r["share_of_best"] = round(r["rps"] / best["rps"], 3)
+        share = default["share_of_best"]
+        verdicts.append(
             {
-                "config": name,
-                "gunicorn": described[name],
-                "rps": statistics.mean(r.rps for r in runs),
-                "p50_ms": statistics.mean(r.p50_ms for r in runs),
-                "p99_ms": statistics.mean(r.p99_ms for r in runs),
-                "failed": sum(r.failed for r in runs),
-                "runs": [r.as_dict() for r in runs],
+                "clients": clients,
+                "best": best["config"],
+                "default_share_of_best": share,
+                "verdict": verdict(share, 1 - TOLERANCE),
             }
         )
-    best = max(rows, key=lambda r: r["rps"])
-    default = next(r for r in rows if r["config"] == DEFAULT)
-    share = default["rps"] / best["rps"]
     print()
     print(
         table(
-            ["config", "gunicorn", "req/s", "vs best", "p50 ms", "p99 ms", "failed"],
+            ["clients", "config", "gunicorn", "req/s", "vs best", "p50 ms", "p99 ms", "failed"],
             [
                 [
+                    r["clients"],
                     r["config"],
                     r["gunicorn"],
                     r["rps"],
-                    f"{r['rps'] / best['rps']:.0%}",
+                    f"{r['share_of_best']:.0%}",
                     r["p50_ms"],
                     r["p99_ms"],
                     r["failed"],
@@ -126,8 +151,13 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
     )
-    outcome = verdict(share, 1 - TOLERANCE)
-    print(f"\ndefault = {share:.1%} of the best ({best['config']}): {outcome} (target >= 95%)")
+    print()
+    for v in verdicts:
+        print(
+            f"{v['clients']}: default = {v['default_share_of_best']:.1%} of the best "
+            f"({v['best']}): {v['verdict']} (target >= 95%)"
+        )
+    labels = [name.replace(" (renderer)", "") for name in CONFIGS]
     run.save(
         {
             "parameters": {
@@ -139,22 +169,20 @@ def main(argv: list[str] | None = None) -> int:
                 "load_driver": rows[0]["runs"][0]["driver"],
             },
             "configs": rows,
-            "best": best["config"],
-            "default_share_of_best": round(share, 3),
-            "verdict": outcome,
+            "verdicts": verdicts,
         },
         [
             Panel(
                 f"mix at c={args.connections}: requests/s",
                 "req/s",
-                [r["config"].replace(" (renderer)", "") for r in rows],
-                {"req/s": [r["rps"] for r in rows]},
+                labels,
+                {c: [r["rps"] for r in rows if r["clients"] == c] for c in CLIENTS},
             ),
             Panel(
                 "p99 latency",
                 "ms",
-                [r["config"].replace(" (renderer)", "") for r in rows],
-                {"p99": [r["p99_ms"] for r in rows]},
+                labels,
+                {c: [r["p99_ms"] for r in rows if r["clients"] == c] for c in CLIENTS},
             ),
         ],
     )

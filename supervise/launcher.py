@@ -8,6 +8,13 @@ its waitpid(-1) loop) and replicates `supervisor.supervisord.main`'s restart loo
   keep running without the service, or exit 0.
 - When supervisord starts stopping, send the stop signal to the task executors at once, so they
   finish or hand back their task while web drains, instead of waiting for their priority turn.
+- Signals wake the main loop at once (a self-pipe in the poll set). Python restarts a poll()
+  interrupted by a signal (PEP 475), so plain supervisord notices a child's exit or a stop request
+  only at its next 1 s poll timeout: every step of an ordered stop waited up to a second.
+- Without SUPERVISOR_USER/SUPERVISOR_PASSWORD the renderer deliberately protects the control socket
+  by its file mode (0700, owned by the running user) instead of HTTP auth. supervisord reports that
+  as CRIT on every start; the launcher states the decision at INFO instead, so a CRIT line always
+  means something is wrong.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -47,10 +55,64 @@ def _file_tail(path: str | None) -> str:
         return _last_line(handle.read().decode("utf-8", "replace"))
 
 
+NO_AUTH_WARNING = "running without any HTTP authentication checking"
+
+
+class LauncherOptions(ServerOptions):  # type: ignore[misc]
+    """ServerOptions that report a unix socket without HTTP auth as the decision it is."""
+
+    def make_http_servers(self, supervisord: Any) -> Any:
+        critical = self.logger.critical
+
+        def report(msg: str, **kwargs: Any) -> None:
+            if NO_AUTH_WARNING in msg and "unix_http_server" in msg:
+                self.logger.info(
+                    "unix_http_server: no HTTP auth (SUPERVISOR_USER/SUPERVISOR_PASSWORD unset); "
+                    "access is limited by the socket's file mode 0700"
+                )
+            else:
+                critical(msg, **kwargs)
+
+        self.logger.critical = report
+        try:
+            return super().make_http_servers(supervisord)
+        finally:
+            self.logger.critical = critical
+
+
+class SignalWakeup:
+    """A self-pipe dispatcher for supervisord's socket map: any signal makes poll() return."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()  # not inherited by children (PEP 446)
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        self.previous_fd = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def handle_read_event(self) -> None:
+        # Each signal writes one byte; drain what is there (the loop handles the signals).
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.read_fd, 4096)
+
+    def handle_error(self) -> None:
+        pass
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self.previous_fd)
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
 class LauncherSupervisor(Supervisor):  # type: ignore[misc]
     """supervisord's Supervisor plus the fatal-state exit code and the early executor stop."""
 
-    def __init__(self, options: ServerOptions) -> None:
+    def __init__(self, options: LauncherOptions) -> None:
         super().__init__(options)
         self.exit_code = 0
         self.recent_output: dict[str, collections.deque[str]] = {}
@@ -61,7 +123,14 @@ class LauncherSupervisor(Supervisor):  # type: ignore[misc]
         events.subscribe(events.SupervisorStoppingEvent, self.on_stopping)
         events.subscribe(events.ProcessLogStderrEvent, self.on_output)
         events.subscribe(events.ProcessLogStdoutEvent, self.on_output)
-        super().runforever()
+        socket_map = self.options.get_socket_map()
+        wakeup = SignalWakeup()
+        socket_map[wakeup.read_fd] = wakeup
+        try:
+            super().runforever()
+        finally:
+            del socket_map[wakeup.read_fd]
+            wakeup.close()
 
     def on_output(self, event: Any) -> None:
         """Keep the last lines of output of processes with stdout/stderr events enabled."""
@@ -112,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit_code = 0
     first = True
     while True:
-        options = ServerOptions()
+        options = LauncherOptions()
         options.realize(list(argv) if argv is not None else None, doc=__doc__)
         options.first = first
         options.test = False

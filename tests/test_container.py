@@ -1,8 +1,9 @@
 """The container image, built with buildah and run with podman for real (issue 6).
 
-One image build is shared by the module. A production container is started once and shared by the
-read-only checks; dev mode, the port conflict and the graceful stop each get their own container.
-Every container and the built image are removed at the end (the dated base image stays cached).
+One image build is shared by the module. A production container (read-only root filesystem, JSON
+logs) is started once and shared by the checks that leave it running; dev mode, the port conflict,
+an invalid setting and the graceful stop each get their own container. Every container (with its
+anonymous volumes) and the built image are removed at the end; the dated base image stays cached.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ STOP_BUDGET = 30  # STOP_GRACE_SECONDS default; also the docker-compose stop_gra
 MAX_ADDED_BYTES = 100 * 1024**2  # what the Dockerfile may add on top of its base image
 RUN_ID = uuid.uuid4().hex[:8]
 HEALTHZ = "/v1/system/healthz"
+APP_UID = 10001  # the Dockerfile's ARG APP_UID default
 READ_ONLY = ("--read-only", "--tmpfs", "/run/ragflow:U")
 
 
@@ -214,6 +216,7 @@ def test_supervisorctl_status_without_config_flag(prod: Container) -> None:
 def test_pid1_is_supervisord(prod: Container) -> None:
     cmdline = prod.exec("cat", "/proc/1/cmdline").stdout.split("\0")
     assert "supervise.launcher" in cmdline, cmdline
+    assert prod.exec("supervisorctl", "pid").stdout.strip() == "1"  # supervisord's own pid
 
 
 PROCESS_TABLE = """
@@ -233,8 +236,7 @@ print(json.dumps(rows))
 
 def test_application_processes_are_not_root(prod: Container) -> None:
     rows = json.loads(prod.exec("python", "-c", PROCESS_TABLE).stdout)
-    root = [row for row in rows if row["uid"] == 0]
-    assert not root, root
+    assert {row["uid"] for row in rows} == {APP_UID}, rows
     cmdlines = " | ".join(row["cmdline"] for row in rows)
     assert "gunicorn" in cmdlines
     assert "api.task_executor" in cmdlines

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import requests
-from queue_helpers import ROOT, chunk_rows, doc_rows, executor_env, wait_for
+from support.executors import ROOT, chunk_rows, doc_rows, executor_env, wait_for
 from support.waiting import free_port
 
 from api import queue, storage

@@ -1,6 +1,6 @@
 """The REAL rendered bundle (render_config.py output, api.wsgi, api.task_executor) under the
-launcher as PID 1 of a fresh PID namespace: graceful stop with slow in-flight uploads, zero-failure
-restart and reload, port conflict, and both log targets. Each test prints its figures."""
+launcher as PID 1 of a fresh PID namespace: graceful stop with slow in-flight uploads, port
+conflict, and both log targets. Each test prints its figures."""
 
 from __future__ import annotations
 
@@ -73,39 +73,6 @@ def test_stop_signal_lets_slow_uploads_finish_and_exits_0_within_budget(
     assert "stopped: task_executor_00 (exit status 0)" in run.stdout()
 
 
-def test_restart_web_under_load_fails_no_request(start_bundle: StartBundle) -> None:
-    run = start_bundle()
-    with LoadGenerator(run.port, clients=4, max_seconds=90) as load:
-        _progress(load)
-        started = time.monotonic()
-        result = run.ctl("restart", "web")
-        took = time.monotonic() - started
-        _progress(load)
-        outcome = load.stop()
-    print(
-        f"bundle: restart web: {outcome.failed} failed of {outcome.total} requests "
-        f"(supervisorctl restart took {took:.2f} s) {outcome.errors[:3]}"
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "web: stopped" in result.stdout and "web: started" in result.stdout
-    assert outcome.failed == 0
-
-
-def test_hup_reload_under_load_fails_no_request(start_bundle: StartBundle) -> None:
-    run = start_bundle()
-    before = run.stderr().count("Booting worker")
-    with LoadGenerator(run.port, clients=4, max_seconds=90) as load:
-        _progress(load)
-        result = run.ctl("signal", "HUP", "web")
-        wait_for(lambda: run.stderr().count("Booting worker") >= before + 2, 30, "new workers")
-        _progress(load)
-        outcome = load.stop()
-    print(f"bundle: signal HUP web: {outcome.failed} failed of {outcome.total} requests")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Handling signal: hup" in run.stderr()
-    assert outcome.failed == 0
-
-
 def test_port_in_use_exits_non_zero_within_15_s_naming_host_port(
     start_bundle: StartBundle,
 ) -> None:
@@ -128,8 +95,8 @@ def test_port_in_use_exits_non_zero_within_15_s_naming_host_port(
 
 def test_stdout_target_every_line_names_its_program_once(start_bundle: StartBundle) -> None:
     run = start_bundle(LOG_TARGET="stdout")
-    with LoadGenerator(run.port, clients=1, max_requests=20):
-        pass
+    with LoadGenerator(run.port, clients=1, max_requests=20) as load:
+        _progress(load, 20)
     wait_for(lambda: "gunicorn.access" in run.stdout(), 10, "access lines on stdout")
     os.kill(run.pid1().pid, signal.SIGTERM)
     assert run.wait_exit(40) == 0
@@ -145,9 +112,8 @@ def test_stdout_target_every_line_names_its_program_once(start_bundle: StartBund
     assert re.search(r"task_executor_00\[\d+\]", err)  # the executor names itself
     # supervisord's own lines appear once (logfile=/dev/null, nodaemon echoes to stdout).
     assert (out + err).count("spawned: 'web'") == 1
-    assert "CRIT" not in "\n".join(
-        line for line in out.splitlines() if "authentication checking" not in line
-    )
+    assert "CRIT" not in out + err  # user and socket auth are explicit decisions
+    assert "access is limited by the socket's file mode 0700" in out
 
 
 def test_file_target_rotates_and_supervisorctl_tail_works(start_bundle: StartBundle) -> None:
@@ -164,16 +130,24 @@ def test_file_target_rotates_and_supervisorctl_tail_works(start_bundle: StartBun
     for name in ("socket_holder.log", "task_executor_00.err.log", "web.err.log",
                  "supervisord.log"):  # fmt: skip
         assert name in files
-    tail = run.ctl("tail", "web")
-    assert tail.returncode == 0 and "gunicorn.access" in tail.stdout
+    # web.log may have just been rotated (empty): log a marked request, then tail for it.
+    with LoadGenerator(run.port, clients=1, max_requests=3, path="/v1/system/ping?tail") as load:
+        _progress(load, 3)
+    wait_for(
+        lambda: "GET /v1/system/ping?tail" in run.ctl("tail", "web").stdout,
+        15,
+        "supervisorctl tail web shows the latest access line",
+    )
     assert "Booting worker" in run.ctl("tail", "web", "stderr").stdout
     follow = subprocess.Popen(
         [*run.ctl_command(), "tail", "-f", "web"], stdout=subprocess.PIPE, text=True,
         cwd=run.env.get("PWD"),
     )  # fmt: skip
     try:
-        with LoadGenerator(run.port, clients=1, max_requests=5, path="/v1/system/ping?tail-f"):
-            pass
+        with LoadGenerator(
+            run.port, clients=1, max_requests=5, path="/v1/system/ping?tail-f"
+        ) as load:
+            _progress(load, 5)
         assert follow.stdout is not None
         seen = ""
         deadline = time.monotonic() + 15

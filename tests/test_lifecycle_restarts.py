@@ -1,5 +1,6 @@
-"""Restarts, reloads and chaos under load, with real supervisord (PID 1 of a PID namespace),
-socket holder and Gunicorn. Each test prints its measured figures."""
+"""Restarts, reloads and chaos under load on the REAL rendered bundle (render_config.py output,
+api.wsgi under Gunicorn, socket holder, executors) with the launcher as PID 1 of a fresh PID
+namespace. Each test prints its measured figures."""
 
 from __future__ import annotations
 
@@ -9,15 +10,16 @@ import time
 import urllib.request
 
 import psutil
-from conftest import StartPlumbing
+from conftest import StartBundle
 from support.http_load import LoadGenerator
 from support.supervised import SupervisedRun
 from support.waiting import wait_for
 
 
-def _serves(run: SupervisedRun, path: str = "/v1/system/ping") -> bool:
+def _serves(run: SupervisedRun) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{run.port}{path}", timeout=2) as response:
+        url = f"http://127.0.0.1:{run.port}/v1/system/ping"
+        with urllib.request.urlopen(url, timeout=2) as response:
             return bool(response.status == 200)
     except OSError:
         return False
@@ -33,8 +35,8 @@ def _wait_for_progress(load: LoadGenerator, requests: int = 200) -> None:
     wait_for(lambda: load.ok_count() >= target, 30, f"{requests} more successful requests")
 
 
-def test_restart_web_under_load_fails_no_request(start_plumbing: StartPlumbing) -> None:
-    run = start_plumbing(executors=0)
+def test_restart_web_under_load_fails_no_request(start_bundle: StartBundle) -> None:
+    run = start_bundle(WS="0")
     old_master, _ = _web_pids(run)
     with LoadGenerator(run.port, clients=4, max_seconds=60) as load:
         _wait_for_progress(load)
@@ -54,8 +56,8 @@ def test_restart_web_under_load_fails_no_request(start_plumbing: StartPlumbing) 
     assert outcome.ok > 400
 
 
-def test_hup_reload_under_load_fails_no_request(start_plumbing: StartPlumbing) -> None:
-    run = start_plumbing(executors=0)
+def test_hup_reload_under_load_fails_no_request(start_bundle: StartBundle) -> None:
+    run = start_bundle(WS="0")
     master, old_workers = _web_pids(run)
     with LoadGenerator(run.port, clients=4, max_seconds=60) as load:
         _wait_for_progress(load)
@@ -73,9 +75,9 @@ def test_hup_reload_under_load_fails_no_request(start_plumbing: StartPlumbing) -
 
 
 def test_sigkill_one_worker_fails_at_most_its_in_flight_request(
-    start_plumbing: StartPlumbing,
+    start_bundle: StartBundle,
 ) -> None:
-    run = start_plumbing(executors=0)
+    run = start_bundle(WS="0")
     _, workers = _web_pids(run)
     with LoadGenerator(run.port, clients=4, max_seconds=60) as load:
         _wait_for_progress(load)
@@ -90,9 +92,9 @@ def test_sigkill_one_worker_fails_at_most_its_in_flight_request(
 
 
 def test_sigkill_master_serves_again_within_5_s_without_orphans(
-    start_plumbing: StartPlumbing,
+    start_bundle: StartBundle,
 ) -> None:
-    run = start_plumbing(executors=0)
+    run = start_bundle(WS="0")
     master, workers = _web_pids(run)
     with LoadGenerator(run.port, clients=4, max_seconds=60) as load:
         _wait_for_progress(load)
@@ -102,7 +104,7 @@ def test_sigkill_master_serves_again_within_5_s_without_orphans(
         def served_by_new_master() -> bool:
             # Old workers get SIGTERM from the kernel when the master dies (PR_SET_PDEATHSIG);
             # once they are gone, an answered request comes from a new master's worker.
-            return all(not psutil.pid_exists(pid) for pid in workers) and _serves(run, "/pid")
+            return all(not psutil.pid_exists(pid) for pid in workers) and _serves(run)
 
         wait_for(served_by_new_master, 10, "service by a new master")
         back_after = time.monotonic() - killed_at
@@ -124,8 +126,8 @@ def test_sigkill_master_serves_again_within_5_s_without_orphans(
     assert living <= allowed, f"stray processes {living - allowed}"
 
 
-def test_supervisorctl_status_restart_executors_and_shutdown(start_plumbing: StartPlumbing) -> None:
-    run = start_plumbing(executors=2)
+def test_supervisorctl_status_restart_executors_and_shutdown(start_bundle: StartBundle) -> None:
+    run = start_bundle(WS="2")
     status = run.ctl("status")
     print(status.stdout)
     assert status.returncode == 0

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sample_files import make_docx, make_pdf, make_zip_bomb
+from support.sample_files import make_docx, make_pdf, make_zip_bomb
 
 from api.parsing import limits as parse_limits
 from api.parsing.limits import Limits
@@ -120,6 +120,17 @@ def test_jsonl_lines_bad_lines_kept_as_text() -> None:
 def test_csv_rows_with_headers() -> None:
     data = b"name,city\nAda,London\nLinus,\n,,\n"
     assert texts(parse_csv(data, "\n", LIMITS)) == ["name: Ada; city: London", "name: Linus"]
+
+
+def test_csv_long_cells_are_kept() -> None:
+    cell = "x" * 300_000
+    assert texts(parse_csv(f"a,b\n1,{cell}\n".encode(), "\n", LIMITS)) == [f"a: 1; b: {cell}"]
+
+
+def test_a_cell_over_the_field_limit_fails_cleanly() -> None:
+    data = b"a,b\n1," + b"x" * 200_000 + b"\n"
+    with pytest.raises(ParseError, match="malformed at line 2"):
+        list(parse_csv(data, "\n", Limits(max_bytes=131_072)))
 
 
 def test_pdf_lines_in_page_order() -> None:

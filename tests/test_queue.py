@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from queue_helpers import add_docs, chunk_rows, doc_rows
+from support.executors import add_docs, chunk_rows, doc_rows
 
 from api import config, queue, storage
 
@@ -251,3 +251,13 @@ def test_deleting_the_document_mid_parse_ends_the_claim(
     assert not queue.report_progress(task, 0.5, conn=conn)
     assert not queue.complete(task, CHUNKS, conn=conn)
     assert queue.queue_depth(conn=conn) == {"queued": 0, "running": 0, "expired": 0}
+
+
+def test_a_broken_parser_config_does_not_wedge_the_claim(
+    data_dir: Path, conn: sqlite3.Connection
+) -> None:
+    dataset_id, (doc, _) = two_docs(data_dir)
+    conn.execute("UPDATE documents SET parser_config = '{broken' WHERE id = ?", (doc,))
+    queue.enqueue_parse(dataset_id, [doc], conn=conn)
+    task = queue.claim("c_1", 30, conn=conn)
+    assert task is not None and task.parser_config == {}

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from queue_helpers import ROOT, executor_env, executors
 from ragflow_sdk import RAGFlow
-from sample_files import make_docx, make_pdf
+from support.executors import ROOT, executor_env, executors
+from support.sample_files import make_docx, make_pdf
 from support.waiting import free_port, wait_for
 
 KEY = "parse-e2e-key"

@@ -37,7 +37,7 @@ def test_stop_signal_drains_in_flight_requests_and_exits_0(
     results: list[str] = []
     clients = [
         threading.Thread(
-            target=_get, args=(f"http://127.0.0.1:{run.port}/sleep?seconds=3", results)
+            target=_get, args=(f"http://127.0.0.1:{run.port}/sleep?seconds=6", results)
         )
         for _ in range(2)
     ]
@@ -56,11 +56,11 @@ def test_stop_signal_drains_in_flight_requests_and_exits_0(
         f"in-flight results {results}"
     )
     assert code == 0, run.output()
-    assert results == ["200 slept 3.0", "200 slept 3.0"]
+    assert results == ["200 slept 6.0", "200 slept 6.0"]
     assert elapsed <= budget
     out = run.stdout()
     assert out.count("finished task") == 2
-    # Executors were asked to stop at once, in parallel with web's 3 s drain, not after it
+    # Executors were asked to stop at once, in parallel with web's 6 s drain, not after it
     # (priority order alone would stop them only once web has stopped).
     assert out.index("stopped: task_executor_00") < out.index("stopped: web"), run.output()
 
@@ -135,4 +135,22 @@ stdout_logfile_maxbytes=0
     assert left == []
     assert run.pid1().status() != "zombie"
     os.kill(run.pid1().pid, signal.SIGTERM)
+    assert run.wait_exit(30) == 0
+
+
+def test_sighup_restarts_supervisord_in_process_and_keeps_pid1(
+    start_plumbing: StartPlumbing,
+) -> None:
+    run = start_plumbing(executors=0)
+    pid1 = run.pid1().pid
+    web_before = run.host_pid("web")
+    os.kill(pid1, signal.SIGHUP)
+    wait_for(lambda: run.stdout().count("supervisord started with pid 1") == 2, 30, "a restart")
+    run.wait_running(30)
+    web_after = run.host_pid("web")
+    print(f"SIGHUP: supervisord restarted in-process (PID 1 kept), web {web_before} -> {web_after}")
+    assert run.pid1().pid == pid1
+    assert web_after != web_before
+    assert "received SIGHUP indicating restart request" in run.stdout()
+    os.kill(pid1, signal.SIGTERM)
     assert run.wait_exit(30) == 0

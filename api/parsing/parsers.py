@@ -280,6 +280,7 @@ def parse_csv(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:8192], ",;\t|")
     except csv.Error:
         dialect = csv.excel
+    csv.field_size_limit(max(limits.max_bytes, 131072))  # a long cell is data, not an error
     reader = csv.reader(io.StringIO(text, newline=""), dialect)
     header: list[str] = []
     try:

@@ -13,7 +13,7 @@ from typing import Any
 from werkzeug.wrappers import Response
 
 from api import queue, storage
-from api.config import Config
+from api.config import Config, load_task_settings
 from api.envelope import json_response, ok
 from api.routes import Ctx
 
@@ -65,6 +65,8 @@ def status(ctx: Ctx) -> Response:
             "process": os.environ.get("SUPERVISOR_PROCESS_NAME", ""),
             "uptime_seconds": round(time.time() - _STARTED, 3),
             "queue": queue.queue_depth(conn=conn),
-            "task_executors": queue.list_executors(conn=conn),
+            "task_executors": queue.list_executors(
+                stale_after=load_task_settings().stale_after, conn=conn
+            ),
         }
     )

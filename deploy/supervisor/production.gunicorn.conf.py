@@ -31,8 +31,8 @@ proc_name = "web"
 loglevel = 'info'
 accesslog = "-"
 errorlog = "-"
-# client IP, time, method + path, status, size, user agent, duration (ms)
-access_log_format = '%(h)s %(t)s "%(m)s %(U)s%(q)s" %(s)s %(B)s "%(a)s" %(M)sms'
+# client IP, time, request line (method, path and query), status, size, user agent, duration (ms)
+access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(B)s "%(a)s" %(M)sms'
 LOG_FORMAT = 'text'
 PROGRAM = os.environ.get("SUPERVISOR_PROCESS_NAME", "web")
 

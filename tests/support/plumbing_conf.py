@@ -22,26 +22,14 @@ class PlumbingSpec:
     executors: int = 2
     executor_finish_seconds: float = 0.0
     executor_crash: bool = False
-    log_target: str = "stdout"  # or "file"
-    log_max_bytes: int = 0
-    log_backups: int = 2
-    gunicorn_timeout: int = 300
     web_app: str = "support.wsgi_app:application"
     extra: str = ""
 
 
-def _log_lines(spec: PlumbingSpec, log_dir: Path, name: str) -> str:
-    if spec.log_target == "stdout":
-        return (
-            "stdout_logfile=/dev/stdout\nstdout_logfile_maxbytes=0\n"
-            "stderr_logfile=/dev/stderr\nstderr_logfile_maxbytes=0\n"
-        )
-    return (
-        f"stdout_logfile={log_dir}/{name}.log\nstdout_logfile_maxbytes={spec.log_max_bytes}\n"
-        f"stdout_logfile_backups={spec.log_backups}\n"
-        f"stderr_logfile={log_dir}/{name}.err.log\nstderr_logfile_maxbytes={spec.log_max_bytes}\n"
-        f"stderr_logfile_backups={spec.log_backups}\n"
-    )
+LOG_LINES = (
+    "stdout_logfile=/dev/stdout\nstdout_logfile_maxbytes=0\n"
+    "stderr_logfile=/dev/stderr\nstderr_logfile_maxbytes=0\n"
+)
 
 
 def write_plumbing_conf(spec: PlumbingSpec, run_dir: Path) -> Path:
@@ -53,7 +41,7 @@ def write_plumbing_conf(spec: PlumbingSpec, run_dir: Path) -> Path:
         f"bind = ['127.0.0.1:{spec.port}']\n"
         f"workers = {spec.workers}\n"
         "worker_class = 'sync'\n"
-        f"timeout = {spec.gunicorn_timeout}\n"
+        "timeout = 300\n"
         f"graceful_timeout = {spec.graceful_timeout}\n"
         "preload_app = True\n"
         f"pythonpath = {str(TESTS_DIR)!r}\n"
@@ -81,7 +69,7 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 nodaemon=true
 user={getpass.getuser()}
 pidfile={run}/supervisord.pid
-logfile={"/dev/null" if spec.log_target == "stdout" else f"{log_dir}/supervisord.log"}
+logfile=/dev/null
 logfile_maxbytes=0
 childlogdir={log_dir}
 
@@ -96,7 +84,7 @@ stopsignal=TERM
 stopwaitsecs=2
 stderr_events_enabled=true
 environment=PYTHONUNBUFFERED="1"
-{_log_lines(spec, log_dir, "socket_holder")}
+{LOG_LINES}
 [program:web]
 command={PYTHON} -m supervise.serve_web --holder {run}/listen.sock -- {PYTHON} -m gunicorn -c {gunicorn_conf} {spec.web_app}
 directory={APP_DIR}
@@ -110,7 +98,7 @@ stopasgroup=true
 killasgroup=true
 stderr_events_enabled=true
 environment=PYTHONUNBUFFERED="1"
-{_log_lines(spec, log_dir, "web")}
+{LOG_LINES}
 """  # noqa: E501
     if spec.executors:
         conf += f"""
@@ -129,7 +117,7 @@ stopasgroup=true
 killasgroup=true
 stderr_events_enabled=true
 environment=PYTHONUNBUFFERED="1"
-{_log_lines(spec, log_dir, "%(program_name)s_%(process_num)02d")}
+{LOG_LINES}
 """
     conf += spec.extra
     path = run_dir / "supervisord.conf"

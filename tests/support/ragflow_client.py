@@ -33,19 +33,22 @@ def create_dataset(port: int, parser_config: dict[str, Any] | None = None) -> st
     return str(answer["data"]["id"])
 
 
+def multipart(files: dict[str, bytes]) -> tuple[str, bytes]:
+    """A multipart/form-data body with one `file` part per file: (boundary, body)."""
+    boundary = uuid.uuid4().hex
+    body = b""
+    for name, content in files.items():
+        head = f'Content-Disposition: form-data; name="file"; filename="{name}"'
+        body += f"--{boundary}\r\n{head}\r\nContent-Type: text/plain\r\n\r\n".encode()
+        body += content + b"\r\n"
+    return boundary, body + f"--{boundary}--\r\n".encode()
+
+
 def slow_upload(port: int, dataset_id: str, seconds: float, size: int = 256 * 1024) -> Any:
     """Upload a text file whose body trickles in over `seconds` (a slow client): the request is in
     flight in a worker for that long. Returns the decoded JSON answer."""
-    boundary = uuid.uuid4().hex
     content = (b"lifecycle test line for a slow upload\n" * (size // 38 + 1))[:size]
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="slow.txt"\r\n'
-            f"Content-Type: text/plain\r\n\r\n"
-        ).encode()
-        + content
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
+    boundary, body = multipart({"slow.txt": content})
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
         conn.putrequest("POST", f"/api/v1/datasets/{dataset_id}/documents")
@@ -66,18 +69,7 @@ def slow_upload(port: int, dataset_id: str, seconds: float, size: int = 256 * 10
 
 def upload(port: int, dataset_id: str, files: dict[str, bytes]) -> list[str]:
     """Upload files in one multipart request; return the new document ids."""
-    boundary = uuid.uuid4().hex
-    body = b""
-    for name, content in files.items():
-        body += (
-            (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-                "Content-Type: text/plain\r\n\r\n"
-            ).encode()
-            + content
-            + b"\r\n"
-        )
-    body += f"--{boundary}--\r\n".encode()
+    boundary, body = multipart(files)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
         conn.request(

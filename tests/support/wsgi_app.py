@@ -1,4 +1,4 @@
-"""A tiny WSGI app for lifecycle tests: ping, healthz, a slow endpoint and the serving pid.
+"""A tiny WSGI app for lifecycle tests: ping, healthz and a slow endpoint.
 
 Served by real Gunicorn under real supervisord; `/sleep?seconds=N` gives in-flight requests that
 take seconds, so graceful stops can be observed.
@@ -6,7 +6,6 @@ take seconds, so graceful stops can be observed.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -26,8 +25,6 @@ def application(environ: dict[str, Any], start_response: StartResponse) -> Itera
         return _respond(start_response, "200 OK", b"pong")
     if path == "/v1/system/healthz":
         return _respond(start_response, "200 OK", b'{"status": "ok"}')
-    if path == "/pid":
-        return _respond(start_response, "200 OK", str(os.getpid()).encode())
     if path == "/sleep":
         query = parse_qs(environ.get("QUERY_STRING", ""))
         seconds = min(float(query.get("seconds", ["1"])[0]), 30.0)

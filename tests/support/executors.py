@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from api import storage
 from api.storage import SqliteStorage, Upload
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 T = TypeVar("T")
 
 
