@@ -4,29 +4,18 @@ by RAGFlow's own client, ragflow-sdk 0.22.1, unchanged."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from ragflow_sdk import RAGFlow
+from support.executors import executors
+from support.gunicorn_server import rendered_gunicorn
 from support.waiting import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "e2e-key"
-
-
-def _ping(base: str, proc: subprocess.Popen[bytes]) -> bool:
-    if proc.poll() is not None:
-        raise AssertionError(f"gunicorn exited with {proc.returncode} before answering")
-    try:
-        return requests.get(f"{base}/v1/system/ping", timeout=2).text == "pong"
-    except requests.ConnectionError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -44,56 +33,10 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        raise AssertionError(f"{proc.args!r} ignored SIGTERM") from None
-
-
 @pytest.fixture(scope="module")
 def server(server_env: dict[str, str]) -> Iterator[str]:
-    env = server_env
-    tmp = Path(env["E2E_TMP"])
-    port = int(env["HOST_PORT"])
-    rendered = subprocess.run(
-        [sys.executable, "render_config.py", "--output-dir", str(tmp / "conf")],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert rendered.returncode == 0, rendered.stderr
-    log = (tmp / "gunicorn.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(tmp / "conf" / "gunicorn.conf.py"),
-            "api.wsgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _ping(base, proc), timeout=30, what=f"gunicorn to answer on {base}")
+    with rendered_gunicorn(server_env, Path(server_env["E2E_TMP"])) as base:
         yield base
-    finally:
-        _stop(proc)
-        log.close()
-    output = (tmp / "gunicorn.log").read_text(errors="replace")
-    assert "Traceback" not in output, output[-3000:]
 
 
 @pytest.fixture
@@ -188,20 +131,9 @@ def test_parse_start_and_stop(rag: RAGFlow) -> None:
 def executor(server: str, server_env: dict[str, str]) -> Iterator[None]:
     """One real task executor process on the server's DATA_DIR, for this test only."""
     tmp = Path(server_env["E2E_TMP"])
-    with (tmp / "executor.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "api.task_executor", "--consumer-num", "0"],
-            cwd=ROOT,
-            env=server_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    with executors(Path(server_env["DATA_DIR"]), [0], tmp, RAGFLOW_API_KEY=KEY):
         yield
-    finally:
-        _stop(proc)
-    assert "Traceback" not in (tmp / "executor.log").read_text(errors="replace")
+    assert "Traceback" not in (tmp / "executor_0.log").read_text(errors="replace")
 
 
 def test_parse_round_trip(rag: RAGFlow, executor: None) -> None:

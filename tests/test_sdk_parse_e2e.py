@@ -5,19 +5,15 @@ task executor processes: create a dataset, upload txt/md/html/pdf/docx,
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from ragflow_sdk import RAGFlow
-from support.executors import ROOT, executor_env, executors
+from support.executors import executor_env, executors
+from support.gunicorn_server import rendered_gunicorn
 from support.sample_files import make_docx, make_pdf
-from support.waiting import free_port, wait_for
+from support.waiting import free_port
 
 KEY = "parse-e2e-key"
 
@@ -44,15 +40,6 @@ EXPECTED: dict[str, list[str]] = {
 }
 
 
-def _ping(base: str, proc: subprocess.Popen[bytes]) -> bool:
-    if proc.poll() is not None:
-        raise AssertionError(f"gunicorn exited with {proc.returncode} before answering")
-    try:
-        return requests.get(f"{base}/v1/system/ping", timeout=2).text == "pong"
-    except requests.ConnectionError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """Gunicorn (2 workers) and 2 executors on one DATA_DIR."""
@@ -66,44 +53,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
         GUNICORN_WORKERS="2",
         RAGFLOW_API_KEY=KEY,
     )
-    rendered = subprocess.run(
-        [sys.executable, "render_config.py", "--output-dir", str(tmp / "conf")],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert rendered.returncode == 0, rendered.stderr
-    with (tmp / "gunicorn.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                str(tmp / "conf" / "gunicorn.conf.py"),
-                "api.wsgi:application",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with executors(data_dir, [1, 2], tmp, RAGFLOW_API_KEY=KEY):
-            wait_for(lambda: _ping(base, proc), timeout=30, what=f"gunicorn on {base}")
-            yield base, data_dir
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    with executors(data_dir, [1, 2], tmp, RAGFLOW_API_KEY=KEY), rendered_gunicorn(env, tmp) as base:
+        yield base, data_dir
 
 
 @pytest.mark.timeout(120)  # parse_documents polls without a deadline of its own
