@@ -212,8 +212,10 @@ class Bundle:
         lines: list[str] = []
         while time.monotonic() < limit:
             lines = self.supervisorctl("status").stdout.strip().splitlines()
-            if lines and all(line.split()[1] == "RUNNING" for line in lines):
+            if lines and all(line.split()[1:2] == ["RUNNING"] for line in lines):
                 return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"bundle exited {self.proc.returncode}:\n{self.log_tail()}")
             time.sleep(0.1)
         raise RuntimeError(f"programs not all RUNNING after {deadline_s:.0f} s: {lines}")
 

@@ -10,7 +10,8 @@ its waitpid(-1) loop) and replicates `supervisor.supervisord.main`'s restart loo
   finish or hand back their task while web drains, instead of waiting for their priority turn.
 - Signals wake the main loop at once (a self-pipe in the poll set). Python restarts a poll()
   interrupted by a signal (PEP 475), so plain supervisord notices a child's exit or a stop request
-  only at its next 1 s poll timeout: every step of an ordered stop waited up to a second.
+  only at its next 1 s poll timeout: every step of an ordered stop waited up to a second. For the
+  same reason the ordered stop skips groups that are already stopped.
 - Without SUPERVISOR_USER/SUPERVISOR_PASSWORD the renderer deliberately protects the control socket
   by its file mode (0700, owned by the running user) instead of HTTP auth. supervisord reports that
   as CRIT on every start; the launcher states the decision at INFO instead, so a CRIT line always
@@ -131,6 +132,13 @@ class LauncherSupervisor(Supervisor):  # type: ignore[misc]
         finally:
             del socket_map[wakeup.read_fd]
             wakeup.close()
+
+    def ordered_stop_groups_phase_1(self) -> None:
+        # Skip groups with nothing left to stop (the executors, stopped early): supervisord would
+        # otherwise spend a whole poll timeout on each of them before stopping the next group.
+        while self.stop_groups and not self.stop_groups[-1].get_unstopped_processes():
+            self.stop_groups.pop()
+        super().ordered_stop_groups_phase_1()
 
     def on_output(self, event: Any) -> None:
         """Keep the last lines of output of processes with stdout/stderr events enabled."""
