@@ -173,6 +173,34 @@ def _give_up(c: sqlite3.Connection, row: tuple[Any, ...], now: float) -> None:
 
 
 _READY = "(state = 'queued' OR (state = 'leased' AND lease_expires < ?))"
+_CANDIDATE = (
+    "SELECT id, doc_id, dataset_id, attempts + 1, last_error, state, lease_owner,"
+    " enqueued_at, rowid FROM tasks"
+)
+# A queued task never has a lease_expires (every path that queues one clears it), so
+# both look-ups walk the tasks_ready index in (enqueued_at, rowid) order and stop at
+# the first row: a claim costs the same with 10 or 10,000 tasks queued (one OR query
+# sorted the whole queue each time, inside the write lock).
+_OLDEST_QUEUED = (
+    f"{_CANDIDATE} WHERE state = 'queued' AND lease_expires IS NULL"
+    " ORDER BY enqueued_at, rowid LIMIT 1"
+)
+_OLDEST_EXPIRED = (
+    f"{_CANDIDATE} WHERE state = 'leased' AND lease_expires < ? ORDER BY enqueued_at, rowid LIMIT 1"
+)
+
+
+def _next_ready(c: sqlite3.Connection, now: float) -> Any:
+    """The oldest task ready to claim (queued, or leased with the lease run out)."""
+    found = [
+        row
+        for row in (
+            c.execute(_OLDEST_QUEUED).fetchone(),
+            c.execute(_OLDEST_EXPIRED, (now,)).fetchone(),
+        )
+        if row is not None
+    ]
+    return min(found, key=lambda row: (row[7], row[8])) if found else None
 
 
 def claim(
@@ -194,12 +222,7 @@ def claim(
         return None
     with storage.transaction(c):
         while True:
-            row = c.execute(
-                "SELECT id, doc_id, dataset_id, attempts + 1, last_error, state, lease_owner"
-                f" FROM tasks WHERE {_READY}"
-                " ORDER BY enqueued_at, id LIMIT 1",
-                (now,),
-            ).fetchone()
+            row = _next_ready(c, now)
             if row is None:
                 return None
             if row[5] == "leased":
@@ -300,7 +323,8 @@ def complete(
     changed, when the claim is no longer current."""
     c = _connection(conn)
     now = time.time()
-    with storage.transaction(c):
+    contents = [str(chunk.get("content", "")) for chunk in chunks]
+    with storage.words_prepared(contents), storage.transaction(c):
         row = c.execute(f"SELECT started_at FROM tasks WHERE {_OWNED}", _owned(task)).fetchone()
         if row is None:
             return False

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from api import text
@@ -44,16 +45,79 @@ def term_similarity(terms: Sequence[str], row: Mapping[str, Any]) -> float:
     return round(score / len(terms), 6)
 
 
+_BEST_FIRST = sorted(FIELD_WEIGHTS, key=lambda fw: -fw[1])
+_FIELDS = tuple(field for field, _ in FIELD_WEIGHTS)
+_NONE: frozenset[str] = frozenset()
+
+
+def scorer(terms: Sequence[str]) -> Callable[[Mapping[str, Any]], float]:
+    """``term_similarity(terms, row)`` for many rows, without tokenising every candidate.
+
+    Only which terms occur in each field matters. An ASCII text's words are exactly its
+    ``[a-z0-9]+`` runs lower-cased, so in ASCII content a regular expression per term finds
+    it as a whole word; other content, keywords and questions are tokenised as
+    term_similarity does, and each title once per document name. Rows finding the same terms
+    in the same fields share one computed score."""
+    ascii_terms = [
+        # the term, then "not preceded by a letter or digit" (a leading lookbehind would
+        # lose the regex engine's fast literal scan)
+        (t, re.compile(rf"{t}(?![a-z0-9])(?<![a-z0-9]{t})").search)
+        for t in terms
+        if text.ASCII_WORD.fullmatch(t)
+    ]
+    wanted = frozenset(terms)
+    titles: dict[str, frozenset[str]] = {}
+    # the score of each combination of title and terms found in content, keywords, questions
+    scores: dict[tuple[frozenset[str], ...], float] = {}
+
+    def found(values: Sequence[Any]) -> frozenset[str]:
+        return wanted.intersection(text.tokens(" ".join(map(str, values)))) if values else _NONE
+
+    def score(row: Mapping[str, Any]) -> float:
+        if not terms:
+            return 0.0
+        name = str(row["docnm"])
+        title = titles.get(name)
+        if title is None:
+            title = titles[name] = wanted.intersection(text.tokens(_title(name)))
+        content = str(row["content"])
+        if content.isascii():
+            lowered = content.lower()
+            in_content = frozenset(t for t, find in ascii_terms if find(lowered))
+        else:
+            in_content = wanted.intersection(text.tokens(content))
+        key = (in_content, title, found(row["important_keywords"]), found(row["questions"]))
+        known = scores.get(key)
+        if known is None:
+            words = dict(zip(_FIELDS, key, strict=True))
+            total = 0.0
+            for term in terms:
+                for field, weight in _BEST_FIRST:  # the first field holding it weighs most
+                    if term in words[field]:
+                        total += weight
+                        break
+            known = scores[key] = round(total / len(terms), 6)
+        return known
+
+    return score
+
+
 def highlight(content: str, terms: Sequence[str]) -> str:
     """``content`` HTML-escaped, with every occurrence of a query term wrapped in <em>."""
     wanted = set(terms)
+    matches: Iterable[re.Match[str]]
+    if content.isascii():  # its words are [a-z0-9]+ runs, whatever their case
+        ascii_terms = sorted(t for t in wanted if text.ASCII_WORD.fullmatch(t))
+        pattern = rf"(?<![a-z0-9])(?:{'|'.join(ascii_terms)})(?![a-z0-9])"
+        matches = re.finditer(pattern, content, re.IGNORECASE) if ascii_terms else ()
+    else:
+        matches = (m for m in text.WORD.finditer(content) if text.norm(m.group(0)) in wanted)
     out: list[str] = []
     last = 0
-    for match in text.WORD.finditer(content):
-        if text.norm(match.group(0)) in wanted:
-            out.append(html.escape(content[last : match.start()], quote=False))
-            out.append(f"<em>{html.escape(match.group(0), quote=False)}</em>")
-            last = match.end()
+    for match in matches:
+        out.append(html.escape(content[last : match.start()], quote=False))
+        out.append(f"<em>{html.escape(match.group(0), quote=False)}</em>")
+        last = match.end()
     out.append(html.escape(content[last:], quote=False))
     return "".join(out)
 
@@ -71,20 +135,27 @@ def retrieve(
 ) -> dict[str, Any]:
     terms = text.query_terms(question)
     candidates = storage.search_chunks(dataset_ids, doc_ids, terms, top_k)
+    score = scorer(terms)
     scored = []
-    for rank, row in enumerate(candidates):
-        similarity = term_similarity(terms, row)
+    for rank, candidate in enumerate(candidates):
+        similarity = score(candidate)
         if similarity >= similarity_threshold:
-            scored.append((-similarity, rank, similarity, row))
+            scored.append((-similarity, rank, similarity, candidate))
     scored.sort(key=lambda item: (item[0], item[1]))
     aggs: dict[str, dict[str, Any]] = {}
-    for _, _, _, row in scored:
+    for *_, candidate in scored:
         agg = aggs.setdefault(
-            row["doc_id"], {"doc_name": row["docnm"], "doc_id": row["doc_id"], "count": 0}
+            candidate["doc_id"],
+            {"doc_name": candidate["docnm"], "doc_id": candidate["doc_id"], "count": 0},
         )
         agg["count"] += 1
+    shown = scored[page.offset : page.offset + page.size]
+    full = storage.chunks_by_id([candidate["id"] for *_, candidate in shown])
     chunks = []
-    for _, _, similarity, row in scored[page.offset : page.offset + page.size]:
+    for _, _, similarity, candidate in shown:
+        row = full.get(candidate["id"])
+        if row is None:  # deleted since the search
+            continue
         item: dict[str, Any] = {
             "id": row["id"],
             "content": row["content"],

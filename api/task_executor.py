@@ -2,15 +2,20 @@
 
 One process per supervisord program instance, consumer id ``<host id>_<N>``
 (stable across restarts). The main thread claims one task at a time with a
-lease, runs it in a worker thread, renews the lease and beats the heartbeat
-while the worker parses. The worker checks between sections whether the claim
+lease, hands it to a long-lived worker thread (which keeps its storage connection
+across tasks), renews the lease and beats the heartbeat while the worker parses.
+An executor that finishes a task claims the next one at once; it sleeps
+TASK_POLL_INTERVAL_MS only when the queue is empty. The heartbeat is written when
+the state (idle, busy, stopping) changes and every TASK_HEARTBEAT_SECONDS, not per
+task. The worker checks between sections whether the claim
 is still current (cancelled, or lost after a lease expiry) and stops if not.
 
 SIGTERM/SIGINT: stop claiming; let the current task finish within
 TASK_STOP_TIMEOUT, else hand it back to the queue (``api.queue.release``); exit 0.
 A repeated signal changes nothing. A worker still busy PARSE_TIMEOUT + 5 s after
 its claim (blocked inside one section) gets its document failed, and the program
-exits 1 so that supervisord replaces the process and the stuck thread. Dev mode
+exits 1 so that supervisord replaces the process and the stuck thread (in dev
+mode the stuck thread is left behind and a fresh worker thread takes the next task). Dev mode
 runs the same loop in a thread of the serving process (``start_in_process``).
 """
 
@@ -24,6 +29,7 @@ import sqlite3
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +58,43 @@ class _Job:
     finished: threading.Event
 
 
+class _Worker:
+    """One long-lived parse thread. Its storage connection (thread-local) is opened on
+    the first task and kept until the worker retires: no thread start and no
+    connection open/close per task."""
+
+    # (A deque and a Condition, not the queue module: run as a script, api/ is on sys.path
+    # first and ``import queue`` would find api/queue.py.)
+    def __init__(self, name: str, work: Callable[[_Job], None]) -> None:
+        self._jobs: deque[_Job | None] = deque()
+        self._wake = threading.Condition()
+        self._work = work
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self.thread.start()
+
+    def submit(self, job: _Job | None) -> None:
+        with self._wake:
+            self._jobs.append(job)
+            self._wake.notify()
+
+    def retire(self) -> None:
+        """Exit once the job in hand (if any) is over."""
+        self.submit(None)
+
+    def _next(self) -> _Job | None:
+        with self._wake:
+            while not self._jobs:
+                self._wake.wait()
+            return self._jobs.popleft()
+
+    def _loop(self) -> None:
+        try:
+            while (job := self._next()) is not None:
+                self._work(job)
+        finally:
+            storage.close_all()  # this thread's connection
+
+
 class Executor:
     """The claim/work loop of one consumer. ``run`` returns when ``stop`` was called
     and the current task is finished or handed back."""
@@ -76,7 +119,9 @@ class Executor:
         self.started_at = time.time()
         self._stop_deadline: float | None = None  # monotonic; set once by stop()
         self._job: _Job | None = None
+        self._worker: _Worker | None = None
         self._next_beat = 0.0
+        self._beat_state = ""
 
     # -- control -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -93,10 +138,13 @@ class Executor:
         return storage.get_connection(self.data_dir)
 
     def _beat(self, state: str, force: bool = False) -> None:
+        """Write the heartbeat when forced, when ``state`` differs from the last one
+        written, or every TASK_HEARTBEAT_SECONDS."""
         now = time.monotonic()
-        if not force and now < self._next_beat:
+        if not force and state == self._beat_state and now < self._next_beat:
             return
         self._next_beat = now + self.settings.heartbeat_seconds
+        self._beat_state = state
         job = self._job
         try:
             queue.heartbeat(
@@ -139,7 +187,8 @@ class Executor:
                 self._beat("idle")
                 self._sleep(poll)
                 continue
-            self._supervise(task)
+            self._supervise(task)  # then claim the next task at once, no sleep
+        self._retire_worker(wait=True)
         self._beat("stopped", force=True)
         storage.close_all()  # this thread's connection
         log.info("executor %s stopped (done %d, failed %d)", self.consumer, self.done, self.failed)
@@ -154,12 +203,11 @@ class Executor:
         or hand it back when the stop deadline passes first."""
         job = _Job(task, threading.Event(), threading.Event())
         self._job = job
-        self._beat("busy", force=True)
+        self._beat("busy")
         log.info("task %s (document %s, attempt %d) claimed", task.id, task.doc_id, task.attempts)
-        worker = threading.Thread(
-            target=self._work, args=(job,), name=f"parse-{task.id[:8]}", daemon=True
-        )
-        worker.start()
+        if self._worker is None:
+            self._worker = _Worker(f"parse-{self.consumer}", self._work)
+        self._worker.submit(job)
         renew_every = max(self.settings.lease_seconds / 3, 0.5)
         next_renew = time.monotonic() + renew_every
         stuck_at = time.monotonic() + self.limits.timeout + _STUCK_GRACE
@@ -179,7 +227,6 @@ class Executor:
                         job.abandon.set()
         finally:
             self._job = None
-        self._beat("stopping" if self.stopping else "idle", force=True)
 
     def _renew(self, task: queue.Task) -> bool:
         try:
@@ -202,6 +249,7 @@ class Executor:
             "handed back to the queue" if released else "was no longer ours",
         )
         job.finished.wait(0.3)  # supervisord's stopwaitsecs is TASK_STOP_TIMEOUT + 1
+        self._retire_worker(wait=False)
 
     def _give_up_stuck(self, job: _Job) -> None:
         """The parser ignored PARSE_TIMEOUT (blocked inside one section): fail the
@@ -220,27 +268,40 @@ class Executor:
         log.error("task %s: parser stuck: %s", job.task.id, error)
         if self.exit_when_stuck:
             self.stuck = True
+        self._retire_worker(wait=False)  # the next task gets a fresh thread
+
+    def _retire_worker(self, wait: bool) -> None:
+        """Let the worker thread exit after its job in hand; ``wait`` joins it briefly
+        (only for an idle worker: one still busy with an abandoned job is left behind)."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.retire()
+            if wait:
+                worker.thread.join(1.0)
 
     # -- worker thread -------------------------------------------------------------------
     def _work(self, job: _Job) -> None:
         task = job.task
         conn = self._conn()
         next_check = time.monotonic() + _PROGRESS_EVERY
+        announced = False  # "Parsing started." goes with the first progress report
 
         def checkpoint(sections: int) -> None:
-            nonlocal next_check
+            nonlocal next_check, announced
             if job.abandon.is_set():
                 raise _Abandoned
             if time.monotonic() < next_check:
                 return
             next_check = time.monotonic() + _PROGRESS_EVERY
             progress = 0.1 + 0.8 * sections / (sections + 200)
-            if not queue.report_progress(task, round(progress, 4), conn=conn):
+            message = "" if announced else "Parsing started."
+            announced = True
+            if not queue.report_progress(task, round(progress, 4), message, conn=conn):
                 raise _Abandoned
 
         try:
-            if not queue.report_progress(task, 0.1, "Parsing started.", conn=conn):
-                raise _Abandoned
+            # No write before parsing: a document parsed within _PROGRESS_EVERY costs one
+            # write transaction (complete) besides the claim; complete checks the claim.
             chunks = build_chunks(
                 self.files.file_path({"id": task.doc_id, "dataset_id": task.dataset_id}),
                 suffix=task.suffix or Path(task.name).suffix,
@@ -266,7 +327,6 @@ class Executor:
             log.exception("task %s: unexpected error while parsing", task.id)
             self._fail(job, f"unexpected {type(exc).__name__} while parsing: {exc}", conn)
         finally:
-            storage.close_all()
             job.finished.set()
 
     def _fail(self, job: _Job, error: str, conn: sqlite3.Connection) -> None:

@@ -34,6 +34,11 @@ def _progress(load: LoadGenerator, requests: int = 200) -> None:
     wait_for(lambda: load.ok_count() >= target, 30, f"{requests} more successful requests")
 
 
+def _all_ok(load: LoadGenerator, requests: int) -> None:
+    """For a generator bounded by max_requests: wait until every one of them succeeded."""
+    wait_for(lambda: load.ok_count() >= requests, 30, f"{requests} successful requests")
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stop_signal_lets_slow_uploads_finish_and_exits_0_within_budget(
     start_bundle: StartBundle, signum: int
@@ -96,7 +101,7 @@ def test_port_in_use_exits_non_zero_within_15_s_naming_host_port(
 def test_stdout_target_every_line_names_its_program_once(start_bundle: StartBundle) -> None:
     run = start_bundle(LOG_TARGET="stdout")
     with LoadGenerator(run.port, clients=1, max_requests=20) as load:
-        _progress(load, 20)
+        _all_ok(load, 20)
     wait_for(lambda: "gunicorn.access" in run.stdout(), 10, "access lines on stdout")
     os.kill(run.pid1().pid, signal.SIGTERM)
     assert run.wait_exit(40) == 0
@@ -132,7 +137,7 @@ def test_file_target_rotates_and_supervisorctl_tail_works(start_bundle: StartBun
         assert name in files
     # web.log may have just been rotated (empty): log a marked request, then tail for it.
     with LoadGenerator(run.port, clients=1, max_requests=3, path="/v1/system/ping?tail") as load:
-        _progress(load, 3)
+        _all_ok(load, 3)
     wait_for(
         lambda: "GET /v1/system/ping?tail" in run.ctl("tail", "web").stdout,
         15,
@@ -147,13 +152,12 @@ def test_file_target_rotates_and_supervisorctl_tail_works(start_bundle: StartBun
         with LoadGenerator(
             run.port, clients=1, max_requests=5, path="/v1/system/ping?tail-f"
         ) as load:
-            _progress(load, 5)
+            _all_ok(load, 5)
         assert follow.stdout is not None
-        seen = ""
-        deadline = time.monotonic() + 15
-        while "tail-f" not in seen and time.monotonic() < deadline:
-            seen += follow.stdout.readline()
-        assert "tail-f" in seen
+        seen: list[str] = []
+        reader = threading.Thread(target=lambda: seen.extend(follow.stdout or ()), daemon=True)
+        reader.start()  # readline() could block past any deadline; a reader thread cannot
+        wait_for(lambda: "tail-f" in "".join(seen), 15, "tail -f to show the new access lines")
     finally:
         follow.kill()
         follow.wait(10)

@@ -261,3 +261,38 @@ def test_a_broken_parser_config_does_not_wedge_the_claim(
     queue.enqueue_parse(dataset_id, [doc], conn=conn)
     task = queue.claim("c_1", 30, conn=conn)
     assert task is not None and task.parser_config == {}
+
+
+def test_claims_follow_enqueue_order_and_an_expired_lease_keeps_its_place(
+    data_dir: Path, conn: sqlite3.Connection
+) -> None:
+    _, dataset, docs = add_docs(data_dir, [(f"d{i}.txt", b"text") for i in range(5)])
+    ids = [d["id"] for d in docs]
+    queue.enqueue_parse(dataset["id"], ids[:2], conn=conn)  # enqueued first, same second
+    queue.enqueue_parse(dataset["id"], ids[2:], conn=conn)
+    first = queue.claim("c_1", 30, conn=conn)
+    assert first is not None and first.doc_id == ids[0]
+    expire(conn, first.id)  # the oldest task is ready again, ahead of every queued one
+    order = [queue.claim(f"c_{n}", 30, conn=conn) for n in range(2, 7)]
+    assert [t.doc_id if t else None for t in order] == ids
+    assert order[0] is not None and order[0].attempts == 2
+    assert queue.claim("c_9", 30, conn=conn) is None
+
+
+def test_complete_indexes_the_chunks_for_search_like_a_plain_insert(
+    data_dir: Path, conn: sqlite3.Connection
+) -> None:
+    dataset_id, (doc, other) = two_docs(data_dir)
+    queue.enqueue_parse(dataset_id, [doc], conn=conn)
+    task = queue.claim("c_1", 30, conn=conn)
+    assert task is not None
+    chunks = [{"content": "Café Déjà-vu, ÉLAN 42"}, {"content": "second"}]
+    assert queue.complete(task, chunks, conn=conn)  # words tokenised before the write lock
+    with storage.transaction(conn):  # the same contents through the trigger alone
+        storage.replace_document_chunks(conn, other, chunks)
+    indexed = conn.execute(
+        "SELECT c.doc_id, f.content FROM chunks c JOIN chunks_fts f ON f.rowid = c.seq"
+        " ORDER BY c.seq"
+    ).fetchall()
+    by_doc = {d: [content for owner, content in indexed if owner == d] for d in (doc, other)}
+    assert by_doc[doc] == by_doc[other] == ["cafe deja vu elan 42", "second"]

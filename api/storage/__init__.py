@@ -19,6 +19,7 @@ from api.storage.sqlite import (
     migrate,
     replace_document_chunks,
     transaction,
+    words_prepared,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "migrate",
     "replace_document_chunks",
     "transaction",
+    "words_prepared",
 ]
 
 

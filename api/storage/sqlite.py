@@ -32,7 +32,24 @@ _local = threading.local()
 
 
 def _words(value: object) -> str:
-    return " ".join(text.tokens(value)) if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        return ""
+    prepared: dict[str, str] | None = getattr(_local, "words", None)
+    if prepared is not None and (words := prepared.get(value)) is not None:
+        return words
+    return " ".join(text.tokens(value))
+
+
+@contextmanager
+def words_prepared(values: Iterable[object]) -> Iterator[None]:
+    """Tokenise ``values`` for the full-text index now, in this thread, so that the
+    rf_words() calls of the chunk triggers in a write transaction opened inside the
+    block are look-ups: the write lock, which every executor needs, is held shorter."""
+    _local.words = {v: " ".join(text.tokens(v)) for v in values if isinstance(v, str)}
+    try:
+        yield
+    finally:
+        _local.words = None
 
 
 def _title(value: object) -> str:
@@ -234,6 +251,10 @@ def _row(row: sqlite3.Row | None) -> Row | None:
         value = row[key]
         out[key] = json.loads(value) if key in _JSON_COLUMNS and isinstance(value, str) else value
     return out
+
+
+def _json_list_value(raw: str) -> Any:
+    return [] if raw == "[]" else json.loads(raw)  # most chunks have no keywords/questions
 
 
 def _rows(rows: Iterable[sqlite3.Row]) -> list[Row]:
@@ -682,7 +703,8 @@ class SqliteStorage:
         limit: int,
     ) -> list[Row]:
         """Available chunks matching any term, best BM25 first (content < title < keywords
-        < questions in weight), at most ``limit``."""
+        < questions in weight), at most ``limit``: only the columns retrieval scores on
+        (id, doc_id, dataset_id, docnm, content, important_keywords, questions) and bm25."""
         if not terms or not dataset_ids:
             return []
         where = [
@@ -694,13 +716,38 @@ class SqliteStorage:
         if doc_ids:
             where.append(f"c.doc_id IN ({', '.join('?' * len(doc_ids))})")
             args.extend(doc_ids)
-        rows = self.conn.execute(
-            "SELECT c.*, bm25(chunks_fts, 1.0, 2.0, 3.0, 4.0) AS bm25 FROM chunks_fts"
+        cursor = self.conn.cursor()
+        cursor.row_factory = None  # plain tuples: cheaper than sqlite3.Row for many rows
+        rows = cursor.execute(
+            "SELECT c.id, c.doc_id, c.dataset_id, c.docnm, c.content, c.important_keywords,"
+            " c.questions, bm25(chunks_fts, 1.0, 2.0, 3.0, 4.0) AS bm25 FROM chunks_fts"
             f" JOIN chunks c ON c.seq = chunks_fts.rowid WHERE {' AND '.join(where)}"
             " ORDER BY bm25 LIMIT ?",
             (*args, limit),
         )
-        return _rows(rows)
+        return [
+            {
+                "id": r[0],
+                "doc_id": r[1],
+                "dataset_id": r[2],
+                "docnm": r[3],
+                "content": r[4],
+                "important_keywords": _json_list_value(r[5]),
+                "questions": _json_list_value(r[6]),
+                "bm25": r[7],
+            }
+            for r in rows
+        ]
+
+    def chunks_by_id(self, chunk_ids: Sequence[str]) -> dict[str, Row]:
+        """The chunks with these ids, by id (ids that no longer exist are absent)."""
+        if not chunk_ids:
+            return {}
+        rows = self.conn.execute(
+            f"SELECT * FROM chunks WHERE id IN ({', '.join('?' * len(chunk_ids))})",
+            tuple(chunk_ids),
+        )
+        return {str(r["id"]): r for r in _rows(rows)}
 
     def documents_in(self, dataset_ids: Sequence[str]) -> set[str]:
         if not dataset_ids:
