@@ -77,6 +77,12 @@ URLS = Map(
 )
 
 
+PING_HEADERS = [
+    ("Content-Type", "text/plain; charset=utf-8"),
+    ("Content-Length", str(len(system.PING_BODY))),
+]
+
+
 @dataclass
 class App:
     """The WSGI callable. Settings are read on the first request of each process, so
@@ -86,6 +92,11 @@ class App:
     debug: bool = False  # let unexpected errors reach Werkzeug's debugger (dev server --debug)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/v1/system/ping" and environ.get("REQUEST_METHOD") == "GET":
+            # Liveness probes and load balancers call this often: answer it before building a
+            # Werkzeug request and routing (about 90 us of a ~340 us request on a sync worker).
+            start_response("200 OK", PING_HEADERS)
+            return [system.PING_BODY]
         request = Request(environ)
         response = self.respond(request)
         return response(environ, start_response)

@@ -95,6 +95,7 @@ class Bundle:
     programs (on top of this process's environment). app: a WSGI app to serve instead of
     api.wsgi:application (e.g. the bare hello-world ceiling). plain: run the hand-written
     plain supervisord + Gunicorn baseline instead of the rendered supervisord.conf.
+    gunicorn_extra: Python appended to the rendered gunicorn.conf.py (e.g. to drop a hook).
     """
 
     def __init__(
@@ -108,12 +109,14 @@ class Bundle:
         plain: bool = False,
         api_key: str | None = None,
         ready_path: str = READY_PATH,
+        gunicorn_extra: str = "",
     ) -> None:
         self.workdir = workdir
         self.mode = mode
         self.app = app
         self.plain = plain
         self.ready_path = ready_path
+        self.gunicorn_extra = gunicorn_extra
         self.port = free_port()
         self.out_dir = workdir / "conf"
         self.run_dir = workdir / "run"
@@ -158,6 +161,9 @@ class Bundle:
         elapsed = time.monotonic() - started
         if done.returncode != 0:
             raise RuntimeError(f"render_config.py exited {done.returncode}: {done.stderr.strip()}")
+        if self.gunicorn_extra:  # later assignments in a Gunicorn config file win
+            gunicorn_conf = self.out_dir / "gunicorn.conf.py"
+            gunicorn_conf.write_text(gunicorn_conf.read_text() + "\n" + self.gunicorn_extra + "\n")
         if self.plain:
             conf = _plain_supervisord_conf(
                 self.run_dir, self.out_dir / "gunicorn.conf.py", self.app

@@ -92,6 +92,10 @@ class Panel:
     series: dict[str, list[float]]
 
 
+def _bar_label(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def chart(path: Path, title: str, panels: Sequence[Panel]) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
     for ax, panel in zip(axes[0], panels, strict=True):
@@ -100,11 +104,20 @@ def chart(path: Path, title: str, panels: Sequence[Panel]) -> None:
         for i, (name, values) in enumerate(panel.series.items()):
             xs = [c + (i - (count - 1) / 2) * width for c in range(len(panel.categories))]
             bars = ax.bar(xs, values, width, label=name)
-            ax.bar_label(bars, fmt="%.3g", fontsize=7)
-        ax.set_xticks(range(len(panel.categories)), panel.categories, fontsize=8)
+            ax.bar_label(bars, fmt=_bar_label, fontsize=7)
+        crowded = len(panel.categories) > 3
+        ax.set_xticks(
+            range(len(panel.categories)),
+            panel.categories,
+            fontsize=8,
+            rotation=20 if crowded else 0,
+            ha="right" if crowded else "center",
+        )
         ax.set_title(panel.title, fontsize=10)
         ax.set_ylabel(panel.ylabel)
-        ax.legend(fontsize=8)
+        top = max((v for values in panel.series.values() for v in values), default=1.0)
+        ax.set_ylim(0, top * 1.3 if top > 0 else 1.0)  # room for the labels and the legend
+        ax.legend(fontsize=8, loc="upper right")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -36,7 +36,8 @@ def _header(doc: dict[str, Any]) -> str:
     end = doc.get("loadavg_at_end", ["?"])
     return (
         f"`{doc['command']}` — measured {doc['measured_at']}, {doc['wall_seconds']} s wall, "
-        f"load average {load[0]} at start, {end[0]} at end."
+        f"load average {load[0]} at start, {end[0]} at end; code fingerprint "
+        f"`{doc.get('source_fingerprint', '?')}` (`bench.report.source_fingerprint`)."
     )
 
 
@@ -45,7 +46,8 @@ def web_throughput(doc: dict[str, Any]) -> str:
     return "\n\n".join(
         [
             _header(doc),
-            f"{p['duration_s']:g} s per cell, {p['rounds']} round(s), load by {p['load_driver']}; "
+            f"{p['duration_s']:g} s per cell, {p['rounds']} interleaved round(s), median shown; "
+            f"load by {p['load_driver']}; "
             f"{p['chunks']:,} chunks, question `{p['question']}` matching "
             f"{p['question_matches']} chunks; {p['gunicorn_workers']} Gunicorn workers.",
             md_table(
@@ -66,7 +68,13 @@ def web_throughput(doc: dict[str, Any]) -> str:
             md_table(
                 ["ratio", "connections", "measured", "target", "verdict"],
                 [
-                    [r["ratio"], r["connections"], r["measured"], f">= {r['target']}", r["verdict"]]
+                    [
+                        r["ratio"],
+                        r["connections"],
+                        r["measured"],
+                        f">= {r['target']}" if r["target"] else "-",
+                        r["verdict"],
+                    ]
                     for r in doc["ratios"]
                 ],
             ),
@@ -80,7 +88,7 @@ def worker_classes(doc: dict[str, Any]) -> str:
         [
             _header(doc),
             f"Mix: {p['mix']}; {p['connections']} connections, {p['duration_s']:g} s per cell, "
-            f"{p['rounds']} interleaved rounds; load by {p['load_driver']}.",
+            f"{p['rounds']} interleaved rounds, median shown; load by {p['load_driver']}.",
             md_table(
                 ["clients", "config", "gunicorn", "req/s", "vs best", "p50 ms", "p99 ms", "failed"],
                 [
@@ -181,8 +189,9 @@ def memory(doc: dict[str, Any]) -> str:
                 ],
             ),
             f"Preload saves {doc['preload_saving']:.1%} of the web tier's PSS after load "
-            f"(target >= 40%: **{doc['verdict']}**); preload + gc.freeze() saves "
-            f"{doc['preload_gc_freeze_saving']:.1%}.",
+            f"(target >= 40%: **{doc['verdict']}**); without gc.freeze() it saves "
+            f"{doc['preload_saving_without_gc_freeze']:.1%}; at idle, right after start, "
+            f"{doc['preload_saving_idle']:.1%}.",
         ]
     )
 

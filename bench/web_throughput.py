@@ -3,11 +3,12 @@
 Three bundles run side by side in one run: production (rendered defaults), dev mode (Werkzeug
 dev server with reloader and debugger), and the production bundle serving a hello-world WSGI app
 instead of ours (identical supervisord, socket holder and Gunicorn settings: the ceiling). A
-fourth, informational, is production with GUNICORN_MAX_REQUESTS=0 (no worker recycling). Cells
+fourth and fifth, informational, are production and bare with GUNICORN_MAX_REQUESTS=0 (no
+worker recycling). Cells
 are measured one after another, the three targets interleaved: GET /v1/system/ping and
 POST /api/v1/retrieval over 10k chunks, at 32 and 64 connections, DURATION seconds each.
 
-    .venv/bin/python -m bench.web_throughput [--duration 5] [--rounds 2]
+    .venv/bin/python -m bench.web_throughput [--duration 3] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.bundle import Bundle
+from bench.bundle import APP, READY_PATH, Bundle
 from bench.client import PING, Client, seed_corpus
 from bench.corpus import Corpus
 from bench.load import LoadResult, RequestSpec, run_load
@@ -29,11 +30,15 @@ NAME = "web_throughput"
 CHUNKS = 10_000
 CONCURRENCY = (32, 64)
 NO_RECYCLING = "prod max_requests=0"
+BARE_NO_RECYCLING = "bare max_requests=0"
 PING_AND_RETRIEVAL = ("production", "dev")
-TARGETS = (  # (ratio name, numerator, denominator, endpoint, minimum)
+TARGETS: tuple[tuple[str, str, str, str, float | None], ...] = (
+    # (ratio name, numerator, denominator, endpoint, minimum; None: informational)
     ("prod/dev ping", "production", "dev", "ping", 3.5),
     ("prod/dev retrieval", "production", "dev", "retrieval", 1.8),
     ("prod/bare ping", "production", "bare", "ping", 0.8),
+    ("bare/dev ping (ceiling of prod/dev)", "bare", "dev", "ping", None),
+    ("prod/bare ping, both max_requests=0", NO_RECYCLING, BARE_NO_RECYCLING, "ping", None),
 )
 
 
@@ -64,9 +69,9 @@ def measure(
                 "endpoint": endpoint,
                 "connections": conns,
                 "bundle": name,
-                "rps": statistics.mean(r.rps for r in results),
-                "p50_ms": statistics.mean(r.p50_ms for r in results),
-                "p99_ms": statistics.mean(r.p99_ms for r in results),
+                "rps": statistics.median(r.rps for r in results),
+                "p50_ms": statistics.median(r.p50_ms for r in results),
+                "p99_ms": statistics.median(r.p99_ms for r in results),
                 "failed": sum(r.failed for r in results),
                 "runs": [r.as_dict() for r in results],
             }
@@ -85,7 +90,7 @@ def ratios(rps: dict[tuple[str, int, str], float]) -> list[dict[str, Any]]:
                     "connections": conns,
                     "measured": round(ratio, 2),
                     "target": minimum,
-                    "verdict": verdict(ratio, minimum),
+                    "verdict": "-" if minimum is None else verdict(ratio, minimum),
                 }
             )
     return out
@@ -93,8 +98,10 @@ def ratios(rps: dict[tuple[str, int, str], float]) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=__doc__)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per cell")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per cell")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="interleaved rounds per cell (median)"
+    )
     args = parser.parse_args(argv)
     run = Run(NAME)
     with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp, ExitStack() as stack:
@@ -116,18 +123,23 @@ def main(argv: list[str] | None = None) -> int:
             Bundle(root / "bare", app="bench.hello_app:application", ready_path="/")
         )
         start_s["bare"] = bare.start()
-        # Not a target: the production defaults minus worker recycling, to show what
-        # max_requests costs at these request rates (see docs/BENCHMARKS.md).
-        no_recycling = stack.enter_context(
-            Bundle(
-                root / "norecycle",
+        bundles = {"production": prod, "dev": dev, "bare": bare}
+        # Not targets: production and bare without worker recycling, to separate what
+        # max_requests costs at these rates from what the app costs (docs/BENCHMARKS.md).
+        for name, app, ready in (
+            (NO_RECYCLING, APP, READY_PATH),
+            (BARE_NO_RECYCLING, "bench.hello_app:application", "/"),
+        ):
+            bundle = Bundle(
+                root / name.replace(" ", "_").replace("=", ""),
                 data_dir=data_dir,
                 api_key=prod.api_key,
+                app=app,
+                ready_path=ready,
                 settings={"GUNICORN_MAX_REQUESTS": "0"},
             )
-        )
-        start_s[NO_RECYCLING] = no_recycling.start()
-        bundles = {"production": prod, "dev": dev, "bare": bare, NO_RECYCLING: no_recycling}
+            start_s[name] = stack.enter_context(bundle).start()
+            bundles[name] = bundle
         specs = {"ping": PING, "retrieval": client.retrieval_spec(question, [dataset_id])}
         for bundle in bundles.values():  # warm-up: imports, connections, page cache
             run_load(bundle.base_url, [PING], 8, 1.0)
@@ -160,7 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         table(
             ["ratio", "conns", "measured", "target", "verdict"],
             [
-                [r["ratio"], r["connections"], r["measured"], f">= {r['target']}", r["verdict"]]
+                [
+                    r["ratio"],
+                    r["connections"],
+                    r["measured"],
+                    f">= {r['target']}" if r["target"] else "-",
+                    r["verdict"],
+                ]
                 for r in ratio_rows
             ],
         )

@@ -7,7 +7,7 @@ GET /v1/system/ping and POST /api/v1/retrieval, once with keep-alive clients (wr
 only gthread keeps connections open) and once with `Connection: close` on every request. The
 renderer's default (no GUNICORN_* set) must be within 5% of the best configuration.
 
-    .venv/bin/python -m bench.worker_classes [--duration 5] [--rounds 2] [--connections 32]
+    .venv/bin/python -m bench.worker_classes [--duration 3] [--rounds 5] [--connections 32]
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ def _closing(spec: RequestSpec) -> RequestSpec:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=__doc__)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per cell")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args(argv)
     run = Run(NAME)
@@ -108,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             "clients": clients,
             "config": name,
             "gunicorn": described[name],
-            "rps": statistics.mean(r.rps for r in runs),
-            "p50_ms": statistics.mean(r.p50_ms for r in runs),
-            "p99_ms": statistics.mean(r.p99_ms for r in runs),
+            "rps": statistics.median(r.rps for r in runs),
+            "p50_ms": statistics.median(r.p50_ms for r in runs),
+            "p99_ms": statistics.median(r.p99_ms for r in runs),
             "failed": sum(r.failed for r in runs),
             "runs": [r.as_dict() for r in runs],
         }

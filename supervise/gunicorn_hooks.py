@@ -4,12 +4,16 @@ post_fork gives every worker a parent-death signal: when the master is SIGKILLed
 would otherwise keep serving from (and holding) the listening socket until they notice, about
 timeout/2 seconds later. With PR_SET_PDEATHSIG they get SIGTERM (graceful: the request in flight
 completes) the moment the master dies.
+
+pre_fork freezes the master's objects (gc.freeze) so that the workers' garbage collections do not
+write to, and so copy, the pages they share with the preloaded master.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import os
 import random
 import signal
@@ -25,6 +29,11 @@ def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
         return False
     libc = ctypes.CDLL(libc_name, use_errno=True)
     return int(libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)) == 0
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """In the master, just before each fork."""
+    gc.freeze()
 
 
 def post_fork(server: Any, worker: Any) -> None:

@@ -127,6 +127,7 @@ class LauncherSupervisor(Supervisor):  # type: ignore[misc]
         socket_map = self.options.get_socket_map()
         wakeup = SignalWakeup()
         socket_map[wakeup.read_fd] = wakeup
+        os.write(wakeup.write_fd, b"\0")  # the first poll returns at once: spawn without a 1 s wait
         try:
             super().runforever()
         finally:

@@ -19,6 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_ping_needs_no_key(api: Api) -> None:
     response = api.raw("GET", "/v1/system/ping", key=None)
     assert response.status_code == 200 and response.data == b"pong"
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+
+
+def test_ping_head_takes_the_routed_path(api: Api) -> None:
+    response = api.raw("HEAD", "/v1/system/ping", key=None)
+    assert response.status_code == 200 and response.data == b""
+    assert response.headers["Content-Length"] == "4"
 
 
 def test_healthz_ok(api: Api) -> None:

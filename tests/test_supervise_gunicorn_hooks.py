@@ -1,4 +1,4 @@
-"""The parent-death signal used by post_fork, with real processes."""
+"""Gunicorn hooks: the parent-death signal of post_fork (real processes), pre_fork gc.freeze."""
 
 from __future__ import annotations
 
@@ -42,3 +42,13 @@ def test_child_gets_sigterm_when_its_parent_is_sigkilled() -> None:
     finally:
         parent.kill()
         parent.wait(10)
+
+
+def test_pre_fork_freezes_the_masters_objects() -> None:
+    probe = subprocess.run(
+        [sys.executable, "-c",
+         "import gc; from supervise.gunicorn_hooks import pre_fork; "
+         "assert gc.get_freeze_count() == 0; pre_fork(None, None); print(gc.get_freeze_count())"],
+        cwd=APP_DIR, capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert int(probe.stdout) > 1000  # the interpreter's and the app's objects are frozen

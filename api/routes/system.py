@@ -21,8 +21,12 @@ VERSION = "0.22.1-lite"
 _STARTED = time.time()
 
 
+PING_BODY = b"pong"
+
+
 def ping() -> Response:
-    return Response("pong", mimetype="text/plain")
+    """HEAD and anything the fast path in api.app does not take; GET is answered there."""
+    return Response(PING_BODY, mimetype="text/plain")
 
 
 def _check_files(data_dir: Path) -> None:

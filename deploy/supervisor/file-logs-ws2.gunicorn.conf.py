@@ -10,7 +10,7 @@ chdir = '/app'
 if chdir not in sys.path:
     sys.path.insert(0, chdir)
 
-from supervise.gunicorn_hooks import post_fork  # noqa: E402,F401
+from supervise.gunicorn_hooks import post_fork, pre_fork  # noqa: E402,F401
 
 bind = ['0.0.0.0:9380']
 workers = 3
