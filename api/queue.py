@@ -361,6 +361,31 @@ def complete(
         return True
 
 
+def complete_and_claim(
+    task: Task,
+    chunks: Sequence[Mapping[str, Any]],
+    lease_seconds: float,
+    *,
+    max_attempts: int = 3,
+    conn: sqlite3.Connection | None = None,
+) -> tuple[bool, Task | None]:
+    """``complete(task)``, then ``claim()`` the next task for the same consumer in the same
+    write transaction: a busy executor takes the writer lock once per document, not twice.
+
+    Returns (completed, next task or None). Nothing is claimed when the completion is
+    refused, and a failing claim never undoes the completion (it rolls back to a savepoint
+    and the caller claims again the usual way)."""
+    c = _connection(conn)
+    contents = [str(chunk.get("content", "")) for chunk in chunks]
+    with storage.words_prepared(contents), storage.transaction(c):
+        if not complete(task, chunks, conn=c):
+            return False, None
+        try:
+            return True, claim(task.lease_owner, lease_seconds, max_attempts=max_attempts, conn=c)
+        except sqlite3.Error:
+            return True, None
+
+
 def fail(task: Task, error: str, *, conn: sqlite3.Connection | None = None) -> bool:
     """End the task for good: the document becomes FAIL, progress -1, with
     ``[ERROR] <error>`` appended. False when the claim is no longer current."""

@@ -83,7 +83,7 @@ def scorer(terms: Sequence[str]) -> Callable[[Mapping[str, Any]], float]:
         content = str(row["content"])
         if content.isascii():
             lowered = content.lower()
-            in_content = frozenset(t for t, find in ascii_terms if find(lowered))
+            in_content = frozenset([t for t, find in ascii_terms if find(lowered)])
         else:
             in_content = wanted.intersection(text.tokens(content))
         key = (in_content, title, found(row["important_keywords"]), found(row["questions"]))
@@ -141,13 +141,16 @@ def retrieve(
         similarity = score(candidate)
         if similarity >= similarity_threshold:
             scored.append((-similarity, rank, similarity, candidate))
-    scored.sort(key=lambda item: (item[0], item[1]))
+    scored.sort()  # best similarity first, then search rank; ranks are unique: rows never compare
     aggs: dict[str, dict[str, Any]] = {}
     for *_, candidate in scored:
-        agg = aggs.setdefault(
-            candidate["doc_id"],
-            {"doc_name": candidate["docnm"], "doc_id": candidate["doc_id"], "count": 0},
-        )
+        agg = aggs.get(candidate["doc_id"])
+        if agg is None:
+            agg = aggs[candidate["doc_id"]] = {
+                "doc_name": candidate["docnm"],
+                "doc_id": candidate["doc_id"],
+                "count": 0,
+            }
         agg["count"] += 1
     shown = scored[page.offset : page.offset + page.size]
     full = storage.chunks_by_id([candidate["id"] for *_, candidate in shown])

@@ -4,8 +4,10 @@ One process per supervisord program instance, consumer id ``<host id>_<N>``
 (stable across restarts). The main thread claims one task at a time with a
 lease, hands it to a long-lived worker thread (which keeps its storage connection
 across tasks), renews the lease and beats the heartbeat while the worker parses.
-An executor that finishes a task claims the next one at once; it sleeps
-TASK_POLL_INTERVAL_MS only when the queue is empty. The heartbeat is written when
+The worker completes a task and claims the next one in the same write transaction
+(one turn of the writer lock per document); the executor sleeps
+TASK_POLL_INTERVAL_MS only when the queue is empty. A task claimed that way as the
+stop begins is handed back at once. The heartbeat is written when
 the state (idle, busy, stopping) changes and every TASK_HEARTBEAT_SECONDS, not per
 task. The worker checks between sections whether the claim
 is still current (cancelled, or lost after a lease expiry) and stops if not.
@@ -56,6 +58,7 @@ class _Job:
     task: queue.Task
     abandon: threading.Event
     finished: threading.Event
+    next_task: queue.Task | None = None  # claimed together with this task's completion
 
 
 class _Worker:
@@ -172,22 +175,26 @@ class Executor:
         )
         self._beat("idle", force=True)
         poll = self.settings.poll_ms / 1000
+        task: queue.Task | None = None
         while not self.stopping and not self.stuck:
-            try:
-                task = queue.claim(
-                    self.consumer,
-                    self.settings.lease_seconds,
-                    max_attempts=self.settings.max_attempts,
-                    conn=self._conn(),
-                )
-            except Exception:  # never a crash loop: supervisord would give up (FATAL)
-                log.exception("claiming a task failed; retrying in %.1fs", poll)
-                task = None
+            if task is None:
+                try:
+                    task = queue.claim(
+                        self.consumer,
+                        self.settings.lease_seconds,
+                        max_attempts=self.settings.max_attempts,
+                        conn=self._conn(),
+                    )
+                except Exception:  # never a crash loop: supervisord would give up (FATAL)
+                    log.exception("claiming a task failed; retrying in %.1fs", poll)
             if task is None:
                 self._beat("idle")
                 self._sleep(poll)
                 continue
-            self._supervise(task)  # then claim the next task at once, no sleep
+            # the next task comes claimed with this one's completion, or is claimed at once
+            task = self._supervise(task)
+        if task is not None:  # claimed with the last completion as the stop began
+            self._release(task)
         self._retire_worker(wait=True)
         self._beat("stopped", force=True)
         storage.close_all()  # this thread's connection
@@ -198,9 +205,10 @@ class Executor:
         while not self.stopping and (left := end - time.monotonic()) > 0:
             time.sleep(min(_STEP, left))
 
-    def _supervise(self, task: queue.Task) -> None:
+    def _supervise(self, task: queue.Task) -> queue.Task | None:
         """Run ``task`` in a worker thread; renew its lease and beat until it ends,
-        or hand it back when the stop deadline passes first."""
+        or hand it back when the stop deadline passes first. Returns the next task when
+        the worker claimed one with the completion."""
         job = _Job(task, threading.Event(), threading.Event())
         self._job = job
         self._beat("busy")
@@ -217,16 +225,17 @@ class Executor:
                 now = time.monotonic()
                 if self._stop_deadline is not None and now >= self._stop_deadline:
                     self._hand_back(job)
-                    return
+                    break
                 if now >= stuck_at:
                     self._give_up_stuck(job)
-                    return
+                    break
                 if now >= next_renew:
                     next_renew = now + renew_every
                     if not self._renew(task):
                         job.abandon.set()
         finally:
             self._job = None
+        return job.next_task
 
     def _renew(self, task: queue.Task) -> bool:
         try:
@@ -235,13 +244,16 @@ class Executor:
             log.warning("renewing the lease of task %s failed: %s", task.id, exc)
             return True  # keep working; the lease still has time left
 
+    def _release(self, task: queue.Task) -> bool:
+        try:
+            return queue.release(task, "executor stopping", conn=self._conn())
+        except sqlite3.Error as exc:
+            log.warning("handing back task %s failed (its lease will expire): %s", task.id, exc)
+            return False
+
     def _hand_back(self, job: _Job) -> None:
         job.abandon.set()
-        try:
-            released = queue.release(job.task, "executor stopping", conn=self._conn())
-        except sqlite3.Error as exc:
-            released = False
-            log.warning("handing back task %s failed (its lease will expire): %s", job.task.id, exc)
+        released = self._release(job.task)
         log.warning(
             "stop timeout (%ss) reached: task %s %s",
             self.settings.stop_timeout,
@@ -311,7 +323,17 @@ class Executor:
             )
             if job.abandon.is_set():
                 raise _Abandoned
-            if not queue.complete(task, chunks, conn=conn):
+            if self.stopping:
+                completed = queue.complete(task, chunks, conn=conn)
+            else:
+                completed, job.next_task = queue.complete_and_claim(
+                    task,
+                    chunks,
+                    self.settings.lease_seconds,
+                    max_attempts=self.settings.max_attempts,
+                    conn=conn,
+                )
+            if not completed:
                 raise _Abandoned
             self.done += 1
             log.info("task %s done: %d chunks", task.id, len(chunks))

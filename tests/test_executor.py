@@ -13,17 +13,27 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
-from support.executors import add_docs, chunk_rows, doc_rows, executors, finished, wait_for
+from support.executors import (
+    add_docs,
+    chunk_rows,
+    doc_rows,
+    executor_env,
+    executors,
+    finished,
+    wait_for,
+)
 from support.sample_files import make_pdf, make_zip_bomb
 
-from api import queue, storage
+from api import queue, storage, task_executor
 from api.parsing.limits import Limits
 from api.parsing.pipeline import build_chunks
 
@@ -371,3 +381,31 @@ def test_module_runs_as_a_program_with_help() -> None:
         check=True,
     )
     assert "--consumer-num" in out.stdout
+
+
+def test_a_task_claimed_with_the_last_completion_is_handed_back_when_the_stop_begins(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker completes a task and claims the next in one transaction; a stop that
+    begins right then must not leave the next task leased until its lease expires."""
+    _, dataset, docs = add_docs(data_dir, [("a.txt", b"alpha words"), ("b.txt", b"beta words")])
+    queue.enqueue_parse(
+        dataset["id"], [d["id"] for d in docs], conn=storage.get_connection(data_dir)
+    )
+    executor = task_executor.build(0, executor_env(data_dir))
+    real = queue.complete_and_claim
+
+    def complete_then_stop(*args: Any, **kwargs: Any) -> tuple[bool, queue.Task | None]:
+        outcome = real(*args, **kwargs)
+        executor.stop()  # SIGTERM arrives just after the commit
+        return outcome
+
+    monkeypatch.setattr(queue, "complete_and_claim", complete_then_stop)
+    runner = threading.Thread(target=executor.run)
+    runner.start()
+    runner.join(30)
+    assert not runner.is_alive()
+    first, second = (task_of(data_dir, d["id"]) for d in docs)
+    assert (first["state"], second["state"]) == ("done", "queued")
+    assert (second["attempts"], second["lease_owner"]) == (0, None)
+    assert "handed back" in doc_rows(data_dir, [docs[1]["id"]])[docs[1]["id"]]["progress_msg"]

@@ -97,6 +97,38 @@ def test_complete_stores_chunks_and_marks_done(data_dir: Path, conn: sqlite3.Con
     assert not queue.complete(task, CHUNKS, conn=conn)  # a duplicate completion is refused
 
 
+def test_complete_and_claim_takes_the_writer_lock_once(
+    data_dir: Path, conn: sqlite3.Connection
+) -> None:
+    dataset_id, (first_doc, second_doc) = two_docs(data_dir)
+    queue.enqueue_parse(dataset_id, [first_doc, second_doc], conn=conn)
+    task = queue.claim("c_1", 30, conn=conn)
+    assert task is not None
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    completed, following = queue.complete_and_claim(task, CHUNKS, 30, conn=conn)
+    conn.set_trace_callback(None)
+    assert completed and following is not None
+    assert statements.count("BEGIN IMMEDIATE") == 1 and statements.count("COMMIT") == 1
+    assert (following.doc_id, following.lease_owner, following.attempts) == (second_doc, "c_1", 1)
+    assert task_row(conn, task.id)["state"] == "done"
+    assert task_row(conn, following.id)["state"] == "leased"
+    assert [c["content"] for c in chunk_rows(data_dir, first_doc)] == ["first chunk", "second"]
+    # nothing left: completed, and no next task
+    assert queue.complete_and_claim(following, CHUNKS, 30, conn=conn) == (True, None)
+
+
+def test_a_refused_completion_claims_nothing(data_dir: Path, conn: sqlite3.Connection) -> None:
+    dataset_id, (first_doc, second_doc) = two_docs(data_dir)
+    queue.enqueue_parse(dataset_id, [first_doc], conn=conn)
+    task = queue.claim("c_1", 30, conn=conn)
+    assert task is not None
+    queue.enqueue_parse(dataset_id, [first_doc, second_doc], conn=conn)  # supersedes the claim
+    assert queue.complete_and_claim(task, CHUNKS, 30, conn=conn) == (False, None)
+    assert queue.queue_depth(conn=conn) == {"queued": 2, "running": 0, "expired": 0}
+    assert chunk_rows(data_dir, first_doc) == []
+
+
 def test_an_expired_lease_is_reclaimed_and_the_old_claim_is_fenced_off(
     data_dir: Path, conn: sqlite3.Connection
 ) -> None:

@@ -7,13 +7,16 @@ import io
 import multiprocessing
 import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 import xxhash
+from support.waiting import wait_for
 
 from api import storage
+from api.storage import sqlite as sqlite_backend
 from api.storage.schema import MIGRATIONS
 
 
@@ -78,6 +81,40 @@ def test_concurrent_first_starts_migrate_exactly_once(tmp_path: Path) -> None:
     assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'tasks'").fetchone() == (
         1,
     )
+
+
+def test_writers_queue_on_the_writer_lock_and_time_out_with_sqlites_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every thread's connection has its own handle on the flock, so a second writer waits
+    for the first (and gets SQLite's own error when BUSY_TIMEOUT_MS passes), then writes."""
+    monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT_MS", 300)
+    store = storage.SqliteStorage(tmp_path)
+    outcome: list[str] = []
+    release = threading.Event()
+    written = threading.Event()
+
+    def other_writer() -> None:
+        try:
+            store.create_dataset("t", {"name": "second"})
+        except sqlite3.OperationalError as exc:
+            outcome.append(str(exc))
+        release.wait(10)
+        store.create_dataset("t", {"name": "third"})
+        written.set()
+        storage.close_all()
+
+    with storage.transaction(store.conn) as conn:
+        conn.execute("UPDATE datasets SET name = name")
+        thread = threading.Thread(target=other_writer)
+        thread.start()
+        wait_for(lambda: outcome, 5, "the second writer to give up after BUSY_TIMEOUT_MS")
+        assert outcome == ["database is locked"]
+    release.set()
+    assert written.wait(10)
+    thread.join(10)
+    names = {r[0] for r in store.conn.execute("SELECT name FROM datasets")}
+    assert names == {"third"}
 
 
 def test_migrate_is_idempotent(tmp_path: Path) -> None:
