@@ -6,6 +6,7 @@ realistic posting-list lengths (a question's terms match a known share of the ch
 
 from __future__ import annotations
 
+import io
 import itertools
 import random
 
@@ -73,3 +74,15 @@ class Corpus:
             lines.append(line)
             length += len(line) + 1
         return "\n".join(lines)
+
+    def docx(self, index: int, size_bytes: int = 5000) -> bytes:
+        """``document(index)`` as a DOCX file (python-docx), one paragraph per five lines."""
+        import docx  # the app's DOCX parser dependency
+
+        lines = self.document(index, size_bytes).split("\n")
+        out = io.BytesIO()
+        document = docx.Document()
+        for start in range(0, len(lines), 5):
+            document.add_paragraph(" ".join(lines[start : start + 5]))
+        document.save(out)
+        return out.getvalue()

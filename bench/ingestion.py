@@ -3,17 +3,21 @@
 - For WS=1 and WS=2 (one production bundle each, fresh DATA_DIR): upload DOCS text documents of
   ~5 KB (50 per request), start parsing all of them, poll until every one is DONE, then check
   that sampled documents are found by retrieval (each carries a unique word). Reports documents/s
-  of parsing and the time from the first upload until all documents are searchable.
+  of parsing and the time from the first upload until all documents are searchable. Then the
+  same for DOCX_DOCS DOCX files of the same text: plain text costs little to parse, so its rate
+  is bound by the database writes, which one writer at a time makes; DOCX parsing dominates.
 - Executor idle CPU: CPU time of the executor processes over IDLE_SECONDS with an empty queue.
 - Retrieval latency at 100k chunks (seeded through api.storage in bulk) at concurrency 1.
 
-    .venv/bin/python -m bench.ingestion [--documents 1000]
+    .venv/bin/python -m bench.ingestion [--documents 1000] [--docx-documents 300]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -52,13 +56,35 @@ def executor_idle_cpu(bundle: Bundle) -> dict[str, Any]:
     }
 
 
+def _spin(iterations: int) -> int:
+    total = 0
+    for i in range(iterations):
+        total += i
+    return total
+
+
+def cpu_ceiling(rounds: int = 3, units: int = 4, iterations: int = 5_000_000) -> dict[str, Any]:
+    """What a second core gives on this machine right now: the throughput of two processes
+    of pure Python arithmetic over one (median of `rounds`), the ceiling of WS=2 / WS=1."""
+    ratios = []
+    for _ in range(rounds):
+        rate = {}
+        for procs in (1, 2):
+            started = time.perf_counter()
+            with multiprocessing.get_context("fork").Pool(procs) as pool:
+                pool.map(_spin, [iterations] * units)
+            rate[procs] = units / (time.perf_counter() - started)
+        ratios.append(rate[2] / rate[1])
+    return {"rounds": [round(r, 2) for r in ratios], "median": round(statistics.median(ratios), 2)}
+
+
 def cpu_seconds(processes: list[psutil.Process]) -> float:
     return sum(sum(p.cpu_times()[:2]) for p in processes)
 
 
 def ingest(bundle: Bundle, files: list[tuple[str, bytes]]) -> dict[str, Any]:
     client = Client(bundle.base_url, bundle.api_key, timeout=120)
-    dataset_id = client.create_dataset(f"ingest-{bundle.workdir.name}")
+    dataset_id = client.create_dataset(f"ingest-{bundle.workdir.name}-{files[0][0]}")
     documents = len(files)
     executors = bundle.executors()
     started = time.monotonic()
@@ -117,33 +143,49 @@ def retrieval_latency(bundle: Bundle, corpus: Corpus) -> dict[str, Any]:
     }
 
 
+KINDS = ("text", "docx")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=__doc__)
     parser.add_argument("--documents", type=int, default=1000)
+    parser.add_argument("--docx-documents", type=int, default=300)
     args = parser.parse_args(argv)
     run = Run(NAME)
     corpus = Corpus()
-    files = [(f"doc{i:05d}.txt", corpus.document(i).encode()) for i in range(args.documents)]
+    files = {
+        "text": [(f"doc{i:05d}.txt", corpus.document(i).encode()) for i in range(args.documents)],
+        "docx": [(f"doc{i:05d}.docx", corpus.docx(i)) for i in range(args.docx_documents)],
+    }
     runs: list[dict[str, Any]] = []
     latency: dict[str, Any] = {}
+    ceiling = cpu_ceiling()
+    print(f"  two processes of pure Python / one: {ceiling['median']} (rounds {ceiling['rounds']})")
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         for ws in (1, 2):
             with Bundle(Path(tmp) / f"ws{ws}", settings={"WS": str(ws)}) as bundle:
                 bundle.start()
                 bundle.wait_running()
                 idle = executor_idle_cpu(bundle)
-                row = {"ws": ws, **ingest(bundle, files), "idle_cpu": idle}
-                print(
-                    f"  WS={ws}: {row['docs_per_s']} docs/s, searchable after "
-                    f"{row['searchable_after_s']} s, idle executor CPU "
-                    f"{idle['cpu_percent_max']}%"
-                )
-                runs.append(row)
+                for kind in KINDS:
+                    row = {"ws": ws, "kind": kind, **ingest(bundle, files[kind]), "idle_cpu": idle}
+                    print(
+                        f"  WS={ws} {kind}: {row['docs_per_s']} docs/s, searchable after "
+                        f"{row['searchable_after_s']} s, idle executor CPU "
+                        f"{idle['cpu_percent_max']}%"
+                    )
+                    runs.append(row)
                 if ws == 2:
                     latency = retrieval_latency(bundle, corpus)
-    speedup = runs[1]["docs_per_s"] / runs[0]["docs_per_s"]
+    rate = {(r["ws"], r["kind"]): r["docs_per_s"] for r in runs}
+    speedups = {kind: rate[2, kind] / rate[1, kind] for kind in KINDS}
     targets = [
-        ["WS=2 / WS=1 documents/s", round(speedup, 2), ">= 1.7", verdict(speedup, 1.7)],
+        *(
+            [f"WS=2 / WS=1 documents/s, {kind}", round(speedups[kind], 2), ">= 1.7",
+             verdict(speedups[kind], 1.7)]
+            for kind in KINDS
+        ),
+        ["two processes / one, pure Python (ceiling of the above)", ceiling["median"], "-", "-"],
         [
             f"retrieval p99 at {BIG_CHUNKS} chunks, c=1 (ms)",
             round(latency["p99_ms"], 1),
@@ -156,12 +198,13 @@ def main(argv: list[str] | None = None) -> int:
             "low",
             "-",
         ],
-    ]
+    ]  # fmt: skip
     print()
     print(
         table(
             [
                 "WS",
+                "files",
                 "docs",
                 "upload s",
                 "parse s",
@@ -173,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 [
                     r["ws"],
+                    r["kind"],
                     r["documents"],
                     r["upload_s"],
                     r["parse_s"],
@@ -191,10 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         {
             "parameters": {
                 "documents": args.documents,
+                "docx_documents": args.docx_documents,
                 "document_bytes": "~5000",
                 "upload_batch": UPLOAD_BATCH,
                 "idle_window_s": IDLE_SECONDS,
             },
+            "cpu_ceiling": ceiling,
             "ingest": runs,
             "retrieval_100k": latency,
             "targets": [
@@ -207,13 +253,18 @@ def main(argv: list[str] | None = None) -> int:
                 "parse throughput",
                 "documents/s",
                 ["WS=1", "WS=2"],
-                {"docs/s": [r["docs_per_s"] for r in runs]},
+                {kind: [rate[ws, kind] for ws in (1, 2)] for kind in KINDS},
             ),
             Panel(
-                f"{args.documents} documents searchable after",
+                "documents searchable after",
                 "s",
                 ["WS=1", "WS=2"],
-                {"seconds": [r["searchable_after_s"] for r in runs]},
+                {
+                    f"{len(files[kind])} {kind}": [
+                        r["searchable_after_s"] for r in runs if r["kind"] == kind
+                    ]
+                    for kind in KINDS
+                },
             ),
             Panel(
                 f"retrieval at {BIG_CHUNKS} chunks, c=1",

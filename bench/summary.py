@@ -204,6 +204,7 @@ def ingestion(doc: dict[str, Any]) -> str:
             md_table(
                 [
                     "WS",
+                    "files",
                     "documents",
                     "upload s",
                     "parse s",
@@ -217,6 +218,7 @@ def ingestion(doc: dict[str, Any]) -> str:
                 [
                     [
                         i["ws"],
+                        i.get("kind", "text"),
                         i["documents"],
                         i["upload_s"],
                         i["parse_s"],
