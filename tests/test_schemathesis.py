@@ -105,6 +105,7 @@ def test_stored_data_survives_fuzzing(seed: Seed) -> None:
         "ragflow.db",
         "ragflow.db-wal",
         "ragflow.db-shm",
+        "ragflow.db.writer-lock",
         "files",
     }
     ids = seed.current()
