@@ -209,6 +209,7 @@ def ingestion(doc: dict[str, Any]) -> str:
                     "upload s",
                     "parse s",
                     "docs/s",
+                    "docs/s each round",
                     "searchable after s",
                     "chunks",
                     "executor CPU % while parsing (of one core)",
@@ -223,6 +224,7 @@ def ingestion(doc: dict[str, Any]) -> str:
                         i["upload_s"],
                         i["parse_s"],
                         i["docs_per_s"],
+                        " / ".join(map(str, i.get("docs_per_s_rounds", ()))) or "-",
                         i["searchable_after_s"],
                         i["chunks"],
                         i.get("executor_cpu_percent_while_parsing", "-"),
@@ -235,7 +237,14 @@ def ingestion(doc: dict[str, Any]) -> str:
             f"Retrieval over {r['chunks']:,} chunks at concurrency 1 ({r['driver']}, "
             f"{r['requests']} requests, {r['failed']} failed; question matching "
             f"{r['question_matches']}): p50 {r['p50_ms']:.1f} ms, p90 {r['p90_ms']:.1f} ms, "
-            f"p99 {r['p99_ms']:.1f} ms.",
+            f"p99 {r['p99_ms']:.1f} ms"
+            + (
+                f" (the window with the median p99 of {len(r['windows'])}; p99 of each: "
+                + ", ".join(f"{w['p99_ms']:.1f}" for w in r["windows"])
+                + " ms)."
+                if "windows" in r
+                else "."
+            ),
             md_table(
                 ["target", "measured", "goal", "verdict"],
                 [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in doc["targets"]],
