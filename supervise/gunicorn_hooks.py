@@ -7,6 +7,13 @@ completes) the moment the master dies.
 
 pre_fork freezes the master's objects (gc.freeze) so that the workers' garbage collections do not
 write to, and so copy, the pages they share with the preloaded master.
+
+post_worker_init, pre_request and post_request let a sync worker that is told to stop (SIGTERM)
+in the middle of a request close its copy of the listening socket at once instead of when the
+request ends: with the master's copy closed on SIGTERM and the socket holder stopped first on
+shutdown, the port then refuses new connections during the drain instead of queueing them in a
+backlog nobody accepts from. An idle worker exits at once anyway; a worker between requests
+keeps its copy for the moment it needs to see that it should exit.
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ import gc
 import os
 import random
 import signal
+from types import FrameType
 from typing import Any
+
+from gunicorn.workers.sync import SyncWorker
 
 PR_SET_PDEATHSIG = 1
 
@@ -29,6 +39,31 @@ def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
         return False
     libc = ctypes.CDLL(libc_name, use_errno=True)
     return int(libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)) == 0
+
+
+def post_worker_init(worker: Any) -> None:
+    """In a sync worker, after its signal handlers are installed."""
+    if not isinstance(worker, SyncWorker):  # gthread stops accepting on its own
+        return
+    graceful = signal.getsignal(signal.SIGTERM)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if getattr(worker, "serving", False):  # the loop will not accept() again
+            for listener in worker.sockets:
+                listener.close()
+        if callable(graceful):
+            graceful(signum, frame)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    worker.serving = True
+    worker.log.debug("%s %s", req.method, req.path)  # what Gunicorn's default pre_request does
+
+
+def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+    worker.serving = False
 
 
 def pre_fork(server: Any, worker: Any) -> None:

@@ -6,8 +6,12 @@ its waitpid(-1) loop) and replicates `supervisor.supervisord.main`'s restart loo
 - When every process of a program is FATAL (web, socket_holder, or all task executors), log one line
   naming the program and its last error, shut everything down and exit 1. supervisord alone would
   keep running without the service, or exit 0.
-- When supervisord starts stopping, send the stop signal to the task executors at once, so they
-  finish or hand back their task while web drains, instead of waiting for their priority turn.
+- When supervisord starts stopping, send the stop signal to the task executors and the socket
+  holder at once: the executors finish or hand back their task while web drains, instead of
+  waiting for their priority turn, and the port stops taking connections (the Gunicorn master
+  and its busy workers close their copies of the listening socket on SIGTERM too; see
+  supervise.gunicorn_hooks), so new clients are refused at once instead of waiting in the
+  backlog until the drain ends. `supervisorctl restart web` leaves the holder alone.
 - Signals wake the main loop at once (a self-pipe in the poll set). Python restarts a poll()
   interrupted by a signal (PEP 475), so plain supervisord notices a child's exit or a stop request
   only at its next 1 s poll timeout: every step of an ordered stop waited up to a second. For the
@@ -35,7 +39,7 @@ from supervisor.states import ProcessStates, SupervisorStates
 from supervisor.supervisord import Supervisor
 
 EXIT_FATAL = 1
-EXECUTOR_GROUP = "task_executor"
+STOPPED_AT_ONCE = ("task_executor", "socket_holder")  # program groups, on shutdown or reload
 TAIL_LINES = 5
 TAIL_BYTES = 4096
 
@@ -111,7 +115,7 @@ class SignalWakeup:
 
 
 class LauncherSupervisor(Supervisor):  # type: ignore[misc]
-    """supervisord's Supervisor plus the fatal-state exit code and the early executor stop."""
+    """supervisord's Supervisor plus the fatal-state exit code and the early stops."""
 
     def __init__(self, options: LauncherOptions) -> None:
         super().__init__(options)
@@ -177,12 +181,11 @@ class LauncherSupervisor(Supervisor):  # type: ignore[misc]
         self.options.mood = SupervisorStates.SHUTDOWN
 
     def on_stopping(self, event: Any) -> None:
-        group = self.process_groups.get(EXECUTOR_GROUP)
-        if group is None:
-            return
-        for process in group.processes.values():
-            if process.get_state() in (ProcessStates.RUNNING, ProcessStates.STARTING):
-                process.stop()
+        for name in STOPPED_AT_ONCE:
+            group = self.process_groups.get(name)
+            for process in group.processes.values() if group else ():
+                if process.get_state() in (ProcessStates.RUNNING, ProcessStates.STARTING):
+                    process.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

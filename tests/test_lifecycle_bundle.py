@@ -39,6 +39,14 @@ def _all_ok(load: LoadGenerator, requests: int) -> None:
     wait_for(lambda: load.ok_count() >= requests, 30, f"{requests} successful requests")
 
 
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stop_signal_lets_slow_uploads_finish_and_exits_0_within_budget(
     start_bundle: StartBundle, signum: int
@@ -59,6 +67,9 @@ def test_stop_signal_lets_slow_uploads_finish_and_exits_0_within_budget(
     wait_for(lambda: run.connections_in_service() >= 2, 10, "both uploads in flight")
     started = time.monotonic()
     os.kill(run.pid1().pid, signum)
+    wait_for(lambda: _refused(run.port), 5, "the port to refuse new connections")
+    refused_after = time.monotonic() - started
+    assert all(client.is_alive() for client in clients)  # ... while both uploads still drain
     budget = _stop_budget(run)
     code = run.wait_exit(budget + 10)
     elapsed = time.monotonic() - started
@@ -66,7 +77,8 @@ def test_stop_signal_lets_slow_uploads_finish_and_exits_0_within_budget(
         client.join(30)
     print(
         f"{signal.Signals(signum).name} with 2 slow uploads in flight: exit {code} after "
-        f"{elapsed:.2f} s (budget {budget} s); upload codes "
+        f"{elapsed:.2f} s (budget {budget} s), new connections refused after "
+        f"{refused_after:.2f} s; upload codes "
         f"{[a.get('code') if isinstance(a, dict) else a for a in answers]}"
     )
     assert code == 0, run.output()

@@ -10,7 +10,13 @@ chdir = '/app'
 if chdir not in sys.path:
     sys.path.insert(0, chdir)
 
-from supervise.gunicorn_hooks import post_fork, pre_fork  # noqa: E402,F401
+from supervise.gunicorn_hooks import (  # noqa: E402,F401
+    post_fork,
+    post_request,
+    post_worker_init,
+    pre_fork,
+    pre_request,
+)
 
 bind = ['0.0.0.0:9380']
 workers = 3
