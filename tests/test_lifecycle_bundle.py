@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -147,13 +148,27 @@ def test_file_target_rotates_and_supervisorctl_tail_works(start_bundle: StartBun
     for name in ("socket_holder.log", "task_executor_00.err.log", "web.err.log",
                  "supervisord.log"):  # fmt: skip
         assert name in files
-    # web.log may have just been rotated (empty): log a marked request, then tail for it.
-    with LoadGenerator(run.port, clients=1, max_requests=3, path="/v1/system/ping?tail") as load:
-        _all_ok(load, 3)
+
+    def logged_until_shown(shown: Callable[[], str], marker: str) -> Callable[[], bool]:
+        """Log one marked access line per poll until `shown()` contains one: web.log rotates
+        every ~50 lines, and a line logged just before a rotation sits in web.log.1, which
+        neither `tail` (the last 1600 bytes) nor `tail -f` (from the last KiB) shows."""
+
+        def check() -> bool:
+            if f"GET /v1/system/ping?{marker}" in shown():
+                return True
+            with LoadGenerator(
+                run.port, clients=1, max_requests=1, path=f"/v1/system/ping?{marker}"
+            ) as load:
+                _all_ok(load, 1)
+            return False
+
+        return check
+
     wait_for(
-        lambda: "GET /v1/system/ping?tail" in run.ctl("tail", "web").stdout,
-        15,
-        "supervisorctl tail web shows the latest access line",
+        logged_until_shown(lambda: run.ctl("tail", "web").stdout, "tail-once"),
+        20,
+        "supervisorctl tail web to show the latest access line",
     )
     assert "Booting worker" in run.ctl("tail", "web", "stderr").stdout
     follow = subprocess.Popen(
@@ -165,19 +180,11 @@ def test_file_target_rotates_and_supervisorctl_tail_works(start_bundle: StartBun
         seen: list[str] = []
         reader = threading.Thread(target=lambda: seen.extend(follow.stdout or ()), daemon=True)
         reader.start()  # readline() could block past any deadline; a reader thread cannot
-
-        def marked_line_followed() -> bool:
-            if "tail-f" in "".join(seen):
-                return True
-            # tail -f starts with the file's last KiB; a line logged before it connected may
-            # already sit in web.log.1, so keep logging marked lines until one is followed.
-            with LoadGenerator(
-                run.port, clients=1, max_requests=1, path="/v1/system/ping?tail-f"
-            ) as load:
-                _all_ok(load, 1)
-            return False
-
-        wait_for(marked_line_followed, 20, "tail -f to show the new access lines")
+        wait_for(
+            logged_until_shown(lambda: "".join(seen), "tail-follow"),
+            20,
+            "supervisorctl tail -f web to show new access lines",
+        )
     finally:
         follow.kill()
         follow.wait(10)
