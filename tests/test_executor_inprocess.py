@@ -19,7 +19,7 @@ from support.waiting import free_port
 
 from api import queue, storage
 
-KEY = "dev-mode-key"
+KEY = "dev-mode-test-key-0001"
 
 
 @pytest.fixture
