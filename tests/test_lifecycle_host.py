@@ -1,11 +1,20 @@
 """The bundle on a host (no PID namespace whose end kills everything): `kill -9` of the launcher
 leaves no process of the bundle behind for more than 5 s, and the same command serves again
-within 5 s."""
+within 5 s; started as root with SUPERVISOR_RUN_USER, the directories are created for that user
+and every process runs as that user."""
 
 from __future__ import annotations
 
+import io
 import os
+import pwd
+import shutil
 import signal
+import site
+import stat
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +22,12 @@ from pathlib import Path
 import psutil
 import pytest
 from support.host_run import HostRun
+from support.rendered import pinned_environ
 from support.rendered_bundle import bundle_environment
+from support.supervised import APP_DIR
 from support.waiting import free_port, wait_for
+
+from renderer.cli import main
 
 BOUND_SECONDS = 5.0
 
@@ -66,3 +79,98 @@ def test_kill_9_of_the_launcher_leaves_nothing_and_the_same_command_serves_again
     )
     log = (tmp_path / "second.log").read_text(errors="replace")
     assert "in use" not in log, log[-3000:]
+
+
+RUN_USER = "nobody"
+NEEDS_ROOT = pytest.mark.skipif(
+    os.getuid() != 0,
+    reason="needs root: only root can start supervisord for another user (SUPERVISOR_RUN_USER)",
+)
+
+
+def _interpreter_for(user: str) -> tuple[str, dict[str, str]]:
+    """A Python the user can run with this project's dependencies, and the environment it needs:
+    this interpreter, or else the system python3 of the same version with our site-packages."""
+    probe = ["-c", "import supervisor, gunicorn, werkzeug"]
+    site_packages = site.getsitepackages()[0]
+    candidates = [(sys.executable, {}), ("/usr/bin/python3", {"PYTHONPATH": site_packages})]
+    for python, extra in candidates:
+        try:
+            result = subprocess.run([python, *probe], user=user, cwd=APP_DIR, timeout=60,
+                                    env={**os.environ, **extra}, capture_output=True)  # fmt: skip
+        except OSError:
+            continue
+        if result.returncode == 0:
+            return python, extra
+    raise AssertionError(f"no Python interpreter that {user} may run with the dependencies")
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A temporary directory the run user can reach (pytest's tmp_path is private to root)."""
+    base = Path(tempfile.mkdtemp(prefix="ragflow-run-user-", dir="/tmp"))
+    base.chmod(0o711)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@NEEDS_ROOT
+def test_started_as_root_everything_runs_as_the_run_user(
+    shared_tmp: Path, host_runs: list[HostRun]
+) -> None:
+    user = pwd.getpwnam(RUN_USER)
+    python, extra = _interpreter_for(RUN_USER)
+    env = bundle_environment(shared_tmp / "bundle", free_port(), {
+        "SUPERVISOR_RUN_USER": RUN_USER, "LOG_TARGET": "file", "PYTHON_BIN": python, **extra,
+    })  # fmt: skip
+    # none of the directories exists: the renderer (as root) creates them for the user
+    flags = ("--production-mode", "--output-dir", env["SUPERVISOR_RUN_DIR"])
+    run = HostRun(env, shared_tmp / "run.log", flags)
+    host_runs.append(run)
+    wait_for(run.serves, 60, "the bundle started as root to serve")
+
+    def all_started() -> list[psutil.Process] | None:
+        found = run.processes()
+        return found if len(found) >= 6 else None
+
+    members = wait_for(all_started, 30, "the launcher, holder, executor, Gunicorn master, workers")
+    owners = {(p.pid, " ".join(p.cmdline()[1:4])): p.uids() for p in members}
+    print(f"started as root for {RUN_USER}: " + ", ".join(
+        f"{cmd} uid {ids.real}/{ids.effective}" for (_, cmd), ids in owners.items()))  # fmt: skip
+    assert all(ids.real == ids.effective == ids.saved == user.pw_uid for ids in owners.values())
+
+    for key in ("SUPERVISOR_RUN_DIR", "DATA_DIR", "LOG_DIR"):
+        st = Path(env[key]).stat()
+        assert (st.st_uid, st.st_gid) == (user.pw_uid, user.pw_gid), key
+    for log in Path(env["LOG_DIR"]).iterdir():
+        assert log.stat().st_uid == user.pw_uid and stat.S_IMODE(log.stat().st_mode) == 0o640
+
+    def status_as_the_user() -> str | None:  # supervisorctl works for the user, not only root
+        ctl = subprocess.run(
+            [python, "-m", "supervisor.supervisorctl", "-c",
+             f"{env['SUPERVISOR_RUN_DIR']}/supervisord.conf", "status"],
+            user=RUN_USER, cwd=APP_DIR, env={**env, **extra}, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        return ctl.stdout if ctl.returncode == 0 and ctl.stdout.count("RUNNING") == 3 else None
+
+    wait_for(status_as_the_user, 30, f"supervisorctl status as {RUN_USER}: 3 programs RUNNING")
+
+    os.kill(run.proc.pid, signal.SIGTERM)
+    assert run.proc.wait(40) == 0, (shared_tmp / "run.log").read_text()[-3000:]
+
+
+@NEEDS_ROOT
+def test_an_existing_directory_the_run_user_cannot_write_is_refused(shared_tmp: Path) -> None:
+    logs = shared_tmp / "logs"
+    logs.mkdir(mode=0o755)  # owned by root, as an earlier start as root would have left it
+    environ = pinned_environ(shared_tmp, SUPERVISOR_RUN_USER=RUN_USER, LOG_TARGET="file")
+    err = io.StringIO()
+    code = main(["--output-dir", str(shared_tmp / "out")], environ, io.StringIO(), err)
+    assert code == 2
+    assert (
+        f"  - LOG_DIR='{logs}' is owned by root with mode 0755, so SUPERVISOR_RUN_USER="
+        f"'{RUN_USER}', which every program runs as, cannot write to it" in err.getvalue()
+    )
+    assert f"chown {RUN_USER} {logs}" in err.getvalue()
+    assert not (shared_tmp / "out").exists() and not (shared_tmp / "run").exists()

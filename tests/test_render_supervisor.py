@@ -125,13 +125,14 @@ def test_supervisor_sections_socket_and_credentials(tmp_path: Path) -> None:
     assert (client.username, client.password) == ("ops", "p%w;#x")
 
 
-def test_no_password_means_world_readable_conf_without_credentials(tmp_path: Path) -> None:
+def test_no_password_means_a_group_readable_conf_without_credentials(tmp_path: Path) -> None:
     code, err, output_dir = render_to(tmp_path, pinned_environ(tmp_path))
     assert code == 0, err
     text = (output_dir / "supervisord.conf").read_text()
     assert "\npassword=" not in text and "\nusername=" not in text
     assert "[inet_http_server]" not in text
-    assert stat.S_IMODE((output_dir / "supervisord.conf").stat().st_mode) == 0o644
+    assert stat.S_IMODE((output_dir / "supervisord.conf").stat().st_mode) == 0o640
+    assert stat.S_IMODE((output_dir / "gunicorn.conf.py").stat().st_mode) == 0o640
 
 
 def test_misspelt_key_is_detected_by_the_key_check(tmp_path: Path) -> None:
