@@ -604,7 +604,8 @@ SETTINGS: tuple[Setting, ...] = (
         "SUPERVISOR_RUN_USER",
         UNIX_USER,
         _run_user,
-        "user supervisord runs as ([supervisord] user=)",
+        "user supervisord and every program run as ([supervisord] user=); started as root, "
+        "the directories are created for this user",
         default_doc="the current user",
     ),
     Setting(
