@@ -133,29 +133,30 @@ class Directory:
     label: str  # the setting or flag that names it, for error messages
     path: Path
     mode: int  # for a directory this run creates
+    programs_write: bool = True  # False: the programs only read the rendered files there
 
 
 def bundle_directories(resolved: Resolved, output_dir: str) -> list[Directory]:
     """Every directory the bundle writes to: the programs run as SUPERVISOR_RUN_USER there."""
     values = resolved.values
     found = [
-        Directory("--output-dir", Path(output_dir), 0o750),
+        Directory("--output-dir", Path(output_dir), 0o750, programs_write=False),
         Directory("SUPERVISOR_RUN_DIR", Path(str(values["SUPERVISOR_RUN_DIR"])), 0o750),
         Directory("DATA_DIR", Path(str(values["DATA_DIR"])), 0o700),
     ]
     if values["LOG_TARGET"] == "file":
         found.append(Directory("LOG_DIR", Path(str(values["LOG_DIR"])), 0o750))
     unique: dict[Path, Directory] = {}
-    for directory in found:
+    for directory in reversed(found):  # a directory the programs write to wins
         unique.setdefault(directory.path, directory)
-    return list(unique.values())
+    return list(reversed(unique.values()))
 
 
 def directory_problems(directories: Sequence[Directory], user: str) -> list[str]:
     """Existing directories that SUPERVISOR_RUN_USER could not write to."""
     uid, _, gids = user_ids(user)
     problems = []
-    for directory in directories:
+    for directory in (d for d in directories if d.programs_write):
         try:
             st = directory.path.stat()
         except OSError:

@@ -174,3 +174,10 @@ def test_an_existing_directory_the_run_user_cannot_write_is_refused(shared_tmp: 
     )
     assert f"chown {RUN_USER} {logs}" in err.getvalue()
     assert not (shared_tmp / "out").exists() and not (shared_tmp / "run").exists()
+    # the output directory is only read by the programs: root may own it
+    logs.chmod(0o777)
+    (shared_tmp / "out").mkdir(mode=0o755)
+    code = main(["--output-dir", str(shared_tmp / "out")], environ, io.StringIO(), err)
+    assert code == 0, err.getvalue()
+    conf = (shared_tmp / "out" / "supervisord.conf").stat()
+    assert (conf.st_uid, stat.S_IMODE(conf.st_mode)) == (pwd.getpwnam(RUN_USER).pw_uid, 0o640)
