@@ -10,6 +10,7 @@ import grp
 import json
 import os
 import pwd
+import stat
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -117,15 +118,17 @@ def user_ids(user: str) -> tuple[int, int, frozenset[int]]:
     return entry.pw_uid, entry.pw_gid, frozenset(groups)
 
 
-def can_write(st: os.stat_result, uid: int, gids: frozenset[int]) -> bool:
-    """Whether ``uid`` (in groups ``gids``) may create files in a directory with this stat."""
+def allowed(st: os.stat_result, uid: int, gids: frozenset[int], bits: int) -> bool:
+    """Whether ``uid`` (in groups ``gids``) has every permission in ``bits`` (0o7: rwx) here."""
     if uid == 0:
         return True
     if st.st_uid == uid:
-        return st.st_mode & 0o300 == 0o300
-    if st.st_gid in gids:
-        return st.st_mode & 0o030 == 0o030
-    return st.st_mode & 0o003 == 0o003
+        shift = 6
+    elif st.st_gid in gids:
+        shift = 3
+    else:
+        shift = 0
+    return (st.st_mode >> shift) & bits == bits
 
 
 @dataclass(frozen=True)
@@ -152,24 +155,37 @@ def bundle_directories(resolved: Resolved, output_dir: str) -> list[Directory]:
     return list(reversed(unique.values()))
 
 
-def directory_problems(directories: Sequence[Directory], user: str) -> list[str]:
-    """Existing directories that SUPERVISOR_RUN_USER could not write to."""
+def run_user_problems(resolved: Resolved, directories: Sequence[Directory], user: str) -> list[str]:
+    """What SUPERVISOR_RUN_USER, which every program runs as, could not reach: the interpreter,
+    the application, a directory the programs write to (or the way to any of them)."""
     uid, _, gids = user_ids(user)
+    needs = [
+        ("PYTHON_BIN", str(resolved.values["PYTHON_BIN"]), 0o5, "run"),
+        ("APP_DIR", str(resolved.values["APP_DIR"]), 0o5, "read"),
+        *((d.label, str(d.path), 0o3 if d.programs_write else 0o1, "write to" if
+           d.programs_write else "enter") for d in directories),
+    ]  # fmt: skip
     problems = []
-    for directory in (d for d in directories if d.programs_write):
-        try:
-            st = directory.path.stat()
-        except OSError:
-            continue  # missing: created for the user (or creating it fails with the reason)
-        if not can_write(st, uid, gids):
-            owner = _user_name(st.st_uid)
-            problems.append(
-                f"{directory.label}={str(directory.path)!r} is owned by {owner} with mode "
-                f"{st.st_mode & 0o777:04o}, so SUPERVISOR_RUN_USER={user!r}, which every program "
-                f"runs as, cannot write to it; accepted: a directory that user can write to "
-                f"(chown {user} {directory.path}) or a path that does not exist yet (it is "
-                "then created for that user)"
-            )
+    for label, path, bits, verb in needs:
+        target = Path(os.path.realpath(path))
+        for step, step_bits in [*((a, 0o1) for a in reversed(target.parents)), (target, bits)]:
+            try:
+                st = step.stat()
+            except OSError:
+                break  # missing: created for the user (or creating it fails with the reason)
+            if not allowed(st, uid, gids, step_bits):
+                fix = (
+                    f"chown {user} {step}, or a path that does not exist yet: it is then "
+                    "created for that user"
+                    if step == target and verb == "write to"
+                    else "e.g. not under a private home directory"
+                )
+                problems.append(
+                    f"{label}={path!r}: SUPERVISOR_RUN_USER={user!r}, which every program runs "
+                    f"as, cannot {verb} it: {step} is owned by {_user_name(st.st_uid)} with mode "
+                    f"{stat.S_IMODE(st.st_mode):04o}; accepted: a path that user can {verb} ({fix})"
+                )
+                break
     return problems
 
 
@@ -395,7 +411,7 @@ def main(
         if os.getuid() == 0:  # supervisord drops to SUPERVISOR_RUN_USER: prepare for that user
             uid, gid, _ = user_ids(run_user)
             owner = (uid, gid) if uid != 0 else None
-            problems = directory_problems(directories, run_user)
+            problems = run_user_problems(resolved, directories, run_user)
             if problems:
                 raise ConfigError(problems)
         try:

@@ -164,16 +164,30 @@ def test_started_as_root_everything_runs_as_the_run_user(
 def test_an_existing_directory_the_run_user_cannot_write_is_refused(shared_tmp: Path) -> None:
     logs = shared_tmp / "logs"
     logs.mkdir(mode=0o755)  # owned by root, as an earlier start as root would have left it
-    environ = pinned_environ(shared_tmp, SUPERVISOR_RUN_USER=RUN_USER, LOG_TARGET="file")
+    python, _ = _interpreter_for(RUN_USER)
+    environ = pinned_environ(shared_tmp, SUPERVISOR_RUN_USER=RUN_USER, LOG_TARGET="file",
+                             PYTHON_BIN=python)  # fmt: skip
     err = io.StringIO()
     code = main(["--output-dir", str(shared_tmp / "out")], environ, io.StringIO(), err)
     assert code == 2
+    assert err.getvalue().count("\n  - ") == 1, err.getvalue()
     assert (
-        f"  - LOG_DIR='{logs}' is owned by root with mode 0755, so SUPERVISOR_RUN_USER="
-        f"'{RUN_USER}', which every program runs as, cannot write to it" in err.getvalue()
-    )
-    assert f"chown {RUN_USER} {logs}" in err.getvalue()
+        f"  - LOG_DIR='{logs}': SUPERVISOR_RUN_USER='{RUN_USER}', which every program runs as, "
+        f"cannot write to it: {logs} is owned by root with mode 0755; accepted: a path that user "
+        f"can write to (chown {RUN_USER} {logs}, or a path that does not exist yet"
+    ) in err.getvalue()
     assert not (shared_tmp / "out").exists() and not (shared_tmp / "run").exists()
+    # a private directory on the way (pytest's own tmp_path is one) is named as the blocker
+    private = shared_tmp / "private"
+    private.mkdir(mode=0o700)
+    hidden = pinned_environ(private, SUPERVISOR_RUN_USER=RUN_USER, DATA_DIR=str(private / "d"))
+    err = io.StringIO()
+    assert main(["--output-dir", str(private / "out")], hidden, io.StringIO(), err) == 2
+    assert (
+        f"  - DATA_DIR='{private}/d': SUPERVISOR_RUN_USER='{RUN_USER}', which every program "
+        f"runs as, cannot write to it: {private} is owned by root with mode 0700"
+    ) in err.getvalue()
+    assert f"  - SUPERVISOR_RUN_DIR='{private}/run'" in err.getvalue()
     # the output directory is only read by the programs: root may own it
     logs.chmod(0o777)
     (shared_tmp / "out").mkdir(mode=0o755)
