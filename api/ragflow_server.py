@@ -51,14 +51,16 @@ RELOADER_PID_ENV = "RAGFLOW_RELOADER_PID"
 
 
 def die_with_reloader_parent(environ: Mapping[str, str]) -> None:
-    """In the reloader's serving child: get SIGTERM when the reloader parent dies.
+    """In the reloader's serving child: get SIGINT when the reloader parent dies.
 
     supervisord's stopasgroup covers a stop; this covers a SIGKILL of the parent, after which
     the child would otherwise keep the port and block the restarted server.
     """
     parent = environ.get(RELOADER_PID_ENV, "")
-    if parent and not parent_death.die_with_parent(signal.SIGTERM, int(parent)):
-        os.kill(os.getpid(), signal.SIGTERM)  # the parent died before prctl: no signal will come
+    # SIGINT: stop at once, the in-process executor handing its task back (as when supervisord
+    # dies: the reloader gets SIGINT then and forwards it)
+    if parent and not parent_death.die_with_parent(signal.SIGINT, int(parent)):
+        os.kill(os.getpid(), signal.SIGINT)  # the parent died before prctl: no signal will come
 
 
 def start_serving_process_extras(environ: Mapping[str, str]) -> None:

@@ -439,13 +439,23 @@ def start_in_process(consumer_num: int = 0) -> InProcess:
     restart) first stops it through threading's own exit hook, so the current
     task finishes or is handed back. Call ``stop()`` to stop it earlier."""
     executor = build(consumer_num, exit_when_stuck=False)  # the server must keep serving
-    if (
-        threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    ):
-        # Until the server installs its own handler (Werkzeug: the same sys.exit(0)), a
-        # SIGTERM would kill the process outright, with the executor mid-task.
-        signal.signal(signal.SIGTERM, _exit_on_term)
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            # Until the server installs its own handler (Werkzeug: the same sys.exit(0)), a
+            # SIGTERM would kill the process outright, with the executor mid-task.
+            signal.signal(signal.SIGTERM, _exit_on_term)
+        previous = signal.getsignal(signal.SIGINT)
+
+        def interrupt(signum: int, frame: FrameType | None) -> None:
+            # SIGINT as for the program: Ctrl+C, or the parent's death (the reloader forwards
+            # the launcher's parent-death signal): hand the task back now, then stop as before.
+            executor.stop(at_once=True)
+            if callable(previous):
+                previous(signum, frame)
+            else:
+                raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, interrupt)
     thread = threading.Thread(target=executor.run, name="task-executor", daemon=False)
     handle = InProcess(executor, thread)
     # Runs before the interpreter joins non-daemon threads (atexit would run after).

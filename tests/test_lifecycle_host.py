@@ -11,6 +11,7 @@ import pwd
 import shutil
 import signal
 import site
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 from support.host_run import HostRun
+from support.ragflow_client import create_dataset, start_parsing, upload
 from support.rendered import pinned_environ
 from support.rendered_bundle import bundle_environment
 from support.supervised import APP_DIR
@@ -30,6 +32,17 @@ from support.waiting import free_port, wait_for
 from renderer.cli import main
 
 BOUND_SECONDS = 5.0
+
+
+def _task_states(env: dict[str, str]) -> list[str]:
+    path = Path(env["DATA_DIR"]) / "ragflow.db"
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return [str(row[0]) for row in conn.execute("SELECT state FROM tasks")]
+    finally:
+        conn.close()
 
 
 @pytest.fixture
@@ -44,13 +57,21 @@ def host_runs() -> Iterator[list[HostRun]]:
 def test_kill_9_of_the_launcher_leaves_nothing_and_the_same_command_serves_again(
     tmp_path: Path, host_runs: list[HostRun], mode: str
 ) -> None:
-    env = bundle_environment(tmp_path, free_port(), {"WS": "2"})
+    # a long TASK_STOP_TIMEOUT: an executor that waited for its task would outlive the bound
+    settings = {"WS": "2", "TASK_STOP_TIMEOUT": "30", "STOP_GRACE_SECONDS": "60",
+                "RAGFLOW_TEST_SECTION_DELAY": "0.2"}  # fmt: skip
+    env = bundle_environment(tmp_path, free_port(), settings)
     for key in ("SUPERVISOR_RUN_DIR", "DATA_DIR", "LOG_DIR"):
         Path(env[key]).mkdir(parents=True, exist_ok=True)
     flags = (f"--{mode}-mode", "--output-dir", env["SUPERVISOR_RUN_DIR"])
     first = HostRun(env, tmp_path / "first.log", flags)
     host_runs.append(first)
     wait_for(first.serves, 60, "the first run to serve")
+    # a document mid-parse when PID 1 dies (production: in an executor; dev: in-process)
+    dataset = create_dataset(first.port, {"chunk_token_num": 32})
+    text = "\n".join(f"line {i} of a slow document" for i in range(40)).encode()
+    start_parsing(first.port, dataset, upload(first.port, dataset, {"slow.txt": text}))
+    wait_for(lambda: _task_states(env) == ["leased"], 30, "the document mid-parse")
     # production: launcher, socket holder, 2 executors, Gunicorn master + 2 workers;
     # dev: launcher, reloader parent and its serving child
     expected = 7 if mode == "production" else 3
@@ -68,6 +89,7 @@ def test_kill_9_of_the_launcher_leaves_nothing_and_the_same_command_serves_again
     wait_for(lambda: not first.processes(), BOUND_SECONDS,
              "every process of the bundle to exit after the launcher's SIGKILL")  # fmt: skip
     gone_after = time.monotonic() - killed_at
+    handed_back = _task_states(env)
 
     second = HostRun(env, tmp_path / "second.log", flags)
     host_runs.append(second)
@@ -75,8 +97,10 @@ def test_kill_9_of_the_launcher_leaves_nothing_and_the_same_command_serves_again
     serves_after = time.monotonic() - second.started
     print(
         f"{mode}: {len(members)} processes gone {gone_after:.2f} s after kill -9 of the "
-        f"launcher; the same command served again after {serves_after:.2f} s"
+        f"launcher (task states then: {handed_back}); the same command served again after "
+        f"{serves_after:.2f} s"
     )
+    assert handed_back == ["queued"]  # handed back at once, not left leased until it expires
     log = (tmp_path / "second.log").read_text(errors="replace")
     assert "in use" not in log, log[-3000:]
 
