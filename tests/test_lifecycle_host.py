@@ -60,9 +60,7 @@ def test_kill_9_of_the_launcher_leaves_nothing_and_the_same_command_serves_again
     # a long TASK_STOP_TIMEOUT: an executor that waited for its task would outlive the bound
     settings = {"WS": "2", "TASK_STOP_TIMEOUT": "30", "STOP_GRACE_SECONDS": "60",
                 "RAGFLOW_TEST_SECTION_DELAY": "0.2"}  # fmt: skip
-    env = bundle_environment(tmp_path, free_port(), settings)
-    for key in ("SUPERVISOR_RUN_DIR", "DATA_DIR", "LOG_DIR"):
-        Path(env[key]).mkdir(parents=True, exist_ok=True)
+    env = bundle_environment(tmp_path, free_port(), settings)  # the renderer creates the dirs
     flags = (f"--{mode}-mode", "--output-dir", env["SUPERVISOR_RUN_DIR"])
     first = HostRun(env, tmp_path / "first.log", flags)
     host_runs.append(first)
