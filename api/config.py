@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,22 +56,42 @@ def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[
     return value
 
 
+# The same rule as renderer/settings.py (API_KEY), which refuses such keys at render time;
+# tests/test_api_key_rule.py holds both sides to it. Clients send the key in an HTTP header.
+API_KEY_RULE = "16 to 1024 printable ASCII characters without whitespace"
+_API_KEY = re.compile(r"[\x21-\x7e]{16,1024}")
+
+
+def _checked_key(key: str, source: str) -> str | None:
+    """The key, None when empty; ConfigError naming ``source`` (never the key) otherwise."""
+    if key == "":
+        return None
+    if not _API_KEY.fullmatch(key):
+        raise ConfigError(
+            f"{source}: the key is refused (value hidden): an API key must be {API_KEY_RULE}; "
+            "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return key
+
+
 def read_api_key(environ: Mapping[str, str]) -> str | None:
-    """The bootstrap key: RAGFLOW_API_KEY, else the first line of RAGFLOW_API_KEY_FILE."""
-    key = environ.get("RAGFLOW_API_KEY", "").strip()
+    """The bootstrap key: RAGFLOW_API_KEY, else RAGFLOW_API_KEY_FILE's contents (without the
+    final line break). Either must follow API_KEY_RULE."""
+    key = environ.get("RAGFLOW_API_KEY", "")
     if key:
-        return key
+        return _checked_key(key, "RAGFLOW_API_KEY")
     path = environ.get("RAGFLOW_API_KEY_FILE", "").strip()
     if not path:
         return None
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(
-            f"RAGFLOW_API_KEY_FILE={path!r} cannot be read ({exc.strerror}); "
+            f"RAGFLOW_API_KEY_FILE={path!r} cannot be read ({reason}); "
             "point it at a readable file holding the key"
         ) from None
-    return text.strip() or None
+    return _checked_key(text.rstrip("\r\n"), f"RAGFLOW_API_KEY_FILE={path!r} (the file's contents)")
 
 
 def load(environ: Mapping[str, str] | None = None) -> Config:

@@ -10,8 +10,6 @@ RAGFLOW_DEBUGPY_LISTEN is set, a debugpy listener.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -27,6 +25,7 @@ from werkzeug.serving import is_running_from_reloader, run_simple  # noqa: E402
 
 from api import config, dev_reloader, logs  # noqa: E402
 from api.app import create_app  # noqa: E402
+from shared import parent_death  # noqa: E402
 
 log = logging.getLogger("api.ragflow_server")
 
@@ -49,23 +48,19 @@ def debugpy_address(value: str) -> tuple[str, int] | None:
 
 
 RELOADER_PID_ENV = "RAGFLOW_RELOADER_PID"
-PR_SET_PDEATHSIG = 1
 
 
 def die_with_reloader_parent(environ: Mapping[str, str]) -> None:
-    """In the reloader's serving child: get SIGTERM when the reloader parent dies.
+    """In the reloader's serving child: get SIGINT when the reloader parent dies.
 
     supervisord's stopasgroup covers a stop; this covers a SIGKILL of the parent, after which
     the child would otherwise keep the port and block the restarted server.
     """
     parent = environ.get(RELOADER_PID_ENV, "")
-    libc_name = ctypes.util.find_library("c")
-    if not parent or libc_name is None:
-        return
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != int(parent):  # the parent died before prctl: no signal will come
-        os.kill(os.getpid(), signal.SIGTERM)
+    # SIGINT: stop at once, the in-process executor handing its task back (as when supervisord
+    # dies: the reloader gets SIGINT then and forwards it)
+    if parent and not parent_death.die_with_parent(signal.SIGINT, int(parent)):
+        os.kill(os.getpid(), signal.SIGINT)  # the parent died before prctl: no signal will come
 
 
 def start_serving_process_extras(environ: Mapping[str, str]) -> None:

@@ -12,13 +12,15 @@ the state (idle, busy, stopping) changes and every TASK_HEARTBEAT_SECONDS, not p
 task. The worker checks between sections whether the claim
 is still current (cancelled, or lost after a lease expiry) and stops if not.
 
-SIGTERM/SIGINT: stop claiming; let the current task finish within
+SIGTERM: stop claiming; let the current task finish within
 TASK_STOP_TIMEOUT, else hand it back to the queue (``api.queue.release``); exit 0.
-A repeated signal changes nothing. A worker still busy PARSE_TIMEOUT + 5 s after
-its claim (blocked inside one section) gets its document failed, and the program
-exits 1 so that supervisord replaces the process and the stuck thread (in dev
-mode the stuck thread is left behind and a fresh worker thread takes the next task). Dev mode
-runs the same loop in a thread of the serving process (``start_in_process``).
+SIGINT (Ctrl+C, and the launcher's parent-death signal when supervisord dies): the same,
+but the current task is handed back at once. A repeated SIGTERM changes nothing.
+A worker still busy PARSE_TIMEOUT + 5 s after its claim (blocked inside one section) gets
+its document failed, and the program exits 1 so that supervisord replaces the process and
+the stuck thread (in dev mode the stuck thread is left behind and a fresh worker thread takes
+the next task). Dev mode runs the same loop in a thread of the serving process
+(``start_in_process``).
 """
 
 from __future__ import annotations
@@ -127,11 +129,13 @@ class Executor:
         self._beat_state = ""
 
     # -- control -------------------------------------------------------------------------
-    def stop(self) -> None:
-        """Stop claiming; the current task gets TASK_STOP_TIMEOUT to finish. Repeated
-        calls change nothing. Safe in a signal handler (sets plain attributes only)."""
-        if self._stop_deadline is None:
-            self._stop_deadline = time.monotonic() + self.settings.stop_timeout
+    def stop(self, at_once: bool = False) -> None:
+        """Stop claiming; the current task gets TASK_STOP_TIMEOUT to finish (``at_once``: it
+        is handed back now). Repeated calls only ever bring the deadline closer. Safe in a
+        signal handler (sets plain attributes only)."""
+        deadline = time.monotonic() + (0.0 if at_once else self.settings.stop_timeout)
+        if self._stop_deadline is None or deadline < self._stop_deadline:
+            self._stop_deadline = deadline
 
     @property
     def stopping(self) -> bool:
@@ -395,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        executor.stop()
+        executor.stop(at_once=signum == signal.SIGINT)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -435,13 +439,23 @@ def start_in_process(consumer_num: int = 0) -> InProcess:
     restart) first stops it through threading's own exit hook, so the current
     task finishes or is handed back. Call ``stop()`` to stop it earlier."""
     executor = build(consumer_num, exit_when_stuck=False)  # the server must keep serving
-    if (
-        threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    ):
-        # Until the server installs its own handler (Werkzeug: the same sys.exit(0)), a
-        # SIGTERM would kill the process outright, with the executor mid-task.
-        signal.signal(signal.SIGTERM, _exit_on_term)
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            # Until the server installs its own handler (Werkzeug: the same sys.exit(0)), a
+            # SIGTERM would kill the process outright, with the executor mid-task.
+            signal.signal(signal.SIGTERM, _exit_on_term)
+        previous = signal.getsignal(signal.SIGINT)
+
+        def interrupt(signum: int, frame: FrameType | None) -> None:
+            # SIGINT as for the program: Ctrl+C, or the parent's death (the reloader forwards
+            # the launcher's parent-death signal): hand the task back now, then stop as before.
+            executor.stop(at_once=True)
+            if callable(previous):
+                previous(signum, frame)
+            else:
+                raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, interrupt)
     thread = threading.Thread(target=executor.run, name="task-executor", daemon=False)
     handle = InProcess(executor, thread)
     # Runs before the interpreter joins non-daemon threads (atexit would run after).

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import grp
 import json
 import os
 import pwd
+import stat
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -108,6 +111,103 @@ def machine_host() -> Host:
     return Host(cpu_count=detect_cpu_count, python=sys.executable, app_dir=str(ROOT), user=user)
 
 
+def user_ids(user: str) -> tuple[int, int, frozenset[int]]:
+    """uid, primary gid and every group id of an existing user name or numeric uid."""
+    entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+    groups = {entry.pw_gid, *(g.gr_gid for g in grp.getgrall() if entry.pw_name in g.gr_mem)}
+    return entry.pw_uid, entry.pw_gid, frozenset(groups)
+
+
+def allowed(st: os.stat_result, uid: int, gids: frozenset[int], bits: int) -> bool:
+    """Whether ``uid`` (in groups ``gids``) has every permission in ``bits`` (0o7: rwx) here."""
+    if uid == 0:
+        return True
+    if st.st_uid == uid:
+        shift = 6
+    elif st.st_gid in gids:
+        shift = 3
+    else:
+        shift = 0
+    return (st.st_mode >> shift) & bits == bits
+
+
+@dataclass(frozen=True)
+class Directory:
+    label: str  # the setting or flag that names it, for error messages
+    path: Path
+    mode: int  # for a directory this run creates
+    programs_write: bool = True  # False: the programs only read the rendered files there
+
+
+def bundle_directories(resolved: Resolved, output_dir: str) -> list[Directory]:
+    """Every directory the bundle writes to: the programs run as SUPERVISOR_RUN_USER there."""
+    values = resolved.values
+    found = [
+        Directory("--output-dir", Path(output_dir), 0o750, programs_write=False),
+        Directory("SUPERVISOR_RUN_DIR", Path(str(values["SUPERVISOR_RUN_DIR"])), 0o750),
+        Directory("DATA_DIR", Path(str(values["DATA_DIR"])), 0o700),
+    ]
+    if values["LOG_TARGET"] == "file":
+        found.append(Directory("LOG_DIR", Path(str(values["LOG_DIR"])), 0o750))
+    unique: dict[Path, Directory] = {}
+    for directory in reversed(found):  # a directory the programs write to wins
+        unique.setdefault(directory.path, directory)
+    return list(reversed(unique.values()))
+
+
+def run_user_problems(resolved: Resolved, directories: Sequence[Directory], user: str) -> list[str]:
+    """What SUPERVISOR_RUN_USER, which every program runs as, could not reach: the interpreter,
+    the application, a directory the programs write to (or the way to any of them)."""
+    uid, _, gids = user_ids(user)
+    needs = [
+        ("PYTHON_BIN", str(resolved.values["PYTHON_BIN"]), 0o5, "run"),
+        ("APP_DIR", str(resolved.values["APP_DIR"]), 0o5, "read"),
+        *((d.label, str(d.path), 0o3 if d.programs_write else 0o1, "write to" if
+           d.programs_write else "enter") for d in directories),
+    ]  # fmt: skip
+    problems = []
+    for label, path, bits, verb in needs:
+        target = Path(os.path.realpath(path))
+        for step, step_bits in [*((a, 0o1) for a in reversed(target.parents)), (target, bits)]:
+            try:
+                st = step.stat()
+            except OSError:
+                break  # missing: created for the user (or creating it fails with the reason)
+            if not allowed(st, uid, gids, step_bits):
+                fix = (
+                    f"chown {user} {step}, or a path that does not exist yet: it is then "
+                    "created for that user"
+                    if step == target and verb == "write to"
+                    else "e.g. not under a private home directory"
+                )
+                problems.append(
+                    f"{label}={path!r}: SUPERVISOR_RUN_USER={user!r}, which every program runs "
+                    f"as, cannot {verb} it: {step} is owned by {_user_name(st.st_uid)} with mode "
+                    f"{stat.S_IMODE(st.st_mode):04o}; accepted: a path that user can {verb} ({fix})"
+                )
+                break
+    return problems
+
+
+def create_directories(directories: Sequence[Directory], owner: tuple[int, int] | None) -> None:
+    """Create the missing directories (and their parents), each new leaf with its mode and, when
+    root starts the bundle for another user, owned by that user."""
+    for directory in directories:
+        if directory.path.exists():
+            continue
+        directory.path.mkdir(parents=True, mode=directory.mode)
+        os.chmod(directory.path, directory.mode)  # mkdir's mode is filtered by the umask
+        if owner is not None:
+            os.chown(directory.path, *owner)
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
 def run_user_problem(user: str, current_uid: int) -> str | None:
     """Why supervisord (started as ``current_uid``) could not run as ``user``, if it could not."""
     try:
@@ -198,10 +298,13 @@ def print_config(resolved: Resolved, output_dir: str, files: Sequence[RenderedFi
     return json.dumps(document, indent=2) + "\n"
 
 
-def write_atomically(directory: Path, files: Sequence[tuple[str, str, int]]) -> None:
+def write_atomically(
+    directory: Path, files: Sequence[tuple[str, str, int]], owner: tuple[int, int] | None = None
+) -> None:
     """Write every file to a temporary name first, then rename them all into place.
 
-    Any failure before the renames removes the temporaries and replaces nothing.
+    Any failure before the renames removes the temporaries and replaces nothing. ``owner``:
+    (uid, gid) the files are given to (root rendering for SUPERVISOR_RUN_USER).
     """
     temporaries: list[tuple[str, Path]] = []
     try:
@@ -212,6 +315,8 @@ def write_atomically(directory: Path, files: Sequence[tuple[str, str, int]]) -> 
             temporaries.append((temp, target))
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 os.fchmod(handle.fileno(), mode)
+                if owner is not None:
+                    os.fchown(handle.fileno(), *owner)
                 handle.write(content)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -300,18 +405,23 @@ def main(
         if args.print_config:
             out.write(print_config(resolved, output_dir, files))
             return 0
-        directories = [Path(output_dir), Path(str(resolved.values["SUPERVISOR_RUN_DIR"]))]
-        if resolved.values["LOG_TARGET"] == "file":
-            directories.append(Path(str(resolved.values["LOG_DIR"])))
+        directories = bundle_directories(resolved, output_dir)
+        run_user = str(resolved.values["SUPERVISOR_RUN_USER"])
+        owner = None
+        if os.getuid() == 0:  # supervisord drops to SUPERVISOR_RUN_USER: prepare for that user
+            uid, gid, _ = user_ids(run_user)
+            owner = (uid, gid) if uid != 0 else None
+            problems = run_user_problems(resolved, directories, run_user)
+            if problems:
+                raise ConfigError(problems)
         try:
-            for directory in directories:
-                directory.mkdir(parents=True, exist_ok=True)
-            write_atomically(Path(output_dir), [(f.name, f.content, f.mode) for f in files])
+            create_directories(directories, owner)
+            write_atomically(Path(output_dir), [(f.name, f.content, f.mode) for f in files], owner)
         except OSError as error:
             raise ConfigError(
                 [
                     f"cannot write the configuration ({error}); check --output-dir, "
-                    "SUPERVISOR_RUN_DIR and LOG_DIR"
+                    "SUPERVISOR_RUN_DIR, DATA_DIR and LOG_DIR"
                 ]
             ) from error
         conf = os.path.join(output_dir, SUPERVISORD_CONF)

@@ -60,15 +60,21 @@ def supervisor_environment(env: Mapping[str, object]) -> str:
 
     supervisor splits it with a non-POSIX shlex and strips quote characters from
     both ends of each value, so values must not hold ``"`` or start/end with ``'``.
+    The ini parser cuts the line at ``;``/``#`` after whitespace, quotes or not.
     """
     pairs = []
     for key, raw in env.items():
         value = str(raw)
-        _refuse_control(value)
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise ValueError(f"not an environment variable name: {key!r}")
+        if _CONTROL.search(value):
+            raise ValueError(f"{key}: control characters cannot be rendered: {value!r}")
         if '"' in value or value.startswith("'") or value.endswith("'"):
-            raise ValueError(f"quotes cannot be rendered in environment=: {value!r}")
+            raise ValueError(f"{key}: quotes cannot be rendered in environment=: {value!r}")
+        if _INLINE_COMMENT.search(value):
+            raise ValueError(
+                f"{key}: ';' or '#' after whitespace cannot be rendered in environment=: {value!r}"
+            )
         pairs.append(f'{key}="{value}"')
     return ",".join(pairs).replace("%", "%%")
 

@@ -135,11 +135,11 @@ def render(resolved: Resolved, output_dir: str) -> list[RenderedFile]:
             RenderedFile(
                 SUPERVISORD_CONF,
                 render_template("supervisord.conf.j2"),
-                0o600 if values["SUPERVISOR_PASSWORD"] is not None else 0o644,
+                0o600 if values["SUPERVISOR_PASSWORD"] is not None else 0o640,
             )
         ]
         if resolved.mode == "production":
-            files.append(RenderedFile(GUNICORN_CONF, render_template("gunicorn.conf.py.j2"), 0o644))
+            files.append(RenderedFile(GUNICORN_CONF, render_template("gunicorn.conf.py.j2"), 0o640))
     except ValueError as error:
         # A validator let through a value a filter cannot represent: refuse, name it.
         raise ConfigError([f"cannot render safely: {error}"]) from error

@@ -102,6 +102,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 )
+# An IPv6 zone (scope id): an interface name as Linux allows it (at most 15 characters) or an
+# interface number. ipaddress accepts any text after '%', including spaces and ';'.
+_SCOPE_ID = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 _UNIX_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10}")
 _HTTP_USER = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _BYTE_UNITS = {"": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
@@ -181,16 +184,28 @@ def _path(raw: str) -> str:
 PATH = Parser(_path, "an absolute path without whitespace, quotes or control characters")
 
 
+def _ip_address(raw: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    address = ipaddress.ip_address(raw)
+    scope = getattr(address, "scope_id", None)
+    if scope is not None and not _SCOPE_ID.fullmatch(scope):
+        raise ValueError(f"scope id {scope!r}")
+    return address
+
+
 def _host(raw: str) -> str:
     try:
-        return str(ipaddress.ip_address(raw))
+        return str(_ip_address(raw))
     except ValueError:
         if not _HOSTNAME.fullmatch(raw):
             raise
         return raw.lower()
 
 
-HOST = Parser(_host, "an IPv4/IPv6 address or a host name")
+HOST = Parser(
+    _host,
+    "an IPv4/IPv6 address (an IPv6 scope id is an interface name or number of at most 15 of "
+    "A-Z a-z 0-9 _ . -, as in fe80::1%eth0) or a host name",
+)
 
 
 def _port(raw: str) -> int:
@@ -240,8 +255,8 @@ def _ip_list(raw: str) -> str:
         raise ValueError
     return ",".join(
         str(ipaddress.ip_network(item, strict=False))
-        if "/" in item
-        else str(ipaddress.ip_address(item))
+        if "/" in item and "%" not in item
+        else str(_ip_address(item))
         for item in items
     )
 
@@ -271,13 +286,24 @@ def _password(raw: str) -> str:
 PASSWORD = Parser(_password, "1-128 printable ASCII characters without spaces")
 
 
-def _secret(raw: str) -> str:
-    if not raw or _CONTROL.search(raw):
+# The rule for RAGFLOW_API_KEY. api/config.py applies the same rule where the app reads the key
+# (the application never imports the renderer); tests/test_api_key_rule.py holds both to it.
+_API_KEY = re.compile(r"[\x21-\x7e]{16,1024}")
+
+
+def _api_key(raw: str) -> str | None:
+    if raw == "":
+        return None
+    if not _API_KEY.fullmatch(raw):
         raise ValueError
     return raw
 
 
-SECRET = Parser(_secret, "a non-empty value without control characters")
+API_KEY = Parser(
+    _api_key,
+    "empty (unset) or 16 to 1024 printable ASCII characters without whitespace "
+    "(clients send it in an HTTP header)",
+)
 
 
 # --- computed defaults -----------------------------------------------------------
@@ -578,7 +604,8 @@ SETTINGS: tuple[Setting, ...] = (
         "SUPERVISOR_RUN_USER",
         UNIX_USER,
         _run_user,
-        "user supervisord runs as ([supervisord] user=)",
+        "user supervisord and every program run as ([supervisord] user=); started as root, "
+        "the directories are created for this user",
         default_doc="the current user",
     ),
     Setting(
@@ -611,7 +638,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "RAGFLOW_API_KEY",
-        optional(SECRET),
+        API_KEY,
         None,
         "API key the app accepts; passed through the environment, never rendered",
         secret=True,

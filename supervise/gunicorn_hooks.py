@@ -18,8 +18,6 @@ keeps its copy for the moment it needs to see that it should exit.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import os
 import random
@@ -29,16 +27,7 @@ from typing import Any
 
 from gunicorn.workers.sync import SyncWorker
 
-PR_SET_PDEATHSIG = 1
-
-
-def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
-    """Ask Linux to send `sig` to this process when its parent dies; False where unsupported."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    return int(libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)) == 0
+from shared import parent_death
 
 
 def post_worker_init(worker: Any) -> None:
@@ -68,12 +57,13 @@ def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
 
 def pre_fork(server: Any, worker: Any) -> None:
     """In the master, just before each fork."""
+    parent_death.prepare()
     gc.freeze()
 
 
 def post_fork(server: Any, worker: Any) -> None:
     """Per-worker setup right after the fork (runs in the worker)."""
-    if set_parent_death_signal(signal.SIGTERM) and os.getppid() != worker.ppid:
+    if not parent_death.die_with_parent(signal.SIGTERM, worker.ppid):
         # The master died between fork() and prctl(): the signal will never come.
         os.kill(os.getpid(), signal.SIGTERM)
     random.seed()

@@ -16,6 +16,14 @@ its waitpid(-1) loop) and replicates `supervisor.supervisord.main`'s restart loo
   interrupted by a signal (PEP 475), so plain supervisord notices a child's exit or a stop request
   only at its next 1 s poll timeout: every step of an ordered stop waited up to a second. For the
   same reason the ordered stop skips groups that are already stopped.
+- Every program gets a parent-death signal, set in the forked child just before supervisord
+  execs it (LauncherOptions.execve): when PID 1 is SIGKILLed on a host (not in a container,
+  where the kernel kills the whole PID namespace), no program outlives it, so the same command
+  can start the service again at once. The signal is the one that stops each program fastest
+  and cleanly (PARENT_DEATH_SIGNALS). A program whose supervisord died before the signal was
+  set is not started at all.
+- supervisord applies its `umask=` only when it daemonizes; the launcher runs it in the
+  foreground, so it applies the configured umask itself, before it creates any file or child.
 - Without SUPERVISOR_USER/SUPERVISOR_PASSWORD the renderer deliberately protects the control socket
   by its file mode (0700, owned by the running user) instead of HTTP auth. supervisord reports that
   as CRIT on every start; the launcher states the decision at INFO instead, so a CRIT line always
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -38,7 +47,13 @@ from supervisor.options import ServerOptions
 from supervisor.states import ProcessStates, SupervisorStates
 from supervisor.supervisord import Supervisor
 
+from shared import parent_death
+
 EXIT_FATAL = 1
+# Sent to each program (by its group name) when supervisord dies; SIGTERM for the others.
+# web: Gunicorn's quick shutdown (SIGTERM would drain for GUNICORN_GRACEFUL_TIMEOUT; in dev mode
+# the Werkzeug reloader treats both alike). task_executor: hand the current task back at once.
+PARENT_DEATH_SIGNALS = {"web": signal.SIGINT, "task_executor": signal.SIGINT}
 STOPPED_AT_ONCE = ("task_executor", "socket_holder")  # program groups, on shutdown or reload
 TAIL_LINES = 5
 TAIL_BYTES = 4096
@@ -64,7 +79,22 @@ NO_AUTH_WARNING = "running without any HTTP authentication checking"
 
 
 class LauncherOptions(ServerOptions):  # type: ignore[misc]
-    """ServerOptions that report a unix socket without HTTP auth as the decision it is."""
+    """ServerOptions that report a unix socket without HTTP auth as the decision it is, and
+    give every program a parent-death signal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.supervisord_pid = os.getpid()
+        parent_death.prepare()  # resolved here, not in each forked child
+
+    def execve(self, filename: str, argv: list[str], env: dict[str, str]) -> None:
+        """Runs in the forked child (after its setuid, umask and chdir), right before the exec."""
+        group = env.get("SUPERVISOR_GROUP_NAME", "")
+        signum = PARENT_DEATH_SIGNALS.get(group, signal.SIGTERM)
+        if not parent_death.die_with_parent(signum, self.supervisord_pid):
+            # supervisord reports "couldn't exec" and the child exits 127 without starting
+            raise OSError(errno.ESRCH, "supervisord exited before the program started")
+        super().execve(filename, argv, env)
 
     def make_http_servers(self, supervisord: Any) -> Any:
         critical = self.logger.critical
@@ -195,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     while True:
         options = LauncherOptions()
         options.realize(list(argv) if argv is not None else None, doc=__doc__)
+        os.umask(options.umask)  # [supervisord] umask=, for its own files and every program
         options.first = first
         options.test = False
         supervisor = LauncherSupervisor(options)

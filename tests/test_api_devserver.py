@@ -29,7 +29,7 @@ class DevServer:
             "HOST_IP": "127.0.0.1",
             "HOST_PORT": str(self.port),
             "DATA_DIR": str(tmp_path / "data"),
-            "RAGFLOW_API_KEY": "dev-key",
+            "RAGFLOW_API_KEY": "dev-server-test-key-01",
             "TASK_STOP_TIMEOUT": "2",
             **env,
         }
@@ -86,7 +86,7 @@ def test_dev_server_serves_the_api(
     server = DevServer(tmp_path, *command)
     servers.append(server)
     wait_for(server.ready, timeout=30, what=f"{' '.join(command)} to answer")
-    headers = {"Authorization": "Bearer dev-key"}
+    headers = {"Authorization": "Bearer dev-server-test-key-01"}
     created = requests.post(
         f"{server.base}/api/v1/datasets", json={"name": "dev"}, headers=headers, timeout=10
     ).json()

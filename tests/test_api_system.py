@@ -78,9 +78,9 @@ def test_no_bootstrap_key_means_only_created_keys_work(tmp_path: Path) -> None:
 
 def test_key_file(tmp_path: Path) -> None:
     key_file = tmp_path / "key"
-    key_file.write_text("from-file\n")
+    key_file.write_text("from-file-key-0001\n")
     env = {"DATA_DIR": str(tmp_path), "RAGFLOW_API_KEY_FILE": str(key_file)}
-    assert config.load(env).api_key == "from-file"
+    assert config.load(env).api_key == "from-file-key-0001"
     with pytest.raises(config.ConfigError, match="RAGFLOW_API_KEY_FILE"):
         config.load({**env, "RAGFLOW_API_KEY_FILE": str(tmp_path / "missing")})
 

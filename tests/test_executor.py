@@ -215,6 +215,26 @@ def test_sigterm_hands_back_a_task_that_cannot_finish_in_time(
     )
 
 
+def test_sigint_hands_the_task_back_at_once(data_dir: Path, tmp_path: Path) -> None:
+    """SIGINT (the launcher's parent-death signal for executors) does not wait for the task."""
+    _, dataset, docs = add_docs(data_dir, [("i.txt", slow_text("interrupt"))])
+    doc = docs[0]["id"]
+    queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
+    env = {"RAGFLOW_TEST_SECTION_DELAY": "0.5", "TASK_STOP_TIMEOUT": "30"}
+    with executors(data_dir, [1], tmp_path, **env) as (proc,):
+        wait_for("executor mid-task", lambda: leased_by(data_dir, doc, "test_1"))
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)  # a graceful stop already under way is cut short
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+        took = time.monotonic() - sent
+    print(f"\nhanded back and exited {took:.2f}s after SIGINT (TASK_STOP_TIMEOUT=30)")
+    assert took < 2.5
+    task = task_of(data_dir, doc)
+    assert (task["state"], task["attempts"], task["lease_owner"]) == ("queued", 0, None)
+    assert "handed back by test_1" in doc_rows(data_dir, [doc])[doc]["progress_msg"]
+
+
 def test_cancellation_mid_task_leaves_no_chunks(data_dir: Path, tmp_path: Path) -> None:
     _, dataset, docs = add_docs(
         data_dir, [("c.txt", slow_text("cancel")), ("next.txt", b"after the cancel")]

@@ -19,7 +19,7 @@ from support.waiting import free_port
 
 from api import queue, storage
 
-KEY = "dev-mode-key"
+KEY = "dev-mode-test-key-0001"
 
 
 @pytest.fixture
@@ -132,7 +132,8 @@ def test_a_reload_stops_the_in_process_executor_cleanly(tmp_path: Path) -> None:
     import shutil
 
     root = tmp_path / "app"
-    shutil.copytree(ROOT / "api", root / "api", ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("api", "shared"):  # the application and the helpers it imports
+        shutil.copytree(ROOT / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
     data_dir = tmp_path / "data"
     port = free_port()
     env = executor_env(data_dir, HOST_PORT=str(port), RAGFLOW_API_KEY=KEY, PYTHONPATH=str(root))

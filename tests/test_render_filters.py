@@ -103,9 +103,11 @@ def test_supervisor_environment_exact(env: dict[str, str], line: str) -> None:
     assert supervisor_environment(env) == line
 
 
-@pytest.mark.parametrize("value", ['say "hi"', "'start", "end'", "a\nb"])
+@pytest.mark.parametrize(
+    "value", ['say "hi"', "'start", "end'", "a\nb", "fe80::1%a ;b", "x #y", "a\t;b"]
+)
 def test_supervisor_environment_refuses_unrepresentable(value: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^K: "):
         supervisor_environment({"K": value})
 
 

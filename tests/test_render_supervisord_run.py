@@ -183,3 +183,37 @@ def test_file_log_target_writes_one_log_per_process(
     assert "supervisord started" in (logs / "supervisord.log").read_text()
     code, _ = exec_run.stop()
     assert code == 0, exec_run.output()
+
+
+def test_nothing_the_bundle_creates_is_readable_by_other_users(
+    start: Callable[..., ExecRun], tmp_path: Path
+) -> None:
+    """LOG_TARGET=file: logs 0640, the renderer's directories 0750 (DATA_DIR 0700), and no file
+    or directory the run creates (logs, pid file, sockets, database) open to other users."""
+    key = "modes-test-key-000001"
+    exec_run = start(LOG_TARGET="file", WS="1", RAGFLOW_API_KEY=key)
+    exec_run.wait_running()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{exec_run.port}/api/v1/datasets",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.loads(response.read())["code"] == 0  # the database exists now
+    logs, run, data = tmp_path / "logs", tmp_path / "run", tmp_path / "data"
+    wait_for(lambda: (logs / "supervisord.log").exists(), 10, "supervisord.log")
+    code, _ = exec_run.stop()
+    assert code == 0, exec_run.output()
+
+    modes = {
+        str(path.relative_to(tmp_path)): stat.S_IMODE(path.lstat().st_mode)
+        for top in (logs, run, data)
+        for path in (top, *top.rglob("*"))
+    }
+    print("modes:", {name: f"{mode:04o}" for name, mode in sorted(modes.items())})
+    assert {name: mode for name, mode in modes.items() if mode & 0o007} == {}
+    assert (modes["logs"], modes["run"], modes["data"]) == (0o750, 0o750, 0o700)
+    log_files = {name: mode for name, mode in modes.items() if name.endswith(".log")}
+    assert {"logs/supervisord.log", "logs/web.log", "logs/web.err.log"} <= set(log_files)
+    assert set(log_files.values()) == {0o640}
+    assert modes["run/supervisord.conf"] == modes["run/gunicorn.conf.py"] == 0o640
+    assert any(name.startswith("data/ragflow.db") for name in modes)

@@ -15,7 +15,7 @@ from support.gunicorn_server import rendered_gunicorn
 from support.waiting import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY = "e2e-key"
+KEY = "e2e-test-key-000001"
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from support.gunicorn_server import rendered_gunicorn
 from support.sample_files import make_docx, make_pdf
 from support.waiting import free_port
 
-KEY = "parse-e2e-key"
+KEY = "parse-e2e-test-key-0001"
 
 FILES: dict[str, bytes] = {
     "notes.txt": b"The aardvark eats termites at night.\nIt digs burrows with strong claws.",

@@ -143,6 +143,11 @@ def test_precedence_flag_over_env_over_env_file_over_default() -> None:
         ("RAGFLOW_DEBUGPY_LISTEN", "[::1]:5678", "[::1]:5678"),
         ("DATA_DIR", "/var/lib/ragflow/", "/var/lib/ragflow"),
         ("SUPERVISOR_RUN_USER", "1000", "1000"),
+        ("HOST_IP", "fe80::1%eth0", "fe80::1%eth0"),
+        ("HOST_IP", "fe80::1%2", "fe80::1%2"),
+        ("HOST_IP", "fe80::1%br-lan.100", "fe80::1%br-lan.100"),
+        ("FORWARDED_ALLOW_IPS", "fe80::1%eth0,10.0.0.0/8", "fe80::1%eth0,10.0.0.0/8"),
+        ("RAGFLOW_DEBUGPY_LISTEN", "[fe80::1%eth0]:5678", "[fe80::1%eth0]:5678"),
     ],
 )
 def test_parsers_accept(name: str, raw: str, value: object) -> None:
@@ -180,6 +185,18 @@ def test_parsers_accept(name: str, raw: str, value: object) -> None:
         ("SUPERVISOR_PASSWORD", "tab\there"),
         ("RAGFLOW_API_KEY", "key\x00nul"),
         ("SUPERVISOR_RUN_USER", "bad user"),
+        # IPv6 scope ids: an interface name or number, nothing an ini or shell line would cut
+        ("HOST_IP", "fe80::1%a ;b"),
+        ("HOST_IP", "fe80::1%a#b"),
+        ("HOST_IP", "fe80::1%eth0;reboot"),
+        ("HOST_IP", "fe80::1%$(id)"),
+        ("HOST_IP", "fe80::1%'x'"),
+        ("HOST_IP", "fe80::1%0123456789abcdef"),
+        ("HOST_IP", "fe80::1%"),
+        ("FORWARDED_ALLOW_IPS", "fe80::1%a b"),
+        ("FORWARDED_ALLOW_IPS", "fe80::%eth0/64"),
+        ("RAGFLOW_DEBUGPY_LISTEN", "[fe80::1%a ;b]:5678"),
+        ("SUPERVISOR_INET_HTTP_SERVER", "fe80::1%x:9001"),
     ],
 )
 def test_parsers_refuse(name: str, raw: str) -> None:
@@ -214,7 +231,7 @@ def test_secret_values_never_appear_in_problems() -> None:
 
 
 def test_file_variants(tmp_path: object) -> None:
-    secrets = {"/s/pw": "s3cret\n", "/s/key": "k-123\n"}
+    secrets = {"/s/pw": "s3cret\n", "/s/key": "k-123-from-a-file-0001\n"}
 
     def read(path: str) -> str:
         if path not in secrets:
@@ -225,7 +242,7 @@ def test_file_variants(tmp_path: object) -> None:
                "RAGFLOW_API_KEY_FILE": "/s/key"}  # fmt: skip
     resolved = resolve(environ, {}, {}, HOST, read)
     assert resolved.values["SUPERVISOR_PASSWORD"] == "s3cret"
-    assert resolved.values["RAGFLOW_API_KEY"] == "k-123"
+    assert resolved.values["RAGFLOW_API_KEY"] == "k-123-from-a-file-0001"
     with pytest.raises(ConfigError) as caught:
         resolve({"RAGFLOW_API_KEY_FILE": "/s/missing"}, {}, {}, HOST, read)
     assert caught.value.problems[0].startswith("RAGFLOW_API_KEY_FILE='/s/missing': cannot read")

@@ -133,3 +133,15 @@ def test_sighup_restarts_supervisord_in_process_and_keeps_pid1(
     assert "received SIGHUP indicating restart request" in run.stdout()
     os.kill(pid1, signal.SIGTERM)
     assert run.wait_exit(30) == 0
+
+
+def test_supervisor_still_execs_programs_through_options_execve() -> None:
+    """The launcher sets each program's parent-death signal in LauncherOptions.execve, which
+    relies on supervisor's Subprocess._spawn_as_child calling options.execve in the child
+    after its setuid: an upgrade that changes this must fail here, not silently in production."""
+    import inspect
+
+    from supervisor.process import Subprocess
+
+    source = inspect.getsource(Subprocess._spawn_as_child)
+    assert source.index("self.set_uid()") < source.index("options.execve(filename, argv, env)")
