@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.limits import LIST_ITEMS, QUERY_CHARS
 from api.parser_config import CHUNK_METHODS
 
 JSON = "application/json"
@@ -40,7 +41,7 @@ _PAGING = [
     _query("page", {"type": "integer", "minimum": 1}),
     _query("page_size", {"type": "integer", "minimum": 1}),
 ]
-_STRINGS = {"type": "array", "items": {"type": "string"}}
+_STRINGS = {"type": "array", "items": {"type": "string"}, "maxItems": LIST_ITEMS.value}
 _PARSER_CONFIG = {
     "type": "object",
     "properties": {
@@ -284,7 +285,7 @@ def document() -> dict[str, Any]:
                             "type": "object",
                             "required": ["question", "dataset_ids"],
                             "properties": {
-                                "question": {"type": "string"},
+                                "question": {"type": "string", "maxLength": QUERY_CHARS.value},
                                 "dataset_ids": _STRINGS,
                                 "document_ids": _STRINGS,
                                 "page": {"type": "integer", "minimum": 1},

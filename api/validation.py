@@ -11,6 +11,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request
 
+from api import limits, text
 from api.envelope import argument_error
 
 Check = Callable[[Any], Any]
@@ -45,8 +46,12 @@ def format_errors(errors: list[FieldError]) -> str:
 
 
 def read_json(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object; an empty body is ``{}``."""
-    raw = request.get_data(cache=True)
+    """The request body as a JSON object; an empty body is ``{}``.
+
+    The body, its nesting, its arrays and its strings are checked against api.limits before
+    any handler sees them: a request over a limit, with invalid UTF-8 or with a lone
+    surrogate escape gets a 101 naming the problem."""
+    raw = _body(request)
     if not raw.strip():
         return {}
     if not request.is_json:
@@ -55,10 +60,13 @@ def read_json(request: Request) -> dict[str, Any]:
         )
     try:
         payload = json.loads(raw)
+    except RecursionError:
+        raise argument_error(_too_deep()) from None
     except (ValueError, UnicodeDecodeError):
         raise argument_error(
             "Malformed JSON syntax: Missing commas/brackets or invalid encoding"
         ) from None
+    check_json_limits(payload)
     if payload is None or payload == [] or payload == "":
         return {}
     if not isinstance(payload, dict):
@@ -66,6 +74,78 @@ def read_json(request: Request) -> dict[str, Any]:
             f"Invalid request payload: expected object, got {type(payload).__name__}"
         )
     return payload
+
+
+def _body(request: Request) -> bytes:
+    """The body, refused (101) when longer than JSON_BODY_BYTES or MAX_CONTENT_LENGTH."""
+    lim = limits.JSON_BODY_BYTES
+    limit, name = lim.value, lim.name
+    if request.max_content_length is not None and request.max_content_length < limit:
+        limit, name = request.max_content_length, "MAX_CONTENT_LENGTH"
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise argument_error(_too_large(f"is {declared} bytes", limit, name))
+    # A body sent without a length (chunked) is read up to one byte over the limit:
+    # Werkzeug stops quietly at a maximum, so that byte tells a longer body apart.
+    request.max_content_length = limit + 1
+    raw = request.get_data(cache=True)
+    if len(raw) > limit:
+        raise argument_error(_too_large("is larger", limit, name))
+    return raw
+
+
+def _too_large(size: str, limit: int, name: str) -> str:
+    return f"The request body {size}; JSON requests accept at most {limit} bytes ({name})."
+
+
+def _too_deep() -> str:
+    lim = limits.JSON_DEPTH
+    return f"The JSON body is nested deeper than {lim.value} levels ({lim.name})."
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    return ".".join(map(str, path)) or "the body"
+
+
+def check_json_limits(payload: Any) -> None:
+    """Raise a 101 when ``payload`` (parsed JSON) is nested deeper than JSON_DEPTH, has an
+    array longer than LIST_ITEMS, or holds a string that is not valid Unicode (a lone
+    surrogate such as "\\ud800", which cannot be stored or encoded)."""
+    max_depth, max_items = limits.JSON_DEPTH.value, limits.LIST_ITEMS.value
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(payload, ())]
+    while stack:  # bounded: each parsed value is visited once
+        value, path = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, path)
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if len(path) >= max_depth:
+            raise argument_error(_too_deep())
+        if isinstance(value, list):
+            if len(value) > max_items:
+                raise argument_error(
+                    f"Field: <{_where(path)}> has {len(value)} items; at most {max_items}"
+                    f" are accepted ({limits.LIST_ITEMS.name})."
+                )
+            stack.extend((item, (*path, index)) for index, item in enumerate(value))
+        else:
+            for key, item in value.items():
+                _check_text(key, (*path, "<key>"))
+                stack.append((item, (*path, key)))
+
+
+def _check_text(value: str, path: tuple[str | int, ...]) -> None:
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start]
+        raise argument_error(
+            f"Field: <{_where(path)}> - Message: <Input is not valid Unicode: lone surrogate"
+            f" U+{ord(bad):04X} at position {exc.start}>"
+        ) from None
 
 
 # --- field checks --------------------------------------------------------------------
@@ -287,3 +367,54 @@ def query_bool(args: Mapping[str, str], name: str, default: bool) -> bool:
         f"Field: <{name}> - Message: <Input should be a valid boolean, unable to interpret "
         f"input> - Value: <{_show(raw)}>"
     )
+
+
+# --- names and search text ---------------------------------------------------------------
+
+# Embeddings, overrides and isolates: they make a name display differently from its text
+# ("invoice\u202efdp.exe" shows as "invoiceexe.pdf").
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def bidi_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a dataset or document name, or None."""
+    found = sorted({f"U+{ord(ch):04X}" for ch in value if ch in BIDI_CONTROLS})
+    if not found:
+        return None
+    return (
+        f"Name must not contain bidirectional control characters ({', '.join(found)});"
+        " they make a name display differently from what it is"
+    )
+
+
+def display_name(max_length: int) -> Check:
+    """A dataset name: a non-blank string of at most ``max_length`` characters, stripped,
+    without bidirectional control characters."""
+    text_check = string(min_length=1, max_length=max_length, strip=True)
+
+    def run(value: Any) -> str:
+        checked = str(text_check(value))
+        problem = bidi_problem(checked)
+        if problem is not None:
+            raise FieldError(problem, value)
+        return checked
+
+    return run
+
+
+def search_text(field_name: str, value: str) -> list[str]:
+    """The distinct terms of a retrieval question or chunk-list keywords (api.text.query_terms),
+    or a 101 when the text is longer than QUERY_CHARS or has more than QUERY_TERMS terms."""
+    chars, terms_limit = limits.QUERY_CHARS, limits.QUERY_TERMS
+    if len(value) > chars.value:
+        raise argument_error(
+            f"Field: <{field_name}> is {len(value)} characters long; at most {chars.value}"
+            f" are accepted ({chars.name})."
+        )
+    terms = text.query_terms(value)
+    if len(terms) > terms_limit.value:
+        raise argument_error(
+            f"Field: <{field_name}> has {len(terms)} distinct search terms; at most"
+            f" {terms_limit.value} are accepted ({terms_limit.name})."
+        )
+    return terms

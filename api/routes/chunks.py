@@ -20,6 +20,7 @@ from api.validation import (
     optional,
     query_int,
     read_json,
+    search_text,
     string,
     validate,
 )
@@ -45,9 +46,9 @@ def list_(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
     args = ctx.request.args
     page = Page(query_int(args, "page", 1), query_int(args, "page_size", 30))
     chunk = args.get("id", "")
-    rows, total = ctx.storage.list_chunks(
-        document_id, page, keywords=args.get("keywords", ""), chunk=chunk
-    )
+    keywords = args.get("keywords", "")
+    search_text("keywords", keywords)
+    rows, total = ctx.storage.list_chunks(document_id, page, keywords=keywords, chunk=chunk)
     if chunk and not rows:
         raise ApiError(Code.NOT_FOUND, f"Chunk not found: {dataset_id}/{chunk}")
     return ok(

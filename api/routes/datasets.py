@@ -17,6 +17,7 @@ from api.validation import (
     Schema,
     ValidationFailed,
     avatar,
+    display_name,
     embedding_model,
     format_errors,
     integer,
@@ -33,7 +34,7 @@ from api.validation import (
 
 NAME_LIMIT = 128
 _FIELDS = {
-    "name": string(min_length=1, max_length=NAME_LIMIT, strip=True),
+    "name": display_name(NAME_LIMIT),
     "avatar": optional(avatar),
     "description": optional(string(max_length=65535)),
     "embedding_model": optional(embedding_model),

@@ -17,6 +17,7 @@ from api.storage import DocumentFilter, Page, Row, Upload
 from api.validation import (
     FieldError,
     Schema,
+    bidi_problem,
     list_of,
     optional,
     query_int,
@@ -44,6 +45,9 @@ def _clean_name(raw: str) -> str:
     name = raw.replace("\\", "/").rsplit("/", 1)[-1].strip()
     if name in ("", ".", ".."):
         raise argument_error("No file selected!")
+    problem = bidi_problem(name)
+    if problem is not None:
+        raise argument_error(f"{problem}: {name!r}")
     return name
 
 

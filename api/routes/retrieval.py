@@ -10,7 +10,16 @@ from api import search
 from api.envelope import data_error, ok
 from api.routes import Ctx
 from api.storage import Page
-from api.validation import Schema, boolean, integer, number, read_json, string, validate
+from api.validation import (
+    Schema,
+    boolean,
+    integer,
+    number,
+    read_json,
+    search_text,
+    string,
+    validate,
+)
 
 _ANY = lambda v: v  # noqa: E731 (accepted and ignored: vectors, reranking, LLM features)
 
@@ -60,6 +69,7 @@ def retrieval(ctx: Ctx) -> Response:
     if not isinstance(doc_ids, list) or not all(isinstance(i, str) for i in doc_ids):
         raise data_error("`documents` should be a list")
     req = validate(RETRIEVAL, raw)
+    search_text("question", req["question"])
     if doc_ids:
         owned = ctx.storage.documents_in([str(d["id"]) for d in datasets])
         for doc_id in doc_ids:
