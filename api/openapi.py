@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.limits import LIST_ITEMS, QUERY_CHARS
+from api.limits import LIST_ITEMS, QUERY_CHARS, TOP_K
 from api.parser_config import CHUNK_METHODS
 
 JSON = "application/json"
@@ -300,7 +300,11 @@ def document() -> dict[str, Any]:
                                     "minimum": 0,
                                     "maximum": 1,
                                 },
-                                "top_k": {"type": "integer", "minimum": 1},
+                                "top_k": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "maximum": TOP_K.value,
+                                },
                                 "keyword": {"type": "boolean"},
                                 "highlight": {"type": "boolean"},
                             },

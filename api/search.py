@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -113,22 +113,36 @@ def scorer(terms: Sequence[str]) -> Callable[[Mapping[str, Any]], float]:
     return score
 
 
+@lru_cache(maxsize=256)
+def _ascii_splitter(wanted: frozenset[str]) -> Callable[[str], list[str]] | None:
+    """Splits ASCII text around the whole-word occurrences of ``wanted``'s ASCII terms (any
+    case); compiled once per set of terms, not once per highlighted chunk."""
+    ascii_terms = sorted(t for t in wanted if text.ASCII_WORD.fullmatch(t))
+    if not ascii_terms:
+        return None
+    pattern = rf"(?<![a-z0-9])({'|'.join(ascii_terms)})(?![a-z0-9])"
+    return re.compile(pattern, re.IGNORECASE).split
+
+
 def highlight(content: str, terms: Sequence[str]) -> str:
     """``content`` HTML-escaped, with every occurrence of a query term wrapped in <em>."""
-    wanted = set(terms)
-    matches: Iterable[re.Match[str]]
+    wanted = frozenset(terms)
     if content.isascii():  # its words are [a-z0-9]+ runs, whatever their case
-        ascii_terms = sorted(t for t in wanted if text.ASCII_WORD.fullmatch(t))
-        pattern = rf"(?<![a-z0-9])(?:{'|'.join(ascii_terms)})(?![a-z0-9])"
-        matches = re.finditer(pattern, content, re.IGNORECASE) if ascii_terms else ()
-    else:
-        matches = (m for m in text.WORD.finditer(content) if text.norm(m.group(0)) in wanted)
+        split = _ascii_splitter(wanted)
+        if split is None:
+            return html.escape(content, quote=False)
+        # odd parts are matched words: letters and digits only, nothing to escape
+        return "".join(
+            f"<em>{part}</em>" if index % 2 else html.escape(part, quote=False)
+            for index, part in enumerate(split(content))
+        )
     out: list[str] = []
     last = 0
-    for match in matches:
-        out.append(html.escape(content[last : match.start()], quote=False))
-        out.append(f"<em>{html.escape(match.group(0), quote=False)}</em>")
-        last = match.end()
+    for match in text.WORD.finditer(content):
+        if text.norm(match.group(0)) in wanted:
+            out.append(html.escape(content[last : match.start()], quote=False))
+            out.append(f"<em>{html.escape(match.group(0), quote=False)}</em>")
+            last = match.end()
     out.append(html.escape(content[last:], quote=False))
     return "".join(out)
 

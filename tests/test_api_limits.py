@@ -18,7 +18,14 @@ from support.api_client import KEY, Api
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from api import limits
-from api.limits import JSON_BODY_BYTES, JSON_DEPTH, LIST_ITEMS, QUERY_CHARS, QUERY_TERMS
+from api.limits import (
+    JSON_BODY_BYTES,
+    JSON_DEPTH,
+    LIST_ITEMS,
+    QUERY_CHARS,
+    QUERY_TERMS,
+    TOP_K,
+)
 
 RETRIEVAL = "/api/v1/retrieval"
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -252,3 +259,13 @@ def test_the_openapi_document_carries_the_limits(api: Api) -> None:
     props = retrieval["application/json"]["schema"]["properties"]
     assert props["question"]["maxLength"] == QUERY_CHARS.value
     assert props["document_ids"]["maxItems"] == LIST_ITEMS.value
+    assert props["top_k"]["maximum"] == TOP_K.value
+
+
+def test_top_k_is_capped(api: Api, doc: dict[str, Any]) -> None:
+    base = {"question": "text", "dataset_ids": [doc["dataset_id"]]}
+    assert api.ok("POST", RETRIEVAL, json={**base, "top_k": TOP_K.value})["total"] == 0
+    message = api.error(101, "POST", RETRIEVAL, json={**base, "top_k": TOP_K.value + 1})
+    assert f"Field: <top_k> - Message: <Input should be less than or equal to {TOP_K.value}>" in (
+        message
+    )

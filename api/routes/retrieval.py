@@ -6,7 +6,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from api import search
+from api import limits, search
 from api.envelope import data_error, ok
 from api.routes import Ctx
 from api.storage import Page
@@ -32,7 +32,7 @@ RETRIEVAL = Schema(
         "page_size": integer(1, 10_000),
         "similarity_threshold": number(0.0, 1.0),
         "vector_similarity_weight": number(0.0, 1.0),
-        "top_k": integer(1, 100_000),
+        "top_k": integer(1, limits.TOP_K.value),
         "keyword": boolean,
         "highlight": lambda v: v if isinstance(v, bool) else string()(v),
         "rerank_id": string(),
