@@ -65,10 +65,11 @@ QUERY_TERMS = Limit(
 
 TOP_K = Limit(
     "TOP_K",
-    10_000,
+    4_096,
     "chunks",
-    "the retrieval `top_k`: candidates fetched by full-text rank, then scored (default 1024)",
-    "each candidate is scored and may be highlighted",
+    "the retrieval `top_k` (candidates fetched by full-text rank, then scored; default 1,024)"
+    " and so its `page_size`",
+    "each candidate is scored, each chunk of the page highlighted and sent",
 )
 
 LIMITS: tuple[Limit, ...] = (

@@ -289,7 +289,11 @@ def document() -> dict[str, Any]:
                                 "dataset_ids": _STRINGS,
                                 "document_ids": _STRINGS,
                                 "page": {"type": "integer", "minimum": 1},
-                                "page_size": {"type": "integer", "minimum": 1},
+                                "page_size": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "maximum": TOP_K.value,
+                                },
                                 "similarity_threshold": {
                                     "type": "number",
                                     "minimum": 0,

@@ -259,13 +259,14 @@ def test_the_openapi_document_carries_the_limits(api: Api) -> None:
     props = retrieval["application/json"]["schema"]["properties"]
     assert props["question"]["maxLength"] == QUERY_CHARS.value
     assert props["document_ids"]["maxItems"] == LIST_ITEMS.value
-    assert props["top_k"]["maximum"] == TOP_K.value
+    assert props["top_k"]["maximum"] == props["page_size"]["maximum"] == TOP_K.value
 
 
-def test_top_k_is_capped(api: Api, doc: dict[str, Any]) -> None:
+@pytest.mark.parametrize("field", ["top_k", "page_size"])
+def test_top_k_and_page_size_are_capped(api: Api, doc: dict[str, Any], field: str) -> None:
     base = {"question": "text", "dataset_ids": [doc["dataset_id"]]}
-    assert api.ok("POST", RETRIEVAL, json={**base, "top_k": TOP_K.value})["total"] == 0
-    message = api.error(101, "POST", RETRIEVAL, json={**base, "top_k": TOP_K.value + 1})
-    assert f"Field: <top_k> - Message: <Input should be less than or equal to {TOP_K.value}>" in (
+    assert api.ok("POST", RETRIEVAL, json={**base, field: TOP_K.value})["total"] == 0
+    message = api.error(101, "POST", RETRIEVAL, json={**base, field: TOP_K.value + 1})
+    assert f"Field: <{field}> - Message: <Input should be less than or equal to {TOP_K.value}>" in (
         message
     )
