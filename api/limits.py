@@ -67,9 +67,15 @@ TOP_K = Limit(
     "TOP_K",
     4_096,
     "chunks",
-    "the retrieval `top_k` (candidates fetched by full-text rank, then scored; default 1,024)"
-    " and so its `page_size`",
-    "each candidate is scored, each chunk of the page highlighted and sent",
+    "the retrieval `top_k`: candidates fetched by full-text rank, then scored (default 1,024)",
+    "each candidate is scored",
+)
+PAGE_SIZE = Limit(
+    "PAGE_SIZE",
+    4_096,
+    "items",
+    "`page_size` of every list (datasets, documents, chunks) and of retrieval",
+    "each item of a page is read, serialised (and highlighted) and sent",
 )
 
 LIMITS: tuple[Limit, ...] = (
@@ -79,6 +85,7 @@ LIMITS: tuple[Limit, ...] = (
     QUERY_CHARS,
     QUERY_TERMS,
     TOP_K,
+    PAGE_SIZE,
 )
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "limits.md"

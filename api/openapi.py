@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.limits import LIST_ITEMS, QUERY_CHARS, TOP_K
+from api.limits import LIST_ITEMS, PAGE_SIZE, QUERY_CHARS, TOP_K
 from api.parser_config import CHUNK_METHODS
 
 JSON = "application/json"
@@ -39,7 +39,7 @@ def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 _PAGING = [
     _query("page", {"type": "integer", "minimum": 1}),
-    _query("page_size", {"type": "integer", "minimum": 1}),
+    _query("page_size", {"type": "integer", "minimum": 1, "maximum": PAGE_SIZE.value}),
 ]
 _STRINGS = {"type": "array", "items": {"type": "string"}, "maxItems": LIST_ITEMS.value}
 _PARSER_CONFIG = {
@@ -292,7 +292,7 @@ def document() -> dict[str, Any]:
                                 "page_size": {
                                     "type": "integer",
                                     "minimum": 1,
-                                    "maximum": TOP_K.value,
+                                    "maximum": PAGE_SIZE.value,
                                 },
                                 "similarity_threshold": {
                                     "type": "number",

@@ -354,6 +354,11 @@ def query_int(
     return value
 
 
+def query_page_size(args: Mapping[str, str], default: int = 30) -> int:
+    """A list's ``page_size`` query argument, at most PAGE_SIZE."""
+    return query_int(args, "page_size", default, le=limits.PAGE_SIZE.value)
+
+
 def query_bool(args: Mapping[str, str], name: str, default: bool) -> bool:
     raw = args.get(name)
     if raw is None or raw == "":

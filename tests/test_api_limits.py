@@ -22,6 +22,7 @@ from api.limits import (
     JSON_BODY_BYTES,
     JSON_DEPTH,
     LIST_ITEMS,
+    PAGE_SIZE,
     QUERY_CHARS,
     QUERY_TERMS,
     TOP_K,
@@ -259,14 +260,27 @@ def test_the_openapi_document_carries_the_limits(api: Api) -> None:
     props = retrieval["application/json"]["schema"]["properties"]
     assert props["question"]["maxLength"] == QUERY_CHARS.value
     assert props["document_ids"]["maxItems"] == LIST_ITEMS.value
-    assert props["top_k"]["maximum"] == props["page_size"]["maximum"] == TOP_K.value
+    assert props["top_k"]["maximum"] == TOP_K.value
+    assert props["page_size"]["maximum"] == PAGE_SIZE.value
 
 
-@pytest.mark.parametrize("field", ["top_k", "page_size"])
-def test_top_k_and_page_size_are_capped(api: Api, doc: dict[str, Any], field: str) -> None:
+@pytest.mark.parametrize(("field", "limit"), [("top_k", TOP_K), ("page_size", PAGE_SIZE)])
+def test_retrieval_top_k_and_page_size_are_capped(
+    api: Api, doc: dict[str, Any], field: str, limit: limits.Limit
+) -> None:
     base = {"question": "text", "dataset_ids": [doc["dataset_id"]]}
-    assert api.ok("POST", RETRIEVAL, json={**base, field: TOP_K.value})["total"] == 0
-    message = api.error(101, "POST", RETRIEVAL, json={**base, field: TOP_K.value + 1})
-    assert f"Field: <{field}> - Message: <Input should be less than or equal to {TOP_K.value}>" in (
-        message
-    )
+    assert api.ok("POST", RETRIEVAL, json={**base, field: limit.value})["total"] == 0
+    message = api.error(101, "POST", RETRIEVAL, json={**base, field: limit.value + 1})
+    assert f"<{field}> - Message: <Input should be less than or equal to {limit.value}>" in message
+
+
+def test_list_page_sizes_are_capped(api: Api, doc: dict[str, Any]) -> None:
+    ds = doc["dataset_id"]
+    for path in [
+        "/api/v1/datasets",
+        f"/api/v1/datasets/{ds}/documents",
+        f"/api/v1/datasets/{ds}/documents/{doc['id']}/chunks",
+    ]:
+        api.ok("GET", f"{path}?page_size={PAGE_SIZE.value}")
+        message = api.error(101, "GET", f"{path}?page_size={PAGE_SIZE.value + 1}")
+        assert f"less than or equal to {PAGE_SIZE.value}" in message, path

@@ -19,6 +19,7 @@ from api.validation import (
     list_of,
     optional,
     query_int,
+    query_page_size,
     read_json,
     search_text,
     string,
@@ -44,7 +45,7 @@ def list_(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
     _dataset(ctx, dataset_id)
     doc = _document(ctx, dataset_id, document_id)
     args = ctx.request.args
-    page = Page(query_int(args, "page", 1), query_int(args, "page_size", 30))
+    page = Page(query_int(args, "page", 1), query_page_size(args))
     chunk = args.get("id", "")
     keywords = args.get("keywords", "")
     search_text("keywords", keywords)

@@ -21,6 +21,7 @@ from api.validation import (
     list_of,
     optional,
     query_int,
+    query_page_size,
     read_json,
     string,
     validate,
@@ -110,7 +111,7 @@ def list_(ctx: Ctx, dataset_id: str) -> Response:
         orderby=args.get("orderby", "create_time"),
         desc=str(args.get("desc", "true")).strip().lower() != "false",
     )
-    page = Page(query_int(args, "page", 1), query_int(args, "page_size", 30))
+    page = Page(query_int(args, "page", 1), query_page_size(args))
     rows, total = ctx.storage.list_documents(dataset_id, flt, page)
     return ok({"total": total, "docs": [serialize.document(r) for r in rows]})
 

@@ -29,7 +29,7 @@ RETRIEVAL = Schema(
         "dataset_ids": _ANY,
         "document_ids": _ANY,
         "page": integer(1, 100_000),
-        "page_size": integer(1, limits.TOP_K.value),  # a page never holds more than top_k
+        "page_size": integer(1, limits.PAGE_SIZE.value),
         "similarity_threshold": number(0.0, 1.0),
         "vector_similarity_weight": number(0.0, 1.0),
         "top_k": integer(1, limits.TOP_K.value),
