@@ -28,7 +28,7 @@ from typing import Any
 
 import requests
 
-from api.limits import JSON_DEPTH, LIST_ITEMS, QUERY_CHARS, QUERY_TERMS, TOP_K
+from api.limits import JSON_DEPTH, LIST_ITEMS, PAGE_SIZE, QUERY_CHARS, QUERY_TERMS, TOP_K
 from bench.bundle import Bundle
 from bench.client import Client, seed_corpus
 from bench.corpus import Corpus
@@ -77,8 +77,9 @@ def abuses(dataset_id: str, doc_ids: list[str]) -> list[Abuse]:
         Abuse("keywords", f"{QUERY_CHARS.value + 1:,} characters (over Gunicorn's request line)",
               "GET", chunks, params={"keywords": "x" * (QUERY_CHARS.value + 1)}, refused=True,
               refused_by_http=414),
-        Abuse("keywords", f"{QUERY_TERMS.value} most frequent words (largest accepted)", "GET",
-              chunks, params={"keywords": top}),
+        Abuse("keywords", f"{QUERY_TERMS.value} most frequent words, page_size {PAGE_SIZE.value:,}"
+              " (largest accepted)", "GET", chunks,
+              params={"keywords": top, "page_size": str(PAGE_SIZE.value)}),
         Abuse("retrieval", "100 KB question, as reported", "POST", retrieval,
               _json({"question": ("lorem " * 20_000)[:100_000], "dataset_ids": ds}), refused=True),
         Abuse("retrieval", "1 MB question, as reported", "POST", retrieval,
@@ -86,10 +87,10 @@ def abuses(dataset_id: str, doc_ids: list[str]) -> list[Abuse]:
               refused=True),
         Abuse("retrieval", f"{QUERY_TERMS.value} most frequent words, default top_k", "POST",
               retrieval, _json({"question": top, "dataset_ids": ds})),
-        Abuse("retrieval", f"{QUERY_TERMS.value} words, top_k and page_size {TOP_K.value:,}, "
-              "threshold 0 (largest accepted)", "POST", retrieval,
+        Abuse("retrieval", f"{QUERY_TERMS.value} words, top_k {TOP_K.value:,}, page_size "
+              f"{PAGE_SIZE.value:,}, threshold 0 (largest accepted)", "POST", retrieval,
               _json({"question": top, "dataset_ids": ds, "top_k": TOP_K.value,
-                     "page_size": TOP_K.value, "similarity_threshold": 0.0})),
+                     "page_size": PAGE_SIZE.value, "similarity_threshold": 0.0})),
         Abuse("id lists", "260,000 document_ids (retrieval, 9 MB), as reported", "POST",
               retrieval, _json({"question": "x", "dataset_ids": ds,
                                 "document_ids": [uuid.uuid1().hex for _ in range(260_000)]}),
