@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Request
 
 from api import limits, text
@@ -357,6 +358,17 @@ def query_int(
 def query_page_size(args: Mapping[str, str], default: int = 30) -> int:
     """A list's ``page_size`` query argument, at most PAGE_SIZE."""
     return query_int(args, "page_size", default, le=limits.PAGE_SIZE.value)
+
+
+def query_list(args: MultiDict[str, str], name: str) -> list[str]:
+    """Every value of a repeated query argument, at most LIST_ITEMS of them."""
+    values = args.getlist(name)
+    if len(values) > limits.LIST_ITEMS.value:
+        raise argument_error(
+            f"Field: <{name}> has {len(values)} items; at most {limits.LIST_ITEMS.value}"
+            f" are accepted ({limits.LIST_ITEMS.name})."
+        )
+    return values
 
 
 def query_bool(args: Mapping[str, str], name: str, default: bool) -> bool:

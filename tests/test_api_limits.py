@@ -108,10 +108,21 @@ def test_260000_document_ids_are_refused(api: Api, doc: dict[str, Any]) -> None:
     assert api.documents(ds)["total"] == 1  # nothing was deleted
 
 
+def test_repeated_query_arguments_are_counted(api: Api, doc: dict[str, Any]) -> None:
+    url = f"/api/v1/datasets/{doc['dataset_id']}/documents"
+    at_limit = "&".join(["suffix=txt"] * LIST_ITEMS.value)
+    assert api.ok("GET", f"{url}?{at_limit}")["total"] == 1
+    message = api.error(101, "GET", f"{url}?{at_limit}&suffix=md")
+    assert f"<suffix> has {LIST_ITEMS.value + 1} items" in message
+
+
 def test_lists_at_the_limit_are_accepted(api: Api, doc: dict[str, Any]) -> None:
     ids = [doc["id"]] * LIST_ITEMS.value
     body = {"question": "text", "dataset_ids": [doc["dataset_id"]], "document_ids": ids}
     assert api.ok("POST", RETRIEVAL, json=body)["total"] == 0
+    api.add_chunk(doc["dataset_id"], doc["id"], "some text")
+    same = {**body, "dataset_ids": [doc["dataset_id"]] * LIST_ITEMS.value}  # looked up once
+    assert api.ok("POST", RETRIEVAL, json=same)["total"] == 1
 
 
 def test_a_nested_list_is_counted_where_it_is(api: Api, doc: dict[str, Any]) -> None:

@@ -56,7 +56,7 @@ def retrieval(ctx: Ctx) -> Response:
     if not isinstance(dataset_ids, list) or not all(isinstance(i, str) for i in dataset_ids):
         raise data_error("`dataset_ids` should be a list")
     datasets = []
-    for dataset_id in dataset_ids:
+    for dataset_id in dict.fromkeys(dataset_ids):  # each distinct id looked up once
         found = ctx.storage.get_dataset(ctx.tenant_id, dataset_id)
         if found is None:
             raise data_error(f"You don't own the dataset {dataset_id}.")
