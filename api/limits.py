@@ -78,6 +78,16 @@ PAGE_SIZE = Limit(
     "each item of a page is read, serialised (and highlighted) and sent",
 )
 
+CHUNK_CHARS = Limit(
+    "CHUNK_CHARS",
+    16_384,
+    "characters",
+    "a chunk added or updated through the API: its `content`, and its `important_keywords`"
+    " and `questions` (each list counted as the sum of its items)",
+    "every retrieval that finds the chunk scans and highlights it (a parsed chunk is at most"
+    " `chunk_token_num` 2,048 tokens)",
+)
+
 LIMITS: tuple[Limit, ...] = (
     JSON_BODY_BYTES,
     JSON_DEPTH,
@@ -86,6 +96,7 @@ LIMITS: tuple[Limit, ...] = (
     QUERY_TERMS,
     TOP_K,
     PAGE_SIZE,
+    CHUNK_CHARS,
 )
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "limits.md"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.limits import LIST_ITEMS, PAGE_SIZE, QUERY_CHARS, TOP_K
+from api.limits import CHUNK_CHARS, LIST_ITEMS, PAGE_SIZE, QUERY_CHARS, TOP_K
 from api.parser_config import CHUNK_METHODS
 
 JSON = "application/json"
@@ -238,7 +238,11 @@ def document() -> dict[str, Any]:
                             "type": "object",
                             "required": ["content"],
                             "properties": {
-                                "content": {"type": "string", "minLength": 1},
+                                "content": {
+                                    "type": "string",
+                                    "minLength": 1,
+                                    "maxLength": CHUNK_CHARS.value,
+                                },
                                 "important_keywords": _STRINGS,
                                 "questions": _STRINGS,
                             },
@@ -267,7 +271,7 @@ def document() -> dict[str, Any]:
                         {
                             "type": "object",
                             "properties": {
-                                "content": {"type": "string"},
+                                "content": {"type": "string", "maxLength": CHUNK_CHARS.value},
                                 "important_keywords": _STRINGS,
                                 "questions": _STRINGS,
                                 "available": {"type": "boolean"},

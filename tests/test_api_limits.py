@@ -19,6 +19,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from api import limits
 from api.limits import (
+    CHUNK_CHARS,
     JSON_BODY_BYTES,
     JSON_DEPTH,
     LIST_ITEMS,
@@ -295,3 +296,19 @@ def test_list_page_sizes_are_capped(api: Api, doc: dict[str, Any]) -> None:
         api.ok("GET", f"{path}?page_size={PAGE_SIZE.value}")
         message = api.error(101, "GET", f"{path}?page_size={PAGE_SIZE.value + 1}")
         assert f"less than or equal to {PAGE_SIZE.value}" in message, path
+
+
+@pytest.mark.parametrize("field", ["content", "important_keywords", "questions"])
+def test_chunk_text_is_capped(api: Api, doc: dict[str, Any], field: str) -> None:
+    url = f"/api/v1/datasets/{doc['dataset_id']}/documents/{doc['id']}/chunks"
+    at_limit: Any = "x" * CHUNK_CHARS.value
+    over: Any = at_limit + "y"
+    if field != "content":
+        at_limit, over = [at_limit[:8], at_limit[8:]], [at_limit, "y"]
+    base = {} if field == "content" else {"content": "short"}
+    chunk = api.ok("POST", url, json={**base, field: at_limit})["chunk"]
+    message = api.error(101, "POST", url, json={**base, "content": "other", field: over})
+    assert f"<{field}> is {CHUNK_CHARS.value + 1} characters long" in message
+    assert CHUNK_CHARS.name in message
+    message = api.error(101, "PUT", f"{url}/{chunk['id']}", json={field: over})
+    assert f"at most {CHUNK_CHARS.value} are accepted" in message
