@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,14 +113,14 @@ def check_json_limits(payload: Any) -> None:
     array longer than LIST_ITEMS, or holds a string that is not valid Unicode (a lone
     surrogate such as "\\ud800", which cannot be stored or encoded)."""
     max_depth, max_items = limits.JSON_DEPTH.value, limits.LIST_ITEMS.value
+    if isinstance(payload, str):
+        _check_text(payload, ())
+    if not isinstance(payload, dict | list):
+        return
+    # containers only, with their paths; numbers, booleans and ASCII strings cost one test
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(payload, ())]
-    while stack:  # bounded: each parsed value is visited once
+    while stack:  # bounded: each parsed container is visited once
         value, path = stack.pop()
-        if isinstance(value, str):
-            _check_text(value, path)
-            continue
-        if not isinstance(value, dict | list):
-            continue
         if len(path) >= max_depth:
             raise argument_error(_too_deep())
         if isinstance(value, list):
@@ -129,11 +129,17 @@ def check_json_limits(payload: Any) -> None:
                     f"Field: <{_where(path)}> has {len(value)} items; at most {max_items}"
                     f" are accepted ({limits.LIST_ITEMS.name})."
                 )
-            stack.extend((item, (*path, index)) for index, item in enumerate(value))
+            items: Iterable[tuple[str | int, Any]] = enumerate(value)
         else:
-            for key, item in value.items():
-                _check_text(key, (*path, "<key>"))
-                stack.append((item, (*path, key)))
+            items = value.items()
+            for key in value:
+                if not key.isascii():
+                    _check_text(key, (*path, "<key>"))
+        for where, item in items:
+            if isinstance(item, dict | list):
+                stack.append((item, (*path, where)))
+            elif type(item) is str and not item.isascii():
+                _check_text(item, (*path, where))
 
 
 def _check_text(value: str, path: tuple[str | int, ...]) -> None:
