@@ -39,6 +39,14 @@ JSON_DEPTH = Limit(
     "nesting of objects and arrays in a JSON body (parser_config, meta_fields, ...)",
     "deeply nested JSON exhausts the parser's recursion",
 )
+STRING_CHARS = Limit(
+    "STRING_CHARS",
+    65_536,
+    "characters",
+    "every string in a JSON body, keys included (smaller limits below and in the OpenAPI"
+    " document apply to some fields)",
+    "strings are stored, and some (delimiters, names) are compiled or compared",
+)
 LIST_ITEMS = Limit(
     "LIST_ITEMS",
     10_000,
@@ -78,6 +86,13 @@ PAGE_SIZE = Limit(
     "each item of a page is read, serialised (and highlighted) and sent",
 )
 
+META_FIELDS_BYTES = Limit(
+    "META_FIELDS_BYTES",
+    65_536,
+    "bytes",
+    "a document's `meta_fields`, as JSON",
+    "stored with the document and sent with it in every document list",
+)
 CHUNK_CHARS = Limit(
     "CHUNK_CHARS",
     16_384,
@@ -91,12 +106,14 @@ CHUNK_CHARS = Limit(
 LIMITS: tuple[Limit, ...] = (
     JSON_BODY_BYTES,
     JSON_DEPTH,
+    STRING_CHARS,
     LIST_ITEMS,
     QUERY_CHARS,
     QUERY_TERMS,
     TOP_K,
     PAGE_SIZE,
     CHUNK_CHARS,
+    META_FIELDS_BYTES,
 )
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "limits.md"

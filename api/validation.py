@@ -110,9 +110,10 @@ def _where(path: tuple[str | int, ...]) -> str:
 
 def check_json_limits(payload: Any) -> None:
     """Raise a 101 when ``payload`` (parsed JSON) is nested deeper than JSON_DEPTH, has an
-    array longer than LIST_ITEMS, or holds a string that is not valid Unicode (a lone
-    surrogate such as "\\ud800", which cannot be stored or encoded)."""
+    array longer than LIST_ITEMS, or holds a string longer than STRING_CHARS or that is not
+    valid Unicode (a lone surrogate such as "\\ud800", which cannot be stored or encoded)."""
     max_depth, max_items = limits.JSON_DEPTH.value, limits.LIST_ITEMS.value
+    max_chars = limits.STRING_CHARS.value
     if isinstance(payload, str):
         _check_text(payload, ())
     if not isinstance(payload, dict | list):
@@ -133,16 +134,22 @@ def check_json_limits(payload: Any) -> None:
         else:
             items = value.items()
             for key in value:
-                if not key.isascii():
+                if len(key) > max_chars or not key.isascii():
                     _check_text(key, (*path, "<key>"))
         for where, item in items:
             if isinstance(item, dict | list):
                 stack.append((item, (*path, where)))
-            elif type(item) is str and not item.isascii():
+            elif type(item) is str and (len(item) > max_chars or not item.isascii()):
                 _check_text(item, (*path, where))
 
 
 def _check_text(value: str, path: tuple[str | int, ...]) -> None:
+    lim = limits.STRING_CHARS
+    if len(value) > lim.value:
+        raise argument_error(
+            f"Field: <{_where(path)}> is {len(value)} characters long; at most {lim.value}"
+            f" are accepted ({lim.name})."
+        )
     if value.isascii():
         return
     try:

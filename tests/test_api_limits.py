@@ -23,9 +23,11 @@ from api.limits import (
     JSON_BODY_BYTES,
     JSON_DEPTH,
     LIST_ITEMS,
+    META_FIELDS_BYTES,
     PAGE_SIZE,
     QUERY_CHARS,
     QUERY_TERMS,
+    STRING_CHARS,
     TOP_K,
 )
 
@@ -58,14 +60,18 @@ def _raw(api: Api, method: str, path: str, body: bytes) -> dict[str, Any]:
 # --- retrieval question and chunk-list keywords ----------------------------------------
 
 
-@pytest.mark.parametrize("size", [100 * 1024, 1024 * 1024], ids=["100KB", "1MB"])
+@pytest.mark.parametrize(
+    "size", [QUERY_CHARS.value + 1, 100 * 1024, 1024 * 1024], ids=["over", "100KB", "1MB"]
+)
 def test_a_huge_question_is_refused_by_length(api: Api, doc: dict[str, Any], size: int) -> None:
     question = ("lorem ipsum " * (size // 12 + 1))[:size]
     message = api.error(
         101, "POST", RETRIEVAL, json={"question": question, "dataset_ids": [doc["dataset_id"]]}
     )
+    # a question over any JSON string's limit is refused as the body is read
+    limit = QUERY_CHARS if size <= STRING_CHARS.value else STRING_CHARS
     assert f"<question> is {size} characters long" in message
-    assert f"at most {QUERY_CHARS.value}" in message and QUERY_CHARS.name in message
+    assert f"at most {limit.value}" in message and limit.name in message
 
 
 def test_a_question_with_too_many_terms_is_refused(api: Api, doc: dict[str, Any]) -> None:
@@ -312,3 +318,25 @@ def test_chunk_text_is_capped(api: Api, doc: dict[str, Any], field: str) -> None
     assert CHUNK_CHARS.name in message
     message = api.error(101, "PUT", f"{url}/{chunk['id']}", json={field: over})
     assert f"at most {CHUNK_CHARS.value} are accepted" in message
+
+
+def test_every_json_string_is_capped(api: Api) -> None:
+    long = "x" * (STRING_CHARS.value + 1)
+    for body, where in [
+        ({"name": "a", "parser_config": {"delimiter": long}}, "parser_config.delimiter"),
+        ({"name": "a", "parser_config": {long: 1}}, "parser_config.<key>"),
+        ({"name": "a", "parser_config": {"graphrag": {"entity_types": [long]}}},
+         "parser_config.graphrag.entity_types.0"),
+    ]:  # fmt: skip
+        message = api.error(101, "POST", "/api/v1/datasets", json=body)
+        assert f"Field: <{where}> is {STRING_CHARS.value + 1} characters long" in message
+        assert STRING_CHARS.name in message
+
+
+def test_meta_fields_are_capped(api: Api, doc: dict[str, Any]) -> None:
+    url = f"/api/v1/datasets/{doc['dataset_id']}/documents/{doc['id']}"
+    fits = {f"k{i}": "v" * 1000 for i in range(60)}
+    assert api.ok("PUT", url, json={"meta_fields": fits})["meta_fields"] == fits
+    over = {f"k{i}": "v" * 1000 for i in range(70)}
+    message = api.error(101, "PUT", url, json={"meta_fields": over})
+    assert f"at most {META_FIELDS_BYTES.value} are accepted ({META_FIELDS_BYTES.name})" in message

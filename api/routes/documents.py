@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from collections import Counter
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Response
 
-from api import filetypes, serialize
+from api import filetypes, limits, serialize
 from api.envelope import ApiError, Code, argument_error, data_error, ok
 from api.parser_config import DOCUMENT_CHUNK_METHODS, deep_merge, default_for, parser_config
 from api.routes import Ctx
@@ -150,6 +151,12 @@ def update(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
     if "meta_fields" in req:
         if not isinstance(req["meta_fields"], dict):
             raise data_error("meta_fields must be a dictionary")
+        size = len(json.dumps(req["meta_fields"], ensure_ascii=False).encode("utf-8"))
+        if size > limits.META_FIELDS_BYTES.value:
+            raise argument_error(
+                f"Field: <meta_fields> is {size} bytes as JSON; at most"
+                f" {limits.META_FIELDS_BYTES.value} are accepted ({limits.META_FIELDS_BYTES.name})."
+            )
         changes["meta_fields"] = req["meta_fields"]
     if "name" in req and req["name"] != doc["name"]:
         name = _clean_name(req["name"])
