@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.limits import CHUNK_CHARS, LIST_ITEMS, PAGE_SIZE, QUERY_CHARS, TOP_K
 from api.parser_config import CHUNK_METHODS
 
 JSON = "application/json"
@@ -38,9 +39,9 @@ def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 _PAGING = [
     _query("page", {"type": "integer", "minimum": 1}),
-    _query("page_size", {"type": "integer", "minimum": 1}),
+    _query("page_size", {"type": "integer", "minimum": 1, "maximum": PAGE_SIZE.value}),
 ]
-_STRINGS = {"type": "array", "items": {"type": "string"}}
+_STRINGS = {"type": "array", "items": {"type": "string"}, "maxItems": LIST_ITEMS.value}
 _PARSER_CONFIG = {
     "type": "object",
     "properties": {
@@ -237,7 +238,11 @@ def document() -> dict[str, Any]:
                             "type": "object",
                             "required": ["content"],
                             "properties": {
-                                "content": {"type": "string", "minLength": 1},
+                                "content": {
+                                    "type": "string",
+                                    "minLength": 1,
+                                    "maxLength": CHUNK_CHARS.value,
+                                },
                                 "important_keywords": _STRINGS,
                                 "questions": _STRINGS,
                             },
@@ -266,7 +271,7 @@ def document() -> dict[str, Any]:
                         {
                             "type": "object",
                             "properties": {
-                                "content": {"type": "string"},
+                                "content": {"type": "string", "maxLength": CHUNK_CHARS.value},
                                 "important_keywords": _STRINGS,
                                 "questions": _STRINGS,
                                 "available": {"type": "boolean"},
@@ -284,11 +289,15 @@ def document() -> dict[str, Any]:
                             "type": "object",
                             "required": ["question", "dataset_ids"],
                             "properties": {
-                                "question": {"type": "string"},
+                                "question": {"type": "string", "maxLength": QUERY_CHARS.value},
                                 "dataset_ids": _STRINGS,
                                 "document_ids": _STRINGS,
                                 "page": {"type": "integer", "minimum": 1},
-                                "page_size": {"type": "integer", "minimum": 1},
+                                "page_size": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "maximum": PAGE_SIZE.value,
+                                },
                                 "similarity_threshold": {
                                     "type": "number",
                                     "minimum": 0,
@@ -299,7 +308,11 @@ def document() -> dict[str, Any]:
                                     "minimum": 0,
                                     "maximum": 1,
                                 },
-                                "top_k": {"type": "integer", "minimum": 1},
+                                "top_k": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "maximum": TOP_K.value,
+                                },
                                 "keyword": {"type": "boolean"},
                                 "highlight": {"type": "boolean"},
                             },

@@ -4,9 +4,11 @@ Every operation runs in one SQLite transaction on the ``tasks``, ``documents``
 and ``executors`` tables that ``api.storage`` creates (docs/architecture.md).
 A task is claimed with a lease (visibility timeout). The claimer renews it
 while working; when the lease runs out (the executor died), any executor may
-claim the task again. ``(lease_owner, attempts)`` is the fencing token: only the
-claim that is still current may report progress, complete, fail or release, so
-a retried or duplicated task leaves exactly one set of chunks.
+claim the task again. Tenants take turns (see _next_turn), so one tenant's
+backlog cannot hold back another's documents. ``(lease_owner, attempts)`` is the
+fencing token: only the claim that is still current may report progress,
+complete, fail or release, so a retried or duplicated task leaves exactly one set
+of chunks.
 
 Each function takes an optional ``conn``; without it the calling thread's own
 storage connection (``api.storage.get_connection()``) is used. Functions that
@@ -81,6 +83,8 @@ def enqueue_parse(
     now = time.time()
     task_ids: list[str] = []
     with storage.transaction(c):
+        owner = c.execute("SELECT tenant_id FROM datasets WHERE id = ?", (dataset_id,)).fetchone()
+        tenant_id = str(owner[0]) if owner is not None else ""
         for doc_id in doc_ids:
             found = c.execute(
                 "SELECT 1 FROM documents WHERE id = ? AND dataset_id = ?", (doc_id, dataset_id)
@@ -102,12 +106,29 @@ def enqueue_parse(
             )
             task_id = uuid.uuid1().hex
             c.execute(
-                "INSERT INTO tasks (id, doc_id, dataset_id, state, attempts, enqueued_at)"
-                " VALUES (?, ?, ?, 'queued', 0, ?)",
-                (task_id, doc_id, dataset_id, now),
+                "INSERT INTO tasks (id, doc_id, dataset_id, tenant_id, turn, state, attempts,"
+                " enqueued_at) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?)",
+                (task_id, doc_id, dataset_id, tenant_id, _next_turn(c, tenant_id), now),
             )
             task_ids.append(task_id)
     return task_ids
+
+
+def _next_turn(c: sqlite3.Connection, tenant_id: str) -> int:
+    """The turn of a task the tenant queues now: one after its last queued task, and never
+    before the lowest turn still queued. Claims take the lowest turn first (ties: the oldest
+    first), so a tenant with one document waits for at most one queued document of each
+    other tenant, however many they have queued; and a tenant that keeps queueing one
+    document at a time alternates with the others instead of overtaking them. Two index
+    look-ups (tasks_tenant_turn, tasks_fair)."""
+    last = c.execute(
+        "SELECT MAX(turn) FROM tasks WHERE tenant_id = ? AND state = 'queued'", (tenant_id,)
+    ).fetchone()[0]
+    lowest = c.execute(
+        "SELECT turn FROM tasks WHERE state = 'queued' AND lease_expires IS NULL"
+        " ORDER BY turn LIMIT 1"
+    ).fetchone()
+    return max(int(last or 0) + 1, int(lowest[0]) if lowest is not None else 1)
 
 
 def cancel_parse(
@@ -175,32 +196,35 @@ def _give_up(c: sqlite3.Connection, row: tuple[Any, ...], now: float) -> None:
 _READY = "(state = 'queued' OR (state = 'leased' AND lease_expires < ?))"
 _CANDIDATE = (
     "SELECT id, doc_id, dataset_id, attempts + 1, last_error, state, lease_owner,"
-    " enqueued_at, rowid FROM tasks"
+    " enqueued_at, rowid, turn FROM tasks"
 )
-# A queued task never has a lease_expires (every path that queues one clears it), so
-# both look-ups walk the tasks_ready index in (enqueued_at, rowid) order and stop at
-# the first row: a claim costs the same with 10 or 10,000 tasks queued (one OR query
-# sorted the whole queue each time, inside the write lock).
-_OLDEST_QUEUED = (
+# A queued task never has a lease_expires (every path that queues one clears it), so the
+# queued look-up walks the tasks_fair index in (turn, enqueued_at, rowid) order and stops
+# at the first row: a claim costs the same with 10 or 10,000 tasks queued (one OR query
+# sorted the whole queue each time, inside the write lock). Leased tasks with an expired
+# lease are few (one per executor that died) and sorted.
+_FIRST_QUEUED = (
     f"{_CANDIDATE} WHERE state = 'queued' AND lease_expires IS NULL"
-    " ORDER BY enqueued_at, rowid LIMIT 1"
+    " ORDER BY turn, enqueued_at, rowid LIMIT 1"
 )
-_OLDEST_EXPIRED = (
-    f"{_CANDIDATE} WHERE state = 'leased' AND lease_expires < ? ORDER BY enqueued_at, rowid LIMIT 1"
+_FIRST_EXPIRED = (
+    f"{_CANDIDATE} WHERE state = 'leased' AND lease_expires < ?"
+    " ORDER BY turn, enqueued_at, rowid LIMIT 1"
 )
 
 
 def _next_ready(c: sqlite3.Connection, now: float) -> Any:
-    """The oldest task ready to claim (queued, or leased with the lease run out)."""
+    """The task to claim next (queued, or leased with the lease run out): the lowest turn,
+    then the oldest (see _next_turn)."""
     found = [
         row
         for row in (
-            c.execute(_OLDEST_QUEUED).fetchone(),
-            c.execute(_OLDEST_EXPIRED, (now,)).fetchone(),
+            c.execute(_FIRST_QUEUED).fetchone(),
+            c.execute(_FIRST_EXPIRED, (now,)).fetchone(),
         )
         if row is not None
     ]
-    return min(found, key=lambda row: (row[7], row[8])) if found else None
+    return min(found, key=lambda row: (row[9], row[7], row[8])) if found else None
 
 
 def claim(
@@ -210,7 +234,8 @@ def claim(
     max_attempts: int = 3,
     conn: sqlite3.Connection | None = None,
 ) -> Task | None:
-    """Lease the oldest queued task, or a leased one whose lease expired.
+    """Lease the next ready task (queued, or leased with its lease expired): tenants take
+    turns, each tenant's tasks in the order they were queued (_next_turn).
 
     The claim counts as an attempt; a task whose next attempt would exceed
     ``max_attempts`` is failed instead (document FAIL with the reason) and the

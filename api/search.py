@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from api import text
@@ -50,21 +51,31 @@ _FIELDS = tuple(field for field, _ in FIELD_WEIGHTS)
 _NONE: frozenset[str] = frozenset()
 
 
+# Up to this many terms, ASCII content is searched once per term (a fast literal scan each);
+# with more, tokenising the content once is cheaper (measured at about 8 terms).
+SEARCH_PER_TERM_UP_TO = 8
+
+
+@lru_cache(maxsize=4096)
+def _whole_word(term: str) -> Callable[[str], re.Match[str] | None]:
+    """A search for ``term`` as a whole word of lower-cased ASCII text: the term, then "not
+    preceded by a letter or digit" (a leading lookbehind would lose the regex engine's fast
+    literal scan). Cached: a request compiles at most SEARCH_PER_TERM_UP_TO of them, and
+    none for terms seen before."""
+    return re.compile(rf"{term}(?![a-z0-9])(?<![a-z0-9]{term})").search
+
+
 def scorer(terms: Sequence[str]) -> Callable[[Mapping[str, Any]], float]:
     """``term_similarity(terms, row)`` for many rows, without tokenising every candidate.
 
     Only which terms occur in each field matters. An ASCII text's words are exactly its
-    ``[a-z0-9]+`` runs lower-cased, so in ASCII content a regular expression per term finds
-    it as a whole word; other content, keywords and questions are tokenised as
-    term_similarity does, and each title once per document name. Rows finding the same terms
-    in the same fields share one computed score."""
-    ascii_terms = [
-        # the term, then "not preceded by a letter or digit" (a leading lookbehind would
-        # lose the regex engine's fast literal scan)
-        (t, re.compile(rf"{t}(?![a-z0-9])(?<![a-z0-9]{t})").search)
-        for t in terms
-        if text.ASCII_WORD.fullmatch(t)
-    ]
+    ``[a-z0-9]+`` runs lower-cased, so in ASCII content a search per term finds it as a
+    whole word when there are few terms (SEARCH_PER_TERM_UP_TO); other content, and ASCII
+    content with more terms, keywords and questions are tokenised as term_similarity does,
+    and each title once per document name. Rows finding the same terms in the same fields
+    share one computed score."""
+    few = len(terms) <= SEARCH_PER_TERM_UP_TO
+    ascii_terms = [(t, _whole_word(t)) for t in terms if few and text.ASCII_WORD.fullmatch(t)]
     wanted = frozenset(terms)
     titles: dict[str, frozenset[str]] = {}
     # the score of each combination of title and terms found in content, keywords, questions
@@ -81,7 +92,7 @@ def scorer(terms: Sequence[str]) -> Callable[[Mapping[str, Any]], float]:
         if title is None:
             title = titles[name] = wanted.intersection(text.tokens(_title(name)))
         content = str(row["content"])
-        if content.isascii():
+        if few and content.isascii():
             lowered = content.lower()
             in_content = frozenset([t for t, find in ascii_terms if find(lowered)])
         else:
@@ -102,22 +113,36 @@ def scorer(terms: Sequence[str]) -> Callable[[Mapping[str, Any]], float]:
     return score
 
 
+@lru_cache(maxsize=256)
+def _ascii_splitter(wanted: frozenset[str]) -> Callable[[str], list[str]] | None:
+    """Splits ASCII text around the whole-word occurrences of ``wanted``'s ASCII terms (any
+    case); compiled once per set of terms, not once per highlighted chunk."""
+    ascii_terms = sorted(t for t in wanted if text.ASCII_WORD.fullmatch(t))
+    if not ascii_terms:
+        return None
+    pattern = rf"(?<![a-z0-9])({'|'.join(ascii_terms)})(?![a-z0-9])"
+    return re.compile(pattern, re.IGNORECASE).split
+
+
 def highlight(content: str, terms: Sequence[str]) -> str:
     """``content`` HTML-escaped, with every occurrence of a query term wrapped in <em>."""
-    wanted = set(terms)
-    matches: Iterable[re.Match[str]]
+    wanted = frozenset(terms)
     if content.isascii():  # its words are [a-z0-9]+ runs, whatever their case
-        ascii_terms = sorted(t for t in wanted if text.ASCII_WORD.fullmatch(t))
-        pattern = rf"(?<![a-z0-9])(?:{'|'.join(ascii_terms)})(?![a-z0-9])"
-        matches = re.finditer(pattern, content, re.IGNORECASE) if ascii_terms else ()
-    else:
-        matches = (m for m in text.WORD.finditer(content) if text.norm(m.group(0)) in wanted)
+        split = _ascii_splitter(wanted)
+        if split is None:
+            return html.escape(content, quote=False)
+        # odd parts are matched words: letters and digits only, nothing to escape
+        return "".join(
+            f"<em>{part}</em>" if index % 2 else html.escape(part, quote=False)
+            for index, part in enumerate(split(content))
+        )
     out: list[str] = []
     last = 0
-    for match in matches:
-        out.append(html.escape(content[last : match.start()], quote=False))
-        out.append(f"<em>{html.escape(match.group(0), quote=False)}</em>")
-        last = match.end()
+    for match in text.WORD.finditer(content):
+        if text.norm(match.group(0)) in wanted:
+            out.append(html.escape(content[last : match.start()], quote=False))
+            out.append(f"<em>{html.escape(match.group(0), quote=False)}</em>")
+            last = match.end()
     out.append(html.escape(content[last:], quote=False))
     return "".join(out)
 

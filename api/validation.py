@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Request
 
+from api import limits, text
 from api.envelope import argument_error
 
 Check = Callable[[Any], Any]
@@ -45,8 +47,12 @@ def format_errors(errors: list[FieldError]) -> str:
 
 
 def read_json(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object; an empty body is ``{}``."""
-    raw = request.get_data(cache=True)
+    """The request body as a JSON object; an empty body is ``{}``.
+
+    The body, its nesting, its arrays and its strings are checked against api.limits before
+    any handler sees them: a request over a limit, with invalid UTF-8 or with a lone
+    surrogate escape gets a 101 naming the problem."""
+    raw = _body(request)
     if not raw.strip():
         return {}
     if not request.is_json:
@@ -55,10 +61,13 @@ def read_json(request: Request) -> dict[str, Any]:
         )
     try:
         payload = json.loads(raw)
+    except RecursionError:
+        raise argument_error(_too_deep()) from None
     except (ValueError, UnicodeDecodeError):
         raise argument_error(
             "Malformed JSON syntax: Missing commas/brackets or invalid encoding"
         ) from None
+    check_json_limits(payload)
     if payload is None or payload == [] or payload == "":
         return {}
     if not isinstance(payload, dict):
@@ -66,6 +75,91 @@ def read_json(request: Request) -> dict[str, Any]:
             f"Invalid request payload: expected object, got {type(payload).__name__}"
         )
     return payload
+
+
+def _body(request: Request) -> bytes:
+    """The body, refused (101) when longer than JSON_BODY_BYTES or MAX_CONTENT_LENGTH."""
+    lim = limits.JSON_BODY_BYTES
+    limit, name = lim.value, lim.name
+    if request.max_content_length is not None and request.max_content_length < limit:
+        limit, name = request.max_content_length, "MAX_CONTENT_LENGTH"
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise argument_error(_too_large(f"is {declared} bytes", limit, name))
+    # A body sent without a length (chunked) is read up to one byte over the limit:
+    # Werkzeug stops quietly at a maximum, so that byte tells a longer body apart.
+    request.max_content_length = limit + 1
+    raw = request.get_data(cache=True)
+    if len(raw) > limit:
+        raise argument_error(_too_large("is larger", limit, name))
+    return raw
+
+
+def _too_large(size: str, limit: int, name: str) -> str:
+    return f"The request body {size}; JSON requests accept at most {limit} bytes ({name})."
+
+
+def _too_deep() -> str:
+    lim = limits.JSON_DEPTH
+    return f"The JSON body is nested deeper than {lim.value} levels ({lim.name})."
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    return ".".join(map(str, path)) or "the body"
+
+
+def check_json_limits(payload: Any) -> None:
+    """Raise a 101 when ``payload`` (parsed JSON) is nested deeper than JSON_DEPTH, has an
+    array longer than LIST_ITEMS, or holds a string longer than STRING_CHARS or that is not
+    valid Unicode (a lone surrogate such as "\\ud800", which cannot be stored or encoded)."""
+    max_depth, max_items = limits.JSON_DEPTH.value, limits.LIST_ITEMS.value
+    max_chars = limits.STRING_CHARS.value
+    if isinstance(payload, str):
+        _check_text(payload, ())
+    if not isinstance(payload, dict | list):
+        return
+    # containers only, with their paths; numbers, booleans and ASCII strings cost one test
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(payload, ())]
+    while stack:  # bounded: each parsed container is visited once
+        value, path = stack.pop()
+        if len(path) >= max_depth:
+            raise argument_error(_too_deep())
+        if isinstance(value, list):
+            if len(value) > max_items:
+                raise argument_error(
+                    f"Field: <{_where(path)}> has {len(value)} items; at most {max_items}"
+                    f" are accepted ({limits.LIST_ITEMS.name})."
+                )
+            items: Iterable[tuple[str | int, Any]] = enumerate(value)
+        else:
+            items = value.items()
+            for key in value:
+                if len(key) > max_chars or not key.isascii():
+                    _check_text(key, (*path, "<key>"))
+        for where, item in items:
+            if isinstance(item, dict | list):
+                stack.append((item, (*path, where)))
+            elif type(item) is str and (len(item) > max_chars or not item.isascii()):
+                _check_text(item, (*path, where))
+
+
+def _check_text(value: str, path: tuple[str | int, ...]) -> None:
+    lim = limits.STRING_CHARS
+    if len(value) > lim.value:
+        raise argument_error(
+            f"Field: <{_where(path)}> is {len(value)} characters long; at most {lim.value}"
+            f" are accepted ({lim.name})."
+        )
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start]
+        raise argument_error(
+            f"Field: <{_where(path)}> - Message: <Input is not valid Unicode: lone surrogate"
+            f" U+{ord(bad):04X} at position {exc.start}>"
+        ) from None
 
 
 # --- field checks --------------------------------------------------------------------
@@ -274,6 +368,22 @@ def query_int(
     return value
 
 
+def query_page_size(args: Mapping[str, str], default: int = 30) -> int:
+    """A list's ``page_size`` query argument, at most PAGE_SIZE."""
+    return query_int(args, "page_size", default, le=limits.PAGE_SIZE.value)
+
+
+def query_list(args: MultiDict[str, str], name: str) -> list[str]:
+    """Every value of a repeated query argument, at most LIST_ITEMS of them."""
+    values = args.getlist(name)
+    if len(values) > limits.LIST_ITEMS.value:
+        raise argument_error(
+            f"Field: <{name}> has {len(values)} items; at most {limits.LIST_ITEMS.value}"
+            f" are accepted ({limits.LIST_ITEMS.name})."
+        )
+    return values
+
+
 def query_bool(args: Mapping[str, str], name: str, default: bool) -> bool:
     raw = args.get(name)
     if raw is None or raw == "":
@@ -287,3 +397,54 @@ def query_bool(args: Mapping[str, str], name: str, default: bool) -> bool:
         f"Field: <{name}> - Message: <Input should be a valid boolean, unable to interpret "
         f"input> - Value: <{_show(raw)}>"
     )
+
+
+# --- names and search text ---------------------------------------------------------------
+
+# Embeddings, overrides and isolates: they make a name display differently from its text
+# ("invoice\u202efdp.exe" shows as "invoiceexe.pdf").
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def bidi_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a dataset or document name, or None."""
+    found = sorted({f"U+{ord(ch):04X}" for ch in value if ch in BIDI_CONTROLS})
+    if not found:
+        return None
+    return (
+        f"Name must not contain bidirectional control characters ({', '.join(found)});"
+        " they make a name display differently from what it is"
+    )
+
+
+def display_name(max_length: int) -> Check:
+    """A dataset name: a non-blank string of at most ``max_length`` characters, stripped,
+    without bidirectional control characters."""
+    text_check = string(min_length=1, max_length=max_length, strip=True)
+
+    def run(value: Any) -> str:
+        checked = str(text_check(value))
+        problem = bidi_problem(checked)
+        if problem is not None:
+            raise FieldError(problem, value)
+        return checked
+
+    return run
+
+
+def search_text(field_name: str, value: str) -> list[str]:
+    """The distinct terms of a retrieval question or chunk-list keywords (api.text.query_terms),
+    or a 101 when the text is longer than QUERY_CHARS or has more than QUERY_TERMS terms."""
+    chars, terms_limit = limits.QUERY_CHARS, limits.QUERY_TERMS
+    if len(value) > chars.value:
+        raise argument_error(
+            f"Field: <{field_name}> is {len(value)} characters long; at most {chars.value}"
+            f" are accepted ({chars.name})."
+        )
+    terms = text.query_terms(value)
+    if len(terms) > terms_limit.value:
+        raise argument_error(
+            f"Field: <{field_name}> has {len(terms)} distinct search terms; at most"
+            f" {terms_limit.value} are accepted ({terms_limit.name})."
+        )
+    return terms

@@ -253,12 +253,51 @@ def ingestion(doc: dict[str, Any]) -> str:
     )
 
 
+def abusive(doc: dict[str, Any]) -> str:
+    p = doc["parameters"]
+    return "\n\n".join(
+        [
+            _header(doc),
+            f"{p['chunks']:,} chunks in {p['documents']} documents; each request sent "
+            f"{p['repeats']} times, the worst latency shown; {p['gunicorn_workers']} Gunicorn "
+            "workers.",
+            md_table(
+                ["class", "request", "codes", "max s", "median s"],
+                [
+                    [r["class"], r["request"], r["codes"], r["max_s"], r["median_s"]]
+                    for r in doc["requests"]
+                ],
+            ),
+            f"`/v1/system/healthz` from one looping client for {p['healthz_seconds']:g} s:",
+            md_table(
+                ["while", "abusive requests done", "p50 ms", "p99 ms", "max ms", "failed"],
+                [
+                    [
+                        h["scenario"],
+                        h["abusive_requests_done"],
+                        h["healthz_p50_ms"],
+                        h["healthz_p99_ms"],
+                        h["healthz_max_ms"],
+                        h["healthz_failed"],
+                    ]
+                    for h in doc["healthz"]
+                ],
+            ),
+            md_table(
+                ["target", "measured", "goal", "verdict"],
+                [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in doc["targets"]],
+            ),
+        ]
+    )
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "web_throughput": ("1. Web throughput and latency", web_throughput),
     "worker_classes": ("2. Worker class and count", worker_classes),
     "operations": ("3. Operations", operations),
     "memory": ("4. Memory", memory),
     "ingestion": ("5. Ingestion and retrieval", ingestion),
+    "abusive": ("6. Abusive requests", abusive),
 }
 
 

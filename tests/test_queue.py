@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import sqlite3
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 from support.executors import add_docs, chunk_rows, doc_rows
 
 from api import config, queue, storage
+from api.storage import sqlite as storage_sqlite
+from api.storage.schema import MIGRATIONS
 
 
 @pytest.fixture
@@ -328,3 +331,111 @@ def test_complete_indexes_the_chunks_for_search_like_a_plain_insert(
     ).fetchall()
     by_doc = {d: [content for owner, content in indexed if owner == d] for d in (doc, other)}
     assert by_doc[doc] == by_doc[other] == ["cafe deja vu elan 42", "second"]
+
+
+# --- fairness across tenants -----------------------------------------------------------
+
+
+def tenant_docs(data_dir: Path, tenant: str, count: int) -> tuple[str, list[str]]:
+    store = storage.SqliteStorage(data_dir)
+    dataset = store.create_dataset(tenant, {"name": f"ds of {tenant}", "parser_config": {}})
+    uploads = [
+        storage.Upload(f"{tenant}{i}.txt", "txt", "doc", io.BytesIO(b"text")) for i in range(count)
+    ]
+    return dataset["id"], [d["id"] for d in store.add_documents(dataset, uploads, tenant)]
+
+
+def claim_all(conn: sqlite3.Connection, owners: dict[str, str]) -> list[str]:
+    order = []
+    while (task := queue.claim("c_1", 30, conn=conn)) is not None:
+        order.append(owners[task.doc_id])
+    return order
+
+
+def test_tenants_take_turns(data_dir: Path, conn: sqlite3.Connection) -> None:
+    owners = {}
+    for tenant, count in (("a", 5), ("b", 3), ("c", 1)):
+        dataset_id, ids = tenant_docs(data_dir, tenant, count)
+        queue.enqueue_parse(dataset_id, ids, conn=conn)
+        owners.update(dict.fromkeys(ids, tenant))
+    assert claim_all(conn, owners) == ["a", "b", "c", "a", "b", "a", "b", "a", "a"]
+
+
+def test_a_single_document_waits_for_one_of_a_large_backlog(
+    data_dir: Path, conn: sqlite3.Connection
+) -> None:
+    big, big_ids = tenant_docs(data_dir, "big", 50)
+    small, (small_id,) = tenant_docs(data_dir, "small", 1)
+    queue.enqueue_parse(big, big_ids, conn=conn)
+    first = queue.claim("c_1", 30, conn=conn)  # in progress when the small tenant asks
+    assert first is not None and first.doc_id == big_ids[0]
+    queue.enqueue_parse(small, [small_id], conn=conn)
+    order = [t.doc_id for t in iter(lambda: queue.claim("c_1", 30, conn=conn), None)]
+    assert order.index(small_id) == 1  # after one more of the backlog's, not 49
+    assert [i for i in order if i != small_id] == big_ids[1:]  # the backlog keeps its order
+
+
+def test_a_tenant_queueing_one_at_a_time_does_not_overtake(
+    data_dir: Path, conn: sqlite3.Connection
+) -> None:
+    patient, patient_ids = tenant_docs(data_dir, "patient", 4)
+    eager, eager_ids = tenant_docs(data_dir, "eager", 4)
+    queue.enqueue_parse(patient, patient_ids, conn=conn)
+    order = []
+    for doc_id in eager_ids:  # one new document before every pair of claims
+        queue.enqueue_parse(eager, [doc_id], conn=conn)
+        for _ in range(2):
+            task = queue.claim("c_1", 30, conn=conn)
+            assert task is not None
+            order.append("patient" if task.doc_id in patient_ids else "eager")
+    assert order == ["patient", "eager"] * 4
+
+
+def test_a_handed_back_task_keeps_its_turn(data_dir: Path, conn: sqlite3.Connection) -> None:
+    a, a_ids = tenant_docs(data_dir, "a", 2)
+    b, b_ids = tenant_docs(data_dir, "b", 2)
+    queue.enqueue_parse(a, a_ids, conn=conn)
+    queue.enqueue_parse(b, b_ids, conn=conn)
+    first = queue.claim("c_1", 30, conn=conn)
+    assert first is not None and queue.release(first, "stopping", conn=conn)
+    order = [t.doc_id for t in iter(lambda: queue.claim("c_2", 30, conn=conn), None)]
+    assert order == [a_ids[0], b_ids[0], a_ids[1], b_ids[1]]
+
+
+def test_claims_and_turns_are_index_look_ups(conn: sqlite3.Connection) -> None:
+    for sql, args in [
+        (queue._FIRST_QUEUED, ()),
+        ("SELECT MAX(turn) FROM tasks WHERE tenant_id = ? AND state = 'queued'", ("t",)),
+        (
+            "SELECT turn FROM tasks WHERE state = 'queued' AND lease_expires IS NULL"
+            " ORDER BY turn LIMIT 1",
+            (),
+        ),
+    ]:
+        plan = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
+        assert all(step.startswith("SEARCH tasks USING") for step in plan), (sql, plan)
+
+
+def test_the_migration_gives_queued_tasks_their_tenant(data_dir: Path) -> None:
+    data_dir.mkdir()
+    old = sqlite3.connect(data_dir / "ragflow.db")
+    for statement in storage_sqlite._statements(MIGRATIONS[0]):
+        old.execute(statement)
+    old.execute("PRAGMA user_version = 1")
+    old.execute("INSERT INTO datasets (id, tenant_id, name, create_time, update_time)"
+                " VALUES ('ds', 'owner', 'n', 0, 0)")  # fmt: skip
+    old.execute(
+        "INSERT INTO documents (id, dataset_id, name, suffix, type, size, location, created_by,"
+        " chunk_method, create_time, update_time)"
+        " VALUES ('doc', 'ds', 'a.txt', 'txt', 'doc', 1, 'a.txt', 'owner', 'naive', 0, 0)"
+    )
+    old.execute(
+        "INSERT INTO tasks (id, doc_id, dataset_id, state, enqueued_at)"
+        " VALUES ('t1', 'doc', 'ds', 'queued', 1.0)"
+    )
+    old.commit()
+    old.close()
+    conn = storage.get_connection(data_dir)
+    assert tuple(conn.execute("SELECT tenant_id, turn FROM tasks").fetchone()) == ("owner", 0)
+    task = queue.claim("c_1", 30, conn=conn)
+    assert task is not None and task.id == "t1"

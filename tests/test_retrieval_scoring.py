@@ -135,6 +135,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_the_fast_scorer_equals_term_similarity() -> None:
     rng = random.Random(7)
+    long_questions = 0
     for _ in range(2000):
         row = {
             "content": _text(rng, rng.randint(0, 10)),
@@ -142,14 +143,19 @@ def test_the_fast_scorer_equals_term_similarity() -> None:
             "important_keywords": [_text(rng, 1) for _ in range(rng.randint(0, 2))],
             "questions": [_text(rng, 2) for _ in range(rng.randint(0, 1))],
         }
-        terms = text.query_terms(_text(rng, rng.randint(0, 4)))
+        # short questions search ASCII content per term; long ones (more distinct terms than
+        # SEARCH_PER_TERM_UP_TO) tokenise it
+        words = rng.randint(0, 4) if rng.random() < 0.6 else rng.randint(12, 40)
+        terms = text.query_terms(_text(rng, words))
+        long_questions += len(terms) > search.SEARCH_PER_TERM_UP_TO
         assert search.scorer(terms)(row) == search.term_similarity(terms, row), (terms, row)
+    assert long_questions > 200
 
 
 @pytest.mark.parametrize("seed", range(12))
 def test_retrieve_equals_the_reference(seeded: dict[str, Any], seed: int) -> None:
     rng = random.Random(seed)
-    question = _text(rng, rng.randint(1, 4))
+    question = _text(rng, rng.randint(1, 4) if seed < 8 else rng.randint(12, 40))
     terms = text.query_terms(question)
     doc_ids = rng.sample(seeded["docs"], 2) if seed % 3 == 0 else []
     page = Page(rng.randint(1, 3), rng.choice([1, 5, 30]))
@@ -222,5 +228,5 @@ def test_highlight_equals_the_plain_one() -> None:
     rng = random.Random(11)
     for _ in range(1000):
         content = _text(rng, rng.randint(0, 8)) + rng.choice(["", " <b>&amp;", "_x", " X2"])
-        terms = text.query_terms(_text(rng, rng.randint(0, 3)))
+        terms = text.query_terms(_text(rng, rng.randint(0, 3) if rng.random() < 0.7 else 20))
         assert search.highlight(content, terms) == _plain_highlight(content, terms), content

@@ -48,14 +48,14 @@ def test_contract_tables_exist_exactly(tmp_path: Path) -> None:
     }
     assert columns["tasks"] == [
         "id", "doc_id", "dataset_id", "state", "attempts", "lease_owner", "lease_expires",
-        "enqueued_at", "started_at", "finished_at", "last_error",
+        "enqueued_at", "started_at", "finished_at", "last_error", "tenant_id", "turn",
     ]  # fmt: skip
     assert columns["executors"] == [
         "consumer", "host", "pid", "current_task", "done", "failed", "started_at", "last_beat",
         "state",
     ]  # fmt: skip
     indexes = {r[1] for r in conn.execute("PRAGMA index_list(tasks)")}
-    assert "tasks_ready" in indexes
+    assert {"tasks_ready", "tasks_fair", "tasks_tenant_turn"} <= indexes
 
 
 def _migrate_in_child(data_dir: str, barrier: Any, results: Any) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from api import queue, serialize, storage
-from api.envelope import ApiError, Code, data_error, ok
+from api import limits, queue, serialize, storage
+from api.envelope import ApiError, Code, argument_error, data_error, ok
 from api.routes import Ctx
 from api.storage import Page, Row
 from api.validation import (
@@ -19,7 +19,9 @@ from api.validation import (
     list_of,
     optional,
     query_int,
+    query_page_size,
     read_json,
+    search_text,
     string,
     validate,
 )
@@ -43,11 +45,11 @@ def list_(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
     _dataset(ctx, dataset_id)
     doc = _document(ctx, dataset_id, document_id)
     args = ctx.request.args
-    page = Page(query_int(args, "page", 1), query_int(args, "page_size", 30))
+    page = Page(query_int(args, "page", 1), query_page_size(args))
     chunk = args.get("id", "")
-    rows, total = ctx.storage.list_chunks(
-        document_id, page, keywords=args.get("keywords", ""), chunk=chunk
-    )
+    keywords = args.get("keywords", "")
+    search_text("keywords", keywords)
+    rows, total = ctx.storage.list_chunks(document_id, page, keywords=keywords, chunk=chunk)
     if chunk and not rows:
         raise ApiError(Code.NOT_FOUND, f"Chunk not found: {dataset_id}/{chunk}")
     return ok(
@@ -77,10 +79,26 @@ ADD = Schema(
 )
 
 
+def _chunk_size_checked(req: dict[str, Any]) -> dict[str, Any]:
+    """``req``, or a 101 when a chunk's text field is over CHUNK_CHARS."""
+    limit = limits.CHUNK_CHARS
+    for name in ("content", "important_keywords", "questions"):
+        value = req.get(name)
+        size = len(value) if isinstance(value, str) else 0
+        if isinstance(value, list):
+            size = sum(len(str(item)) for item in value)
+        if size > limit.value:
+            raise argument_error(
+                f"Field: <{name}> is {size} characters long; at most {limit.value} are accepted"
+                f" ({limit.name}). Split it into several chunks."
+            )
+    return req
+
+
 def add(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
     _dataset(ctx, dataset_id)
     doc = _document(ctx, dataset_id, document_id)
-    req = validate(ADD, read_json(ctx.request))
+    req = _chunk_size_checked(validate(ADD, read_json(ctx.request)))
     content = req.get("content")
     if not isinstance(content, str) or not content.strip():
         raise data_error("`content` is required")
@@ -104,7 +122,7 @@ def update(ctx: Ctx, dataset_id: str, document_id: str, chunk_id: str) -> Respon
     if ctx.storage.get_chunk(document_id, chunk_id) is None:
         raise data_error(f"Can't find this chunk {chunk_id}")
     doc = _document(ctx, dataset_id, document_id)
-    req = validate(UPDATE, read_json(ctx.request))
+    req = _chunk_size_checked(validate(UPDATE, read_json(ctx.request)))
     if "available" in req:
         req["available"] = int(req["available"])
     if "content" in req and doc["chunk_method"] == "qa":

@@ -17,6 +17,7 @@ from api.validation import (
     Schema,
     ValidationFailed,
     avatar,
+    display_name,
     embedding_model,
     format_errors,
     integer,
@@ -25,6 +26,7 @@ from api.validation import (
     optional,
     query_bool,
     query_int,
+    query_page_size,
     read_json,
     string,
     uuid1_hex,
@@ -33,7 +35,7 @@ from api.validation import (
 
 NAME_LIMIT = 128
 _FIELDS = {
-    "name": string(min_length=1, max_length=NAME_LIMIT, strip=True),
+    "name": display_name(NAME_LIMIT),
     "avatar": optional(avatar),
     "description": optional(string(max_length=65535)),
     "embedding_model": optional(embedding_model),
@@ -117,7 +119,7 @@ def list_(ctx: Ctx) -> Response:
         )
     if name and ctx.storage.dataset_named(ctx.tenant_id, name) is None:
         raise permission_error(f"User '{ctx.tenant_id}' lacks permission for dataset '{name}'")
-    page = Page(query_int(args, "page", 1), query_int(args, "page_size", 30))
+    page = Page(query_int(args, "page", 1), query_page_size(args))
     rows, total = ctx.storage.list_datasets(
         ctx.tenant_id, page, orderby, query_bool(args, "desc", True), dataset_id, name
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from collections import Counter
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from werkzeug.utils import send_file
 from werkzeug.wrappers import Response
 
-from api import filetypes, serialize
+from api import filetypes, limits, serialize
 from api.envelope import ApiError, Code, argument_error, data_error, ok
 from api.parser_config import DOCUMENT_CHUNK_METHODS, deep_merge, default_for, parser_config
 from api.routes import Ctx
@@ -17,9 +18,12 @@ from api.storage import DocumentFilter, Page, Row, Upload
 from api.validation import (
     FieldError,
     Schema,
+    bidi_problem,
     list_of,
     optional,
     query_int,
+    query_list,
+    query_page_size,
     read_json,
     string,
     validate,
@@ -44,6 +48,9 @@ def _clean_name(raw: str) -> str:
     name = raw.replace("\\", "/").rsplit("/", 1)[-1].strip()
     if name in ("", ".", ".."):
         raise argument_error("No file selected!")
+    problem = bidi_problem(name)
+    if problem is not None:
+        raise argument_error(f"{problem}: {name!r}")
     return name
 
 
@@ -99,14 +106,14 @@ def list_(ctx: Ctx, dataset_id: str) -> Response:
         keywords=args.get("keywords", ""),
         doc_id=doc_id,
         name=name,
-        suffixes=tuple(args.getlist("suffix")),
-        runs=tuple(serialize.RUN_CODE.get(r, r) for r in args.getlist("run")),
+        suffixes=tuple(query_list(args, "suffix")),
+        runs=tuple(serialize.RUN_CODE.get(r, r) for r in query_list(args, "run")),
         create_time_from=query_int(args, "create_time_from", 0, ge=0, le=EPOCH_MS_MAX),
         create_time_to=query_int(args, "create_time_to", 0, ge=0, le=EPOCH_MS_MAX),
         orderby=args.get("orderby", "create_time"),
         desc=str(args.get("desc", "true")).strip().lower() != "false",
     )
-    page = Page(query_int(args, "page", 1), query_int(args, "page_size", 30))
+    page = Page(query_int(args, "page", 1), query_page_size(args))
     rows, total = ctx.storage.list_documents(dataset_id, flt, page)
     return ok({"total": total, "docs": [serialize.document(r) for r in rows]})
 
@@ -144,6 +151,12 @@ def update(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
     if "meta_fields" in req:
         if not isinstance(req["meta_fields"], dict):
             raise data_error("meta_fields must be a dictionary")
+        size = len(json.dumps(req["meta_fields"], ensure_ascii=False).encode("utf-8"))
+        if size > limits.META_FIELDS_BYTES.value:
+            raise argument_error(
+                f"Field: <meta_fields> is {size} bytes as JSON; at most"
+                f" {limits.META_FIELDS_BYTES.value} are accepted ({limits.META_FIELDS_BYTES.name})."
+            )
         changes["meta_fields"] = req["meta_fields"]
     if "name" in req and req["name"] != doc["name"]:
         name = _clean_name(req["name"])

@@ -6,11 +6,20 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from api import search
+from api import limits, search
 from api.envelope import data_error, ok
 from api.routes import Ctx
 from api.storage import Page
-from api.validation import Schema, boolean, integer, number, read_json, string, validate
+from api.validation import (
+    Schema,
+    boolean,
+    integer,
+    number,
+    read_json,
+    search_text,
+    string,
+    validate,
+)
 
 _ANY = lambda v: v  # noqa: E731 (accepted and ignored: vectors, reranking, LLM features)
 
@@ -20,10 +29,10 @@ RETRIEVAL = Schema(
         "dataset_ids": _ANY,
         "document_ids": _ANY,
         "page": integer(1, 100_000),
-        "page_size": integer(1, 10_000),
+        "page_size": integer(1, limits.PAGE_SIZE.value),
         "similarity_threshold": number(0.0, 1.0),
         "vector_similarity_weight": number(0.0, 1.0),
-        "top_k": integer(1, 100_000),
+        "top_k": integer(1, limits.TOP_K.value),
         "keyword": boolean,
         "highlight": lambda v: v if isinstance(v, bool) else string()(v),
         "rerank_id": string(),
@@ -47,7 +56,7 @@ def retrieval(ctx: Ctx) -> Response:
     if not isinstance(dataset_ids, list) or not all(isinstance(i, str) for i in dataset_ids):
         raise data_error("`dataset_ids` should be a list")
     datasets = []
-    for dataset_id in dataset_ids:
+    for dataset_id in dict.fromkeys(dataset_ids):  # each distinct id looked up once
         found = ctx.storage.get_dataset(ctx.tenant_id, dataset_id)
         if found is None:
             raise data_error(f"You don't own the dataset {dataset_id}.")
@@ -60,6 +69,7 @@ def retrieval(ctx: Ctx) -> Response:
     if not isinstance(doc_ids, list) or not all(isinstance(i, str) for i in doc_ids):
         raise data_error("`documents` should be a list")
     req = validate(RETRIEVAL, raw)
+    search_text("question", req["question"])
     if doc_ids:
         owned = ctx.storage.documents_in([str(d["id"]) for d in datasets])
         for doc_id in doc_ids:

@@ -119,4 +119,16 @@ MIGRATIONS: tuple[str, ...] = (
         started_at REAL NOT NULL, last_beat REAL NOT NULL, state TEXT NOT NULL
     );
     """,
+    # 2: fair claims across tenants. A task carries its tenant and a turn: the tenant's next
+    # turn when it was queued (one more than its last queued task, and never earlier than the
+    # queue's lowest queued turn). Executors claim the lowest turn first, then the oldest, so
+    # tenants take turns instead of one tenant's backlog delaying everyone (api.queue).
+    """
+    ALTER TABLE tasks ADD COLUMN tenant_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tasks ADD COLUMN turn INTEGER NOT NULL DEFAULT 0;
+    UPDATE tasks SET tenant_id = COALESCE(
+        (SELECT tenant_id FROM datasets WHERE datasets.id = tasks.dataset_id), '');
+    CREATE INDEX tasks_fair ON tasks(state, lease_expires, turn, enqueued_at);
+    CREATE INDEX tasks_tenant_turn ON tasks(tenant_id, state, turn);
+    """,
 )

@@ -349,6 +349,9 @@ def _fts_query(terms: Sequence[str]) -> str:
     return " OR ".join(f'"{t}"' for t in terms)
 
 
+_FTS_ROWIDS = "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?"
+
+
 class SqliteStorage:
     """The Storage interface on one SQLite file under DATA_DIR."""
 
@@ -680,19 +683,19 @@ class SqliteStorage:
         self, doc_id: str, page: Page, keywords: str = "", chunk: str = ""
     ) -> tuple[list[Row], int]:
         where, args = ["c.doc_id = ?"], [doc_id]
-        join = ""
         if chunk:
             where.append("c.id = ?")
             args.append(chunk)
         terms = text.query_terms(keywords) if keywords else []
         if terms:
-            join = " JOIN chunks_fts f ON f.rowid = c.seq"
-            where.append("chunks_fts MATCH ?")
+            # The full-text query runs once, as a list subquery; joined to chunks, SQLite
+            # would run it again for every chunk of the document (seconds per request).
+            where.append(f"c.seq IN ({_FTS_ROWIDS})")
             args.append(_fts_query(terms))
         clause = " AND ".join(where)
-        total = self.conn.execute(f"SELECT COUNT(*) FROM chunks c{join} WHERE {clause}", args)
+        total = self.conn.execute(f"SELECT COUNT(*) FROM chunks c WHERE {clause}", args)
         rows = self.conn.execute(
-            f"SELECT c.* FROM chunks c{join} WHERE {clause} ORDER BY c.seq LIMIT ? OFFSET ?",
+            f"SELECT c.* FROM chunks c WHERE {clause} ORDER BY c.seq LIMIT ? OFFSET ?",
             (*args, page.size, page.offset),
         )
         return _rows(rows), int(total.fetchone()[0])
