@@ -173,6 +173,16 @@ def _byte_size(raw: str) -> int:
 BYTE_SIZE = Parser(_byte_size, "a positive byte count, optionally with KB, MB or GB (1024-based)")
 
 
+def byte_size(low: int, high: int) -> Parser:
+    def parse(raw: str) -> int:
+        number = _byte_size(raw)
+        if not low <= number <= high:
+            raise ValueError
+        return number
+
+    return Parser(parse, f"a byte count from {low} to {high}, optionally with KB, MB or GB")
+
+
 def _path(raw: str) -> str:
     if not raw.startswith("/") or _CONTROL.search(raw) or re.search(r"[\s'\"]", raw):
         raise ValueError
@@ -575,7 +585,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "MAX_CONTENT_LENGTH",
-        BYTE_SIZE,
+        byte_size(1024, 1 << 40),
         1024**3,
         "largest accepted request body (uploads)",
         default_doc="1GB",

@@ -141,7 +141,8 @@ def test_holders_start_together_one_binds_the_other_takes_copies(
 ) -> None:
     holders = [start_holder(0, wait=False), start_holder(1, wait=False)]
     for index in (0, 1):
-        wait_for(lambda i=index: _answers(tmp_path / f"holder-{i}.sock"), 10, f"holder {index}")
+        path = tmp_path / f"holder-{index}.sock"
+        wait_for(lambda: _answers(path), 10, f"holder {index}")  # noqa: B023
     assert all(proc.poll() is None for proc in holders)
     assert _inodes(receive_listeners(str(tmp_path / "holder-0.sock"))) == _inodes(
         receive_listeners(str(tmp_path / "holder-1.sock"))
