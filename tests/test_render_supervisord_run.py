@@ -181,7 +181,8 @@ def test_file_log_target_writes_one_log_per_process(
     assert record["program"] == "web" and record["logger"] == "gunicorn.access"
     names = {p.name for p in logs.iterdir()}
     assert {"supervisord.log", "web.log", "web.err.log", "socket_holder_0.log", "proxy.log",
-            "proxy.err.log", "task_executor_00.log", "task_executor_00.err.log"} <= names  # fmt: skip
+            "proxy.err.log", "task_executor_00.log",
+            "task_executor_00.err.log"} <= names  # fmt: skip
     # nginx's access line: one JSON object, the same fields as every program's lines
     proxy_lines = [json.loads(line) for line in (logs / "proxy.log").read_text().splitlines()]
     ping = [r for r in proxy_lines if "/v1/system/ping" in r["request"]]
