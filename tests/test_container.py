@@ -261,7 +261,7 @@ def test_logs_identify_programs(prod: Container) -> None:
     """The prod container runs with LOG_FORMAT=json: one object per line, naming its program."""
     assert healthz(prod.port) is not None
 
-    def identified() -> tuple[dict[str, object], dict[str, object]] | None:
+    def identified() -> tuple[dict[str, object], dict[str, object], dict[str, object]] | None:
         entries = json_log_entries(prod.logs())
         web = [e for e in entries if e.get("program") == "web" and HEALTHZ in str(e)]
         executor = [e for e in entries if e.get("program") == "task_executor_00"]
