@@ -8,7 +8,7 @@ import sys
 
 from bench import REPO_ROOT
 
-BENCHMARKS = ("web_throughput", "worker_classes", "operations", "memory", "ingestion")
+BENCHMARKS = ("web_throughput", "worker_classes", "operations", "memory", "ingestion", "proxy")
 
 
 def main(argv: list[str]) -> int:
