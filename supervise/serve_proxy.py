@@ -69,7 +69,16 @@ def main(argv: Sequence[str]) -> int:
     if set_parent_death_signal(signal.SIGTERM) and os.getppid() != parent:
         return 1  # supervisord died before the prctl: the signal would never come
     argv_out = nginx_argv(command, os.geteuid(), os.getegid())
-    os.execve(argv_out[0], argv_out, environ)
+    try:
+        os.execve(argv_out[0], argv_out, environ)
+    except OSError as exc:
+        print(
+            f"serve_proxy: cannot run {argv_out[0]} ({exc.strerror}); install nginx and set "
+            "NGINX_BIN to its path, or set PROXY=none",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
 
 
 if __name__ == "__main__":

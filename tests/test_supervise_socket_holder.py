@@ -247,3 +247,17 @@ def test_serve_proxy_hands_nginx_the_tcp_socket_and_a_parent_death_signal(
 def test_nginx_workers_keep_the_bundle_user_when_started_as_root() -> None:
     assert nginx_argv(["nginx", "-c", "x"], 1000, 1000) == ["nginx", "-c", "x"]
     assert nginx_argv(["nginx", "-c", "x"], 0, 0) == ["nginx", "-c", "x", "-g", "user root root;"]
+
+
+def test_serve_proxy_names_a_missing_nginx(start_holder: StartHolder, tmp_path: Path) -> None:
+    start_holder()
+    result = subprocess.run(
+        [sys.executable, "-m", "supervise.serve_proxy", "--holder",
+         str(tmp_path / "holder-0.sock"), "--", str(tmp_path / "no-nginx"), "-c", "x"],
+        cwd=APP_DIR, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"serve_proxy: cannot run {tmp_path / 'no-nginx'} (No such file or directory); install "
+        "nginx and set NGINX_BIN to its path, or set PROXY=none"
+    )
