@@ -457,7 +457,8 @@ SETTINGS: tuple[Setting, ...] = (
         "FORWARDED_ALLOW_IPS",
         IP_LIST,
         "127.0.0.1",
-        "proxies trusted to set X-Forwarded-* headers",
+        "with PROXY=none: proxies trusted to set X-Forwarded-Proto (behind the bundled nginx "
+        "Gunicorn trusts only its unix socket)",
         modes=PRODUCTION,
     ),
     Setting(
