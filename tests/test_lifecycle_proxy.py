@@ -214,3 +214,17 @@ def test_sigkill_socket_holder_then_restart_web_under_load_fails_no_request(
     assert took_over >= 2  # holder 1 at the start, the restarted holder 0 now
     assert restart.returncode == 0 and "web: started" in restart.stdout, restart.stdout
     assert after_restart.failed == 0, after_restart.errors
+
+
+def test_proxy_that_cannot_start_stops_the_bundle_with_exit_1_naming_it(
+    start_bundle: StartBundle,
+) -> None:
+    started = time.monotonic()
+    run = start_bundle(wait=False, WS="0", NGINX_BIN="/nonexistent/nginx")
+    code = run.wait_exit(60)
+    elapsed = time.monotonic() - started
+    fatal = [line for line in run.stdout().splitlines() if "is FATAL" in line]
+    print(f"NGINX_BIN missing: exit {code} after {elapsed:.2f} s: {fatal}")
+    assert code == 1, run.output()
+    assert len(fatal) == 1 and "proxy is FATAL" in fatal[0]
+    assert "cannot run /nonexistent/nginx" in fatal[0] and "PROXY=none" in fatal[0]
