@@ -228,3 +228,19 @@ def test_proxy_that_cannot_start_stops_the_bundle_with_exit_1_naming_it(
     assert code == 1, run.output()
     assert len(fatal) == 1 and "proxy is FATAL" in fatal[0]
     assert "cannot run /nonexistent/nginx" in fatal[0] and "PROXY=none" in fatal[0]
+
+
+def test_restart_proxy_under_load_fails_no_request(start_bundle: StartBundle) -> None:
+    run = start_bundle(WS="0")
+    old = run.host_pid("proxy")
+    with LoadGenerator(run.port, clients=4, max_seconds=60) as load:
+        _progress(load)
+        started = time.monotonic()
+        result = run.ctl("restart", "proxy")
+        took = time.monotonic() - started
+        _progress(load)
+        outcome = load.stop()
+    print(f"restart proxy: {outcome.failed} failed of {outcome.total} (restart took {took:.2f} s)")
+    assert result.returncode == 0 and "proxy: started" in result.stdout, result.stdout
+    assert run.host_pid("proxy") != old
+    assert outcome.failed == 0, outcome.errors
