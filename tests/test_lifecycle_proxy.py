@@ -10,12 +10,15 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 from conftest import StartBundle
 from support.http_load import LoadGenerator
+from support.rendered_bundle import bundle_environment, render_bundle
 from support.slow_clients import (
     SLOW_BODY,
     SLOW_HEADER,
@@ -23,8 +26,8 @@ from support.slow_clients import (
     huge_declared_body,
     read_answer,
 )
-from support.supervised import SupervisedRun
-from support.waiting import wait_for
+from support.supervised import APP_DIR, PYTHON, SupervisedRun
+from support.waiting import free_port, wait_for
 
 
 def _progress(load: LoadGenerator, requests: int = 200) -> None:
@@ -244,3 +247,40 @@ def test_restart_proxy_under_load_fails_no_request(start_bundle: StartBundle) ->
     assert result.returncode == 0 and "proxy: started" in result.stdout, result.stdout
     assert run.host_pid("proxy") != old
     assert outcome.failed == 0, outcome.errors
+
+
+def test_rendered_gunicorn_conf_alone_still_binds_host_ip_and_port(tmp_path: Path) -> None:
+    """`gunicorn -c gunicorn.conf.py api.wsgi:application` without supervisord (and without the
+    proxy or the holders) serves HOST_IP:HOST_PORT itself; a forged X-Forwarded-For from its TCP
+    peer is not believed."""
+    port = free_port()
+    env = bundle_environment(tmp_path, port, {})
+    conf = render_bundle(env)
+    log = tmp_path / "gunicorn.out"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "gunicorn", "-c", str(conf.parent / "gunicorn.conf.py"),
+             "api.wsgi:application"],
+            cwd=APP_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+
+        def pong() -> bool:
+            try:
+                return (
+                    _get(port, "/v1/system/ping", {"X-Forwarded-For": "203.0.113.9"})[1] == b"pong"
+                )
+            except OSError:
+                return False
+
+        wait_for(pong, 30, "Gunicorn alone on HOST_IP:HOST_PORT")
+        line = wait_for(
+            lambda: [x for x in log.read_text().splitlines() if "gunicorn.access" in x], 10,
+            "an access line",
+        )  # fmt: skip
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    print(line[0])
+    assert f"Listening at: http://127.0.0.1:{port}" in log.read_text()
+    assert "gunicorn.access: 127.0.0.1 [" in line[0] and "203.0.113.9" not in log.read_text()
