@@ -26,6 +26,8 @@ SOCKET_HOLDER_COPIES = 2
 # At shutdown web stops after the proxy: whatever Gunicorn still runs then has no client left to
 # answer (nginx finished or cut every request), so supervise.launcher gives web this long.
 WEB_AFTER_PROXY_STOPWAITSECS = 3
+# sun_path holds 108 bytes including the terminating NUL.
+UNIX_SOCKET_PATH_MAX = 107
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,28 @@ def budget_problems(values: Mapping[str, Value]) -> list[str]:
     ]
 
 
+def unix_sockets(values: Mapping[str, Value]) -> list[str]:
+    """Every unix socket the bundle creates in SUPERVISOR_RUN_DIR."""
+    run_dir = str(values["SUPERVISOR_RUN_DIR"])
+    paths = [f"{run_dir}/supervisor.sock"]
+    if values["RAGFLOW_MODE"] == "production":
+        paths += [f"{run_dir}/holder-{n}.sock" for n in range(SOCKET_HOLDER_COPIES)]
+        if has_proxy(values):
+            paths.append(f"{run_dir}/web.sock")
+    return paths
+
+
+def socket_path_problems(values: Mapping[str, Value]) -> list[str]:
+    longest = max(unix_sockets(values), key=lambda path: len(path.encode()))
+    size = len(longest.encode())
+    if size <= UNIX_SOCKET_PATH_MAX:
+        return []
+    return [
+        f"SUPERVISOR_RUN_DIR={values['SUPERVISOR_RUN_DIR']!r}: too long for the unix sockets in it "
+        f"({longest} is {size} bytes; at most {UNIX_SOCKET_PATH_MAX}); choose a shorter directory"
+    ]
+
+
 def app_environment(resolved: Resolved) -> dict[str, str]:
     """The non-secret settings the application reads, for every program's environment=."""
     env = {
@@ -128,7 +152,7 @@ def _environment() -> jinja2.Environment:
 
 def render(resolved: Resolved, output_dir: str) -> list[RenderedFile]:
     """Render supervisord.conf (gunicorn.conf.py in production, nginx.conf with the proxy)."""
-    problems = budget_problems(resolved.values)
+    problems = budget_problems(resolved.values) + socket_path_problems(resolved.values)
     if problems:
         raise ConfigError(problems)
     values = resolved.values

@@ -247,3 +247,13 @@ def test_render_config_shim_runs_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("render_config.py: error:")
     assert "Traceback" not in result.stderr
+
+
+def test_run_dir_too_long_for_its_unix_sockets_is_refused(tmp_path: Path) -> None:
+    run_dir = "/srv/" + "r" * 95  # + "/supervisor.sock" = 116 bytes
+    environ = pinned_environ(tmp_path, SUPERVISOR_RUN_DIR=run_dir)
+    code, _, err = call(["--output-dir", str(tmp_path / "out")], environ)
+    assert code == 2
+    assert (f"  - SUPERVISOR_RUN_DIR={run_dir!r}: too long for the unix sockets in it "
+            f"({run_dir}/supervisor.sock is 116 bytes; at most 107)") in err  # fmt: skip
+    assert not (tmp_path / "out").exists()
