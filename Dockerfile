@@ -37,7 +37,13 @@ RUN python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash /app \
 
 FROM ${BASE_IMAGE}
 ARG APP_UID=10001
-RUN groupadd --system --gid "${APP_UID}" ragflow \
+# nginx: the buffering reverse proxy in front of Gunicorn (the `proxy` program, PROXY=nginx). It
+# runs as the ragflow user with everything in /run/ragflow; the package's own configuration and
+# service are never used.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid "${APP_UID}" ragflow \
  && useradd --system --uid "${APP_UID}" --gid ragflow --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin ragflow \
  && mkdir -p /data /var/log/ragflow /run/ragflow \
@@ -62,7 +68,7 @@ EXPOSE 9380
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["/app/.venv/bin/python", "-m", "api.healthcheck"]
-# Render /run/ragflow/{supervisord.conf,gunicorn.conf.py} from the environment, then exec
+# Render /run/ragflow/{supervisord.conf,gunicorn.conf.py,nginx.conf} from the environment, then exec
 # supervisord (python -m supervise.launcher) as PID 1. Container arguments go to the renderer:
 # --dev-mode or --production-mode; without one, RAGFLOW_MODE decides (default production).
 ENTRYPOINT ["/app/.venv/bin/python", "/app/render_config.py", "--output-dir", "/run/ragflow", "--exec"]

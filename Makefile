@@ -13,7 +13,7 @@ PY := $(VENV)/bin/python
 export UV_SYSTEM_CERTS := 1
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help run test lint typecheck check pytest system-deps venv
+.PHONY: help run nginx test lint typecheck check pytest system-deps venv
 
 help:
 	@echo "make run   - render the production config on embedded defaults and run supervisord (:9380)"
@@ -29,14 +29,27 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 
 venv: $(VENV)/.synced
 
+# Production mode puts nginx in front of Gunicorn (PROXY=nginx). Where nginx is missing, root
+# installs it; anyone else serves without the proxy (PROXY=none) and is told so on one line.
+NGINX_FOUND = command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || [ -x /usr/local/sbin/nginx ]
 run: venv
-	$(PY) render_config.py --production-mode --output-dir run --exec
+	@if ! { $(NGINX_FOUND); } && [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory nginx; fi
+	@if { $(NGINX_FOUND); } || [ "$${PROXY:-}" = none ]; then \
+	  exec $(PY) render_config.py --production-mode --output-dir run --exec; \
+	else \
+	  echo "WARNING: nginx is not installed and this is not root: serving WITHOUT the buffering proxy (PROXY=none); slow clients can tie up every worker. Install nginx (apt-get install nginx) for production." >&2; \
+	  PROXY=none exec $(PY) render_config.py --production-mode --output-dir run --exec; \
+	fi
 
-# System packages the test suite needs (container tests: buildah, podman, runc,
-# debootstrap). Installed only when missing; needs root (CI runs as root).
-SYSTEM_TOOLS := buildah podman runc debootstrap
+nginx:
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx
+
+# System packages the test suite needs (nginx: the proxy; container tests: buildah, podman,
+# runc, debootstrap). Installed only when missing; needs root (CI runs as root).
+SYSTEM_TOOLS := nginx buildah podman runc debootstrap
 system-deps:
-	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	@missing=""; for t in $(SYSTEM_TOOLS); do PATH="$$PATH:/usr/sbin" command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

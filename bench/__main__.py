@@ -15,6 +15,7 @@ BENCHMARKS = (
     "memory",
     "ingestion",
     "abusive",
+    "proxy",
 )
 
 

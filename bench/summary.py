@@ -291,6 +291,44 @@ def abusive(doc: dict[str, Any]) -> str:
     )
 
 
+def proxy(doc: dict[str, Any]) -> str:
+    p = doc["parameters"]
+    return "\n\n".join(
+        [
+            _header(doc),
+            f"`proxy` (nginx in front, the default) and `direct` (`PROXY=none`) side by side, "
+            f"{p['connections']} connections, {p['rounds']} interleaved rounds of "
+            f"{p['duration_s']} s per cell (median), driver {p['load_driver']}; then ping on the "
+            f"proxy at {p['slow_probe_connections']} connections without and with "
+            f"{p['slow_clients']} slow clients connected.",
+            md_table(
+                ["endpoint", "bundle", "req/s", "p50 ms", "p99 ms", "failed"],
+                [
+                    [c["endpoint"], c["bundle"], c["rps"], c["p50_ms"], c["p99_ms"], c["failed"]]
+                    for c in doc["cells"]
+                ],
+            ),
+            md_table(
+                ["ping on the proxy", "req/s", "p50 ms", "p99 ms", "failed"],
+                [
+                    [
+                        f"{r['slow_clients']} slow clients",
+                        r["rps"],
+                        r["p50_ms"],
+                        r["p99_ms"],
+                        r["failed"],
+                    ]
+                    for r in doc["slow_clients"]
+                ],
+            ),
+            md_table(
+                ["target", "measured", "goal", "verdict"],
+                [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in doc["targets"]],
+            ),
+        ]
+    )
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "web_throughput": ("1. Web throughput and latency", web_throughput),
     "worker_classes": ("2. Worker class and count", worker_classes),
@@ -298,6 +336,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "memory": ("4. Memory", memory),
     "ingestion": ("5. Ingestion and retrieval", ingestion),
     "abusive": ("6. Abusive requests", abusive),
+    "proxy": ("7. The nginx proxy: cost and slow clients", proxy),
 }
 
 

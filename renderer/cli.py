@@ -10,6 +10,7 @@ import grp
 import json
 import os
 import pwd
+import shutil
 import stat
 import sys
 import tempfile
@@ -36,7 +37,9 @@ REFERENCE_DIR = ROOT / "deploy" / "supervisor"
 DOCS_FILE = ROOT / "docs" / "settings.md"
 PROG = "render_config.py"
 # Reference renders must not depend on the machine: every machine fact is unknown.
-REFERENCE_HOST = Host(cpu_count=None, python=None, app_dir=None, user=None)
+REFERENCE_HOST = Host(cpu_count=None, python=None, app_dir=None, user=None, nginx=None)
+# Where nginx lives when /usr/sbin is not on a user's PATH (Debian's package).
+NGINX_SEARCH_PATH = "/usr/sbin:/usr/local/sbin:/usr/local/nginx/sbin"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +111,14 @@ def machine_host() -> Host:
         user = pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
         user = str(os.getuid())
-    return Host(cpu_count=detect_cpu_count, python=sys.executable, app_dir=str(ROOT), user=user)
+    search = os.pathsep.join(filter(None, [os.environ.get("PATH", ""), NGINX_SEARCH_PATH]))
+    return Host(
+        cpu_count=detect_cpu_count,
+        python=sys.executable,
+        app_dir=str(ROOT),
+        user=user,
+        nginx=shutil.which("nginx", path=search),
+    )
 
 
 def user_ids(user: str) -> tuple[int, int, frozenset[int]]:
@@ -289,7 +299,12 @@ def print_config(resolved: Resolved, output_dir: str, files: Sequence[RenderedFi
             "total_seconds": stop_budget(resolved.values),
             "limit_seconds": resolved.values["STOP_GRACE_SECONDS"],
             "order": [
-                {"program": s.program, "priority": s.priority, "stopwaitsecs": s.stopwaitsecs}
+                {
+                    "program": s.program,
+                    "priority": s.priority,
+                    "stopwaitsecs": s.stopwaitsecs,
+                    "at_once": s.at_once,
+                }
                 for s in plan
             ],
         },

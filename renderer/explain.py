@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from renderer.settings import MODES, SETTINGS, Setting
+from renderer.settings import MODES, OWN_PREFIXES, SETTINGS, Setting
 
 
 def _modes(setting: Setting) -> str:
@@ -45,8 +45,9 @@ def settings_markdown() -> str:
         "Every setting is an environment variable. Precedence: command-line flag "
         "(`--production-mode`/`--dev-mode`) > environment > `--env-file` > default. "
         "Settings marked *or NAME_FILE* may instead name a file holding the value (for secrets). "
-        "Unknown variables starting with `GUNICORN_`, `RAGFLOW_`, `SUPERVISOR_` or `LOG_` are "
-        "reported with a did-you-mean. Invalid values stop the render with exit code 2.",
+        "Unknown variables starting with "
+        + ", ".join(f"`{prefix}`" for prefix in OWN_PREFIXES)
+        + " are reported with a did-you-mean. Invalid values stop the render with exit code 2.",
         "",
         "| Variable | Default | Accepted values | Modes | Description |",
         "| --- | --- | --- | --- | --- |",

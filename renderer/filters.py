@@ -88,10 +88,23 @@ def python_literal(value: object) -> str:
     raise ValueError(f"no Python literal for {type(value).__name__}: {value!r}")
 
 
+def nginx_string(value: object) -> str:
+    """One nginx configuration token: double-quoted, ``\\`` and ``"`` backslash-escaped.
+
+    Inside quotes nginx reads ``;``, ``#``, ``{``, ``}`` and whitespace literally; its tokenizer
+    turns ``\\t``, ``\\n``, ``\\r`` into control characters, so every backslash is doubled.
+    Use it only in directives that take no variables (``$name`` would be expanded there).
+    """
+    text = str(value)
+    _refuse_control(text)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 FILTERS = {
     "supervisor": supervisor_value,
     "shell": shell_quote,
     "command": supervisor_command,
     "environment": supervisor_environment,
     "py": python_literal,
+    "nginx": nginx_string,
 }

@@ -19,7 +19,15 @@ from renderer.settings import SETTINGS, ConfigError, Resolved, Value, format_val
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "deploy" / "templates"
 SUPERVISORD_CONF = "supervisord.conf"
 GUNICORN_CONF = "gunicorn.conf.py"
+NGINX_CONF = "nginx.conf"
 SOCKET_HOLDER_STOPWAITSECS = 2
+# Two socket holders keep the listening sockets: a killed one takes its copies back from the other.
+SOCKET_HOLDER_COPIES = 2
+# At shutdown web stops after the proxy: whatever Gunicorn still runs then has no client left to
+# answer (nginx finished or cut every request), so supervise.launcher gives web this long.
+WEB_AFTER_PROXY_STOPWAITSECS = 3
+# sun_path holds 108 bytes including the terminating NUL.
+UNIX_SOCKET_PATH_MAX = 107
 
 
 @dataclass(frozen=True)
@@ -34,40 +42,78 @@ class StopStep:
     program: str
     priority: int
     stopwaitsecs: int
+    at_once: bool = False  # stopped by the launcher as soon as the shutdown starts
+
+
+def has_proxy(values: Mapping[str, Value]) -> bool:
+    return values["RAGFLOW_MODE"] == "production" and values["PROXY"] == "nginx"
 
 
 def stop_plan(values: Mapping[str, Value]) -> tuple[StopStep, ...]:
     """Programs in supervisord's stop order (descending priority) with their stopwaitsecs.
 
-    supervisord stops one priority group at a time, so the worst-case stop time
-    is the sum of the stopwaitsecs.
+    supervisord stops one priority group at a time; the launcher stops the `at_once` groups
+    (task executors, socket holders) when the shutdown starts, in parallel with the others.
     """
     task_stop = _int(values["TASK_STOP_TIMEOUT"])
     if values["RAGFLOW_MODE"] == "dev":
         # The dev server runs the executor loop in-process: it hands back its task.
         return (StopStep("web", 10, task_stop + 2),)
-    steps = [StopStep("web", 10, _int(values["GUNICORN_GRACEFUL_TIMEOUT"]) + 2)]
+    web_stop = _int(values["GUNICORN_GRACEFUL_TIMEOUT"]) + 2
+    steps = []
+    if has_proxy(values):
+        # nginx drains requests in flight (worker_shutdown_timeout = GUNICORN_GRACEFUL_TIMEOUT).
+        steps.append(StopStep("proxy", 20, web_stop))
+        steps.append(StopStep("web", 10, WEB_AFTER_PROXY_STOPWAITSECS))
+    else:
+        steps.append(StopStep("web", 10, web_stop))
     if _int(values["WS"]) > 0:
-        steps.append(StopStep("task_executor", 5, task_stop + 1))
-    steps.append(StopStep("socket_holder", 1, SOCKET_HOLDER_STOPWAITSECS))
+        steps.append(StopStep("task_executor", 5, task_stop + 1, at_once=True))
+    steps.append(StopStep("socket_holder", 1, SOCKET_HOLDER_STOPWAITSECS, at_once=True))
     return tuple(steps)
 
 
 def stop_budget(values: Mapping[str, Value]) -> int:
-    return sum(step.stopwaitsecs for step in stop_plan(values))
+    """Worst-case stop time: the one-at-a-time groups in sequence, the at-once groups alongside."""
+    plan = stop_plan(values)
+    in_sequence = sum(step.stopwaitsecs for step in plan if not step.at_once)
+    return max([in_sequence, *(step.stopwaitsecs for step in plan if step.at_once)])
 
 
 def budget_problems(values: Mapping[str, Value]) -> list[str]:
     plan = stop_plan(values)
-    total = sum(step.stopwaitsecs for step in plan)
+    total = stop_budget(values)
     limit = _int(values["STOP_GRACE_SECONDS"])
     if total <= limit:
         return []
-    parts = " + ".join(f"{step.program} {step.stopwaitsecs}" for step in plan)
+    parts = " + ".join(f"{step.program} {step.stopwaitsecs}" for step in plan if not step.at_once)
+    alongside = ", ".join(f"{step.program} {step.stopwaitsecs}" for step in plan if step.at_once)
     return [
-        f"STOP_GRACE_SECONDS={limit}: the worst-case shutdown takes {total} s ({parts}); "
-        "lower GUNICORN_GRACEFUL_TIMEOUT or TASK_STOP_TIMEOUT, or raise STOP_GRACE_SECONDS "
-        "(and the orchestrator's grace period with it)"
+        f"STOP_GRACE_SECONDS={limit}: the worst-case shutdown takes {total} s ({parts}; "
+        f"alongside: {alongside}); lower GUNICORN_GRACEFUL_TIMEOUT or TASK_STOP_TIMEOUT, or "
+        "raise STOP_GRACE_SECONDS (and the orchestrator's grace period with it)"
+    ]
+
+
+def unix_sockets(values: Mapping[str, Value]) -> list[str]:
+    """Every unix socket the bundle creates in SUPERVISOR_RUN_DIR."""
+    run_dir = str(values["SUPERVISOR_RUN_DIR"])
+    paths = [f"{run_dir}/supervisor.sock"]
+    if values["RAGFLOW_MODE"] == "production":
+        paths += [f"{run_dir}/holder-{n}.sock" for n in range(SOCKET_HOLDER_COPIES)]
+        if has_proxy(values):
+            paths.append(f"{run_dir}/web.sock")
+    return paths
+
+
+def socket_path_problems(values: Mapping[str, Value]) -> list[str]:
+    longest = max(unix_sockets(values), key=lambda path: len(path.encode()))
+    size = len(longest.encode())
+    if size <= UNIX_SOCKET_PATH_MAX:
+        return []
+    return [
+        f"SUPERVISOR_RUN_DIR={values['SUPERVISOR_RUN_DIR']!r}: too long for the unix sockets in it "
+        f"({longest} is {size} bytes; at most {UNIX_SOCKET_PATH_MAX}); choose a shorter directory"
     ]
 
 
@@ -105,8 +151,8 @@ def _environment() -> jinja2.Environment:
 
 
 def render(resolved: Resolved, output_dir: str) -> list[RenderedFile]:
-    """Render supervisord.conf (and gunicorn.conf.py in production) for ``output_dir``."""
-    problems = budget_problems(resolved.values)
+    """Render supervisord.conf (gunicorn.conf.py in production, nginx.conf with the proxy)."""
+    problems = budget_problems(resolved.values) + socket_path_problems(resolved.values)
     if problems:
         raise ConfigError(problems)
     values = resolved.values
@@ -121,9 +167,25 @@ def render(resolved: Resolved, output_dir: str) -> list[RenderedFile]:
         "stop_budget": stop_budget(values),
         "socket": f"{run_dir}/supervisor.sock",
         "pidfile": f"{run_dir}/supervisord.pid",
-        "listen_socket": f"{run_dir}/listen.sock",
+        "holder_lock": f"{run_dir}/holder.lock",
+        "holder_copies": SOCKET_HOLDER_COPIES,
+        "holder_args": [
+            word
+            for n in range(SOCKET_HOLDER_COPIES)
+            for word in ("--holder", f"{run_dir}/holder-{n}.sock")
+        ],
+        "proxy": has_proxy(values),
+        "upstream_socket": f"{run_dir}/web.sock",
         "bind": f"{bind_host}:{values['HOST_PORT']}",
         "gunicorn_conf": f"{output_dir.rstrip('/') or '/'}/{GUNICORN_CONF}",
+        "nginx_conf": f"{output_dir.rstrip('/') or '/'}/{NGINX_CONF}",
+        "nginx_prefix": f"{run_dir.rstrip('/')}/",
+        "nginx_pid": f"{run_dir}/nginx.pid",
+        "nginx_temp": {
+            "body": f"{run_dir}/proxy-body",
+            "proxy": f"{run_dir}/proxy-temp",
+            "unused": f"{run_dir}/proxy-temp",
+        },
     }
     env = _environment()
 
@@ -140,6 +202,8 @@ def render(resolved: Resolved, output_dir: str) -> list[RenderedFile]:
         ]
         if resolved.mode == "production":
             files.append(RenderedFile(GUNICORN_CONF, render_template("gunicorn.conf.py.j2"), 0o640))
+        if has_proxy(values):
+            files.append(RenderedFile(NGINX_CONF, render_template("nginx.conf.j2"), 0o640))
     except ValueError as error:
         # A validator let through a value a filter cannot represent: refuse, name it.
         raise ConfigError([f"cannot render safely: {error}"]) from error

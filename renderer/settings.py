@@ -24,7 +24,7 @@ PRODUCTION = frozenset({"production"})
 DEV = frozenset({"dev"})
 
 # Unknown variables with these prefixes are probably typos of ours.
-OWN_PREFIXES = ("GUNICORN_", "RAGFLOW_", "SUPERVISOR_", "LOG_")
+OWN_PREFIXES = ("GUNICORN_", "RAGFLOW_", "SUPERVISOR_", "LOG_", "PROXY_", "NGINX_")
 # Names supervisord and gunicorn set or read themselves.
 FOREIGN_NAMES = frozenset(
     {
@@ -63,6 +63,7 @@ class Host:
     python: str | None
     app_dir: str | None
     user: str | None
+    nginx: str | None = None  # the nginx binary found on PATH
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,16 @@ def _byte_size(raw: str) -> int:
 
 
 BYTE_SIZE = Parser(_byte_size, "a positive byte count, optionally with KB, MB or GB (1024-based)")
+
+
+def byte_size(low: int, high: int) -> Parser:
+    def parse(raw: str) -> int:
+        number = _byte_size(raw)
+        if not low <= number <= high:
+            raise ValueError
+        return number
+
+    return Parser(parse, f"a byte count from {low} to {high}, optionally with KB, MB or GB")
 
 
 def _path(raw: str) -> str:
@@ -343,6 +354,12 @@ def _run_user(values: Mapping[str, Value], host: Host) -> str:
     return _need(host.user, "the current user")
 
 
+def _nginx_bin(values: Mapping[str, Value], host: Host) -> str | None:
+    if values["PROXY"] != "nginx":
+        return None
+    return _need(host.nginx, "nginx was not found on PATH; install nginx or set PROXY=none")
+
+
 # --- the table -------------------------------------------------------------------
 
 SETTINGS: tuple[Setting, ...] = (
@@ -466,7 +483,60 @@ SETTINGS: tuple[Setting, ...] = (
         "FORWARDED_ALLOW_IPS",
         IP_LIST,
         "127.0.0.1",
-        "proxies trusted to set X-Forwarded-* headers",
+        "with PROXY=none: proxies trusted to set X-Forwarded-Proto (behind the bundled nginx "
+        "Gunicorn trusts only its unix socket)",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "PROXY",
+        choice("nginx", "none"),
+        "nginx",
+        "nginx: a buffering reverse proxy listens on HOST_IP:HOST_PORT and Gunicorn on a unix "
+        "socket; none: Gunicorn listens on HOST_IP:HOST_PORT itself (only behind another "
+        "buffering proxy: slow clients tie up sync workers)",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "NGINX_BIN",
+        PATH,
+        _nginx_bin,
+        "nginx executable (PROXY=nginx)",
+        default_doc="nginx found on PATH",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "PROXY_WORKERS",
+        integer(1, 64),
+        1,
+        "nginx worker processes (each serves thousands of connections)",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "PROXY_WORKER_CONNECTIONS",
+        integer(64, 65536),
+        4096,
+        "connections per nginx worker, clients and Gunicorn together",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "PROXY_CLIENT_HEADER_TIMEOUT",
+        integer(1, 3600),
+        10,
+        "seconds a client gets to send the request line and headers",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "PROXY_CLIENT_TIMEOUT",
+        integer(1, 3600),
+        30,
+        "seconds a client may stay silent while sending a body or reading a response",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "PROXY_KEEPALIVE_TIMEOUT",
+        integer(0, 3600),
+        15,
+        "seconds an idle keep-alive client connection stays open (0 = no keep-alive)",
         modes=PRODUCTION,
     ),
     Setting("WS", integer(0, 64), 1, "task-executor programs (0 = web only)", modes=PRODUCTION),
@@ -542,7 +612,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "MAX_CONTENT_LENGTH",
-        BYTE_SIZE,
+        byte_size(1024, 1 << 40),
         1024**3,
         "largest accepted request body (uploads)",
         default_doc="1GB",

@@ -7,11 +7,17 @@ its waitpid(-1) loop) and replicates `supervisor.supervisord.main`'s restart loo
   naming the program and its last error, shut everything down and exit 1. supervisord alone would
   keep running without the service, or exit 0.
 - When supervisord starts stopping, send the stop signal to the task executors and the socket
-  holder at once: the executors finish or hand back their task while web drains, instead of
-  waiting for their priority turn, and the port stops taking connections (the Gunicorn master
-  and its busy workers close their copies of the listening socket on SIGTERM too; see
-  supervise.gunicorn_hooks), so new clients are refused at once instead of waiting in the
-  backlog until the drain ends. `supervisorctl restart web` leaves the holder alone.
+  holders at once: the executors finish or hand back their task while the proxy and web drain,
+  instead of waiting for their priority turn, and the port stops taking connections (nginx
+  closes its listening socket on SIGQUIT; without the proxy the Gunicorn master and its busy
+  workers close their copies on SIGTERM, see supervise.gunicorn_hooks), so new clients are
+  refused at once instead of waiting in the backlog until the drain ends. `supervisorctl
+  restart web` leaves the holders alone.
+- With a `proxy` program (nginx, stopped first), web stops once nginx is gone: every request
+  Gunicorn still runs then has no client left to answer (nginx delivered or cut every one), so
+  web gets AFTER_PROXY_STOP_SECONDS instead of its full stopwaitsecs (which `supervisorctl
+  restart web` keeps for requests in flight). The renderer counts the same time in its
+  worst-case stop budget (renderer.render.WEB_AFTER_PROXY_STOPWAITSECS).
 - Signals wake the main loop at once (a self-pipe in the poll set). Python restarts a poll()
   interrupted by a signal (PEP 475), so plain supervisord notices a child's exit or a stop request
   only at its next 1 s poll timeout: every step of an ordered stop waited up to a second. For the
@@ -38,6 +44,7 @@ import errno
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,8 +60,16 @@ EXIT_FATAL = 1
 # Sent to each program (by its group name) when supervisord dies; SIGTERM for the others.
 # web: Gunicorn's quick shutdown (SIGTERM would drain for GUNICORN_GRACEFUL_TIMEOUT; in dev mode
 # the Werkzeug reloader treats both alike). task_executor: hand the current task back at once.
-PARENT_DEATH_SIGNALS = {"web": signal.SIGINT, "task_executor": signal.SIGINT}
+# proxy: nginx's fast stop (the signal survives serve_proxy's exec of nginx).
+PARENT_DEATH_SIGNALS = {
+    "web": signal.SIGINT,
+    "task_executor": signal.SIGINT,
+    "proxy": signal.SIGTERM,
+}
 STOPPED_AT_ONCE = ("task_executor", "socket_holder")  # program groups, on shutdown or reload
+PROXY_GROUP = "proxy"
+AFTER_PROXY = "web"  # the group whose clients all come through the proxy
+AFTER_PROXY_STOP_SECONDS = 3
 TAIL_LINES = 5
 TAIL_BYTES = 4096
 
@@ -174,6 +189,20 @@ class LauncherSupervisor(Supervisor):  # type: ignore[misc]
         while self.stop_groups and not self.stop_groups[-1].get_unstopped_processes():
             self.stop_groups.pop()
         super().ordered_stop_groups_phase_1()
+        self.hurry_after_proxy()
+
+    def hurry_after_proxy(self) -> None:
+        """Bound web's stop once the proxy (stopped before it) is gone; see the module doc."""
+        if not self.stop_groups or PROXY_GROUP not in self.process_groups:
+            return
+        group = self.stop_groups[-1]
+        if group.config.name != AFTER_PROXY:
+            return
+        deadline = time.time() + AFTER_PROXY_STOP_SECONDS
+        for process in group.processes.values():
+            # supervisord SIGKILLs a STOPPING process once time.time() passes its `delay`.
+            if process.get_state() == ProcessStates.STOPPING and process.delay > deadline:
+                process.delay = deadline
 
     def on_output(self, event: Any) -> None:
         """Keep the last lines of output of processes with stdout/stderr events enabled."""

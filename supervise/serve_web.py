@@ -1,58 +1,43 @@
-"""Program `web` command: fetch the listening fd from the socket holder, then exec Gunicorn on it.
+"""Program `web` command: fetch a listening socket from a socket holder, then exec Gunicorn on it.
 
-`python -m supervise.serve_web --holder RUN/listen.sock -- PY -m gunicorn -c gunicorn.conf.py APP`
-execs the given argv with `--bind fd://N` appended (the command line overrides the config file's
-bind). The exec keeps the pid, so supervisord's stop signal reaches the Gunicorn master itself.
+`python -m supervise.serve_web --holder RUN/holder-0.sock --holder RUN/holder-1.sock
+--listener unix -- PY -m gunicorn -c gunicorn.conf.py APP` passes the socket the way systemd
+socket activation does (descriptor 3, LISTEN_FDS=1, LISTEN_PID=this pid), which Gunicorn prefers
+to the config file's bind. Unlike `--bind fd://N`, Gunicorn then never removes the unix socket's
+path when it stops: the next master, and nginx, still find it there. The exec keeps the pid, so
+supervisord's stop signal reaches the Gunicorn master itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+from supervise.socket_holder import TCP, UNIX, HolderUnavailableError, fetch_listeners
 
 # Shorter than web's startsecs: a missing holder makes web fail its start (and go FATAL).
 DEFAULT_WAIT_SECONDS = 3.0
-RETRY_INTERVAL_SECONDS = 0.05
+SD_LISTEN_FDS_START = 3
 
 
-class HolderUnavailableError(Exception):
-    """The socket holder did not hand out a descriptor before the deadline."""
-
-
-def fetch_listener_fd(holder_path: str, wait_seconds: float) -> int:
-    """Receive the listening descriptor from the holder, retrying while it starts up."""
-    deadline = time.monotonic() + wait_seconds
-    last_error: OSError | None = None
-    while time.monotonic() < deadline:
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-                conn.connect(holder_path)
-                _, fds, _, _ = socket.recv_fds(conn, 1, 1)
-            if fds:
-                return fds[0]
-        except OSError as exc:
-            last_error = exc
-        time.sleep(RETRY_INTERVAL_SECONDS)
-    raise HolderUnavailableError(
-        f"no listening socket from the socket holder at {holder_path} within {wait_seconds:g} s "
-        f"({last_error}); check the socket_holder program (supervisorctl status socket_holder)"
-    )
-
-
-def gunicorn_argv(command: Sequence[str], fd: int) -> list[str]:
-    return [*command, "--bind", f"fd://{fd}"]
+def activation_environment(environ: Mapping[str, str], pid: int) -> dict[str, str]:
+    """The environment of a process given one socket the systemd way (descriptor 3)."""
+    return {**environ, "LISTEN_FDS": "1", "LISTEN_PID": str(pid)}
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     if "--" not in argv:
-        raise SystemExit("usage: python -m supervise.serve_web --holder PATH -- COMMAND...")
+        raise SystemExit("usage: python -m supervise.serve_web --holder PATH ... -- COMMAND...")
     split = list(argv).index("--")
     parser = argparse.ArgumentParser(prog="python -m supervise.serve_web", description=__doc__)
-    parser.add_argument("--holder", required=True, help="unix socket of the socket holder")
+    parser.add_argument(
+        "--holder", action="append", required=True, help="a socket holder's hand-out socket"
+    )
+    parser.add_argument(
+        "--listener", choices=(TCP, UNIX), default=TCP, help="which listening socket to serve"
+    )
     parser.add_argument("--wait", type=float, default=DEFAULT_WAIT_SECONDS, help="seconds to wait")
     args = parser.parse_args(argv[:split])
     command = list(argv[split + 1 :])
@@ -64,13 +49,28 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: Sequence[str]) -> int:
     args, command = parse_args(argv)
     try:
-        fd = fetch_listener_fd(args.holder, args.wait)
+        fds = fetch_listeners(args.holder, args.wait)
     except HolderUnavailableError as exc:
         print(f"serve_web: {exc}", file=sys.stderr, flush=True)
         return 1
-    os.set_inheritable(fd, True)
-    argv_out = gunicorn_argv(command, fd)
-    os.execv(argv_out[0], argv_out)
+    if args.listener not in fds:
+        print(
+            f"serve_web: the socket holders hold no {args.listener} listening socket "
+            f"(they hold {', '.join(fds)}); re-render and restart everything",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+    for name, fd in fds.items():
+        if name != args.listener:
+            os.close(fd)
+    fd = fds[args.listener]
+    if fd != SD_LISTEN_FDS_START:
+        os.dup2(fd, SD_LISTEN_FDS_START)  # dup2 makes the copy inheritable
+        os.close(fd)
+    else:
+        os.set_inheritable(fd, True)
+    os.execve(command[0], command, activation_environment(os.environ, os.getpid()))
 
 
 if __name__ == "__main__":

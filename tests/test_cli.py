@@ -64,10 +64,16 @@ def test_shutdown_budget_is_refused_when_over_the_grace_period(tmp_path: Path) -
     environ = pinned_environ(tmp_path, GUNICORN_GRACEFUL_TIMEOUT="30")
     code, _, err = call(["--output-dir", str(tmp_path / "out")], environ)
     assert code == 2
-    assert ("STOP_GRACE_SECONDS=30: the worst-case shutdown takes 40 s "
-            "(web 32 + task_executor 6 + socket_holder 2)") in err  # fmt: skip
-    environ["STOP_GRACE_SECONDS"] = "40"
+    assert ("STOP_GRACE_SECONDS=30: the worst-case shutdown takes 35 s (proxy 32 + web 3; "
+            "alongside: task_executor 6, socket_holder 2)") in err  # fmt: skip
+    environ["STOP_GRACE_SECONDS"] = "35"
     assert call(["--output-dir", str(tmp_path / "out")], environ)[0] == 0
+    # Without the proxy web drains the requests itself.
+    environ.update(PROXY="none", STOP_GRACE_SECONDS="30")
+    code, _, err = call(["--output-dir", str(tmp_path / "out2")], environ)
+    assert code == 2
+    assert ("the worst-case shutdown takes 32 s (web 32; alongside: task_executor 6, "
+            "socket_holder 2)") in err  # fmt: skip
 
 
 def test_print_config_shows_values_sources_and_budget(tmp_path: Path) -> None:
@@ -88,15 +94,16 @@ def test_print_config_shows_values_sources_and_budget(tmp_path: Path) -> None:
     assert "hunter2" not in out
     assert set(settings) == {s.name for s in SETTINGS}
     assert document["stop_budget"] == {
-        "total_seconds": 30,
+        "total_seconds": 25,  # proxy 22 + web 3; the others alongside
         "limit_seconds": 30,
         "order": [
-            {"program": "web", "priority": 10, "stopwaitsecs": 22},
-            {"program": "task_executor", "priority": 5, "stopwaitsecs": 6},
-            {"program": "socket_holder", "priority": 1, "stopwaitsecs": 2},
+            {"program": "proxy", "priority": 20, "stopwaitsecs": 22, "at_once": False},
+            {"program": "web", "priority": 10, "stopwaitsecs": 3, "at_once": False},
+            {"program": "task_executor", "priority": 5, "stopwaitsecs": 6, "at_once": True},
+            {"program": "socket_holder", "priority": 1, "stopwaitsecs": 2, "at_once": True},
         ],
     }
-    assert document["files"] == ["supervisord.conf", "gunicorn.conf.py"]
+    assert document["files"] == ["supervisord.conf", "gunicorn.conf.py", "nginx.conf"]
     assert not (tmp_path / "out").exists()  # --print-config writes nothing
 
 
@@ -240,3 +247,13 @@ def test_render_config_shim_runs_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("render_config.py: error:")
     assert "Traceback" not in result.stderr
+
+
+def test_run_dir_too_long_for_its_unix_sockets_is_refused(tmp_path: Path) -> None:
+    run_dir = "/srv/" + "r" * 95  # + "/supervisor.sock" = 116 bytes
+    environ = pinned_environ(tmp_path, SUPERVISOR_RUN_DIR=run_dir)
+    code, _, err = call(["--output-dir", str(tmp_path / "out")], environ)
+    assert code == 2
+    assert (f"  - SUPERVISOR_RUN_DIR={run_dir!r}: too long for the unix sockets in it "
+            f"({run_dir}/supervisor.sock is 116 bytes; at most 107)") in err  # fmt: skip
+    assert not (tmp_path / "out").exists()

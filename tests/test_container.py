@@ -204,7 +204,11 @@ def wait_all_running(container: Container) -> dict[str, str]:
 
 def test_supervisorctl_status_without_config_flag(prod: Container) -> None:
     states = wait_all_running(prod)
-    assert "web" in states, states
+    assert "web" in states and "proxy" in states, states
+    assert sorted(name for name in states if "socket_holder" in name) == [
+        "socket_holder:socket_holder_0",
+        "socket_holder:socket_holder_1",
+    ], states
     executors = {name: state for name, state in states.items() if "task_executor_" in name}
     assert sorted(executors) == [
         "task_executor:task_executor_00",
@@ -240,6 +244,7 @@ def test_application_processes_are_not_root(prod: Container) -> None:
     cmdlines = " | ".join(row["cmdline"] for row in rows)
     assert "gunicorn" in cmdlines
     assert "api.task_executor" in cmdlines
+    assert "nginx: master process" in cmdlines and "nginx: worker process" in cmdlines
 
 
 def json_log_entries(text: str) -> list[dict[str, object]]:
@@ -256,15 +261,19 @@ def test_logs_identify_programs(prod: Container) -> None:
     """The prod container runs with LOG_FORMAT=json: one object per line, naming its program."""
     assert healthz(prod.port) is not None
 
-    def identified() -> tuple[dict[str, object], dict[str, object]] | None:
+    def identified() -> tuple[dict[str, object], dict[str, object], dict[str, object]] | None:
         entries = json_log_entries(prod.logs())
         web = [e for e in entries if e.get("program") == "web" and HEALTHZ in str(e)]
         executor = [e for e in entries if e.get("program") == "task_executor_00"]
-        return (web[-1], executor[-1]) if web and executor else None
+        proxy = [e for e in entries if e.get("program") == "proxy" and HEALTHZ in str(e)]
+        return (web[-1], executor[-1], proxy[-1]) if web and executor and proxy else None
 
-    web, executor = wait_for(identified, 20, "JSON log lines of web and task_executor_00")
-    print(f"\n{web}\n{executor}")
+    web, executor, proxy = wait_for(
+        identified, 20, "JSON log lines of web, task_executor_00 and proxy"
+    )
+    print(f"\n{web}\n{executor}\n{proxy}")
     assert isinstance(web.get("pid"), int) and isinstance(executor.get("pid"), int)
+    assert isinstance(proxy.get("pid"), int) and proxy.get("logger") == "nginx.access"
 
 
 def test_health_status_turns_healthy(prod: Container) -> None:
@@ -330,7 +339,7 @@ def test_stop_drains_in_flight_request_within_budget(started: list[Container], i
     stop: subprocess.Popen[str] | None = None
     try:
         client.sendall(head.encode())
-        # Gunicorn answers 100 Continue once a worker holds the request: it is now in flight.
+        # The proxy (nginx) answers 100 Continue once it reads the request: it is now in flight.
         assert b"100 Continue" in client.recv(1024)
         started_at = time.monotonic()
         stop = subprocess.Popen(
@@ -339,9 +348,12 @@ def test_stop_drains_in_flight_request_within_budget(started: list[Container], i
             stderr=subprocess.PIPE,
             text=True,
         )
+        # nginx stops first (SIGQUIT: it stops accepting, finishes requests in flight); web
+        # gets its SIGTERM once nginx is done.
         wait_for(
-            lambda: "Handling signal: term" in container.logs(), 20, "Gunicorn to receive SIGTERM"
-        )
+            lambda: "signal 3 (SIGQUIT) received" in container.logs(), 20,
+            "the proxy to receive SIGQUIT",
+        )  # fmt: skip
         term_seen = time.monotonic() - started_at
         client.sendall(body)
         response = b""
@@ -357,7 +369,7 @@ def test_stop_drains_in_flight_request_within_budget(started: list[Container], i
             stop.wait()
     shutdown_log = "\n".join(container.logs().splitlines()[-20:])
     print(
-        f"\npodman stop -t {STOP_BUDGET}: Gunicorn had SIGTERM after {term_seen:.2f} s (request"
+        f"\npodman stop -t {STOP_BUDGET}: the proxy had SIGQUIT after {term_seen:.2f} s (request"
         f" body sent then), container gone after {elapsed:.2f} s; last log lines:\n{shutdown_log}"
     )
     status_line, _, rest = response.partition(b"\r\n")

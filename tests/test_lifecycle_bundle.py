@@ -145,8 +145,8 @@ def test_file_target_rotates_and_supervisorctl_tail_works(start_bundle: StartBun
     print(f"file target: {outcome.total} requests; files {files}; web.log sizes {sizes}")
     assert not (log_dir / "web.log.3").exists()  # LOG_BACKUPS=2
     assert all(size <= 8 * 1024 + 4096 for size in sizes.values())
-    for name in ("socket_holder.log", "task_executor_00.err.log", "web.err.log",
-                 "supervisord.log"):  # fmt: skip
+    for name in ("socket_holder_0.log", "socket_holder_1.log", "task_executor_00.err.log",
+                 "web.err.log", "proxy.log", "proxy.err.log", "supervisord.log"):  # fmt: skip
         assert name in files
 
     def logged_until_shown(shown: Callable[[], str], marker: str) -> Callable[[], bool]:

@@ -119,10 +119,12 @@ def test_sigkill_master_serves_again_within_5_s_without_orphans(
     )
     assert back_after < 5
     assert orphans == []
-    # Every process left in the namespace belongs to the new web or the holder.
-    holder = run.host_pid("socket_holder")
+    # Every process left in the namespace belongs to the new web, the holders or the proxy.
+    holders = {run.host_pid(f"socket_holder:socket_holder_{n}") for n in (0, 1)}
+    proxy = psutil.Process(run.host_pid("proxy"))
     living = {p.pid for p in run.namespace_processes() if p.status() != psutil.STATUS_ZOMBIE}
-    allowed = {holder, new_master, *_web_pids(run)[1]}
+    allowed = {*holders, proxy.pid, *(c.pid for c in proxy.children()), new_master,
+               *_web_pids(run)[1]}  # fmt: skip
     assert living <= allowed, f"stray processes {living - allowed}"
 
 
@@ -131,7 +133,8 @@ def test_supervisorctl_status_restart_executors_and_shutdown(start_bundle: Start
     status = run.ctl("status")
     print(status.stdout)
     assert status.returncode == 0
-    for name in ("socket_holder", "web", "task_executor:task_executor_00",
+    for name in ("socket_holder:socket_holder_0", "socket_holder:socket_holder_1", "web",
+                 "proxy", "task_executor:task_executor_00",
                  "task_executor:task_executor_01"):  # fmt: skip
         assert any(line.split()[:2] == [name, "RUNNING"] for line in status.stdout.splitlines())
     before = {

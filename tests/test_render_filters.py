@@ -8,6 +8,7 @@ import shlex
 import pytest
 
 from renderer.filters import (
+    nginx_string,
     python_literal,
     shell_quote,
     supervisor_command,
@@ -118,3 +119,28 @@ def test_supervisor_environment_refuses_unrepresentable(value: str) -> None:
 def test_python_literal(value: object, literal: str) -> None:
     assert python_literal(value) == literal
     assert eval(literal) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "token"),
+    [
+        ("plain", '"plain"'),
+        ("/run/ragflow/web.sock", '"/run/ragflow/web.sock"'),
+        ("unix:/a b/web.sock", '"unix:/a b/web.sock"'),
+        ('say "hi"', '"say \\"hi\\""'),
+        ("a\\tb", '"a\\\\tb"'),
+        ("a;b #c {d}", '"a;b #c {d}"'),
+        ("$host", '"$host"'),
+        ("it's", '"it\'s"'),
+        ("[::1]:9380", '"[::1]:9380"'),
+        ("", '""'),
+    ],
+)
+def test_nginx_string_exact(value: str, token: str) -> None:
+    assert nginx_string(value) == token
+
+
+@pytest.mark.parametrize("value", ["a\nb", "a\rb", "nul\x00", "tab\there"])
+def test_nginx_string_refuses_control_characters(value: str) -> None:
+    with pytest.raises(ValueError):
+        nginx_string(value)

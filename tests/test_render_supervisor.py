@@ -77,13 +77,18 @@ def test_production_process_settings(tmp_path: Path) -> None:
     assert code == 0, err
     processes, _ = parse_supervisord(output_dir / "supervisord.conf")
     conf = {name: p.config for name, p in processes.items()}
-    assert conf["socket_holder"].priority < conf["task_executor_00"].priority < conf["web"].priority
-    assert conf["web"].stopwaitsecs == 22  # GUNICORN_GRACEFUL_TIMEOUT 20 + 2
+    assert (conf["socket_holder_0"].priority < conf["task_executor_00"].priority
+            < conf["web"].priority < conf["proxy"].priority)  # fmt: skip
+    assert conf["socket_holder_0"].priority == conf["socket_holder_1"].priority
+    assert conf["web"].stopwaitsecs == 22  # GUNICORN_GRACEFUL_TIMEOUT 20 + 2 (restart web)
+    assert conf["proxy"].stopwaitsecs == 22  # nginx's worker_shutdown_timeout 20 + 2
     assert conf["task_executor_01"].stopwaitsecs == 6  # TASK_STOP_TIMEOUT 5 + 1
-    assert conf["socket_holder"].stopwaitsecs == 2
+    assert conf["socket_holder_1"].stopwaitsecs == 2
     for name in ("web", "task_executor_00", "task_executor_01"):
         assert conf[name].stopasgroup and conf[name].killasgroup
         assert conf[name].stopsignal == 15
+    assert conf["proxy"].stopsignal == 3  # nginx's graceful stop: SIGQUIT
+    assert conf["proxy"].killasgroup
     assert all(c.autorestart is RestartUnconditionally for c in conf.values())
     assert conf["web"].stdout_logfile == "/dev/stdout"
     assert conf["web"].stdout_logfile_maxbytes == 0
@@ -139,7 +144,7 @@ def test_misspelt_key_is_detected_by_the_key_check(tmp_path: Path) -> None:
     code, err, output_dir = render_to(tmp_path, pinned_environ(tmp_path))
     assert code == 0, err
     conf = output_dir / "supervisord.conf"
-    conf.write_text(conf.read_text().replace("stopwaitsecs=22", "stopwiatsecs=22"))
+    conf.write_text(conf.read_text().replace("stopwaitsecs=22", "stopwiatsecs=22", 1))
     _, unknown = parse_supervisord(conf)
     assert unknown == ["[program:web] stopwiatsecs"]
 

@@ -24,7 +24,8 @@ from supervisor.xmlrpc import SupervisorTransport
 from support.rendered import APP_DIR, pinned_environ
 from support.waiting import free_port, wait_for
 
-PROGRAMS = {"socket_holder", "web", "task_executor_00", "task_executor_01"}
+PROGRAMS = {"socket_holder_0", "socket_holder_1", "web", "proxy", "task_executor_00",
+            "task_executor_01"}  # fmt: skip
 
 
 class ExecRun:
@@ -131,7 +132,7 @@ def test_exec_runs_every_program_and_stops_cleanly(
     assert stat.S_IMODE(sock.stat().st_mode) == 0o700
     status = exec_run.ctl("status")
     assert status.returncode == 0, status.stdout + status.stderr
-    for name in ("socket_holder", "web", "task_executor:task_executor_00"):
+    for name in ("socket_holder:socket_holder_0", "web", "proxy", "task_executor:task_executor_00"):
         assert name in status.stdout
 
     assert wait_for(lambda: exec_run.get("/v1/system/ping"), 20, "HTTP ping") == "pong"
@@ -164,7 +165,8 @@ def test_file_log_target_writes_one_log_per_process(
     start: Callable[..., ExecRun], tmp_path: Path
 ) -> None:
     exec_run = start(LOG_TARGET="file", LOG_FORMAT="json", WS="1")
-    assert set(exec_run.wait_running()) == {"socket_holder", "web", "task_executor_00"}
+    assert set(exec_run.wait_running()) == {"socket_holder_0", "socket_holder_1", "web", "proxy",
+                                            "task_executor_00"}  # fmt: skip
     assert wait_for(lambda: exec_run.get("/v1/system/ping"), 20, "HTTP ping") == "pong"
     logs = tmp_path / "logs"
 
@@ -178,8 +180,14 @@ def test_file_log_target_writes_one_log_per_process(
     record = wait_for(access_line, 10, "the access log line in web.log")
     assert record["program"] == "web" and record["logger"] == "gunicorn.access"
     names = {p.name for p in logs.iterdir()}
-    assert {"supervisord.log", "web.log", "web.err.log", "socket_holder.log",
-            "task_executor_00.log", "task_executor_00.err.log"} <= names  # fmt: skip
+    assert {"supervisord.log", "web.log", "web.err.log", "socket_holder_0.log", "proxy.log",
+            "proxy.err.log", "task_executor_00.log",
+            "task_executor_00.err.log"} <= names  # fmt: skip
+    # nginx's access line: one JSON object, the same fields as every program's lines
+    proxy_lines = [json.loads(line) for line in (logs / "proxy.log").read_text().splitlines()]
+    ping = [r for r in proxy_lines if "/v1/system/ping" in r["request"]]
+    assert ping and ping[0]["program"] == "proxy" and ping[0]["logger"] == "nginx.access"
+    assert ping[0]["client"] == "127.0.0.1" and ping[0]["status"] == 200
     assert "supervisord started" in (logs / "supervisord.log").read_text()
     code, _ = exec_run.stop()
     assert code == 0, exec_run.output()

@@ -20,7 +20,8 @@ from renderer.settings import (
     unknown_variable_warnings,
 )
 
-HOST = Host(cpu_count=lambda: 3, python="/usr/bin/python3", app_dir="/srv/app", user="app")
+HOST = Host(cpu_count=lambda: 3, python="/usr/bin/python3", app_dir="/srv/app", user="app",
+            nginx="/usr/sbin/nginx")  # fmt: skip
 
 
 def no_secret(path: str) -> str:
@@ -270,12 +271,18 @@ def test_machine_dependent_defaults_must_be_pinned_without_host_facts() -> None:
     with pytest.raises(ConfigError) as caught:
         run(host=unknown)
     named = {p.split(":", 1)[0] for p in caught.value.problems}
-    assert {"APP_DIR", "PYTHON_BIN", "GUNICORN_WORKERS", "SUPERVISOR_RUN_USER"} <= named
+    assert {"APP_DIR", "PYTHON_BIN", "GUNICORN_WORKERS", "SUPERVISOR_RUN_USER",
+            "NGINX_BIN"} <= named  # fmt: skip
     pinned = {"APP_DIR": "/a", "PYTHON_BIN": "/a/py", "GUNICORN_WORKERS": "2",
-              "SUPERVISOR_RUN_USER": "app"}  # fmt: skip
+              "SUPERVISOR_RUN_USER": "app", "NGINX_BIN": "/usr/sbin/nginx"}  # fmt: skip
     assert run(pinned, host=unknown).values["DATA_DIR"] == "/a/data"
+    # without the proxy nginx is not needed
+    no_proxy = {k: v for k, v in pinned.items() if k != "NGINX_BIN"} | {"PROXY": "none"}
+    assert run(no_proxy, host=unknown).values["NGINX_BIN"] is None
     # dev mode never needs the worker count
-    dev = {k: v for k, v in pinned.items() if k != "GUNICORN_WORKERS"} | {"RAGFLOW_MODE": "dev"}
+    dev = {k: v for k, v in pinned.items() if k not in ("GUNICORN_WORKERS", "NGINX_BIN")} | {
+        "RAGFLOW_MODE": "dev"
+    }
     assert run(dev, host=unknown).values["GUNICORN_WORKERS"] is None
 
 

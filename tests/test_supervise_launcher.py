@@ -145,3 +145,57 @@ def test_supervisor_still_execs_programs_through_options_execve() -> None:
 
     source = inspect.getsource(Subprocess._spawn_as_child)
     assert source.index("self.set_uid()") < source.index("options.execve(filename, argv, env)")
+
+
+def test_after_the_proxy_stops_web_gets_only_a_short_stop(start_plumbing: StartPlumbing) -> None:
+    """A `proxy` program stops first; what web still runs then has no client left: the launcher
+    SIGKILLs it after AFTER_PROXY_STOP_SECONDS instead of web's full stopwaitsecs (10 s here),
+    which is what the renderer's worst-case budget counts."""
+    from renderer.render import WEB_AFTER_PROXY_STOPWAITSECS
+    from supervise.launcher import AFTER_PROXY_STOP_SECONDS
+
+    assert AFTER_PROXY_STOP_SECONDS == WEB_AFTER_PROXY_STOPWAITSECS  # the budget counts this
+    extra = f"""
+[program:proxy]
+command={PYTHON} -c "import signal, time; signal.signal(signal.SIGQUIT, lambda *a: exit(0)); time.sleep(600)"
+priority=20
+startsecs=1
+stopsignal=QUIT
+stopwaitsecs=5
+stdout_logfile=/dev/stdout
+stdout_logfile_maxbytes=0
+"""  # noqa: E501
+    run = start_plumbing(graceful_timeout=8, executors=0, extra=extra)
+    results: list[str] = []
+    client = threading.Thread(
+        target=_get, args=(f"http://127.0.0.1:{run.port}/sleep?seconds=25", results)
+    )
+    client.start()
+    wait_for(lambda: run.connections_in_service() >= 1, 10, "the request in a worker")
+    started = time.monotonic()
+    os.kill(run.pid1().pid, signal.SIGTERM)
+    code = run.wait_exit(30)
+    elapsed = time.monotonic() - started
+    client.join(30)
+    out = run.stdout()
+    print(f"proxy stopped, then web cut after {elapsed:.2f} s (web's stopwaitsecs 10): {results}")
+    assert code == 0, run.output()
+    assert out.index("stopped: proxy") < out.index("killing 'web'")
+    assert "killing 'web'" in out and "with SIGKILL" in out
+    assert AFTER_PROXY_STOP_SECONDS <= elapsed < AFTER_PROXY_STOP_SECONDS + 3
+
+
+def test_supervisor_internals_the_launcher_relies_on() -> None:
+    """supervisord SIGKILLs a STOPPING process once time passes its `delay` (hurry_after_proxy
+    shortens it), and stops one group at a time from `stop_groups`."""
+    import inspect
+
+    from supervisor.process import Subprocess
+    from supervisor.supervisord import Supervisor
+
+    transition = inspect.getsource(Subprocess.transition)
+    assert "time_left = self.delay - now" in transition
+    assert "self.kill(signal.SIGKILL)" in transition
+    assert "self.stop_groups[-1].stop_all()" in inspect.getsource(
+        Supervisor.ordered_stop_groups_phase_1
+    )

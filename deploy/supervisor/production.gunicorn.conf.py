@@ -17,6 +17,7 @@ from supervise.gunicorn_hooks import (  # noqa: E402,F401
     pre_fork,
     pre_request,
 )
+from supervise.gunicorn_logging import ProxyAwareLogger  # noqa: E402
 
 bind = ['0.0.0.0:9380']
 workers = 5
@@ -35,6 +36,8 @@ control_socket_disable = True
 proc_name = "web"
 
 loglevel = 'info'
+# Behind the proxy (unix socket) the client address comes from nginx's X-Forwarded-For.
+logger_class = ProxyAwareLogger
 accesslog = "-"
 errorlog = "-"
 # client IP, time, request line (method, path and query), status, size, user agent, duration (ms)

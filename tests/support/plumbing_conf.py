@@ -54,6 +54,7 @@ def write_plumbing_conf(spec: PlumbingSpec, run_dir: Path) -> Path:
     if spec.executor_crash:
         executor_args += " --crash"
     run = run_dir
+    holders = f"--holder {run}/holder-0.sock --holder {run}/holder-1.sock"
     conf = f"""\
 [unix_http_server]
 file={run}/supervisor.sock
@@ -74,7 +75,9 @@ logfile_maxbytes=0
 childlogdir={log_dir}
 
 [program:socket_holder]
-command={PYTHON} -m supervise.socket_holder --host 127.0.0.1 --port {spec.port} --unix {run}/listen.sock
+command={PYTHON} -m supervise.socket_holder --host 127.0.0.1 --port {spec.port} {holders} --lock {run}/holder.lock --index %(process_num)d
+process_name=%(program_name)s_%(process_num)d
+numprocs=2
 directory={APP_DIR}
 priority=1
 startsecs=3
@@ -86,7 +89,7 @@ stderr_events_enabled=true
 environment=PYTHONUNBUFFERED="1"
 {LOG_LINES}
 [program:web]
-command={PYTHON} -m supervise.serve_web --holder {run}/listen.sock -- {PYTHON} -m gunicorn -c {gunicorn_conf} {spec.web_app}
+command={PYTHON} -m supervise.serve_web {holders} --listener tcp -- {PYTHON} -m gunicorn -c {gunicorn_conf} {spec.web_app}
 directory={APP_DIR}
 priority=10
 startsecs=4

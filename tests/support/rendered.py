@@ -93,16 +93,27 @@ def expected_argv(values: Mapping[str, Any], output_dir: Path) -> dict[str, list
     run = str(values["SUPERVISOR_RUN_DIR"])
     if values["RAGFLOW_MODE"] == "dev":
         return {"web": [py, "-m", "api.ragflow_server", "--debug"]}
+    proxy = values["PROXY"] == "nginx"
+    holders = [f"{run}/holder-0.sock", f"{run}/holder-1.sock"]
+    holder_args = ["--holder", holders[0], "--holder", holders[1]]
+    upstream = ["--upstream", f"{run}/web.sock"] if proxy else []
     argv = {
-        "socket_holder": [
+        f"socket_holder_{n}": [
             py, "-m", "supervise.socket_holder", "--host", str(values["HOST_IP"]),
-            "--port", str(values["HOST_PORT"]), "--unix", f"{run}/listen.sock",
-        ],
-        "web": [
-            py, "-m", "supervise.serve_web", "--holder", f"{run}/listen.sock", "--",
-            py, "-m", "gunicorn", "-c", f"{output_dir}/gunicorn.conf.py", "api.wsgi:application",
-        ],
+            "--port", str(values["HOST_PORT"]), *upstream, *holder_args,
+            "--lock", f"{run}/holder.lock", "--index", str(n),
+        ]
+        for n in (0, 1)
     }  # fmt: skip
+    argv["web"] = [
+        py, "-m", "supervise.serve_web", *holder_args, "--listener", "unix" if proxy else "tcp",
+        "--", py, "-m", "gunicorn", "-c", f"{output_dir}/gunicorn.conf.py", "api.wsgi:application",
+    ]  # fmt: skip
+    if proxy:
+        argv["proxy"] = [
+            py, "-m", "supervise.serve_proxy", *holder_args, "--", str(values["NGINX_BIN"]),
+            "-p", f"{run}/", "-c", f"{output_dir}/nginx.conf", "-e", "stderr",
+        ]  # fmt: skip
     for number in range(int(values["WS"])):
         argv[f"task_executor_{number:02d}"] = [
             py, "-m", "api.task_executor", "--consumer-num", str(number),

@@ -1,0 +1,80 @@
+"""Program `proxy` command: fetch HOST_IP:HOST_PORT from a socket holder, then exec nginx on it.
+
+`python -m supervise.serve_proxy --holder RUN/holder-0.sock --holder RUN/holder-1.sock --
+NGINX -p RUN/ -c nginx.conf -e stderr` hands nginx the holders' listening socket through the
+NGINX environment variable, the way nginx passes its sockets to a new binary on upgrade: nginx
+serves the socket it inherits instead of binding the port (the holders report a port conflict,
+naming HOST_PORT). The parent-death signal the launcher gave this process (SIGTERM, nginx's fast
+stop) survives the exec, so a SIGKILLed supervisord leaves no nginx behind; the exec keeps the
+pid, so supervisord's stop signal (QUIT: graceful) reaches the nginx master itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import grp
+import os
+import pwd
+import sys
+from collections.abc import Sequence
+
+from supervise.socket_holder import TCP, HolderUnavailableError, fetch_listeners
+
+DEFAULT_WAIT_SECONDS = 3.0
+
+
+def nginx_argv(command: Sequence[str], euid: int, egid: int) -> list[str]:
+    """The nginx command line. Started as root, nginx would run its workers as its compiled-in
+    user (nobody, www-data), which cannot use the 0600 sockets and directories of the bundle:
+    keep them as the user every program runs as."""
+    if euid != 0:
+        return list(command)
+    user = pwd.getpwuid(euid).pw_name
+    group = grp.getgrgid(egid).gr_name
+    return [*command, "-g", f"user {user} {group};"]
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    if "--" not in argv:
+        raise SystemExit("usage: python -m supervise.serve_proxy --holder PATH ... -- NGINX ...")
+    split = list(argv).index("--")
+    parser = argparse.ArgumentParser(prog="python -m supervise.serve_proxy", description=__doc__)
+    parser.add_argument(
+        "--holder", action="append", required=True, help="a socket holder's hand-out socket"
+    )
+    parser.add_argument("--wait", type=float, default=DEFAULT_WAIT_SECONDS, help="seconds to wait")
+    args = parser.parse_args(argv[:split])
+    command = list(argv[split + 1 :])
+    if not command:
+        raise SystemExit("serve_proxy: no command after --")
+    return args, command
+
+
+def main(argv: Sequence[str]) -> int:
+    args, command = parse_args(argv)
+    try:
+        fds = fetch_listeners(args.holder, args.wait)
+    except HolderUnavailableError as exc:
+        print(f"serve_proxy: {exc}", file=sys.stderr, flush=True)
+        return 1
+    for name, fd in fds.items():
+        if name != TCP:
+            os.close(fd)
+    fd = fds[TCP]
+    os.set_inheritable(fd, True)
+    environ = {**os.environ, "NGINX": f"{fd};"}
+    argv_out = nginx_argv(command, os.geteuid(), os.getegid())
+    try:
+        os.execve(argv_out[0], argv_out, environ)
+    except OSError as exc:
+        print(
+            f"serve_proxy: cannot run {argv_out[0]} ({exc.strerror}); install nginx and set "
+            "NGINX_BIN to its path, or set PROXY=none",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
