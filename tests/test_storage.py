@@ -83,11 +83,12 @@ def test_concurrent_first_starts_migrate_exactly_once(tmp_path: Path) -> None:
     )
 
 
-def test_writers_queue_on_the_writer_lock_and_time_out_with_sqlites_error(
+def test_writers_queue_on_the_writer_lock_and_time_out_naming_the_holder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every thread's connection has its own handle on the flock, so a second writer waits
-    for the first (and gets SQLite's own error when BUSY_TIMEOUT_MS passes), then writes."""
+    for the first (and gets Unavailable naming the lock and its holder when BUSY_TIMEOUT_MS
+    passes), then writes."""
     monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT_MS", 300)
     store = storage.SqliteStorage(tmp_path)
     outcome: list[str] = []
@@ -97,8 +98,8 @@ def test_writers_queue_on_the_writer_lock_and_time_out_with_sqlites_error(
     def other_writer() -> None:
         try:
             store.create_dataset("t", {"name": "second"})
-        except sqlite3.OperationalError as exc:
-            outcome.append(str(exc))
+        except storage.Unavailable as exc:
+            outcome.append(f"{exc.component}: {exc}")
         release.wait(10)
         store.create_dataset("t", {"name": "third"})
         written.set()
@@ -109,7 +110,10 @@ def test_writers_queue_on_the_writer_lock_and_time_out_with_sqlites_error(
         thread = threading.Thread(target=other_writer)
         thread.start()
         wait_for(lambda: outcome, 5, "the second writer to give up after BUSY_TIMEOUT_MS")
-        assert outcome == ["database is locked"]
+        (message,) = outcome
+        assert message.startswith("writes: Writes are blocked: the database writer lock ")
+        held = f"ragflow.db.writer-lock was held by pid {os.getpid()} for more than 0.3 s"
+        assert held in message
     release.set()
     assert written.wait(10)
     thread.join(10)
@@ -212,6 +216,7 @@ def test_an_upload_that_fails_midway_leaves_nothing(store: storage.SqliteStorage
         store.add_documents(ds, uploads, "t")
     assert store.list_documents(ds["id"], storage.DocumentFilter(), storage.Page())[1] == 0
     assert list((store.files_dir / ds["id"]).iterdir()) == []
+    assert list((store.files_dir / ".staging").iterdir()) == []
 
 
 def test_name_conflicts(store: storage.SqliteStorage) -> None:
