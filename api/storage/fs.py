@@ -33,7 +33,9 @@ PROBE_PREFIX = ".healthz-"
 
 def private_dir(path: Path) -> None:
     """Create ``path`` (and missing parents) with mode 0700, or fix the mode of an existing one."""
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    if not path.parent.exists():
+        private_dir(path.parent)
+    path.mkdir(mode=DIR_MODE, exist_ok=True)
     _chmod(path, DIR_MODE)
 
 
@@ -88,10 +90,17 @@ def stage(files_dir: Path) -> tuple[Path, IO[bytes]]:
 
 
 def sweep(files_dir: Path) -> int:
-    """Remove staged files no live process holds; returns how many were removed."""
-    folder = staging_dir(files_dir)
+    """At a process's start: make ``files_dir`` and its folders private (as an older version may
+    have left them) and remove staged files no live process holds; returns how many."""
     try:
-        entries = list(os.scandir(folder))
+        folders = [e.path for e in os.scandir(files_dir) if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return 0
+    private_dir(files_dir)
+    for folder in folders:
+        _chmod(Path(folder), DIR_MODE)
+    try:
+        entries = list(os.scandir(staging_dir(files_dir)))
     except FileNotFoundError:
         return 0
     removed = 0
