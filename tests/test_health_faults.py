@@ -455,22 +455,46 @@ def test_full_disk_is_reported_leaves_no_litter_and_recovers(
     assert litter(small_tmpfs) == []
 
 
-def test_read_only_file_system_is_reported_and_recovers(
-    start_bundle: StartBundle, small_tmpfs: Path
-) -> None:
-    run = start_bundle(WS="0", MIN_FREE_DISK="1MB")
-    create_dataset(run.port)
-    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True, timeout=30)
+@pytest.fixture
+def ext4_volume(tmp_path: Path) -> Iterator[Path]:
+    """A 64 MB ext4 file system (loop device, errors=remount-ro) at tmp_path/bundle0/data."""
+    if os.geteuid() != 0:
+        pytest.fail("mounting a loop device needs root (the test environment runs as root)")
+    image = tmp_path / "volume.img"
+    with open(image, "wb") as out:
+        out.truncate(64 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, timeout=60)
+    mount = tmp_path / "bundle0" / "data"
+    mount.mkdir(parents=True)
+    subprocess.run(["mount", "-o", "loop,errors=remount-ro", str(image), str(mount)],
+                   check=True, timeout=60)  # fmt: skip
     try:
-        body = wait_health(run.port, 503, 10, "healthz to see the read-only file system")
-        status, answer = new_dataset(run.port, "on-ro")
-        print(f"read-only: healthz {body}; write HTTP {status} {answer}")
-        assert (
-            body["writes"] == "nok" and "read-only file system" in body["_meta"]["writes"]["error"]
-        )
-        assert status == 503 and "read-only" in answer["message"]
-        assert request(run.port, "GET", "/api/v1/datasets")[1]["code"] == 0  # reads still work
+        yield mount
     finally:
-        subprocess.run(["mount", "-o", "remount,rw", str(small_tmpfs)], check=True, timeout=30)
-    wait_health(run.port, 200, 10, "healthz to recover once the file system is writable")
-    assert new_dataset(run.port, "after")[1]["code"] == 0
+        subprocess.run(["umount", "--lazy", str(mount)], timeout=60, check=False)
+
+
+def test_file_system_gone_read_only_is_reported_and_writes_fail_clearly(
+    start_bundle: StartBundle, ext4_volume: Path
+) -> None:
+    """The volume under DATA_DIR hits an error and the kernel turns it read-only under the
+    running service (errors=remount-ro): healthz reports it at once, writes fail with a 503
+    naming the cause, reads go on, nothing raises a traceback. (The kernel keeps such a file
+    system read-only until it is unmounted: recovery needs the volume fixed and a restart.)"""
+    run = start_bundle(WS="0", MIN_FREE_DISK="1MB")
+    dataset = create_dataset(run.port)
+    source = subprocess.run(["findmnt", "-n", "-o", "SOURCE", str(ext4_volume)],
+                            capture_output=True, text=True, check=True, timeout=30)  # fmt: skip
+    device = Path(source.stdout.strip()).name
+    Path(f"/sys/fs/ext4/{device}/trigger_fs_error").write_text("1")
+    body = wait_health(run.port, 503, 10, "healthz to see the read-only file system")
+    status, answer = new_dataset(run.port, "on-ro")
+    upload_status, uploaded = upload_answer(run.port, dataset, {"a.txt": b"late"})
+    print(f"read-only: healthz {body}; write HTTP {status} {answer}; upload HTTP {upload_status}")
+    assert body["writes"] == "nok" and body["storage"] == "nok" and body["db"] == "ok"
+    assert "read-only file system" in body["_meta"]["storage"]["error"]
+    assert "read-only" in body["_meta"]["writes"]["error"]
+    assert status == 503 and answer["code"] == 500 and "read-only" in answer["message"]
+    assert upload_status == 503 and "read-only file system" in uploaded["message"]
+    assert request(run.port, "GET", "/api/v1/datasets")[1]["code"] == 0  # reads go on
+    assert "Traceback" not in run.stdout() + run.stderr()

@@ -139,8 +139,15 @@ def read_only(path: Path) -> bool:
 
 
 def probe_write(folder: Path) -> None:
-    """Create, write, sync and remove a small file in ``folder``; the file is removed even
-    when a step fails. Raises Unavailable("storage", ...) naming the cause."""
+    """Raise Unavailable("storage", ...) naming the cause unless ``folder`` takes a file."""
+    problem = write_problem(folder)
+    if problem is not None:
+        raise Unavailable("storage", f"{folder} is not writable: {problem}")
+
+
+def write_problem(folder: Path) -> str | None:
+    """Create, write, sync and remove a small file in ``folder``: None when that works, else
+    the cause. The file is removed even when a step fails."""
     path = folder / f"{PROBE_PREFIX}{uuid.uuid4().hex}"
     try:
         private_dir(folder)
@@ -151,10 +158,11 @@ def probe_write(folder: Path) -> None:
         finally:
             os.close(fd)
     except OSError as exc:
-        raise Unavailable("storage", f"{folder} is not writable: {describe(exc)}") from None
+        return describe(exc)
     finally:
         with contextlib.suppress(OSError):
             path.unlink(missing_ok=True)
+    return None
 
 
 def describe(exc: OSError) -> str:

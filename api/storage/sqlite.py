@@ -116,6 +116,13 @@ def _unavailable(exc: sqlite3.Error, db_path: Path | None) -> Unavailable | None
             f"Writes are blocked: {where} is locked by another connection ({exc}) beyond "
             f"{BUSY_TIMEOUT_MS // 1000} s; stop the program holding it.",
         )
+    if name.startswith("SQLITE_IOERR") and db_path is not None:
+        # SQLite does not say why; a write next to the database does (read-only, full, ...)
+        problem = fs.write_problem(db_path.parent)
+        if problem is not None:
+            return Unavailable(
+                "writes", f"Writes are blocked: {db_path} cannot be written ({exc}): {problem}."
+            )
     if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_NOTADB", "SQLITE_CORRUPT")):
         return Unavailable("db", f"The database {where} cannot be used: {exc} ({name}).")
     return None
