@@ -41,7 +41,8 @@ RUN groupadd --system --gid "${APP_UID}" ragflow \
  && useradd --system --uid "${APP_UID}" --gid ragflow --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin ragflow \
  && mkdir -p /data /var/log/ragflow /run/ragflow \
- && chown ragflow:ragflow /data /var/log/ragflow /run/ragflow
+ && chown ragflow:ragflow /data /var/log/ragflow /run/ragflow \
+ && chmod 0700 /data
 COPY --from=build /app /app
 # Container defaults (the same layout as deploy/supervisor/production.env); every setting can be
 # overridden with -e (render_config.py --explain, docs/settings.md).

@@ -482,8 +482,9 @@ def test_file_system_gone_read_only_is_reported_and_writes_fail_clearly(
 ) -> None:
     """The volume under DATA_DIR hits an error and the kernel turns it read-only under the
     running service (errors=remount-ro): healthz reports it at once, writes fail with a 503
-    naming the cause, reads go on where a connection is open, nothing raises a traceback. (The kernel keeps such a file
-    system read-only until it is unmounted: recovery needs the volume fixed and a restart.)"""
+    naming the cause, reads go on where a connection is open, nothing raises a traceback. (The
+    kernel keeps such a file system read-only until it is unmounted: recovery needs the volume
+    fixed and a restart.)"""
     run = start_bundle(WS="0", MIN_FREE_DISK="1MB")
     try:
         dataset = create_dataset(run.port)
