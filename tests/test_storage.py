@@ -225,3 +225,81 @@ def test_name_conflicts(store: storage.SqliteStorage) -> None:
     with pytest.raises(storage.Conflict, match="Dataset name 'b' already exists"):
         store.update_dataset("t", a["id"], {"name": "b"})
     assert store.create_dataset("other", {"name": "a"})["name"] == "a"
+
+
+def test_a_deleted_database_is_refused_and_never_recreated(store: storage.SqliteStorage) -> None:
+    store.create_dataset("t", {"name": "kept"})
+    store.db_path.unlink()
+    with pytest.raises(storage.Unavailable, match="was deleted while the service was running"):
+        store.create_dataset("t", {"name": "lost"})
+    storage.close_all()  # a new process or thread opens its own connection
+    missing = r"is missing but ragflow\.db\.writer-lock shows"
+    with pytest.raises(storage.Unavailable, match=missing) as exc:
+        store.check()
+    assert exc.value.component == "db" and not store.db_path.exists()
+
+
+def test_a_replaced_database_is_refused_until_the_original_is_back(
+    store: storage.SqliteStorage,
+) -> None:
+    store.create_dataset("t", {"name": "kept"})
+    saved = store.db_path.with_name("saved.db")
+    os.link(store.db_path, saved)
+    replacement = store.db_path.with_name("replacement.db")
+    replacement.write_bytes(store.db_path.read_bytes())
+    os.replace(replacement, store.db_path)
+    for attempt in (
+        store.check,
+        store.check_writes,
+        lambda: store.create_dataset("t", {"name": "x"}),
+    ):
+        with pytest.raises(storage.Unavailable, match="was replaced by another file"):
+            attempt()
+    os.replace(saved, store.db_path)
+    store.check_writes()
+    assert [
+        d["name"] for d in store.list_datasets("t", storage.Page(), "create_time", False)[0]
+    ] == ["kept"]
+
+
+def test_new_database_files_are_private(tmp_path: Path) -> None:
+    data = tmp_path / "fresh" / "data"
+    store = storage.SqliteStorage(data)
+    store.create_dataset("t", {"name": "a"})
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in [data, *data.iterdir()]}
+    assert modes == {
+        "data": "0o700",
+        "ragflow.db": "0o600",
+        "ragflow.db-wal": "0o600",
+        "ragflow.db-shm": "0o600",
+        "ragflow.db.writer-lock": "0o600",
+    }
+
+
+def test_writer_lock_probe_answers_fast_and_reports_a_long_hold(
+    store: storage.SqliteStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+    import time
+
+    store.check_writes()
+    monkeypatch.setattr(sqlite_backend, "STALL_SECONDS", 0.5)
+    with open(f"{store.db_path}.writer-lock", "ab") as other:  # another open file description
+        fcntl.flock(other, fcntl.LOCK_EX)
+        started = time.monotonic()
+        store.check_writes()  # held, but not for long yet
+        assert time.monotonic() - started < 1.0
+        stamp = Path(f"{store.db_path}.writer-lock.held-since")
+        assert stamp.exists()
+
+        def blocked() -> str | None:
+            try:
+                store.check_writes()
+            except storage.Unavailable as exc:
+                return str(exc)
+            return None
+
+        message = wait_for(blocked, 5, "the probe to report the held lock")
+        assert "Writes are blocked" in message and f"pid {os.getpid()}" in message
+    store.check_writes()
+    assert not stamp.exists()
