@@ -316,22 +316,26 @@ def test_database_deleted_while_running_is_refused_and_nothing_is_written(
 def test_database_replaced_while_running_is_refused_until_the_original_is_back(
     start_bundle: StartBundle,
 ) -> None:
-    run = start_bundle(WS="0")
+    """Workers that had the database open and workers that open it after the swap refuse
+    alike (they would share the old file's WAL); the original back at its path recovers."""
+    run = start_bundle(WS="0", GUNICORN_WORKERS="3")
     data = data_dir(run)
     db = data / "ragflow.db"
-    create_dataset(run.port)
+    create_dataset(run.port)  # one worker has the database open, the others not yet
     os.link(db, data / "original.db")
     other = data / "other.db"
     other.write_bytes(db.read_bytes())
     os.replace(other, db)
-    status, answer = new_dataset(run.port, "into-the-replacement")
+    answers = [new_dataset(run.port, f"into-the-replacement-{n}") for n in range(20)]
     health = healthz(run.port)
-    print(f"after replacing ragflow.db: write HTTP {status} {answer}; healthz HTTP {health[0]}")
-    assert status == 503 and "was replaced by another file" in answer["message"]
+    print(f"after replacing ragflow.db: 20 writes, first {answers[0]}; healthz HTTP {health[0]}")
+    for status, answer in answers:
+        assert status == 503 and "was replaced by another file" in answer["message"], answer
     assert health[0] == 503 and health[1]["db"] == "nok"
     os.replace(data / "original.db", db)  # the same file (inode) back at its path
     wait_health(run.port, 200, 10, "healthz to recover with the original database back")
-    assert new_dataset(run.port, "after")[1]["code"] == 0
+    for n in range(6):
+        assert new_dataset(run.port, f"after-{n}")[1]["code"] == 0
 
 
 # --- an interrupted upload -------------------------------------------------------------------

@@ -303,3 +303,19 @@ def test_writer_lock_probe_answers_fast_and_reports_a_long_hold(
         assert "Writes are blocked" in message and f"pid {os.getpid()}" in message
     store.check_writes()
     assert not stamp.exists()
+
+
+def test_a_database_restored_while_nothing_has_it_open_is_adopted(
+    store: storage.SqliteStorage,
+) -> None:
+    store.create_dataset("t", {"name": "before-backup"})
+    backup = store.db_path.with_name("backup.db")
+    store.conn.execute(f"VACUUM INTO '{backup}'")
+    store.create_dataset("t", {"name": "after-backup"})
+    storage.close_all()  # the service stops: nothing has the database open any more
+    for suffix in ("-wal", "-shm"):
+        Path(f"{store.db_path}{suffix}").unlink(missing_ok=True)
+    os.replace(backup, store.db_path)  # the operator restores the backup
+    listed, _ = store.list_datasets("t", storage.Page(), "create_time", False)
+    assert [d["name"] for d in listed] == ["before-backup"]
+    store.check_writes()

@@ -205,6 +205,49 @@ def flock_holders(path: Path) -> list[int]:
     return holders
 
 
+def read_identity(path: Path) -> tuple[int, int] | None:
+    """The (st_dev, st_ino) recorded in ``path`` by ``write_identity``; None when absent."""
+    try:
+        dev, ino = path.read_text(encoding="ascii").split()
+        return int(dev), int(ino)
+    except (OSError, ValueError):
+        return None
+
+
+def write_identity(path: Path, identity: tuple[int, int]) -> None:
+    """Record a file's identity in ``path`` (best effort: a full disk only loses the record)."""
+    with contextlib.suppress(OSError):
+        fd = open_private(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{identity[0]} {identity[1]}\n".encode("ascii"), 0)
+        finally:
+            os.close(fd)
+
+
+def in_use(identity: tuple[int, int]) -> bool:
+    """Whether a process this one can see (itself included) has the file with this identity
+    (st_dev, st_ino) open, found through /proc/<pid>/fd. Used only when a database file was
+    swapped, so its cost (a stat per open file) is paid rarely."""
+    try:
+        pids = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return False
+    for pid in pids:
+        try:
+            fds = list(os.scandir(f"/proc/{pid}/fd"))
+        except OSError:
+            continue  # gone, or another user's
+        for fd in fds:
+            try:
+                st = os.stat(fd.path)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == identity:
+                return True
+    return False
+
+
 def held_since(stamp: Path, busy: bool) -> float | None:
     """Shared memory of how long a lock has been seen busy, kept in ``stamp``'s mtime.
 

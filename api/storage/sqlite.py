@@ -118,7 +118,7 @@ def _unavailable(exc: sqlite3.Error, db_path: Path | None) -> Unavailable | None
         )
     if name.startswith("SQLITE_IOERR") and db_path is not None:
         # SQLite does not say why; a write next to the database does (read-only, full, ...)
-        problem = fs.write_problem(db_path.parent)
+        problem = fs.write_problem(fs.staging_dir(db_path.parent / "files"))
         if problem is not None:
             return Unavailable(
                 "writes", f"Writes are blocked: {db_path} cannot be written ({exc}): {problem}."
@@ -204,6 +204,25 @@ def _open(db_path: Path) -> sqlite3.Connection:
         ) from exc
 
 
+def _adopt(db_path: Path, lock_path: Path) -> None:
+    """Refuse a database file that replaced another one still open in a process of the
+    service: the two would share one WAL and SHM (those go by path), which corrupts the new
+    file. The identity of the file in use is recorded in the writer lock file; a file put in
+    place while nothing had the previous one open (a restore while stopped) is adopted."""
+    identity = _identity(db_path)
+    recorded = fs.read_identity(lock_path)
+    if recorded == identity:
+        return
+    if recorded is not None and fs.in_use(recorded):
+        raise Unavailable(
+            "db",
+            f"The database {db_path} was replaced by another file while the service was "
+            "running (the previous file is still open in its processes); nothing is written to "
+            "either. Restart the service to use the new file.",
+        )
+    fs.write_identity(lock_path, identity)
+
+
 def _open_private(db_path: Path) -> sqlite3.Connection:
     """Open the database with every file of it private (0600, DATA_DIR 0700): SQLite gives
     the WAL and SHM files the mode of the database file, which is created here first."""
@@ -218,6 +237,7 @@ def _open_private(db_path: Path) -> sqlite3.Connection:
             "with an empty database.",
         )
     fs.create_private(db_path)
+    _adopt(db_path, lock_path)
     lock = os.fdopen(fs.open_private(lock_path, os.O_WRONLY | os.O_APPEND), "ab")
     try:
         conn = sqlite3.connect(
