@@ -111,7 +111,7 @@ class App:
                 logs.setup(self.settings.log_format)
         if not self.started:
             self.started = True
-            system.on_start(self.settings)
+            _on_start(self.settings)
         return self.settings
 
     def respond(self, request: Request) -> Response:
@@ -157,6 +157,18 @@ class App:
         store = storage.get_storage(cfg.data_dir)
         tenant = auth.tenant_for(request.headers.get("Authorization"), cfg.api_key, store)
         return handler(Ctx(request, store, tenant, cfg), **args)
+
+
+def _on_start(cfg: config.Config) -> None:
+    """Once per process, at its first request: remove staged uploads no live process writes
+    (left by a worker killed while storing one); safe while other workers upload."""
+    try:
+        removed = storage.get_storage(cfg.data_dir).sweep_staging()
+    except OSError as exc:
+        log.warning("sweeping staged uploads failed: %s", exc)
+        return
+    if removed:
+        log.info("removed %d staged upload file(s) left by interrupted uploads", removed)
 
 
 def create_app(settings: config.Config | None = None, debug: bool = False) -> App:

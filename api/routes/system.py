@@ -29,17 +29,6 @@ def ping() -> Response:
     return Response(PING_BODY, mimetype="text/plain")
 
 
-def on_start(cfg: config.Config) -> None:
-    """Once per process, at its first request: remove staged uploads no live process writes."""
-    try:
-        removed = storage.get_storage(cfg.data_dir).sweep_staging()
-    except OSError as exc:
-        log.warning("sweeping staged uploads failed: %s", exc)
-        return
-    if removed:
-        log.info("removed %d staged upload file(s) left by interrupted uploads", removed)
-
-
 @dataclass(frozen=True)
 class _Answer:
     at: float
