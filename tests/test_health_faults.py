@@ -444,9 +444,14 @@ def test_full_disk_is_reported_leaves_no_litter_and_recovers(
         fill(filler)
         body = wait_health(run.port, 503, 10, "healthz to see the full disk")
         probes, until = 0, time.monotonic() + 3 * CACHE_SECONDS + 0.5
-        while time.monotonic() < until:  # fresh failing probes on the full disk (cache expiry)
+
+        def probed_past_three_cache_periods() -> bool:  # so several probes ran on a full disk
+            nonlocal probes
             assert healthz(run.port)[0] == 503
             probes += 1
+            return time.monotonic() >= until
+
+        wait_for(probed_past_three_cache_periods, 10, "healthz answers over three cache periods")
         upload_status, answer = upload_answer(run.port, dataset, {"a.txt": b"y" * 100_000})
         print(f"full disk: {probes} healthz {body}; upload HTTP {upload_status} {answer}")
         assert body["disk"] == "nok" and body["storage"] == "nok"
