@@ -319,3 +319,34 @@ def test_a_database_restored_while_nothing_has_it_open_is_adopted(
     listed, _ = store.list_datasets("t", storage.Page(), "create_time", False)
     assert [d["name"] for d in listed] == ["before-backup"]
     store.check_writes()
+
+
+def test_sqlites_own_lock_held_outside_the_protocol_is_reported_after_a_while(
+    store: storage.SqliteStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program that writes without the writer lock (the sqlite3 shell) holds SQLite's own
+    write lock: the probe answers within about half a second and reports it once it lasts."""
+    import time
+
+    store.check_writes()
+    monkeypatch.setattr(sqlite_backend, "STALL_SECONDS", 0.5)
+    shell = sqlite3.connect(store.db_path, isolation_level=None)
+    shell.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        store.check_writes()
+        assert time.monotonic() - started < 1.0
+
+        def blocked() -> str | None:
+            try:
+                store.check_writes()
+            except storage.Unavailable as exc:
+                return str(exc)
+            return None
+
+        message = wait_for(blocked, 5, "the probe to report the held database lock")
+        assert "has been held by another connection" in message
+    finally:
+        shell.execute("ROLLBACK")
+        shell.close()
+    store.check_writes()

@@ -525,8 +525,8 @@ class SqliteStorage:
 
     def check_writes(self) -> None:
         """A real write (the database header's application_id) under the writer lock, when
-        the lock comes free within PROBE_LOCK_WAIT; otherwise, how long probes have seen it
-        held decides (STALL_SECONDS), so the answer never waits for the 30 s bound."""
+        the locks come free within about PROBE_LOCK_WAIT; otherwise how long probes have seen
+        them held decides (STALL_SECONDS), so the answer never waits for the 30 s bound."""
         if fs.read_only(self.data_dir):
             raise Unavailable(
                 "writes",
@@ -534,23 +534,14 @@ class SqliteStorage:
                 "it read-write.",
             )
         conn = self.conn
-        stamp = Path(f"{_lock_path(self.db_path)}.held-since")
+        lock_path = _lock_path(self.db_path)
+        stamp = Path(f"{lock_path}.held-since")
         try:
             lock = _take_writer_lock(conn, PROBE_LOCK_WAIT)
         except Unavailable:
-            since = fs.held_since(stamp, busy=True)
-            held = 0.0 if since is None else time.time() - since
-            if held >= STALL_SECONDS:
-                raise Unavailable(
-                    "writes",
-                    f"Writes are blocked: the database writer lock {_lock_path(self.db_path)} "
-                    f"has been held by {_holders(_lock_path(self.db_path))} for {held:.0f} s "
-                    f"(writes give up after {BUSY_TIMEOUT_MS // 1000} s). Stop the process "
-                    "holding it; writes resume as soon as it is released.",
-                ) from None
-            return  # held, but not for long: a big transaction, not a fault
+            self._stalled(stamp, f"the database writer lock {lock_path}", _holders(lock_path))
+            return
         try:
-            fs.held_since(stamp, busy=False)
             check_identity(conn)
             conn.execute(f"PRAGMA busy_timeout = {PROBE_BUSY_TIMEOUT_MS}")
             try:
@@ -560,14 +551,33 @@ class SqliteStorage:
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.rollback()
-                raise _unavailable(exc, self.db_path) or Unavailable(
-                    "writes", f"Writes to {self.db_path} fail: {exc}"
-                ) from exc
+                if not str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_BUSY"):
+                    raise _unavailable(exc, self.db_path) or Unavailable(
+                        "writes", f"Writes to {self.db_path} fail: {exc}"
+                    ) from exc
+                # SQLite's own lock, held by a program outside the writer-lock protocol
+                self._stalled(stamp, f"the database {self.db_path}", "another connection")
+                return
             finally:
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            fs.held_since(stamp, busy=False)
         finally:
             if lock is not None:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    @staticmethod
+    def _stalled(stamp: Path, what: str, holder: str) -> None:
+        """A probe found ``what`` locked: fine for a while (a big transaction), Unavailable
+        once probes have seen it held for STALL_SECONDS."""
+        since = fs.held_since(stamp, busy=True)
+        held = 0.0 if since is None else time.time() - since
+        if held >= STALL_SECONDS:
+            raise Unavailable(
+                "writes",
+                f"Writes are blocked: {what} has been held by {holder} for {held:.0f} s "
+                f"(writes give up after {BUSY_TIMEOUT_MS // 1000} s). Stop the process holding "
+                "it; writes resume as soon as it is released.",
+            )
 
     def check_files(self) -> None:
         fs.probe_write(fs.staging_dir(self.files_dir))
