@@ -1,4 +1,4 @@
-"""Admin CLI: ``python -m api.admin {init,migrate,create-key,list-keys,revoke-key}``."""
+"""Admin CLI: ``python -m api.admin {init,migrate,create-key,list-keys,revoke-key,status}``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from api import auth, config, storage
+from api import auth, config, queue, storage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,12 +21,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("list-keys", help="list keys (prefix, tenant, name, times) as JSON lines")
     revoke = sub.add_parser("revoke-key", help="revoke the keys with this prefix or hash prefix")
     revoke.add_argument("prefix")
+    sub.add_parser(
+        "status", help="every tenant's parse queue and every task executor, as JSON (operators)"
+    )
     args = parser.parse_args(argv)
     try:
         cfg = config.load()
     except config.ConfigError as exc:
         print(f"admin: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _run(args, cfg)
+    except storage.Unavailable as exc:
+        print(f"admin: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, cfg: config.Config) -> int:
     store = storage.get_storage(cfg.data_dir)
     if args.command in ("init", "migrate"):
         version = storage.migrate(storage.get_connection(cfg.data_dir))
@@ -38,6 +49,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "list-keys":
         for row in store.list_keys():
             print(json.dumps(row))
+    elif args.command == "status":
+        conn = storage.get_connection(cfg.data_dir)
+        stale_after = config.load_task_settings().stale_after
+        report = {
+            "queue": queue.queue_depth(conn=conn),
+            "task_executors": queue.list_executors(stale_after=stale_after, conn=conn),
+        }
+        print(json.dumps(report, indent=2))
     elif args.command == "revoke-key":
         if len(args.prefix) < 8:
             print("admin: give at least 8 characters of the key prefix", file=sys.stderr)

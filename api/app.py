@@ -3,7 +3,9 @@
 Every error becomes RAGFlow's envelope with HTTP 200: ApiError as raised,
 storage NotFound/Conflict as 102, Werkzeug HTTP errors (404, 405, 413, ...) as
 code 100 with the exception's repr, anything unexpected as code 100 with the
-repr (logged with its traceback, which never reaches the client).
+repr (logged with its traceback, which never reaches the client). When the
+service cannot serve (storage Unavailable, invalid configuration) the envelope
+has code 500, the cause as its message, and HTTP 503.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class App:
 
     settings: config.Config | None = None
     debug: bool = False  # let unexpected errors reach Werkzeug's debugger (dev server --debug)
+    started: bool = False  # system.on_start ran in this process
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/v1/system/ping" and environ.get("REQUEST_METHOD") == "GET":
@@ -106,13 +109,18 @@ class App:
             self.settings = config.load()
             if not logging.getLogger().handlers:  # Gunicorn's logconfig may have set one up
                 logs.setup(self.settings.log_format)
+        if not self.started:
+            self.started = True
+            _on_start(self.settings)
         return self.settings
 
     def respond(self, request: Request) -> Response:
         try:
+            endpoint, args = URLS.bind_to_environ(request.environ).match()
+            if endpoint == "system.healthz":  # reports a configuration error as a failed check
+                return system.healthz(self.load_settings)
             cfg = self.load_settings()
             request.max_content_length = cfg.max_content_length
-            endpoint, args = URLS.bind_to_environ(request.environ).match()
             return self.dispatch(request, cfg, str(endpoint), dict(args))
         except RequestRedirect as redirect:
             return redirect.get_response(request.environ)
@@ -122,11 +130,16 @@ class App:
             return error_response(ApiError(Code.DATA_ERROR, f"Not found: {exc}"))
         except storage.Conflict as exc:
             return error_response(ApiError(Code.DATA_ERROR, str(exc)))
+        except storage.Unavailable as exc:
+            log.error("storage unavailable (%s): %s", exc.component, exc.message)
+            return error_response(ApiError(Code.SERVER_ERROR, exc.message, status=503))
         except HTTPException as exc:
             return error_response(ApiError(Code.EXCEPTION, repr(exc)))
         except config.ConfigError as exc:
             log.error("configuration error: %s", exc)
-            return error_response(ApiError(Code.SERVER_ERROR, f"Server misconfigured: {exc}"))
+            return error_response(
+                ApiError(Code.SERVER_ERROR, f"Server misconfigured: {exc}", status=503)
+            )
         except Exception as exc:
             if self.debug:
                 raise
@@ -138,14 +151,24 @@ class App:
     ) -> Response:
         if endpoint == "system.ping":
             return system.ping()
-        if endpoint == "system.healthz":
-            return system.healthz(cfg)
         if endpoint == "openapi":
             return json_response(openapi.document())
         handler, _ = ENDPOINTS[endpoint]
         store = storage.get_storage(cfg.data_dir)
         tenant = auth.tenant_for(request.headers.get("Authorization"), cfg.api_key, store)
         return handler(Ctx(request, store, tenant, cfg), **args)
+
+
+def _on_start(cfg: config.Config) -> None:
+    """Once per process, at its first request: remove staged uploads no live process writes
+    (left by a worker killed while storing one); safe while other workers upload."""
+    try:
+        removed = storage.get_storage(cfg.data_dir).sweep_staging()
+    except OSError as exc:
+        log.warning("sweeping staged uploads failed: %s", exc)
+        return
+    if removed:
+        log.info("removed %d staged upload file(s) left by interrupted uploads", removed)
 
 
 def create_app(settings: config.Config | None = None, debug: bool = False) -> App:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024 * 1024  # RAGFlow's default: 1 GiB
+DEFAULT_MIN_FREE_DISK = 256 * 1024 * 1024  # as in renderer/settings.py
 MODES = ("production", "development", "dev")  # "dev": what render_config.py --dev-mode sets
 LOG_FORMATS = ("text", "json")
 
@@ -26,6 +27,7 @@ class Config:
     host_ip: str
     host_port: int
     mode: str
+    min_free_disk: int = DEFAULT_MIN_FREE_DISK  # healthz fails below this many free bytes
 
     @property
     def db_path(self) -> Path:
@@ -106,6 +108,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         host_ip=env.get("HOST_IP", "").strip() or "127.0.0.1",
         host_port=_int(env, "HOST_PORT", 9380, 1, 65535),
         mode=_choice(env, "RAGFLOW_MODE", "production", MODES),
+        min_free_disk=_int(env, "MIN_FREE_DISK", DEFAULT_MIN_FREE_DISK, 1, 1 << 62),
     )
 
 

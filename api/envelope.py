@@ -22,13 +22,16 @@ class Code(IntEnum):
 
 
 class ApiError(Exception):
-    """Raised anywhere in a handler; becomes {"code": code, "message": message} (HTTP 200)."""
+    """Raised anywhere in a handler; becomes {"code": code, "message": message}, with HTTP 200
+    as RAGFlow answers errors of the request, or ``status`` (503 when the service cannot
+    serve: misconfigured, storage unavailable)."""
 
-    def __init__(self, code: Code, message: str, data: Any = None) -> None:
+    def __init__(self, code: Code, message: str, data: Any = None, status: int = 200) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.data = data
+        self.status = status
 
 
 def argument_error(message: str) -> ApiError:
@@ -61,4 +64,4 @@ def error_response(exc: ApiError) -> Response:
     body: dict[str, Any] = {"code": int(exc.code), "message": exc.message}
     if exc.data is not None:
         body["data"] = exc.data
-    return json_response(body)
+    return json_response(body, status=exc.status)

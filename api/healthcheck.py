@@ -1,4 +1,9 @@
-"""`python -m api.healthcheck [--url URL]`: exit 0 only when /v1/system/healthz answers OK.
+"""`python -m api.healthcheck [--live] [--url URL]`: exit 0 only when the service is healthy.
+
+Readiness (default): /v1/system/healthz answers HTTP 200 with status ok, i.e. the configuration,
+database, writes, files directory and free disk all pass. Liveness (``--live``):
+/v1/system/ping answers "pong"; it never depends on the database or the disk, so an orchestrator
+does not restart the service for a fault a restart cannot fix.
 
 For the container HEALTHCHECK and Kubernetes probes. Stdlib only; reads HOST_IP and HOST_PORT
 (a wildcard HOST_IP is probed on loopback). Prints one line saying what was checked and why it
@@ -16,21 +21,22 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 
 HEALTHZ_PATH = "/v1/system/healthz"
+PING_PATH = "/v1/system/ping"
 DEFAULT_PORT = "9380"
 WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
 
 
-def default_url(environ: Mapping[str, str]) -> str:
+def default_url(environ: Mapping[str, str], path: str = HEALTHZ_PATH) -> str:
     host = environ.get("HOST_IP", "127.0.0.1").strip()
     if host in WILDCARD_HOSTS:
         host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
     port = environ.get("HOST_PORT", DEFAULT_PORT).strip() or DEFAULT_PORT
-    return f"http://{host}:{port}{HEALTHZ_PATH}"
+    return f"http://{host}:{port}{path}"
 
 
-def check(url: str, timeout: float) -> str | None:
+def check(url: str, timeout: float, live: bool = False) -> str | None:
     """None when healthy, otherwise one line saying what is wrong."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -44,6 +50,8 @@ def check(url: str, timeout: float) -> str | None:
         return f"{url} is not reachable: {reason}"
     if status != 200:
         return f"{url} answered HTTP {status}"
+    if live:
+        return None if body == b"pong" else f"{url} answered {body[:100]!r}, not pong"
     try:
         payload = json.loads(body)
     except ValueError:
@@ -55,13 +63,18 @@ def check(url: str, timeout: float) -> str | None:
 
 def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m api.healthcheck", description=__doc__)
-    parser.add_argument("--url", help="healthz URL (default: from HOST_IP and HOST_PORT)")
+    parser.add_argument(
+        "--live", action="store_true", help="liveness: only check that the server answers ping"
+    )
+    parser.add_argument(
+        "--url", help="URL to probe (default: healthz, or ping with --live, at HOST_IP:HOST_PORT)"
+    )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     args = parser.parse_args(argv)
-    url = args.url or default_url(environ)
-    problem = check(url, args.timeout)
+    url = args.url or default_url(environ, PING_PATH if args.live else HEALTHZ_PATH)
+    problem = check(url, args.timeout, args.live)
     if problem is None:
-        print(f"healthy: {url}")
+        print(f"{'alive' if args.live else 'healthy'}: {url}")
         return 0
     print(f"unhealthy: {problem}", file=sys.stderr)
     return 1

@@ -339,8 +339,8 @@ def document() -> dict[str, Any]:
                     "security": [],
                     "responses": {
                         "200": {"description": "healthy", "content": {JSON: {"schema": _OBJECT}}},
-                        "500": {
-                            "description": "a check failed",
+                        "503": {
+                            "description": "a check failed (named in _meta with the reason)",
                             "content": {JSON: {"schema": _OBJECT}},
                         },
                     },

@@ -486,18 +486,26 @@ def heartbeat(
         )
 
 
-def queue_depth(*, conn: sqlite3.Connection | None = None) -> dict[str, int]:
+def queue_depth(
+    *, tenant_id: str | None = None, conn: sqlite3.Connection | None = None
+) -> dict[str, int]:
     """Counts of open tasks: ``queued`` (waiting), ``running`` (leased, lease
-    valid) and ``expired`` (leased, lease ran out: waiting for another executor)."""
+    valid) and ``expired`` (leased, lease ran out: waiting for another executor);
+    with ``tenant_id``, only that tenant's tasks."""
     c = _connection(conn)
     now = time.time()
+    scope = ""
+    args: list[Any] = [now, now]
+    if tenant_id is not None:
+        scope = " AND dataset_id IN (SELECT id FROM datasets WHERE tenant_id = ?)"
+        args.append(tenant_id)
     row = c.execute(
         "SELECT"
         " COALESCE(SUM(state = 'queued'), 0),"
         " COALESCE(SUM(state = 'leased' AND lease_expires >= ?), 0),"
         " COALESCE(SUM(state = 'leased' AND lease_expires < ?), 0)"
-        " FROM tasks WHERE state IN ('queued', 'leased')",
-        (now, now),
+        f" FROM tasks WHERE state IN ('queued', 'leased'){scope}",
+        args,
     ).fetchone()
     return {"queued": int(row[0]), "running": int(row[1]), "expired": int(row[2])}
 

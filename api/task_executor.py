@@ -49,6 +49,8 @@ log = logging.getLogger("api.task_executor")
 _STEP = 0.1  # seconds: how often waits look at the stop flag
 _PROGRESS_EVERY = 0.5  # seconds between claim checks / progress updates of a worker
 _STUCK_GRACE = 5.0  # seconds past PARSE_TIMEOUT before a worker counts as stuck
+# Storage trouble (a deleted or replaced database, blocked writes): never the document's fault.
+STORAGE_TROUBLE = (sqlite3.Error, storage.Unavailable)
 
 
 class _Abandoned(Exception):
@@ -127,6 +129,7 @@ class Executor:
         self._worker: _Worker | None = None
         self._next_beat = 0.0
         self._beat_state = ""
+        self._unavailable = ""  # the storage problem last logged by the claim loop
 
     # -- control -------------------------------------------------------------------------
     def stop(self, at_once: bool = False) -> None:
@@ -165,7 +168,7 @@ class Executor:
                 failed=self.failed,
                 conn=self._conn(),
             )
-        except sqlite3.Error as exc:
+        except STORAGE_TROUBLE as exc:
             log.warning("heartbeat of %s failed: %s", self.consumer, exc)
 
     # -- main loop -----------------------------------------------------------------------
@@ -177,6 +180,11 @@ class Executor:
             self.settings.lease_seconds,
             self.settings.stop_timeout,
         )
+        try:
+            if removed := self.files.sweep_staging():
+                log.info("removed %d staged upload file(s) left by interrupted uploads", removed)
+        except OSError as exc:
+            log.warning("sweeping staged uploads failed: %s", exc)
         self._beat("idle", force=True)
         poll = self.settings.poll_ms / 1000
         task: queue.Task | None = None
@@ -189,8 +197,16 @@ class Executor:
                         max_attempts=self.settings.max_attempts,
                         conn=self._conn(),
                     )
+                except storage.Unavailable as exc:  # one line per new cause, no traceback
+                    if str(exc) != self._unavailable:
+                        log.error("cannot claim tasks: %s (retrying every %.1fs)", exc, poll)
+                    self._unavailable = str(exc)
                 except Exception:  # never a crash loop: supervisord would give up (FATAL)
                     log.exception("claiming a task failed; retrying in %.1fs", poll)
+                else:
+                    if self._unavailable:
+                        log.info("storage is available again: claiming tasks")
+                    self._unavailable = ""
             if task is None:
                 self._beat("idle")
                 self._sleep(poll)
@@ -244,14 +260,14 @@ class Executor:
     def _renew(self, task: queue.Task) -> bool:
         try:
             return queue.renew(task, self.settings.lease_seconds, conn=self._conn())
-        except sqlite3.Error as exc:
+        except STORAGE_TROUBLE as exc:
             log.warning("renewing the lease of task %s failed: %s", task.id, exc)
             return True  # keep working; the lease still has time left
 
     def _release(self, task: queue.Task) -> bool:
         try:
             return queue.release(task, "executor stopping", conn=self._conn())
-        except sqlite3.Error as exc:
+        except STORAGE_TROUBLE as exc:
             log.warning("handing back task %s failed (its lease will expire): %s", task.id, exc)
             return False
 
@@ -279,7 +295,7 @@ class Executor:
         try:
             if queue.fail(job.task, error, conn=self._conn()):
                 self.failed += 1
-        except sqlite3.Error as exc:
+        except STORAGE_TROUBLE as exc:
             log.error("task %s: recording the failure failed: %s", job.task.id, exc)
         log.error("task %s: parser stuck: %s", job.task.id, error)
         if self.exit_when_stuck:
@@ -345,7 +361,7 @@ class Executor:
             log.info("task %s abandoned: cancelled, superseded or handed back", task.id)
         except ParseError as exc:
             self._fail(job, str(exc), conn)
-        except sqlite3.Error as exc:
+        except STORAGE_TROUBLE as exc:
             # Storage trouble is not the document's fault: leave the lease to expire,
             # so another attempt (counted, capped by TASK_MAX_ATTEMPTS) retries it.
             log.error("task %s: storage error, leaving it for a retry: %s", task.id, exc)
@@ -360,7 +376,7 @@ class Executor:
             if queue.fail(job.task, error, conn=conn):
                 self.failed += 1
                 log.warning("task %s failed: %s", job.task.id, error)
-        except sqlite3.Error as exc:
+        except STORAGE_TROUBLE as exc:
             log.error("task %s: recording the failure failed: %s", job.task.id, exc)
 
 

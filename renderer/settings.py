@@ -619,6 +619,15 @@ SETTINGS: tuple[Setting, ...] = (
         app_env=True,
     ),
     Setting(
+        "MIN_FREE_DISK",
+        BYTE_SIZE,
+        256 * 1024**2,
+        "/v1/system/healthz fails (HTTP 503) when the file system holding DATA_DIR has less "
+        "free space than this",
+        default_doc="256MB",
+        app_env=True,
+    ),
+    Setting(
         "RAGFLOW_DEBUGPY_LISTEN",
         DEBUGPY_LISTEN,
         None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from support.waiting import free_port, wait_for
@@ -91,16 +93,21 @@ def test_dev_server_serves_the_api(
         f"{server.base}/api/v1/datasets", json={"name": "dev"}, headers=headers, timeout=10
     ).json()
     assert created["code"] == 0
-    status = requests.get(f"{server.base}/v1/system/status", headers=headers, timeout=10).json()
-    # the serving process runs the task executor in-process and reports its heartbeat
-    executors = wait_for(
-        lambda: requests.get(f"{server.base}/v1/system/status", headers=headers, timeout=10).json()[
-            "data"
-        ]["task_executors"],
-        timeout=20,
-        what="the in-process executor's heartbeat",
-    )
-    assert executors[0]["pid"] == status["data"]["pid"]
+    # the serving process (the one listening) runs the task executor in-process and reports
+    # its heartbeat, which operators read with `python -m api.admin status`
+    serving = {c.pid for c in psutil.net_connections("tcp") if c.laddr.port == server.port
+               and c.status == psutil.CONN_LISTEN}  # fmt: skip
+
+    def executors() -> list[dict[str, object]]:
+        env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
+        report = subprocess.run(
+            [sys.executable, "-m", "api.admin", "status"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        return list(json.loads(report.stdout)["task_executors"])
+
+    found = wait_for(executors, timeout=20, what="the in-process executor's heartbeat")
+    assert {found[0]["pid"]} == serving
     server.stop()
     assert "Traceback" not in server.log.read_text()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 from support.api_client import KEY, Api
 
-from api import auth, config, openapi
+from api import auth, config, openapi, storage
+from api.routes import system
 from api.storage.schema import MIGRATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,26 +34,61 @@ def test_ping_head_takes_the_routed_path(api: Api) -> None:
 def test_healthz_ok(api: Api) -> None:
     response = api.raw("GET", "/v1/system/healthz", key=None)
     assert response.status_code == 200
-    assert response.get_json() == {"db": "ok", "storage": "ok", "status": "ok"}
+    assert response.get_json() == {
+        "config": "ok", "db": "ok", "writes": "ok", "storage": "ok", "disk": "ok", "status": "ok"
+    }  # fmt: skip
 
 
-def test_healthz_names_the_failed_check(tmp_path: Path) -> None:
+def test_healthz_names_the_failed_check_with_http_503(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where DATA_DIR should be")
     broken = Api(blocker)
     response = broken.raw("GET", "/v1/system/healthz", key=None)
-    assert response.status_code == 500
+    assert response.status_code == 503
     body = response.get_json()
-    assert body["status"] == "nok" and body["db"] == "nok" and body["storage"] == "nok"
-    assert "Error" in body["_meta"]["db"]["error"] and "Error" in body["_meta"]["storage"]["error"]
+    assert body["status"] == "nok" and body["config"] == "ok"
+    assert body["db"] == "nok" and body["storage"] == "nok"
+    assert str(blocker) in body["_meta"]["db"]["error"]
+    assert "not writable" in body["_meta"]["storage"]["error"]
 
 
-def test_status_reports_process_queue_and_executors(api: Api) -> None:
+def test_healthz_fails_below_min_free_disk(tmp_path: Path) -> None:
+    api = Api(tmp_path / "data", MIN_FREE_DISK=str(1 << 61))  # more than any disk has
+    response = api.raw("GET", "/v1/system/healthz", key=None)
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["disk"] == "nok" and body["db"] == "ok" and body["writes"] == "ok"
+    assert f"below MIN_FREE_DISK={1 << 61}" in body["_meta"]["disk"]["error"]
+
+
+def test_status_shows_a_tenant_only_its_own_queue(api: Api, tmp_path: Path) -> None:
+    from api import queue
+
+    mine = api.dataset("mine")
+    (doc,) = api.upload(mine["id"], ("a.txt", b"hello"))
+    other = Api(api.data_dir, RAGFLOW_API_KEY="another-tenant-key-0123")
+    key = "ragflow-other-tenant-key-0123456789"
+    storage.get_storage(api.data_dir).add_key(auth.hash_key(key), key[:16], "tenant-b", "b")
+    theirs = other.ok("POST", "/api/v1/datasets", json={"name": "theirs"}, key=key)
+    (their_doc,) = other.ok(
+        "POST",
+        f"/api/v1/datasets/{theirs['id']}/documents",
+        data={"file": [(io.BytesIO(b"x"), "b.txt")]},
+        key=key,
+    )
+    queue.enqueue_parse(mine["id"], [doc["id"]], conn=storage.get_connection(api.data_dir))
+    queue.enqueue_parse(theirs["id"], [their_doc["id"]], conn=storage.get_connection(api.data_dir))
+    queue.heartbeat("host_0", host="secret-host", pid=4242, started_at=0, state="idle",
+                    conn=storage.get_connection(api.data_dir))  # fmt: skip
     data = api.ok("GET", "/v1/system/status")
-    assert data["pid"] == os.getpid() and data["mode"] == "production"
-    assert data["queue"] == {"queued": 0, "running": 0, "expired": 0}
-    assert data["task_executors"] == []
+    assert data == {
+        "version": system.VERSION, "queue": {"queued": 1, "running": 0, "expired": 0}
+    }  # fmt: skip
+    assert other.ok("GET", "/v1/system/status", key=key)["queue"]["queued"] == 1
     assert api.error(0, "GET", "/v1/system/status", key=None) == "`Authorization` can't be empty"
+    report = json.loads(_admin(tmp_path, "status", data_dir=api.data_dir).stdout)
+    assert report["queue"]["queued"] == 2
+    assert [(e["host"], e["pid"]) for e in report["task_executors"]] == [("secret-host", 4242)]
 
 
 @pytest.mark.parametrize(
@@ -116,10 +153,16 @@ def test_a_misconfigured_server_answers_with_an_envelope(
     from api.app import create_app
 
     monkeypatch.setenv("MAX_CONTENT_LENGTH", "huge")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
     response = Client(create_app()).get("/api/v1/datasets")
-    assert response.status_code == 200
+    assert response.status_code == 503
     assert response.get_json()["code"] == 500
     assert "MAX_CONTENT_LENGTH" in response.get_json()["message"]
+    health = Client(create_app()).get("/v1/system/healthz")
+    assert health.status_code == 503
+    body = health.get_json()
+    assert body["status"] == "nok" and body["config"] == "nok" and body["db"] == "nok"
+    assert "MAX_CONTENT_LENGTH='huge' is not an integer" in body["_meta"]["config"]["error"]
 
 
 @pytest.mark.parametrize(
@@ -143,7 +186,7 @@ def test_double_slashes_redirect(api: Api) -> None:
     assert response.headers["Location"].endswith("/api/v1/datasets")
 
 
-def test_unexpected_errors_never_leak_a_traceback(api: Api) -> None:
+def test_a_database_that_is_not_one_answers_503_naming_it(api: Api) -> None:
     ds = api.dataset("keep")
     db = api.data_dir / "ragflow.db"
     from api import storage
@@ -154,8 +197,11 @@ def test_unexpected_errors_never_leak_a_traceback(api: Api) -> None:
         db.write_bytes(b"this is not a database" * 100)
         for name in ("ragflow.db-wal", "ragflow.db-shm"):
             (api.data_dir / name).unlink(missing_ok=True)
-        body = api.call("GET", "/api/v1/datasets")
-        assert body["code"] == 100 and body["message"].startswith("DatabaseError(")
+        response = api.raw("GET", "/api/v1/datasets")
+        assert response.status_code == 503 and "Traceback" not in response.get_data(as_text=True)
+        body = response.get_json()
+        assert body["code"] == 500 and str(db) in body["message"]
+        assert "file is not a database" in body["message"]
     finally:
         storage.close_all()
         db.write_bytes(saved)
@@ -179,8 +225,11 @@ def test_openapi_document_lists_every_endpoint(api: Api) -> None:
     assert documented == routes
 
 
-def _admin(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
+def _admin(
+    tmp_path: Path, *args: str, data_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    data = data_dir if data_dir is not None else tmp_path / "data"
+    env = {**os.environ, "DATA_DIR": str(data), "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "api.admin", *args],
         env=env,

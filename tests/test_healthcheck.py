@@ -75,6 +75,18 @@ def test_exit_code_follows_healthz(
     assert path in line
 
 
+@pytest.mark.parametrize(("reply", "expected"), [((200, b"pong"), 0), ((200, b"{}"), 1),
+                                                 ((503, b"pong"), 1)])  # fmt: skip
+def test_live_checks_ping_only(fake_server: int, reply: tuple[int, bytes], expected: int) -> None:
+    path = f"/v1/system/ping-{reply[0]}-{abs(hash(reply[1]))}"
+    REPLIES[path] = reply
+    result = _healthcheck("--live", "--url", f"http://127.0.0.1:{fake_server}{path}")
+    assert result.returncode == expected, result.stdout + result.stderr
+    assert (result.stdout if expected == 0 else result.stderr).startswith(
+        "alive" if expected == 0 else "unhealthy"
+    )
+
+
 def test_nothing_listening_is_unhealthy() -> None:
     result = _healthcheck("--url", f"http://127.0.0.1:{free_port()}/v1/system/healthz",
                           "--timeout", "2")  # fmt: skip

@@ -83,11 +83,12 @@ def test_concurrent_first_starts_migrate_exactly_once(tmp_path: Path) -> None:
     )
 
 
-def test_writers_queue_on_the_writer_lock_and_time_out_with_sqlites_error(
+def test_writers_queue_on_the_writer_lock_and_time_out_naming_the_holder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every thread's connection has its own handle on the flock, so a second writer waits
-    for the first (and gets SQLite's own error when BUSY_TIMEOUT_MS passes), then writes."""
+    for the first (and gets Unavailable naming the lock and its holder when BUSY_TIMEOUT_MS
+    passes), then writes."""
     monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT_MS", 300)
     store = storage.SqliteStorage(tmp_path)
     outcome: list[str] = []
@@ -97,8 +98,8 @@ def test_writers_queue_on_the_writer_lock_and_time_out_with_sqlites_error(
     def other_writer() -> None:
         try:
             store.create_dataset("t", {"name": "second"})
-        except sqlite3.OperationalError as exc:
-            outcome.append(str(exc))
+        except storage.Unavailable as exc:
+            outcome.append(f"{exc.component}: {exc}")
         release.wait(10)
         store.create_dataset("t", {"name": "third"})
         written.set()
@@ -109,7 +110,10 @@ def test_writers_queue_on_the_writer_lock_and_time_out_with_sqlites_error(
         thread = threading.Thread(target=other_writer)
         thread.start()
         wait_for(lambda: outcome, 5, "the second writer to give up after BUSY_TIMEOUT_MS")
-        assert outcome == ["database is locked"]
+        (message,) = outcome
+        assert message.startswith("writes: Writes are blocked: the database writer lock ")
+        held = f"ragflow.db.writer-lock was held by pid {os.getpid()} for more than 0.3 s"
+        assert held in message
     release.set()
     assert written.wait(10)
     thread.join(10)
@@ -212,6 +216,7 @@ def test_an_upload_that_fails_midway_leaves_nothing(store: storage.SqliteStorage
         store.add_documents(ds, uploads, "t")
     assert store.list_documents(ds["id"], storage.DocumentFilter(), storage.Page())[1] == 0
     assert list((store.files_dir / ds["id"]).iterdir()) == []
+    assert list((store.files_dir / ".staging").iterdir()) == []
 
 
 def test_name_conflicts(store: storage.SqliteStorage) -> None:
@@ -220,3 +225,128 @@ def test_name_conflicts(store: storage.SqliteStorage) -> None:
     with pytest.raises(storage.Conflict, match="Dataset name 'b' already exists"):
         store.update_dataset("t", a["id"], {"name": "b"})
     assert store.create_dataset("other", {"name": "a"})["name"] == "a"
+
+
+def test_a_deleted_database_is_refused_and_never_recreated(store: storage.SqliteStorage) -> None:
+    store.create_dataset("t", {"name": "kept"})
+    store.db_path.unlink()
+    with pytest.raises(storage.Unavailable, match="was deleted while the service was running"):
+        store.create_dataset("t", {"name": "lost"})
+    storage.close_all()  # a new process or thread opens its own connection
+    missing = r"is missing but ragflow\.db\.writer-lock shows"
+    with pytest.raises(storage.Unavailable, match=missing) as exc:
+        store.check()
+    assert exc.value.component == "db" and not store.db_path.exists()
+
+
+def test_a_replaced_database_is_refused_until_the_original_is_back(
+    store: storage.SqliteStorage,
+) -> None:
+    store.create_dataset("t", {"name": "kept"})
+    saved = store.db_path.with_name("saved.db")
+    os.link(store.db_path, saved)
+    replacement = store.db_path.with_name("replacement.db")
+    replacement.write_bytes(store.db_path.read_bytes())
+    os.replace(replacement, store.db_path)
+    for attempt in (
+        store.check,
+        store.check_writes,
+        lambda: store.create_dataset("t", {"name": "x"}),
+    ):
+        with pytest.raises(storage.Unavailable, match="was replaced by another file"):
+            attempt()
+    os.replace(saved, store.db_path)
+    store.check_writes()
+    assert [
+        d["name"] for d in store.list_datasets("t", storage.Page(), "create_time", False)[0]
+    ] == ["kept"]
+
+
+def test_new_database_files_are_private(tmp_path: Path) -> None:
+    data = tmp_path / "fresh" / "data"
+    store = storage.SqliteStorage(data)
+    store.create_dataset("t", {"name": "a"})
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in [data, *data.iterdir()]}
+    assert modes == {
+        "data": "0o700",
+        "ragflow.db": "0o600",
+        "ragflow.db-wal": "0o600",
+        "ragflow.db-shm": "0o600",
+        "ragflow.db.writer-lock": "0o600",
+    }
+
+
+def test_writer_lock_probe_answers_fast_and_reports_a_long_hold(
+    store: storage.SqliteStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+    import time
+
+    store.check_writes()
+    monkeypatch.setattr(sqlite_backend, "STALL_SECONDS", 0.5)
+    with open(f"{store.db_path}.writer-lock", "ab") as other:  # another open file description
+        fcntl.flock(other, fcntl.LOCK_EX)
+        started = time.monotonic()
+        store.check_writes()  # held, but not for long yet
+        assert time.monotonic() - started < 1.0
+        stamp = Path(f"{store.db_path}.writer-lock.held-since")
+        assert stamp.exists()
+
+        def blocked() -> str | None:
+            try:
+                store.check_writes()
+            except storage.Unavailable as exc:
+                return str(exc)
+            return None
+
+        message = wait_for(blocked, 5, "the probe to report the held lock")
+        assert "Writes are blocked" in message and f"pid {os.getpid()}" in message
+    store.check_writes()
+    assert not stamp.exists()
+
+
+def test_a_database_restored_while_nothing_has_it_open_is_adopted(
+    store: storage.SqliteStorage,
+) -> None:
+    store.create_dataset("t", {"name": "before-backup"})
+    backup = store.db_path.with_name("backup.db")
+    store.conn.execute(f"VACUUM INTO '{backup}'")
+    store.create_dataset("t", {"name": "after-backup"})
+    storage.close_all()  # the service stops: nothing has the database open any more
+    for suffix in ("-wal", "-shm"):
+        Path(f"{store.db_path}{suffix}").unlink(missing_ok=True)
+    os.replace(backup, store.db_path)  # the operator restores the backup
+    listed, _ = store.list_datasets("t", storage.Page(), "create_time", False)
+    assert [d["name"] for d in listed] == ["before-backup"]
+    store.check_writes()
+
+
+def test_sqlites_own_lock_held_outside_the_protocol_is_reported_after_a_while(
+    store: storage.SqliteStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program that writes without the writer lock (the sqlite3 shell) holds SQLite's own
+    write lock: the probe answers within about half a second and reports it once it lasts."""
+    import time
+
+    store.check_writes()
+    monkeypatch.setattr(sqlite_backend, "STALL_SECONDS", 0.5)
+    shell = sqlite3.connect(store.db_path, isolation_level=None)
+    shell.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        store.check_writes()
+        assert time.monotonic() - started < 1.0
+
+        def blocked() -> str | None:
+            try:
+                store.check_writes()
+            except storage.Unavailable as exc:
+                return str(exc)
+            return None
+
+        message = wait_for(blocked, 5, "the probe to report the held database lock")
+        assert "has been held by another connection" in message
+    finally:
+        shell.execute("ROLLBACK")
+        shell.close()
+    store.check_writes()

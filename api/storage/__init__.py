@@ -10,7 +10,17 @@ import sqlite3
 from pathlib import Path
 
 from api import config
-from api.storage.base import Conflict, DocumentFilter, NotFound, Page, Row, Storage, Upload
+from api.storage.base import (
+    Conflict,
+    DocumentFilter,
+    NotFound,
+    Page,
+    Row,
+    Storage,
+    StorageError,
+    Unavailable,
+    Upload,
+)
 from api.storage.sqlite import (
     SqliteStorage,
     chunk_id,
@@ -30,6 +40,8 @@ __all__ = [
     "Row",
     "SqliteStorage",
     "Storage",
+    "StorageError",
+    "Unavailable",
     "Upload",
     "chunk_id",
     "close_all",

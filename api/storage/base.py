@@ -22,6 +22,20 @@ class Conflict(StorageError):
     pass
 
 
+class Unavailable(StorageError):
+    """Storage cannot serve right now, through no fault of the request.
+
+    ``component`` is the health check that reports the same cause (``db``: the database
+    is unreachable, deleted or replaced; ``writes``: writes are blocked by a held lock, a
+    full disk or a read-only file system; ``storage``: the files directory). The message
+    names the cause and what to do."""
+
+    def __init__(self, component: str, message: str) -> None:
+        super().__init__(message)
+        self.component = component
+        self.message = message
+
+
 @dataclass(frozen=True)
 class Page:
     number: int = 1
@@ -55,7 +69,21 @@ class Upload:
 
 
 class Storage(Protocol):
-    def check(self) -> None: ...
+    def check(self) -> None:
+        """Raise Unavailable("db", ...) unless the database answers a read."""
+
+    def check_writes(self) -> None:
+        """Raise Unavailable("writes", ...) unless a write would succeed now; answers within
+        about a second even when another process holds the writer lock."""
+
+    def check_files(self) -> None:
+        """Raise Unavailable("storage", ...) unless a file can be written under DATA_DIR/files."""
+
+    def free_bytes(self) -> int:
+        """Bytes free for this process on the file system holding DATA_DIR."""
+
+    def sweep_staging(self) -> int:
+        """Remove staged upload files that no live process is writing; return how many."""
 
     def add_key(self, key_hash: str, prefix: str, tenant_id: str, name: str) -> None: ...
     def key_tenant(self, key_hash: str) -> str | None: ...

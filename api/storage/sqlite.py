@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -18,26 +19,35 @@ from typing import IO, Any
 import xxhash
 
 from api import text
+from api.storage import fs
 from api.storage.base import (
     Conflict,
     DocumentFilter,
     NotFound,
     Page,
     Row,
+    Unavailable,
     Upload,
 )
 from api.storage.schema import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 30_000
 MMAP_SIZE = 1 << 30  # bytes of the database file read through mmap (see _open)
+PROBE_LOCK_WAIT = 0.25  # seconds healthz waits for the writer lock
+STALL_SECONDS = 10.0  # a writer lock seen held this long (by probes) means writes are blocked
+PROBE_BUSY_TIMEOUT_MS = 250  # SQLite's own lock wait during the healthz write probe
+APPLICATION_ID = 0x52474C54  # "RGLT": what the write probe writes (database header, page 1)
 _local = threading.local()
 
 
 class _Connection(sqlite3.Connection):
     """A connection with its own open file description of the database's writer lock file
-    (``<db>.writer-lock``); closed with the connection or when it is garbage collected."""
+    (``<db>.writer-lock``), closed with the connection or when it is garbage collected, and
+    the identity (st_dev, st_ino) of the database file it opened."""
 
     writer_lock: IO[bytes] | None = None
+    path: Path | None = None
+    identity: tuple[int, int] | None = None
 
     def close(self) -> None:
         super().close()
@@ -45,18 +55,29 @@ class _Connection(sqlite3.Connection):
             self.writer_lock.close()
 
 
-def _take_writer_lock(conn: sqlite3.Connection) -> IO[bytes] | None:
+def _lock_path(db_path: Path) -> Path:
+    return Path(f"{db_path}.writer-lock")
+
+
+def _holders(path: Path) -> str:
+    pids = fs.flock_holders(path)
+    return f"pid {', '.join(map(str, pids))}" if pids else "another process"
+
+
+def _take_writer_lock(conn: sqlite3.Connection, timeout: float | None = None) -> IO[bytes] | None:
     """Wait for the cross-process writer lock (flock) before BEGIN IMMEDIATE.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between attempts, so with
     write transactions of about a millisecond (a parsed document's chunks) a waiting
     executor or web worker sleeps far longer than the lock is held. Polling the flock
     with sleeps of at most 1 ms hands the lock over promptly and keeps the same
-    BUSY_TIMEOUT_MS bound; the error on timeout is SQLite's own."""
-    lock = conn.writer_lock if isinstance(conn, _Connection) else None
-    if lock is None:  # a connection not opened by this module
-        return None
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    BUSY_TIMEOUT_MS bound; on timeout, Unavailable("writes") names the lock's holder."""
+    if not isinstance(conn, _Connection) or conn.writer_lock is None:
+        return None  # a connection not opened by this module
+    lock = conn.writer_lock
+    if timeout is None:
+        timeout = BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + timeout
     delay = 0.00005
     while True:
         try:
@@ -64,9 +85,78 @@ def _take_writer_lock(conn: sqlite3.Connection) -> IO[bytes] | None:
             return lock
         except BlockingIOError:
             if time.monotonic() >= deadline:
-                raise sqlite3.OperationalError("database is locked") from None
+                path = _lock_path(conn.path) if conn.path else Path("writer-lock")
+                raise Unavailable(
+                    "writes",
+                    f"Writes are blocked: the database writer lock {path} was held by "
+                    f"{_holders(path)} for more than {timeout:g} s. Stop the process holding "
+                    "it; writes resume as soon as it is released.",
+                ) from None
             time.sleep(delay)
             delay = min(delay * 2, 0.001)
+
+
+def _unavailable(exc: sqlite3.Error, db_path: Path | None) -> Unavailable | None:
+    """The storage-level cause of an SQLite error, or None for an error of the request."""
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    where = db_path if db_path is not None else "the database"
+    if name == "SQLITE_FULL":
+        return Unavailable(
+            "writes", f"Writes are blocked: the disk holding {where} is full; free disk space."
+        )
+    if name.startswith("SQLITE_READONLY"):
+        return Unavailable(
+            "writes",
+            f"Writes are blocked: {where} is read-only ({exc}); remount the file system "
+            "read-write or give the service's user write access.",
+        )
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return Unavailable(
+            "writes",
+            f"Writes are blocked: {where} is locked by another connection ({exc}) beyond "
+            f"{BUSY_TIMEOUT_MS // 1000} s; stop the program holding it.",
+        )
+    if name.startswith("SQLITE_IOERR") and db_path is not None:
+        # SQLite does not say why; a write next to the database does (read-only, full, ...)
+        problem = fs.write_problem(fs.staging_dir(db_path.parent / "files"))
+        if problem is not None:
+            return Unavailable(
+                "writes", f"Writes are blocked: {db_path} cannot be written ({exc}): {problem}."
+            )
+    if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_NOTADB", "SQLITE_CORRUPT")):
+        return Unavailable("db", f"The database {where} cannot be used: {exc} ({name}).")
+    return None
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def check_identity(conn: sqlite3.Connection) -> None:
+    """Raise Unavailable("db") when the database file this connection opened is no longer the
+    file at its path (deleted, or replaced by another file): nothing is read from or written
+    to a file the service no longer stores its data in. The stale connection stays open (the
+    old file stays readable through /proc/<pid>/fd until a restart) and answers again if the
+    original file comes back to the path (mv'd back)."""
+    if not isinstance(conn, _Connection) or conn.path is None or conn.identity is None:
+        return
+    try:
+        now = _identity(conn.path)
+    except FileNotFoundError:
+        raise Unavailable(
+            "db",
+            f"The database {conn.path} was deleted while the service was running; nothing more "
+            "is written to it. Restore it (see the operations guide) and restart the service.",
+        ) from None
+    except OSError as exc:
+        raise Unavailable("db", f"The database {conn.path} cannot be reached: {exc}") from None
+    if now != conn.identity:
+        raise Unavailable(
+            "db",
+            f"The database {conn.path} was replaced by another file while the service was "
+            "running; nothing is written to either. Restart the service to use the new file.",
+        )
 
 
 def _words(value: object) -> str:
@@ -101,15 +191,68 @@ def _title(value: object) -> str:
 
 
 def _open(db_path: Path) -> sqlite3.Connection:
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(
-        db_path,
-        timeout=BUSY_TIMEOUT_MS / 1000,
-        isolation_level=None,
-        check_same_thread=True,
-        factory=_Connection,
-    )
-    conn.writer_lock = open(f"{db_path}.writer-lock", "ab")  # noqa: SIM115 (lives with conn)
+    try:
+        return _open_private(db_path)
+    except sqlite3.Error as exc:
+        cause = _unavailable(exc, db_path)
+        if cause is None:
+            raise
+        raise cause from exc
+    except OSError as exc:
+        raise Unavailable(
+            "db", f"The database {db_path} cannot be opened: {fs.describe(exc)}"
+        ) from exc
+
+
+def _adopt(db_path: Path, lock_path: Path) -> None:
+    """Refuse a database file that replaced another one still open in a process of the
+    service: the two would share one WAL and SHM (those go by path), which corrupts the new
+    file. The identity of the file in use is recorded in the writer lock file; a file put in
+    place while nothing had the previous one open (a restore while stopped) is adopted."""
+    identity = _identity(db_path)
+    recorded = fs.read_identity(lock_path)
+    if recorded == identity:
+        return
+    if recorded is not None and fs.in_use(recorded):
+        raise Unavailable(
+            "db",
+            f"The database {db_path} was replaced by another file while the service was "
+            "running (the previous file is still open in its processes); nothing is written to "
+            "either. Restart the service to use the new file.",
+        )
+    fs.write_identity(lock_path, identity)
+
+
+def _open_private(db_path: Path) -> sqlite3.Connection:
+    """Open the database with every file of it private (0600, DATA_DIR 0700): SQLite gives
+    the WAL and SHM files the mode of the database file, which is created here first."""
+    fs.private_dir(db_path.parent)
+    lock_path = _lock_path(db_path)
+    if not db_path.exists() and lock_path.exists():
+        raise Unavailable(
+            "db",
+            f"The database {db_path} is missing but {lock_path.name} shows that one existed: "
+            "it was deleted. Restore it from a backup, or remove "
+            f"{db_path.name}.writer-lock, {db_path.name}-wal and {db_path.name}-shm to start "
+            "with an empty database.",
+        )
+    fs.create_private(db_path)
+    _adopt(db_path, lock_path)
+    lock = os.fdopen(fs.open_private(lock_path, os.O_WRONLY | os.O_APPEND), "ab")
+    try:
+        conn = sqlite3.connect(
+            db_path,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=True,
+            factory=_Connection,
+        )
+    except BaseException:
+        lock.close()
+        raise
+    conn.writer_lock = lock  # lives (and closes) with the connection
+    conn.path = db_path
+    conn.identity = _identity(db_path)
     conn.row_factory = sqlite3.Row
     conn.create_function("rf_words", 1, _words, deterministic=True)
     conn.create_function("rf_title", 1, _title, deterministic=True)
@@ -123,6 +266,8 @@ def _open(db_path: Path) -> sqlite3.Connection:
     # still writes with write()); the size is an upper bound, mapped as the file grows.
     conn.execute(f"PRAGMA mmap_size = {MMAP_SIZE}")
     migrate(conn)
+    for suffix in ("-wal", "-shm"):  # files created by an older version, or with a wide umask
+        fs.private_file(Path(f"{db_path}{suffix}"))
     return conn
 
 
@@ -189,6 +334,8 @@ def connection(db_path: Path) -> sqlite3.Connection:
     if conn is None:
         conn = _open(db_path)
         cache[(pid, db_path)] = conn
+    else:
+        check_identity(conn)
     return conn
 
 
@@ -215,13 +362,20 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         return
     lock = _take_writer_lock(conn)
     try:
+        check_identity(conn)  # under the lock: no write reaches a deleted or replaced file
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
         except BaseException:
-            conn.rollback()
+            if conn.in_transaction:
+                conn.rollback()
             raise
         conn.commit()
+    except sqlite3.Error as exc:
+        cause = _unavailable(exc, conn.path if isinstance(conn, _Connection) else None)
+        if cause is None:
+            raise
+        raise cause from exc
     finally:
         if lock is not None:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
@@ -365,7 +519,77 @@ class SqliteStorage:
         return connection(self.db_path)
 
     def check(self) -> None:
-        self.conn.execute("SELECT COUNT(*) FROM datasets").fetchone()
+        try:
+            self.conn.execute("SELECT 1 FROM datasets LIMIT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise _unavailable(exc, self.db_path) or Unavailable(
+                "db", f"The database {self.db_path} cannot be read: {exc}"
+            ) from exc
+
+    def check_writes(self) -> None:
+        """A real write (the database header's application_id) under the writer lock, when
+        the locks come free within about PROBE_LOCK_WAIT; otherwise how long probes have seen
+        them held decides (STALL_SECONDS), so the answer never waits for the 30 s bound."""
+        if fs.read_only(self.data_dir):
+            raise Unavailable(
+                "writes",
+                f"Writes are blocked: {self.data_dir} is on a read-only file system; remount "
+                "it read-write.",
+            )
+        conn = self.conn
+        lock_path = _lock_path(self.db_path)
+        stamp = Path(f"{lock_path}.held-since")
+        try:
+            lock = _take_writer_lock(conn, PROBE_LOCK_WAIT)
+        except Unavailable:
+            self._stalled(stamp, f"the database writer lock {lock_path}", _holders(lock_path))
+            return
+        try:
+            check_identity(conn)
+            conn.execute(f"PRAGMA busy_timeout = {PROBE_BUSY_TIMEOUT_MS}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.commit()
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.rollback()
+                if not str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_BUSY"):
+                    raise _unavailable(exc, self.db_path) or Unavailable(
+                        "writes", f"Writes to {self.db_path} fail: {exc}"
+                    ) from exc
+                # SQLite's own lock, held by a program outside the writer-lock protocol
+                self._stalled(stamp, f"the database {self.db_path}", "another connection")
+                return
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            fs.held_since(stamp, busy=False)
+        finally:
+            if lock is not None:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    @staticmethod
+    def _stalled(stamp: Path, what: str, holder: str) -> None:
+        """A probe found ``what`` locked: fine for a while (a big transaction), Unavailable
+        once probes have seen it held for STALL_SECONDS."""
+        since = fs.held_since(stamp, busy=True)
+        held = 0.0 if since is None else time.time() - since
+        if held >= STALL_SECONDS:
+            raise Unavailable(
+                "writes",
+                f"Writes are blocked: {what} has been held by {holder} for {held:.0f} s "
+                f"(writes give up after {BUSY_TIMEOUT_MS // 1000} s). Stop the process holding "
+                "it; writes resume as soon as it is released.",
+            )
+
+    def check_files(self) -> None:
+        fs.probe_write(fs.staging_dir(self.files_dir))
+
+    def free_bytes(self) -> int:
+        return fs.free_bytes(self.data_dir)
+
+    def sweep_staging(self) -> int:
+        return fs.sweep(self.files_dir)
 
     # keys ----------------------------------------------------------------------------
     def add_key(self, key_hash: str, prefix: str, tenant_id: str, name: str) -> None:
@@ -520,15 +744,19 @@ class SqliteStorage:
     ) -> list[Row]:
         """Store the files and their rows together: all of them, or none."""
         folder = self.files_dir / str(dataset["id"])
-        folder.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []  # every file this call created; removed if anything fails
+        held: list[IO[bytes]] = []  # staged files stay open and flocked until renamed (fs.sweep)
         ids: list[str] = []
         try:
+            with self._storing():
+                fs.private_dir(folder)
             staged: list[tuple[Path, int]] = []
             for upload in uploads:
-                tmp = folder / f".upload-{uuid.uuid4().hex}"
+                with self._storing():
+                    tmp, out = fs.stage(self.files_dir)
+                held.append(out)
                 written.append(tmp)
-                staged.append((tmp, _copy(upload.stream, tmp)))
+                staged.append((tmp, self._copy(upload.stream, out)))
             with transaction(self.conn) as c:
                 for upload, (tmp, size) in zip(uploads, staged, strict=True):
                     doc_id = uuid.uuid1().hex
@@ -555,13 +783,39 @@ class SqliteStorage:
                     )
                     final = folder / doc_id
                     written.append(final)
-                    os.replace(tmp, final)
+                    with self._storing():
+                        os.replace(tmp, final)
                     ids.append(doc_id)
         except BaseException:
-            for path in written:
-                path.unlink(missing_ok=True)
+            _remove(written)
             raise
+        finally:
+            for out in held:
+                out.close()
         return [d for d in (self.get_document(str(dataset["id"]), i) for i in ids) if d]
+
+    @contextmanager
+    def _storing(self) -> Iterator[None]:
+        """A file-system error while storing an upload is the storage's, not the request's."""
+        try:
+            yield
+        except OSError as exc:
+            raise Unavailable(
+                "storage", f"Storing the upload under {self.files_dir} failed: {fs.describe(exc)}"
+            ) from exc
+
+    def _copy(self, stream: IO[bytes], out: IO[bytes]) -> int:
+        """Copy an upload into its staged file: errors reading ``stream`` (the client) pass
+        through, errors writing are Unavailable("storage")."""
+        size = 0
+        while block := stream.read(1024 * 1024):
+            with self._storing():
+                out.write(block)
+            size += len(block)
+        with self._storing():
+            out.flush()
+            os.fsync(out.fileno())
+        return size
 
     def get_document(self, dataset_id: str, doc_id: str) -> Row | None:
         return _row(
@@ -833,16 +1087,10 @@ class SqliteStorage:
         return {str(r[0]) for r in rows}
 
 
-def _copy(stream: IO[bytes], target: Path) -> int:
-    size = 0
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        while block := stream.read(1024 * 1024):
-            out.write(block)
-            size += len(block)
-        out.flush()
-        os.fsync(out.fileno())
-    return size
+def _remove(paths: Iterable[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
 
 
 def _free_name(conn: sqlite3.Connection, dataset_id: str, name: str) -> str:
