@@ -52,7 +52,7 @@ class FileType:
 
     @property
     def parsed_into(self) -> str:
-        """What the parser makes of a file: the first line of its docstring."""
+        """What the parser makes of a file: the first paragraph of its docstring."""
         return (inspect.getdoc(self.parser) or "").split("\n\n")[0].replace("\n", " ")
 
 

@@ -4,7 +4,7 @@ Parsers are pure: bytes and limits in, sections out. A file they cannot read
 raises ``ParseError`` with a message for the user; a type with no parser raises
 ``UnsupportedType``. Neither ever takes the executor down. Which parser reads
 which file type is decided in one place: the registry in ``api.filetypes``.
-The first line of each parser's docstring is its entry in docs/file-types.md.
+The first paragraph of each parser's docstring is its entry in docs/file-types.md.
 """
 
 from __future__ import annotations
