@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from api.parsing.mail import parse_eml
-from api.parsing.office import parse_docx, parse_pptx, parse_xlsx
+from api.parsing.office import parse_docx, parse_pptx, parse_xls, parse_xlsx
 from api.parsing.parsers import (
     Parser,
     UnsupportedType,
@@ -74,6 +74,7 @@ FILE_TYPES: tuple[FileType, ...] = (
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         parse_xlsx,
     ),
+    FileType("Excel 97-2003 workbook", ("xls",), "application/vnd.ms-excel", parse_xls),
     FileType(
         "PowerPoint presentation",
         ("pptx",),

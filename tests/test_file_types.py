@@ -23,7 +23,7 @@ from api.parsing.parsers import UnsupportedType
 KEY = "file-types-test-key-0001"
 SUFFIXES = filetypes.accepted_suffixes()
 # RAGFlow v0.22.1 accepts these at upload; this server has no parser for them.
-UNPARSEABLE = ("doc", "xls", "ppt", "rtf", "wps", "msg", "pages", "numbers", "key", "hlp",
+UNPARSEABLE = ("doc", "ppt", "rtf", "wps", "msg", "pages", "numbers", "key", "hlp",
                "png", "jpg", "mp3", "wav", "mp4", "exe", "noext")  # fmt: skip
 
 

@@ -13,12 +13,20 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from support.sample_files import make_docx, make_eml, make_pdf, make_pptx, make_xlsx, make_zip_bomb
+from support.sample_files import (
+    make_docx,
+    make_eml,
+    make_pdf,
+    make_pptx,
+    make_xls,
+    make_xlsx,
+    make_zip_bomb,
+)
 
 from api.parsing import limits as parse_limits
 from api.parsing.limits import Limits
 from api.parsing.mail import parse_eml
-from api.parsing.office import parse_docx, parse_pptx, parse_xlsx
+from api.parsing.office import parse_docx, parse_pptx, parse_xls, parse_xlsx
 from api.parsing.parsers import (
     ParseError,
     Parser,
@@ -206,6 +214,20 @@ def test_xlsx_with_a_claimed_huge_dimension_reads_only_its_cells() -> None:
     started = time.monotonic()
     assert texts(parse_xlsx(patched.getvalue(), "\n", LIMITS)) == ["h: v", "h: w"]
     assert time.monotonic() - started < 5
+
+
+def test_xls_numbers_dates_and_booleans_read_as_written() -> None:
+    data = make_xls({"S": [["n", "f", "when", "ok"], [3, 2.5, dt(2020, 2, 29, 13, 30), True]]})
+    assert texts(parse_xls(data, "\n", LIMITS)) == [
+        "n: 3; f: 2.5; when: 2020-02-29 13:30:00; ok: TRUE"
+    ]
+
+
+def test_broken_xls_fails_cleanly() -> None:
+    with pytest.raises(ParseError, match="the XLS cannot be read"):
+        list(parse_xls(b"\xd0\xcf\x11\xe0 truncated", "\n", LIMITS))
+    with pytest.raises(ParseError, match="the XLS cannot be read"):
+        list(parse_xls(make_xlsx({"S": [["a"]]}), "\n", LIMITS))
 
 
 @pytest.mark.parametrize("parser", [parse_docx, parse_xlsx, parse_pptx])

@@ -1,9 +1,9 @@
-"""Office Open XML files (zip archives of XML) -> sections: DOCX, XLSX, PPTX.
+"""Microsoft Office files -> sections: DOCX, XLSX, PPTX and the older binary XLS.
 
-Each parser first refuses an archive that would unpack to more than
-PARSE_MAX_UNCOMPRESSED_BYTES (``check_zip``), then reads it with its library
-(python-docx, openpyxl, python-pptx), imported when first needed so that the
-web processes never load them.
+The Office Open XML parsers first refuse an archive that would unpack to more than
+PARSE_MAX_UNCOMPRESSED_BYTES (``check_zip``), then read it with their library
+(python-docx, openpyxl, python-pptx); XLS is read with xlrd. Libraries are
+imported when first needed, so that the web processes never load them.
 """
 
 from __future__ import annotations
@@ -117,6 +117,50 @@ def parse_xlsx(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]
                 raise _unreadable(f"sheet {sheet.title!r} of the XLSX", exc) from None
     finally:
         workbook.close()
+
+
+def _xls_cell(cell: Any, datemode: int) -> str:
+    import xlrd
+
+    if cell.ctype == xlrd.XL_CELL_DATE:
+        try:
+            return cell_text(xlrd.xldate.xldate_as_datetime(cell.value, datemode))
+        except (ValueError, OverflowError, xlrd.xldate.XLDateError):
+            return str(cell.value)
+    if cell.ctype == xlrd.XL_CELL_BOOLEAN:
+        return cell_text(bool(cell.value))
+    if cell.ctype == xlrd.XL_CELL_NUMBER and float(cell.value).is_integer():
+        return str(int(cell.value))  # XLS stores every number as a float
+    if cell.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK, xlrd.XL_CELL_ERROR):
+        return ""
+    return str(cell.value)
+
+
+def parse_xls(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]:
+    """Each sheet as a table, as for XLSX (Excel 97-2003 files, read with xlrd)."""
+    import xlrd
+
+    try:
+        # ragged rows: each row as long as its own last cell, not padded to the widest
+        book = xlrd.open_workbook(file_contents=data, on_demand=True, ragged_rows=True)
+    except Exception as exc:  # xlrd raises XLRDError, struct and index errors for broken files
+        raise _unreadable("XLS", exc) from None
+    try:
+        for index in range(book.nsheets):
+            try:
+                sheet = book.sheet_by_index(index)
+                rows = (
+                    [_xls_cell(cell, book.datemode) for cell in sheet.row(number)]
+                    for number in range(sheet.nrows)
+                )
+                yield from table_sections(timed(rows, limits))
+            except ParseError:
+                raise
+            except Exception as exc:
+                raise _unreadable(f"sheet {index + 1} of the XLS", exc) from None
+            book.unload_sheet(index)
+    finally:
+        book.release_resources()
 
 
 def _shape_texts(shapes: Iterable[Any]) -> Iterator[str]:

@@ -98,6 +98,25 @@ def make_xlsx(sheets: dict[str, list[list[object]]]) -> bytes:
     return out.getvalue()
 
 
+def make_xls(sheets: dict[str, list[list[object]]]) -> bytes:
+    """An Excel 97-2003 workbook (xlwt), as ``make_xlsx``; datetimes get a date format."""
+    import xlwt
+
+    workbook = xlwt.Workbook()
+    dates = xlwt.easyxf(num_format_str="YYYY-MM-DD HH:MM")
+    for title, rows in sheets.items():
+        sheet = workbook.add_sheet(title)
+        for r, row in enumerate(rows):
+            for c, value in enumerate(row):
+                if isinstance(value, datetime.datetime):
+                    sheet.write(r, c, value, dates)
+                elif value is not None:
+                    sheet.write(r, c, value)
+    out = io.BytesIO()
+    workbook.save(out)
+    return out.getvalue()
+
+
 def make_pptx(slides: list[tuple[str, list[str]]], table: list[list[str]] | None = None,
               notes: str = "") -> bytes:  # fmt: skip
     """A presentation: per slide a title and bullet lines; the table (if any) and the
@@ -166,6 +185,20 @@ _TEXT = Sample(
     ["The aardvark eats termites at night.\nIt digs burrows with strong claws."],
 )
 
+_SHEETS: dict[str, list[list[object]]] = {
+    "Animals": [
+        ["animal", "legs", "born"],
+        ["Tapir", 4, datetime.datetime(2019, 5, 1)],
+        [None, None, None],
+        ["Emu", 2, None],
+    ],
+    "Keepers": [["keeper", "shift"], ["Ada", "night"]],
+}
+
+_SHEET_CHUNKS = [
+    "animal: Tapir; legs: 4; born: 2019-05-01\nanimal: Emu; legs: 2\nkeeper: Ada; shift: night"
+]
+
 # One sample per FileType name in api.filetypes.FILE_TYPES (tests check the two agree).
 SAMPLES: dict[str, Sample] = {
     "PDF": Sample(
@@ -177,21 +210,12 @@ SAMPLES: dict[str, Sample] = {
         ["Quokkas smile for photographs.", "island | Rottnest", "After the table."],
     ),
     "Excel workbook": Sample(
-        make_xlsx(
-            {
-                "Animals": [
-                    ["animal", "legs", "born"],
-                    ["Tapir", 4, datetime.datetime(2019, 5, 1)],
-                    [None, None, None],
-                    ["Emu", 2, None],
-                ],
-                "Keepers": [["keeper", "shift"], ["Ada", "night"]],
-            }
-        ),
-        [
-            "animal: Tapir; legs: 4; born: 2019-05-01\nanimal: Emu; legs: 2"
-            "\nkeeper: Ada; shift: night"
-        ],
+        make_xlsx(_SHEETS),
+        _SHEET_CHUNKS,
+    ),
+    "Excel 97-2003 workbook": Sample(
+        make_xls(_SHEETS),
+        _SHEET_CHUNKS,
     ),
     "PowerPoint presentation": Sample(
         make_pptx(
