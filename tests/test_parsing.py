@@ -30,6 +30,7 @@ from api.parsing.office import parse_docx, parse_pptx, parse_xls, parse_xlsx
 from api.parsing.parsers import (
     ParseError,
     Parser,
+    deadline,
     decode_text,
     parse_csv,
     parse_html,
@@ -38,6 +39,7 @@ from api.parsing.parsers import (
     parse_markdown,
     parse_pdf,
     parse_text,
+    timed,
 )
 from api.parsing.pipeline import build_chunks, chunk_settings
 
@@ -214,6 +216,13 @@ def test_xlsx_with_a_claimed_huge_dimension_reads_only_its_cells() -> None:
     started = time.monotonic()
     assert texts(parse_xlsx(patched.getvalue(), "\n", LIMITS)) == ["h: v", "h: w"]
     assert time.monotonic() - started < 5
+
+
+def test_timed_stops_a_long_read_at_the_deadline() -> None:
+    limits = Limits(timeout=5)
+    assert list(timed(range(3000), limits, deadline(limits))) == list(range(3000))
+    with pytest.raises(ParseError, match="PARSE_TIMEOUT=5s"):
+        list(timed(range(3000), limits, time.monotonic() - 1))
 
 
 def test_xls_numbers_dates_and_booleans_read_as_written() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from api.parsing.chunker import Section
 from api.parsing.limits import Limits
-from api.parsing.parsers import ParseError, table_sections, timed
+from api.parsing.parsers import ParseError, deadline, table_sections, timed
 
 MAX_MEMBERS = 10_000
 
@@ -89,11 +89,11 @@ def cell_text(value: object) -> str:
     return str(value)
 
 
-def _sheet_rows(sheet: Any, limits: Limits) -> Iterator[list[str]]:
+def _sheet_rows(sheet: Any, limits: Limits, until: float) -> Iterator[list[str]]:
     # Without the declared dimensions, openpyxl pads each row only to its own last
     # cell, never to a width or height the file merely claims.
     sheet.reset_dimensions()
-    for row in timed(sheet.iter_rows(values_only=True), limits):
+    for row in timed(sheet.iter_rows(values_only=True), limits, until):
         yield [cell_text(value) for value in row]
 
 
@@ -107,10 +107,11 @@ def parse_xlsx(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # zipfile, XML and openpyxl errors of every kind
         raise _unreadable("XLSX", exc) from None
+    until = deadline(limits)
     try:
         for sheet in workbook.worksheets:
             try:
-                yield from table_sections(_sheet_rows(sheet, limits))
+                yield from table_sections(_sheet_rows(sheet, limits, until))
             except ParseError:
                 raise
             except Exception as exc:
@@ -145,6 +146,7 @@ def parse_xls(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]:
         book = xlrd.open_workbook(file_contents=data, on_demand=True, ragged_rows=True)
     except Exception as exc:  # xlrd raises XLRDError, struct and index errors for broken files
         raise _unreadable("XLS", exc) from None
+    until = deadline(limits)
     try:
         for index in range(book.nsheets):
             try:
@@ -153,7 +155,7 @@ def parse_xls(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]:
                     [_xls_cell(cell, book.datemode) for cell in sheet.row(number)]
                     for number in range(sheet.nrows)
                 )
-                yield from table_sections(timed(rows, limits))
+                yield from table_sections(timed(rows, limits, until))
             except ParseError:
                 raise
             except Exception as exc:

@@ -294,12 +294,17 @@ def timeout_error(limits: Limits) -> ParseError:
     )
 
 
-def timed(items: Iterable[T], limits: Limits, every: int = 1024) -> Iterator[T]:
-    """``items``, checking PARSE_TIMEOUT every ``every`` items: for parsers that may read
-    much without producing a section (the pipeline checks the time between sections)."""
-    deadline = time.monotonic() + limits.timeout
+def deadline(limits: Limits) -> float:
+    """The ``time.monotonic()`` by which a document started now must be parsed."""
+    return time.monotonic() + limits.timeout
+
+
+def timed(items: Iterable[T], limits: Limits, until: float, every: int = 1024) -> Iterator[T]:
+    """``items``, checking every ``every`` items that ``until`` (a ``deadline``) has not
+    passed: for parsers that may read much without producing a section (the pipeline
+    checks the time between sections)."""
     for count, item in enumerate(items, 1):
-        if count % every == 0 and time.monotonic() > deadline:
+        if count % every == 0 and time.monotonic() > until:
             raise timeout_error(limits)
         yield item
 
