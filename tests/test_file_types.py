@@ -6,13 +6,15 @@ Gunicorn and real task executor processes."""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 from support.api_client import Api
-from support.executors import executor_env, executors
+from support.executors import ROOT, executor_env, executors
 from support.gunicorn_server import rendered_gunicorn
 from support.sample_files import SAMPLES
 from support.waiting import free_port, wait_for
@@ -93,6 +95,20 @@ def test_the_openapi_description_names_every_suffix() -> None:
     assert schema["type"] == "string" and schema["format"] == "binary"
     for file_type in filetypes.FILE_TYPES:
         assert f"{file_type.name} ({', '.join(file_type.suffixes)})" in schema["description"]
+
+
+def test_the_web_app_does_not_load_the_parsing_libraries() -> None:
+    """The registry names the parsers; only the executors import their libraries."""
+    code = (
+        "import sys, api.wsgi; from api import filetypes; filetypes.for_name('a.xlsx');"
+        " print(sorted(m for m in ('docx', 'openpyxl', 'pptx', 'pypdf', 'xlrd', 'PIL')"
+        " if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
 
 
 def test_docs_file_types_md_is_generated_from_the_registry() -> None:
