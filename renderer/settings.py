@@ -586,14 +586,15 @@ SETTINGS: tuple[Setting, ...] = (
         "PARSE_MAX_UNCOMPRESSED_BYTES",
         integer(1, 1 << 40),
         64 * 1024**2,
-        "largest uncompressed size of a DOCX archive (bytes); guards against zip bombs",
+        "largest uncompressed size of a DOCX, XLSX or PPTX archive (bytes); guards against"
+        " zip bombs",
         app_env=True,
     ),
     Setting(
         "PARSE_MAX_PAGES",
         integer(1, 1_000_000),
         5000,
-        "most PDF pages parsed; longer PDFs end FAIL",
+        "most PDF pages or PPTX slides parsed; longer files end FAIL",
         app_env=True,
     ),
     Setting(

@@ -32,11 +32,11 @@ def test_upload_several_files_and_download_them_unchanged(api: Api) -> None:
     assert api.ok("GET", f"/api/v1/datasets?id={ds['id']}")[0]["document_count"] == 2
 
 
-def test_upload_picks_the_parser_by_type(api: Api) -> None:
+def test_upload_picks_the_chunk_method_by_type(api: Api) -> None:
     ds = api.dataset("a")
-    docs = api.upload(ds["id"], ("p.png", b"x"), ("s.pptx", b"x"), ("m.eml", b"x"))
-    assert [d["chunk_method"] for d in docs] == ["picture", "presentation", "email"]
-    assert docs[0]["type"] == "visual"
+    docs = api.upload(ds["id"], ("p.pdf", b"x"), ("s.pptx", b"x"), ("m.eml", b"x"))
+    assert [d["chunk_method"] for d in docs] == ["naive", "presentation", "email"]
+    assert [d["type"] for d in docs] == ["pdf", "doc", "doc"]
 
 
 def test_duplicate_names_get_a_number_before_the_extension(api: Api) -> None:
@@ -272,13 +272,15 @@ def test_update_and_download_of_unknown_documents(api: Api) -> None:
     )
 
 
-def test_picture_documents_cannot_change_chunk_method(api: Api) -> None:
+def test_presentations_cannot_change_chunk_method_e_mails_can(api: Api) -> None:
     ds = api.dataset("a")
-    doc = api.upload(ds["id"], ("p.png", b"x"))[0]
+    slides, mail = api.upload(ds["id"], ("deck.pptx", b"x"), ("note.eml", b"x"))
     assert (
-        api.error(102, "PUT", f"{_docs_path(ds)}/{doc['id']}", json={"chunk_method": "naive"})
+        api.error(102, "PUT", f"{_docs_path(ds)}/{slides['id']}", json={"chunk_method": "naive"})
         == "Not supported yet!"
     )
+    changed = api.ok("PUT", f"{_docs_path(ds)}/{mail['id']}", json={"chunk_method": "naive"})
+    assert changed["chunk_method"] == "naive"
 
 
 def test_delete_some_and_all(api: Api) -> None:

@@ -308,6 +308,7 @@ def test_hostile_files_fail_cleanly_and_the_executor_keeps_going(
         ("latin1.txt", b"caf\xe9 cr\xe8me\n" * 10),
         ("binary.txt", bytes(range(256)) * 100),
         ("sheet.xlsx", b"PK\x03\x04 not really"),
+        ("slides.ppt", b"\xd0\xcf\x11\xe0 stored before .ppt was refused at upload"),
         ("long.txt", b"x" * (3 << 20)),  # 3 MB single line under a 2 MB cap
         ("good.md", b"# Good\n\nStill parsed after all that."),
     ]
@@ -318,14 +319,22 @@ def test_hostile_files_fail_cleanly_and_the_executor_keeps_going(
         rows = wait_for("every hostile file", lambda: finished(data_dir, ids), 60)
         assert proc.poll() is None
     by_name = {rows[i]["name"]: rows[i] for i in ids}
-    for name in ("truncated.pdf", "bomb.docx", "binary.txt", "sheet.xlsx", "long.txt"):
+    for name in (
+        "truncated.pdf",
+        "bomb.docx",
+        "binary.txt",
+        "sheet.xlsx",
+        "slides.ppt",
+        "long.txt",
+    ):
         row = by_name[name]
         assert (row["run"], row["progress"]) == ("4", -1), name
         assert row["progress_msg"].splitlines()[-1].startswith("[ERROR] "), name
         assert task_of(data_dir, row["id"])["attempts"] == 1, name  # failed once, no retries
     assert "PARSE_MAX_UNCOMPRESSED_BYTES" in by_name["bomb.docx"]["progress_msg"]
     assert "PARSE_MAX_BYTES" in by_name["long.txt"]["progress_msg"]
-    assert ".xlsx files is not supported" in by_name["sheet.xlsx"]["progress_msg"]
+    assert "not a valid XLSX" in by_name["sheet.xlsx"]["progress_msg"]
+    assert "parsing .ppt files is not supported" in by_name["slides.ppt"]["progress_msg"]
     assert by_name["latin1.txt"]["run"] == "3"
     assert by_name["good.md"]["run"] == "3" and by_name["good.md"]["chunk_count"] == 1
 

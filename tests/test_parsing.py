@@ -2,29 +2,44 @@
 
 from __future__ import annotations
 
+import email
+import io
 import json
+import re
 import time
+import zipfile
+from datetime import datetime as dt
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from support.sample_files import make_docx, make_pdf, make_zip_bomb
+from support.sample_files import (
+    make_docx,
+    make_eml,
+    make_pdf,
+    make_pptx,
+    make_xls,
+    make_xlsx,
+    make_zip_bomb,
+)
 
 from api.parsing import limits as parse_limits
 from api.parsing.limits import Limits
+from api.parsing.mail import parse_eml
+from api.parsing.office import parse_docx, parse_pptx, parse_xls, parse_xlsx
 from api.parsing.parsers import (
-    PARSERS,
     ParseError,
-    UnsupportedType,
+    Parser,
+    deadline,
     decode_text,
     parse_csv,
-    parse_docx,
     parse_html,
     parse_json,
     parse_jsonl,
     parse_markdown,
     parse_pdf,
     parse_text,
-    parser_for,
+    timed,
 )
 from api.parsing.pipeline import build_chunks, chunk_settings
 
@@ -157,25 +172,154 @@ def test_docx_paragraphs_and_tables_as_own_sections() -> None:
     assert [s.standalone for s in sections] == [False, False, True, False]
 
 
-def test_zip_bomb_docx_is_refused_before_inflating() -> None:
-    bomb = make_zip_bomb(80 << 20)
-    assert len(bomb) < 1 << 20
-    started = time.monotonic()
-    with pytest.raises(ParseError, match="PARSE_MAX_UNCOMPRESSED_BYTES"):
-        list(parse_docx(bomb, "\n", LIMITS))
-    assert time.monotonic() - started < 2
-
-
 def test_not_a_zip_docx_fails_cleanly() -> None:
     with pytest.raises(ParseError, match="not a valid DOCX"):
         list(parse_docx(b"PK\x03\x04garbage", "\n", LIMITS))
 
 
-def test_unsupported_types_name_the_type() -> None:
-    with pytest.raises(UnsupportedType, match=r"\.xlsx files is not supported"):
-        parser_for("xlsx")
-    assert parser_for(".PY") is parse_text
-    assert {"txt", "md", "html", "htm", "json", "jsonl", "csv", "pdf", "docx"} <= set(PARSERS)
+def test_csv_header_alone_and_blank_rows() -> None:
+    assert texts(parse_csv(b"name,,city\n\n,,\n", "\n", LIMITS)) == ["name; city"]
+    assert texts(parse_csv(b"a,b\n,\n1,\n", "\n", LIMITS)) == ["a: 1"]
+
+
+def test_xlsx_sheets_become_tables_with_typed_cells() -> None:
+    data = make_xlsx(
+        {
+            "One": [
+                ["when", "count", "ok", "ratio"],
+                [None] * 4,
+                [dt(2024, 1, 2, 3, 4), 7, True, 0.5],
+            ],
+            "Two": [[None, "only"], [None, "x"]],
+            "Empty": [],
+        }
+    )
+    assert texts(parse_xlsx(data, "\n", LIMITS)) == [
+        "when: 2024-01-02 03:04:00; count: 7; ok: TRUE; ratio: 0.5",
+        "only: x",
+    ]
+
+
+def test_xlsx_with_a_claimed_huge_dimension_reads_only_its_cells() -> None:
+    """A sheet that declares A1:XFD1048576, with a cell in its last row, is not padded to
+    17 billion cells: the rows in between are empty, not 16384 columns wide."""
+    data = make_xlsx({"S": [["h"], ["v"], [None], [None], [None], [None], ["w"]]})
+    patched = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(patched, "w") as out:
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename.startswith("xl/worksheets/"):
+                body = re.sub(rb'<dimension ref="[^"]*"', b'<dimension ref="A1:XFD1048576"', body)
+                body = body.replace(b'r="7"', b'r="1048576"').replace(b'r="A7"', b'r="A1048576"')
+                assert body.count(b"1048576") == 3, body
+            out.writestr(info, body)
+    started = time.monotonic()
+    assert texts(parse_xlsx(patched.getvalue(), "\n", LIMITS)) == ["h: v", "h: w"]
+    assert time.monotonic() - started < 5
+
+
+def test_timed_stops_a_long_read_at_the_deadline() -> None:
+    limits = Limits(timeout=5)
+    assert list(timed(range(3000), limits, deadline(limits))) == list(range(3000))
+    with pytest.raises(ParseError, match="PARSE_TIMEOUT=5s"):
+        list(timed(range(3000), limits, time.monotonic() - 1))
+
+
+def test_xls_numbers_dates_and_booleans_read_as_written() -> None:
+    data = make_xls({"S": [["n", "f", "when", "ok"], [3, 2.5, dt(2020, 2, 29, 13, 30), True]]})
+    assert texts(parse_xls(data, "\n", LIMITS)) == [
+        "n: 3; f: 2.5; when: 2020-02-29 13:30:00; ok: TRUE"
+    ]
+
+
+def test_broken_xls_fails_cleanly() -> None:
+    with pytest.raises(ParseError, match="the XLS cannot be read"):
+        list(parse_xls(b"\xd0\xcf\x11\xe0 truncated", "\n", LIMITS))
+    with pytest.raises(ParseError, match="the XLS cannot be read"):
+        list(parse_xls(make_xlsx({"S": [["a"]]}), "\n", LIMITS))
+
+
+@pytest.mark.parametrize("parser", [parse_docx, parse_xlsx, parse_pptx])
+def test_office_zip_bombs_are_refused_before_inflating(parser: Parser) -> None:
+    bomb = make_zip_bomb(80 << 20)
+    started = time.monotonic()
+    with pytest.raises(ParseError, match="PARSE_MAX_UNCOMPRESSED_BYTES"):
+        list(parser(bomb, "\n", LIMITS))
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize(("parser", "kind"), [(parse_xlsx, "XLSX"), (parse_pptx, "PPTX")])
+def test_broken_office_files_fail_cleanly(parser: Parser, kind: str) -> None:
+    with pytest.raises(ParseError, match=f"not a valid {kind}"):
+        list(parser(b"PK\x03\x04 not really", "\n", LIMITS))
+    docx = make_docx(["a Word file under the wrong name"])
+    with pytest.raises(ParseError, match=f"the {kind} cannot be read"):
+        list(parser(docx, "\n", LIMITS))
+
+
+def test_pptx_slides_are_chunks_of_their_own() -> None:
+    data = make_pptx([("Title", ["one", "two"]), ("Empty", [])], notes="say hi")
+    sections = list(parse_pptx(data, "\n", LIMITS))
+    assert texts(sections) == ["Title\none\ntwo", "Empty\nsay hi"]
+    assert all(s.standalone for s in sections)
+    with pytest.raises(ParseError, match="2 slides, more than PARSE_MAX_PAGES=1"):
+        list(parse_pptx(data, "\n", Limits(max_pages=1)))
+
+
+def test_pptx_grouped_shapes_are_read() -> None:
+    import pptx
+    from pptx.util import Inches
+
+    deck = pptx.Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[6])  # blank
+    group = slide.shapes.add_group_shape()
+    group.shapes.add_textbox(Inches(1), Inches(2), Inches(2), Inches(1)).text_frame.text = "lower"
+    slide.shapes.add_textbox(Inches(1), Inches(1), Inches(2), Inches(1)).text_frame.text = "upper"
+    out = io.BytesIO()
+    deck.save(out)
+    assert texts(parse_pptx(out.getvalue(), "\n", LIMITS)) == ["upper\nlower"]
+
+
+def test_eml_html_only_body_and_inline_attachments() -> None:
+    data = make_eml("Hi", None, "<p>First</p><script>x()</script><p>Second</p>", {"a.bin": b"1"})
+    assert texts(parse_eml(data, "\n", LIMITS)) == [
+        "Subject: Hi\nFrom: Zoo <zoo@example.org>\nTo: keepers@example.org\n"
+        "Date: Mon, 02 Mar 2026 09:30:00 +0000",
+        "First",
+        "Second",
+        "Attachments: a.bin",
+    ]
+
+
+def test_eml_encoded_headers_charsets_and_forwarded_messages() -> None:
+    inner = make_eml("Inner", "forwarded body")
+    message = EmailMessage()
+    message["Subject"] = "Grüße"  # RFC 2047-encoded on the wire
+    message.set_content("Caf\u00e9 au lait", charset="iso-8859-1")
+    message.add_attachment(email.message_from_bytes(inner), disposition="inline")
+    data = message.as_bytes()
+    assert b"Gr\xc3\xbc" not in data.split(b"\n\n", 1)[0]
+    assert texts(parse_eml(data, "\n", LIMITS)) == [
+        "Subject: Grüße",
+        "Café au lait",
+        "forwarded body",
+    ]
+
+
+def test_eml_nesting_is_bounded() -> None:
+    body = "x"
+    for depth in range(40):
+        mark = f"b{depth}"
+        body = f'Content-Type: multipart/mixed; boundary="{mark}"\n\n--{mark}\n{body}\n--{mark}--'
+    with pytest.raises(ParseError, match="more than 32 deep"):
+        list(parse_eml(f"Subject: deep\n{body}".encode(), "\n", LIMITS))
+
+
+def test_text_that_is_not_an_email_still_parses_as_one() -> None:
+    assert texts(parse_eml(b"just a line\nand another", "\n", LIMITS)) == [
+        "just a line",
+        "and another",
+    ]
 
 
 @pytest.mark.parametrize(

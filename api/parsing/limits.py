@@ -33,9 +33,16 @@ SETTINGS: tuple[Setting, ...] = (
         64 * 1024 * 1024,
         1,
         1 << 40,
-        "Largest total uncompressed size of a DOCX (zip) archive; guards against zip bombs.",
+        "Largest total uncompressed size of a DOCX, XLSX or PPTX (zip) archive; guards"
+        " against zip bombs.",
     ),
-    Setting("PARSE_MAX_PAGES", 5000, 1, 1_000_000, "Most PDF pages parsed; longer PDFs end FAIL."),
+    Setting(
+        "PARSE_MAX_PAGES",
+        5000,
+        1,
+        1_000_000,
+        "Most PDF pages or PPTX slides parsed; longer files end FAIL.",
+    ),
     Setting(
         "PARSE_MAX_CHUNKS",
         100_000,

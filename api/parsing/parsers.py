@@ -1,8 +1,10 @@
-"""File bytes -> sections, one parser per file type, chosen by suffix in ``PARSERS``.
+"""File bytes -> sections for the text formats, PDF and the shared table path.
 
 Parsers are pure: bytes and limits in, sections out. A file they cannot read
 raises ``ParseError`` with a message for the user; a type with no parser raises
-``UnsupportedType``. Neither ever takes the executor down.
+``UnsupportedType``. Neither ever takes the executor down. Which parser reads
+which file type is decided in one place: the registry in ``api.filetypes``.
+The first paragraph of each parser's docstring is its entry in docs/file-types.md.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import csv
 import io
 import json
 import re
-import zipfile
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from html.parser import HTMLParser
+from typing import TypeVar
 
 from api.parsing.chunker import Section, parse_delimiters, split_text
 from api.parsing.limits import Limits
@@ -28,6 +31,7 @@ class UnsupportedType(ParseError):
 
 
 Parser = Callable[[bytes, str, Limits], Iterator[Section]]
+T = TypeVar("T")
 
 _MIB = 1024 * 1024
 
@@ -61,10 +65,15 @@ def decode_text(data: bytes) -> str:
     ).replace("\x00", "")
 
 
-def parse_text(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]:
-    """Plain text and source code: split on the delimiters."""
-    for piece in split_text(decode_text(data), parse_delimiters(delimiter)):
+def text_sections(text: str, delimiter: str) -> Iterator[Section]:
+    """Text split on the delimiters (a parser_config ``delimiter``)."""
+    for piece in split_text(text, parse_delimiters(delimiter)):
         yield Section(piece)
+
+
+def parse_text(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]:
+    """Split on the chunk delimiters (parser_config ``delimiter``)."""
+    return text_sections(decode_text(data), delimiter)
 
 
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
@@ -82,7 +91,7 @@ def _md_kind(line: str) -> str:
 
 
 def parse_markdown(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]:
-    """Markdown elements: headings, fenced code blocks, lists, quotes, paragraphs."""
+    """Its elements: headings, fenced code blocks, lists, quotes, paragraphs."""
     block: list[str] = []
     kind = ""
     fence = ""
@@ -229,10 +238,9 @@ class _HTMLBlocks(HTMLParser):
         self._flush()
 
 
-def parse_html(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]:
-    """HTML: the text of block elements; script and style dropped."""
+def html_sections(text: str) -> Iterator[Section]:
+    """The text of an HTML document's block elements."""
     parser = _HTMLBlocks()
-    text = decode_text(data)
     for start in range(0, len(text), _MIB):
         parser.feed(text[start : start + _MIB])
         yield from (Section(s) for s in parser.sections if s)
@@ -241,12 +249,17 @@ def parse_html(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]
     yield from (Section(s) for s in parser.sections if s)
 
 
+def parse_html(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]:
+    """The text of block elements, table rows with cells joined by `` | ``; scripts dropped."""
+    return html_sections(decode_text(data))
+
+
 def _compact(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def parse_json(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]:
-    """JSON: each item of a top-level array, or each member of a top-level object."""
+    """Each item of a top-level array, or each member of a top-level object."""
     try:
         value = json.loads(decode_text(data))
     except (ValueError, RecursionError) as exc:
@@ -262,7 +275,7 @@ def parse_json(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]
 
 
 def parse_jsonl(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]:
-    """JSON Lines: one section per line (invalid lines kept as text)."""
+    """One section per line, compacted (a line that is not JSON kept as text)."""
     for line in decode_text(data).splitlines():
         line = line.strip()
         if not line:
@@ -273,8 +286,56 @@ def parse_jsonl(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section
             yield Section(line)
 
 
+def timeout_error(limits: Limits) -> ParseError:
+    """The error for a document that took longer than PARSE_TIMEOUT."""
+    return ParseError(
+        f"parsing took longer than PARSE_TIMEOUT={limits.timeout:g}s; "
+        "split the file or raise the limit"
+    )
+
+
+def deadline(limits: Limits) -> float:
+    """The ``time.monotonic()`` by which a document started now must be parsed."""
+    return time.monotonic() + limits.timeout
+
+
+def timed(items: Iterable[T], limits: Limits, until: float, every: int = 1024) -> Iterator[T]:
+    """``items``, checking every ``every`` items that ``until`` (a ``deadline``) has not
+    passed: for parsers that may read much without producing a section (the pipeline
+    checks the time between sections)."""
+    for count, item in enumerate(items, 1):
+        if count % every == 0 and time.monotonic() > until:
+            raise timeout_error(limits)
+        yield item
+
+
+def table_sections(rows: Iterable[Sequence[str]]) -> Iterator[Section]:
+    """The table path (CSV, TSV, spreadsheet sheets): the first row with text is the header;
+    each later row is one section of ``header: value`` pairs joined by ``; `` (empty cells
+    left out, a cell without a header named ``column N``). A header alone is one section."""
+    header: list[str] = []
+    rows_seen = 0
+    for row in rows:
+        if not any(cell.strip() for cell in row):
+            continue
+        if not header:
+            header = [cell.strip() for cell in row]
+            continue
+        rows_seen += 1
+        yield Section(
+            "; ".join(
+                f"{header[i] if i < len(header) and header[i] else f'column {i + 1}'}: {cell}"
+                for i, cell in enumerate(row)
+                if cell.strip()
+            )
+        )
+    if header and not rows_seen:
+        yield Section("; ".join(name for name in header if name))
+
+
 def parse_csv(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]:
-    """CSV/TSV: one section per row, ``header: value`` pairs joined by ``; ``."""
+    """A table: the first row with text is the header; each later row is one section of
+    ``header: value`` pairs joined by ``; ``."""
     text = decode_text(data)
     try:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:8192], ",;\t|")
@@ -282,28 +343,14 @@ def parse_csv(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]:
         dialect = csv.excel
     csv.field_size_limit(max(limits.max_bytes, 131072))  # a long cell is data, not an error
     reader = csv.reader(io.StringIO(text, newline=""), dialect)
-    header: list[str] = []
     try:
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            if not header:
-                header = [cell.strip() for cell in row]
-                continue
-            pairs = [
-                f"{header[i] if i < len(header) and header[i] else f'column {i + 1}'}: {cell}"
-                for i, cell in enumerate(row)
-                if cell.strip()
-            ]
-            yield Section("; ".join(pairs))
+        yield from table_sections(reader)
     except csv.Error as exc:
         raise ParseError(f"the CSV file is malformed at line {reader.line_num} ({exc})") from None
-    if header and reader.line_num <= 1:
-        yield Section("; ".join(header))
 
 
 def parse_pdf(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]:
-    """PDF: the lines of text pypdf extracts, page by page (no OCR)."""
+    """The lines of text pypdf extracts, page by page (no OCR)."""
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
@@ -331,146 +378,3 @@ def parse_pdf(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]:
         for line in text.splitlines():
             if line.strip():
                 yield Section(line.strip())
-
-
-def check_zip(data: bytes, limits: Limits) -> None:
-    """Refuse archives whose declared uncompressed size is over the limit (zip
-    bombs). zipfile never inflates a member beyond its declared size."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ParseError(f"the file is not a valid DOCX (zip) archive ({exc})") from None
-    total = sum(info.file_size for info in infos)
-    if len(infos) > 10_000 or total > limits.max_uncompressed_bytes:
-        raise ParseError(
-            f"the DOCX archive unpacks to {total} bytes in {len(infos)} members, over "
-            f"PARSE_MAX_UNCOMPRESSED_BYTES={limits.max_uncompressed_bytes}; refusing it"
-        )
-
-
-def _table_text(table: object) -> str:
-    lines: list[str] = []
-    for row in table.rows:  # type: ignore[attr-defined]
-        cells: list[str] = []
-        for cell in row.cells:
-            text = " ".join(cell.text.split())
-            if not cells or cells[-1] != text:  # merged cells repeat their text
-                cells.append(text)
-        if any(cells):
-            lines.append(" | ".join(cells))
-    return "\n".join(lines)
-
-
-def parse_docx(data: bytes, delimiter: str, limits: Limits) -> Iterator[Section]:
-    """DOCX: paragraphs in order; each table becomes a section (and chunk) of its own."""
-    check_zip(data, limits)
-    import docx
-    from docx.table import Table
-
-    try:
-        document = docx.Document(io.BytesIO(data))
-        blocks = list(document.iter_inner_content())
-    except Exception as exc:  # zipfile, lxml and python-docx raise many types for broken files
-        raise ParseError(f"the DOCX cannot be read ({type(exc).__name__}: {exc})") from None
-    for block in blocks:
-        if isinstance(block, Table):
-            text = _table_text(block)
-            if text:
-                yield Section(text, standalone=True)
-        elif block.text.strip():
-            yield Section(block.text.strip())
-
-
-TEXT_SUFFIXES = frozenset(
-    [
-        "txt",
-        "text",
-        "log",
-        "py",
-        "pyi",
-        "js",
-        "mjs",
-        "cjs",
-        "jsx",
-        "ts",
-        "tsx",
-        "java",
-        "c",
-        "cc",
-        "cpp",
-        "cxx",
-        "h",
-        "hh",
-        "hpp",
-        "hxx",
-        "cs",
-        "go",
-        "rs",
-        "rb",
-        "php",
-        "pl",
-        "pm",
-        "sh",
-        "bash",
-        "zsh",
-        "ps1",
-        "bat",
-        "sql",
-        "kt",
-        "kts",
-        "swift",
-        "scala",
-        "lua",
-        "r",
-        "m",
-        "mm",
-        "dart",
-        "vue",
-        "svelte",
-        "css",
-        "scss",
-        "less",
-        "xml",
-        "yml",
-        "yaml",
-        "toml",
-        "ini",
-        "cfg",
-        "conf",
-        "properties",
-        "env",
-        "rst",
-        "tex",
-        "srt",
-        "vtt",
-    ]
-)
-
-PARSERS: dict[str, Parser] = {
-    **dict.fromkeys(TEXT_SUFFIXES, parse_text),
-    "md": parse_markdown,
-    "markdown": parse_markdown,
-    "mdx": parse_markdown,
-    "html": parse_html,
-    "htm": parse_html,
-    "json": parse_json,
-    "jsonl": parse_jsonl,
-    "ndjson": parse_jsonl,
-    "csv": parse_csv,
-    "tsv": parse_csv,
-    "pdf": parse_pdf,
-    "docx": parse_docx,
-}
-
-
-def parser_for(suffix: str) -> Parser:
-    """The parser for a file suffix (without dot, any case)."""
-    parser = PARSERS.get(suffix.lower().lstrip("."))
-    if parser is None:
-        known = ", ".join(sorted(("txt", "md", "html", "json", "jsonl", "csv", "pdf", "docx")))
-        raise UnsupportedType(
-            f"parsing .{suffix.lower().lstrip('.')} files is not supported by this server "
-            f"(supported: {known} and source code); convert the file and upload it again"
-        )
-    return parser

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from api.filetypes import parser_for
 from api.parsing.chunker import DEFAULT_CHUNK_TOKEN_NUM, DEFAULT_DELIMITER, Section, merge
 from api.parsing.limits import Limits
-from api.parsing.parsers import ParseError, parser_for
+from api.parsing.parsers import ParseError, timeout_error
 
 
 def chunk_settings(parser_config: Mapping[str, Any]) -> tuple[int, str]:
@@ -37,10 +38,7 @@ def _paced(
         if limits.test_section_delay:
             time.sleep(limits.test_section_delay)
         if time.monotonic() > deadline:
-            raise ParseError(
-                f"parsing took longer than PARSE_TIMEOUT={limits.timeout:g}s; "
-                "split the file or raise the limit"
-            )
+            raise timeout_error(limits)
         checkpoint(done)
 
 

@@ -75,17 +75,17 @@ def upload(ctx: Ctx, dataset_id: str) -> Response:
     unsupported: list[str] = []
     for file_obj in file_objs:
         name = _clean_name(str(file_obj.filename))
-        kind = filetypes.file_type(name)
-        if kind is None:
+        file_type = filetypes.for_name(name)
+        if file_type is None:
             unsupported.append(f"{name}: This type of file has not been supported yet!")
             continue
         uploads.append(
             Upload(
                 name=name,
                 suffix=filetypes.suffix(name),
-                file_type=kind,
+                file_type=file_type.ragflow_type,
                 stream=file_obj.stream,
-                chunk_method=filetypes.chunk_method_for(name, kind, dataset["chunk_method"]),
+                chunk_method=file_type.chunk_method or dataset["chunk_method"],
             )
         )
     if unsupported:
@@ -172,7 +172,8 @@ def update(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
         method = req["chunk_method"]
         if method not in DOCUMENT_CHUNK_METHODS:
             raise data_error(f"`chunk_method` {method} doesn't exist")
-        if doc["type"] == "visual" or doc["suffix"] in ("ppt", "pptx", "pages"):
+        file_type = filetypes.for_suffix(str(doc["suffix"]))
+        if file_type is not None and file_type.method_locked:
             raise data_error("Not supported yet!")
         if str(doc["chunk_method"]).lower() != method.lower():
             changes["chunk_method"] = method
