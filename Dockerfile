@@ -42,7 +42,8 @@ ARG APP_UID=10001
 # service are never used.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
  && groupadd --system --gid "${APP_UID}" ragflow \
  && useradd --system --uid "${APP_UID}" --gid ragflow --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin ragflow \

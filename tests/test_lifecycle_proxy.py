@@ -193,13 +193,16 @@ def test_sigkill_socket_holder_then_restart_web_under_load_fails_no_request(
     run = start_bundle(WS="0")
     holder = "socket_holder:socket_holder_0"
     killed = run.host_pid(holder)
+    killed_in_namespace = int(run.info(holder)["pid"])
+
+    def restarted() -> bool:  # one read of the state: it may change between two calls
+        info = run.info(holder)
+        return info["statename"] == "RUNNING" and int(info["pid"]) != killed_in_namespace
+
     with LoadGenerator(run.port, clients=4, max_seconds=90) as load:
         _progress(load)
         os.kill(killed, signal.SIGKILL)
-        wait_for(
-            lambda: run.info(holder)["statename"] == "RUNNING" and run.host_pid(holder) != killed,
-            30, "supervisord to restart the killed holder",
-        )  # fmt: skip
+        wait_for(restarted, 30, "supervisord to restart the killed holder")
         _progress(load)
         after_kill = load.stop()
     took_over = run.stdout().count("(taken from a running holder)")
