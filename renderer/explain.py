@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from renderer.settings import MODES, OWN_PREFIXES, SETTINGS, Setting
+from shared.settings import MODES, OWN_PREFIXES, SETTINGS, Setting
 
 
 def _modes(setting: Setting) -> str:
@@ -39,7 +39,7 @@ def settings_markdown() -> str:
     lines = [
         "# Settings",
         "",
-        "<!-- Generated from renderer/settings.py by `python render_config.py --update-reference`;"
+        "<!-- Generated from shared/settings.py by `python render_config.py --update-reference`;"
         " `--check` fails when this file is stale. Do not edit. -->",
         "",
         "Every setting is an environment variable. Precedence: command-line flag "
