@@ -23,8 +23,9 @@ CACHE_SECONDS = 1.0  # healthz answers from a per-process cache this long: polli
 CHECKS = ("config", "db", "writes", "storage", "disk")  # the components of healthz, in order
 
 
-def ping() -> Response:
-    """HEAD and anything the fast path in api.app does not take; GET is answered there."""
+def ping(load: Callable[[], config.Config] | None = None) -> Response:
+    """HEAD and anything the fast path in api.app does not take; GET is answered there. Never
+    loads the settings (``load``): liveness does not depend on the configuration."""
     return Response(PING_BODY, mimetype="text/plain")
 
 
