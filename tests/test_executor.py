@@ -3,7 +3,7 @@ once under concurrency, SIGKILL and SIGTERM mid-task, cancellation, retry cap,
 hostile files, idle CPU and wake-up latency.
 
 Tasks are kept mid-flight with RAGFLOW_TEST_SECTION_DELAY (seconds slept after
-each parsed section; a test-only setting of api.parsing.limits)."""
+each parsed section, by the test-only hook in support/slow_sections)."""
 
 from __future__ import annotations
 

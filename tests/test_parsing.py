@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 from support.sample_files import make_docx, make_pdf, make_zip_bomb
+from support.slow_sections.sitecustomize import slowed
 
 from api.config import ConfigError
 from api.parsing import limits as parse_limits
+from api.parsing import pipeline
 from api.parsing.limits import Limits
 from api.parsing.parsers import (
     PARSERS,
@@ -237,16 +239,12 @@ def test_pipeline_chunk_cap(tmp_path: Path) -> None:
         )
 
 
-def test_pipeline_timeout_between_sections(tmp_path: Path) -> None:
+def test_pipeline_timeout_between_sections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "slow"
     path.write_bytes(b"a\nb\nc\nd\n")
+    monkeypatch.setattr(pipeline, "parser_for", slowed(parser_for, 0.15))
     with pytest.raises(ParseError, match="PARSE_TIMEOUT"):
-        build_chunks(
-            path,
-            suffix="txt",
-            parser_config={},
-            limits=Limits(timeout=0.2, test_section_delay=0.15),
-        )
+        build_chunks(path, suffix="txt", parser_config={}, limits=Limits(timeout=0.2))
 
 
 def test_pipeline_missing_file(tmp_path: Path) -> None:

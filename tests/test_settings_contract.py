@@ -146,7 +146,6 @@ NOT_SETTINGS = {
     "SUPERVISOR_PROCESS_NAME",  # set by supervisord
     "SUPERVISOR_GROUP_NAME",  # set by supervisord
     "RAGFLOW_RELOADER_PID",  # set by the dev server for its own child
-    "RAGFLOW_TEST_SECTION_DELAY",  # test-only
     "PATH_INFO",  # WSGI
     "REQUEST_METHOD",  # WSGI
     "HTTP_X_FORWARDED_FOR",  # WSGI

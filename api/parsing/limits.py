@@ -28,7 +28,6 @@ class Limits:
     max_pages: int = _default("PARSE_MAX_PAGES")
     max_chunks: int = _default("PARSE_MAX_CHUNKS")
     timeout: float = _default("PARSE_TIMEOUT")  # seconds
-    test_section_delay: float = 0.0
 
 
 def load(environ: Mapping[str, str] | None = None) -> Limits:
@@ -48,5 +47,4 @@ def load(environ: Mapping[str, str] | None = None) -> Limits:
         max_pages=number("PARSE_MAX_PAGES"),
         max_chunks=number("PARSE_MAX_CHUNKS"),
         timeout=float(number("PARSE_TIMEOUT")),
-        test_section_delay=float(env.get("RAGFLOW_TEST_SECTION_DELAY", "0") or 0),
     )

@@ -34,8 +34,6 @@ def _paced(
     deadline = time.monotonic() + limits.timeout
     for done, section in enumerate(sections, 1):
         yield section
-        if limits.test_section_delay:
-            time.sleep(limits.test_section_delay)
         if time.monotonic() > deadline:
             raise ParseError(
                 f"parsing took longer than PARSE_TIMEOUT={limits.timeout:g}s; "

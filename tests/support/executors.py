@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from api import storage
 from api.storage import SqliteStorage, Upload
+from support import slowdown
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 T = TypeVar("T")
@@ -58,7 +59,7 @@ def executor_env(data_dir: Path, **extra: str) -> dict[str, str]:
         TASK_HEARTBEAT_SECONDS="1",
     )
     env.update(extra)
-    return env
+    return slowdown.apply(env)
 
 
 @contextmanager
