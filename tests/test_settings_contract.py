@@ -10,7 +10,9 @@ programs load them.
 
 from __future__ import annotations
 
+import ast
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,3 +159,22 @@ def test_the_programs_read_no_variable_outside_the_table() -> None:
     read = {name for path in sources for name in _READ.findall(path.read_text(encoding="utf-8"))}
     assert read, "the pattern finds the reads"
     assert read - NOT_SETTINGS <= {s.name for s in SETTINGS}, read - NOT_SETTINGS
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_both_ends_import_the_table_and_not_each_other() -> None:
+    for path in ROOT.glob("shared/*.py"):
+        outside = _imports(path) - set(sys.stdlib_module_names) - {"__future__", "shared"}
+        assert not outside, f"{path.name} imports {outside}: shared/ is standard library only"
+    for part, never in (("api", "renderer"), ("renderer", "api"), ("supervise", "renderer")):
+        for path in ROOT.glob(f"{part}/**/*.py"):
+            assert never not in _imports(path), f"{path} imports {never}"
