@@ -143,7 +143,7 @@ def test_max_content_length_the_app_would_refuse_does_not_render(raw: str) -> No
 
 
 # A program reading a variable outside the table would be a second, undocumented parser.
-_READ = re.compile(r"""(?:environ|env)(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]*)["']""")
+_READ = re.compile(r"""(?:(?:environ|env)(?:\.get\(|\[)|getenv\()\s*["']([A-Z][A-Z0-9_]*)["']""")
 NOT_SETTINGS = {
     "SUPERVISOR_PROCESS_NAME",  # set by supervisord
     "SUPERVISOR_GROUP_NAME",  # set by supervisord
