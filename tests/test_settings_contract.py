@@ -25,6 +25,7 @@ from api import config
 from api.parsing import limits as parse_limits
 from renderer.render import SUPERVISORD_CONF, render
 from shared.settings import (
+    MODES,
     SETTINGS,
     ConfigError,
     Host,
@@ -38,14 +39,12 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST = Host(cpu_count=lambda: 2, python="/usr/bin/python3", app_dir="/srv/app", user="app",
             nginx="/usr/sbin/nginx")  # fmt: skip
 APP_SETTINGS = [s for s in SETTINGS if s.app_env]
+# every setting the application reads, in every mode it applies to
+CASES = [(s, mode) for s in APP_SETTINGS for mode in MODES if mode in s.modes]
 
 
 def no_secret_files(path: str) -> str:
     raise OSError(2, "No such file or directory")
-
-
-def mode_for(setting: Setting) -> str:
-    return "production" if "production" in setting.modes else "dev"
 
 
 def program_environment(name: str, raw: str, mode: str) -> tuple[dict[str, str], Value] | None:
@@ -68,9 +67,9 @@ def program_environment(name: str, raw: str, mode: str) -> tuple[dict[str, str],
 BY_SECRET = {s.name: s.secret for s in SETTINGS}
 
 
-def assert_app_agrees(setting: Setting, raw: str) -> bool:
+def assert_app_agrees(setting: Setting, raw: str, mode: str) -> bool:
     """True when the renderer accepted ``raw`` (and then the application agreed)."""
-    rendered = program_environment(setting.name, raw, mode_for(setting))
+    rendered = program_environment(setting.name, raw, mode)
     if rendered is None:
         return False
     env, value = rendered
@@ -102,26 +101,34 @@ _SHAPES = st.one_of(
 RAW = st.tuples(_SHAPES, st.sampled_from(["", " ", "\t"])).map(lambda t: t[1] + t[0] + t[1])
 
 
-@pytest.mark.parametrize("setting", APP_SETTINGS, ids=lambda s: s.name)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def case_id(case: tuple[Setting, str]) -> str:
+    return f"{case[0].name}-{case[1]}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=RAW)
 def test_every_value_the_renderer_accepts_the_app_accepts_with_the_same_meaning(
-    setting: Setting, raw: str
+    case: tuple[Setting, str], raw: str
 ) -> None:
-    assert_app_agrees(setting, raw)
+    setting, mode = case
+    assert_app_agrees(setting, raw, mode)
 
 
-@pytest.mark.parametrize("setting", APP_SETTINGS, ids=lambda s: s.name)
-def test_the_default_and_its_written_form_reach_the_app_unchanged(setting: Setting) -> None:
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_the_default_and_its_written_form_reach_the_app_unchanged(
+    case: tuple[Setting, str],
+) -> None:
+    setting, mode = case
     default = setting.default
     if callable(default) or default is None:
-        rendered = program_environment("RAGFLOW_MODE", mode_for(setting), mode_for(setting))
+        rendered = program_environment("RAGFLOW_MODE", mode, mode)
         assert rendered is not None
         env, _ = rendered
-        expected = resolve({"RAGFLOW_MODE": mode_for(setting)}, {}, {}, HOST, no_secret_files)
+        expected = resolve({"RAGFLOW_MODE": mode}, {}, {}, HOST, no_secret_files)
         assert config.values(env)[setting.name] == expected.values[setting.name]
         return
-    assert assert_app_agrees(setting, format_value(default)), setting.name
+    assert assert_app_agrees(setting, format_value(default), mode), setting.name
 
 
 @pytest.mark.parametrize(
