@@ -2,7 +2,8 @@
 
 Each route record (api.routes.table) names its path, method, operation id, summary, auth rule,
 query parameters and body; ``document`` turns them into paths. This module holds the schema
-vocabulary those records use; a parser_config's schema comes from api.parser_config's checks.
+vocabulary those records use. Where a body is checked by an api.validation Schema whose checks
+describe themselves (the datasets' bodies, every parser_config), its schema is derived from them.
 """
 
 from __future__ import annotations
@@ -51,14 +52,6 @@ STRINGS = {"type": "array", "items": {"type": "string"}, "maxItems": LIST_ITEMS.
 OBJECT = {"type": "object"}
 LIST = {"type": "array", "items": OBJECT}
 PARSER_CONFIG = parser_config.JSON_SCHEMA
-DATASET_FIELDS = {
-    "name": {"type": "string", "minLength": 1, "maxLength": 128},
-    "description": {"type": "string", "nullable": True},
-    "embedding_model": {"type": "string", "nullable": True},
-    "permission": {"type": "string", "enum": ["me", "team"]},
-    "chunk_method": {"type": "string", "enum": list(parser_config.CHUNK_METHODS)},
-    "parser_config": PARSER_CONFIG,
-}
 
 
 def openapi_path(rule: str) -> str:

@@ -387,6 +387,10 @@ def embedding_model(value: Any) -> str:
     return text
 
 
+described(avatar, {"type": "string", "maxLength": 65535, "pattern": "^data:"})
+described(embedding_model, {"type": "string", "maxLength": 255, "pattern": "@"})
+
+
 def query_int(
     args: Mapping[str, str], name: str, default: int, ge: int = 1, le: int = 1_000_000_000
 ) -> int:
@@ -474,7 +478,7 @@ def display_name(max_length: int) -> Check:
             raise FieldError(problem, value)
         return checked
 
-    return run
+    return described(run, {"type": "string", "minLength": 1, "maxLength": max_length})
 
 
 def search_text(field_name: str, value: str) -> list[str]:

@@ -10,6 +10,7 @@ from support.api_client import Api
 
 from api import parser_config
 from api.parser_config import _PARSER_CONFIG
+from api.routes import datasets
 from api.routes.table import ROUTES, URLS, Auth, Route
 
 NO_KEY = "`Authorization` can't be empty"
@@ -67,6 +68,8 @@ def test_the_parser_config_schema_is_the_validators_own(api: Api) -> None:
     create = paths["/api/v1/datasets"]["post"]["requestBody"]["content"]["application/json"]
     schema = create["schema"]["properties"]["parser_config"]
     assert schema == parser_config.JSON_SCHEMA
+    assert create["schema"] == datasets.CREATE.json_schema()  # the validator's own description
+    assert create["schema"]["additionalProperties"] is False  # unknown fields are refused
     assert set(schema["properties"]) == set(_PARSER_CONFIG.fields)
     assert schema["properties"]["chunk_token_num"] == {
         "type": "integer", "minimum": 1, "maximum": 2048

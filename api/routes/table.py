@@ -24,7 +24,6 @@ from api import config, openapi
 from api.envelope import json_response
 from api.limits import CHUNK_CHARS, PAGE_SIZE, QUERY_CHARS, TOP_K
 from api.openapi import (
-    DATASET_FIELDS,
     JSON,
     LIST,
     OBJECT,
@@ -79,7 +78,7 @@ _PROBE = {"description": "pong", "content": {"text/plain": {"schema": {"type": "
 ROUTES: tuple[Route, ...] = (
     Route(
         "POST", DATASETS, "createDataset", datasets.create, "Create a dataset",
-        body=body({"type": "object", "required": ["name"], "properties": DATASET_FIELDS}),
+        body=body(datasets.CREATE.json_schema()),
         responses={"200": envelope(OBJECT)},
     ),
     Route(
@@ -95,19 +94,11 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "DELETE", DATASETS, "deleteDatasets", datasets.delete, "Delete datasets",
-        body=body({**_IDS, "required": ["ids"]}),
+        body=body(datasets.DELETE.json_schema()),
     ),
     Route(
         "PUT", DS, "updateDataset", datasets.update, "Update a dataset",
-        body=body(
-            {
-                "type": "object",
-                "properties": {
-                    **DATASET_FIELDS,
-                    "pagerank": {"type": "integer", "minimum": 0, "maximum": 100},
-                },
-            }
-        ),
+        body=body(datasets.UPDATE.json_schema()),
         responses={"200": envelope(OBJECT)},
     ),
     Route(
