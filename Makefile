@@ -13,7 +13,7 @@ PY := $(VENV)/bin/python
 export UV_SYSTEM_CERTS := 1
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help run nginx test lint typecheck check pytest system-deps venv
+.PHONY: help run nginx test lint typecheck check pytest system-deps venv venv-bench
 
 help:
 	@echo "make run   - render the production config on embedded defaults and run supervisord (:9380)"
@@ -23,11 +23,19 @@ $(UV):
 	$(PYTHON) -m venv $(BOOT)
 	$(BOOT)/bin/pip install --quiet "uv==$(UV_VERSION)"
 
+# The project and the dev group; --inexact keeps what `make test` added (the bench group).
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --inexact --python $(PYTHON)
+	@touch $@
+
+# Tests and benchmarks also get the bench group (matplotlib, for bench/report.py's charts);
+# `make run` and the image do not install it.
+$(VENV)/.synced-bench: $(VENV)/.synced
+	$(UV) sync --frozen --group bench --python $(PYTHON)
 	@touch $@
 
 venv: $(VENV)/.synced
+venv-bench: $(VENV)/.synced-bench
 
 # Production mode puts nginx in front of Gunicorn (PROXY=nginx). Where nginx is missing, root
 # installs it; anyone else serves without the proxy (PROXY=none) and is told so on one line.
@@ -68,7 +76,7 @@ typecheck: venv
 check: venv
 	$(PY) render_config.py --check
 
-pytest: venv
+pytest: venv-bench
 	$(VENV)/bin/pytest
 
-test: system-deps venv lint typecheck check pytest
+test: system-deps venv-bench lint typecheck check pytest

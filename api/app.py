@@ -11,73 +11,23 @@ has code 500, the cause as its message, and HTTP 503.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import Map, RequestRedirect, Rule
+from werkzeug.routing import RequestRedirect
 from werkzeug.wrappers import Request, Response
 
-from api import auth, config, logs, openapi, storage
-from api.envelope import ApiError, Code, error_response, json_response
-from api.routes import Ctx, chunks, datasets, documents, retrieval, system
+from api import auth, config, logs, storage
+from api.envelope import ApiError, Code, error_response
+from api.routes import Ctx, system
+from api.routes.table import BY_OPERATION, URLS
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 log = logging.getLogger("api.app")
-
-Handler = Callable[..., Response]
-
-# endpoint -> (handler, needs a key). The handler gets a Ctx plus the URL's variables.
-ENDPOINTS: dict[str, tuple[Handler, bool]] = {
-    "datasets.create": (datasets.create, True),
-    "datasets.list": (datasets.list_, True),
-    "datasets.update": (datasets.update, True),
-    "datasets.delete": (datasets.delete, True),
-    "documents.upload": (documents.upload, True),
-    "documents.list": (documents.list_, True),
-    "documents.update": (documents.update, True),
-    "documents.download": (documents.download, True),
-    "documents.delete": (documents.delete, True),
-    "chunks.parse": (chunks.parse, True),
-    "chunks.stop": (chunks.stop, True),
-    "chunks.list": (chunks.list_, True),
-    "chunks.add": (chunks.add, True),
-    "chunks.update": (chunks.update, True),
-    "chunks.delete": (chunks.delete, True),
-    "retrieval": (retrieval.retrieval, True),
-    "system.status": (system.status, True),
-}
-
-DS = "/api/v1/datasets/<dataset_id>"
-DOC = f"{DS}/documents/<document_id>"
-URLS = Map(
-    [
-        Rule("/api/v1/datasets", methods=["POST"], endpoint="datasets.create"),
-        Rule("/api/v1/datasets", methods=["GET"], endpoint="datasets.list"),
-        Rule("/api/v1/datasets", methods=["DELETE"], endpoint="datasets.delete"),
-        Rule(DS, methods=["PUT"], endpoint="datasets.update"),
-        Rule(f"{DS}/documents", methods=["POST"], endpoint="documents.upload"),
-        Rule(f"{DS}/documents", methods=["GET"], endpoint="documents.list"),
-        Rule(f"{DS}/documents", methods=["DELETE"], endpoint="documents.delete"),
-        Rule(DOC, methods=["PUT"], endpoint="documents.update"),
-        Rule(DOC, methods=["GET"], endpoint="documents.download"),
-        Rule(f"{DS}/chunks", methods=["POST"], endpoint="chunks.parse"),
-        Rule(f"{DS}/chunks", methods=["DELETE"], endpoint="chunks.stop"),
-        Rule(f"{DOC}/chunks", methods=["GET"], endpoint="chunks.list"),
-        Rule(f"{DOC}/chunks", methods=["POST"], endpoint="chunks.add"),
-        Rule(f"{DOC}/chunks", methods=["DELETE"], endpoint="chunks.delete"),
-        Rule(f"{DOC}/chunks/<chunk_id>", methods=["PUT"], endpoint="chunks.update"),
-        Rule("/api/v1/retrieval", methods=["POST"], endpoint="retrieval"),
-        Rule("/api/v1/openapi.json", methods=["GET"], endpoint="openapi"),
-        Rule("/v1/system/ping", methods=["GET"], endpoint="system.ping"),
-        Rule("/v1/system/healthz", methods=["GET"], endpoint="system.healthz"),
-        Rule("/v1/system/status", methods=["GET"], endpoint="system.status"),
-    ]
-)
-
 
 PING_HEADERS = [
     ("Content-Type", "text/plain; charset=utf-8"),
@@ -117,11 +67,14 @@ class App:
     def respond(self, request: Request) -> Response:
         try:
             endpoint, args = URLS.bind_to_environ(request.environ).match()
-            if endpoint == "system.healthz":  # reports a configuration error as a failed check
-                return system.healthz(self.load_settings)
+            route = BY_OPERATION[str(endpoint)]
+            if route.public:  # healthz reports a configuration error as a failed check
+                return route.handler(self.load_settings)
             cfg = self.load_settings()
             request.max_content_length = cfg.max_content_length
-            return self.dispatch(request, cfg, str(endpoint), dict(args))
+            store = storage.get_storage(cfg.data_dir)
+            tenant = auth.tenant_for(request.headers.get("Authorization"), cfg.api_key, store)
+            return route.handler(Ctx(request, store, tenant, cfg), **args)
         except RequestRedirect as redirect:
             return redirect.get_response(request.environ)
         except ApiError as exc:
@@ -145,18 +98,6 @@ class App:
                 raise
             log.exception("unexpected error in %s %s", request.method, request.path)
             return error_response(ApiError(Code.EXCEPTION, repr(exc)[:1000]))
-
-    def dispatch(
-        self, request: Request, cfg: config.Config, endpoint: str, args: dict[str, Any]
-    ) -> Response:
-        if endpoint == "system.ping":
-            return system.ping()
-        if endpoint == "openapi":
-            return json_response(openapi.document())
-        handler, _ = ENDPOINTS[endpoint]
-        store = storage.get_storage(cfg.data_dir)
-        tenant = auth.tenant_for(request.headers.get("Authorization"), cfg.api_key, store)
-        return handler(Ctx(request, store, tenant, cfg), **args)
 
 
 def _on_start(cfg: config.Config) -> None:

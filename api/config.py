@@ -1,21 +1,59 @@
-"""The application's own settings, read from the environment when called (never at import)."""
+"""The application's end of the settings contract, read from the environment when called.
+
+Every setting is defined once, in shared/settings.py (the renderer parses the same table):
+this module only asks ``shared.settings.resolve_app`` for the values and gives them types. A
+value the renderer accepted is accepted here with the same meaning; a value edited in after
+rendering is refused with the renderer's own message.
+"""
 
 from __future__ import annotations
 
 import os
-import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024 * 1024  # RAGFlow's default: 1 GiB
-DEFAULT_MIN_FREE_DISK = 256 * 1024 * 1024  # as in renderer/settings.py
-MODES = ("production", "development", "dev")  # "dev": what render_config.py --dev-mode sets
-LOG_FORMATS = ("text", "json")
+from shared import settings
+from shared.settings import ConfigError as ConfigError  # the one configuration error type
+
+ROOT = Path(__file__).resolve().parent.parent
+# What the app knows of the machine: only where the bundle lives (DATA_DIR defaults under it).
+APP_HOST = settings.Host(cpu_count=None, python=None, app_dir=str(ROOT), user=None)
+Values = Mapping[str, settings.Value]
 
 
-class ConfigError(ValueError):
-    """A setting has a value the application cannot use; the message names the fix."""
+def _read_secret(path: str) -> str:
+    return Path(path).read_text(encoding="utf-8")
+
+
+def values(
+    environ: Mapping[str, str] | None = None, fallback: Mapping[str, str] | None = None
+) -> Values:
+    """Every setting the application reads, parsed; ConfigError listing every problem."""
+    env = os.environ if environ is None else environ
+    return settings.resolve_app(env, APP_HOST, _read_secret, fallback)
+
+
+def _int(found: Values, name: str) -> int:
+    value = found[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an integer, got {value!r}")
+    return value
+
+
+def _str(found: Values, name: str) -> str | None:
+    value = found[name]
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name}: expected text, got {value!r}")
+    return value
+
+
+def _text(found: Values, name: str) -> str:
+    value = _str(found, name)
+    if value is None:
+        raise TypeError(f"{name}: no value")
+    return value
 
 
 @dataclass(frozen=True)
@@ -27,88 +65,29 @@ class Config:
     host_ip: str
     host_port: int
     mode: str
-    min_free_disk: int = DEFAULT_MIN_FREE_DISK  # healthz fails below this many free bytes
+    min_free_disk: int  # healthz fails below this many free bytes
+    debugpy_listen: tuple[str, int] | None = None  # dev mode only
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "ragflow.db"
 
-    @property
-    def files_dir(self) -> Path:
-        return self.data_dir / "files"
 
-
-def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer; set it to a whole number") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is out of range; use a value from {low} to {high}")
-    return value
-
-
-def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = environ.get(name, "").strip().lower() or default
-    if value not in choices:
-        raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}")
-    return value
-
-
-# The same rule as renderer/settings.py (API_KEY), which refuses such keys at render time;
-# tests/test_api_key_rule.py holds both sides to it. Clients send the key in an HTTP header.
-API_KEY_RULE = "16 to 1024 printable ASCII characters without whitespace"
-_API_KEY = re.compile(r"[\x21-\x7e]{16,1024}")
-
-
-def _checked_key(key: str, source: str) -> str | None:
-    """The key, None when empty; ConfigError naming ``source`` (never the key) otherwise."""
-    if key == "":
-        return None
-    if not _API_KEY.fullmatch(key):
-        raise ConfigError(
-            f"{source}: the key is refused (value hidden): an API key must be {API_KEY_RULE}; "
-            "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-        )
-    return key
-
-
-def read_api_key(environ: Mapping[str, str]) -> str | None:
-    """The bootstrap key: RAGFLOW_API_KEY, else RAGFLOW_API_KEY_FILE's contents (without the
-    final line break). Either must follow API_KEY_RULE."""
-    key = environ.get("RAGFLOW_API_KEY", "")
-    if key:
-        return _checked_key(key, "RAGFLOW_API_KEY")
-    path = environ.get("RAGFLOW_API_KEY_FILE", "").strip()
-    if not path:
-        return None
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(
-            f"RAGFLOW_API_KEY_FILE={path!r} cannot be read ({reason}); "
-            "point it at a readable file holding the key"
-        ) from None
-    return _checked_key(text.rstrip("\r\n"), f"RAGFLOW_API_KEY_FILE={path!r} (the file's contents)")
-
-
-def load(environ: Mapping[str, str] | None = None) -> Config:
-    env = os.environ if environ is None else environ
+def load(
+    environ: Mapping[str, str] | None = None, fallback: Mapping[str, str] | None = None
+) -> Config:
+    found = values(environ, fallback)
+    debugpy = _str(found, "RAGFLOW_DEBUGPY_LISTEN")
     return Config(
-        data_dir=Path(env.get("DATA_DIR", "").strip() or "./data").absolute(),
-        max_content_length=_int(
-            env, "MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH, 1024, 1 << 40
-        ),
-        api_key=read_api_key(env),
-        log_format=_choice(env, "LOG_FORMAT", "text", LOG_FORMATS),
-        host_ip=env.get("HOST_IP", "").strip() or "127.0.0.1",
-        host_port=_int(env, "HOST_PORT", 9380, 1, 65535),
-        mode=_choice(env, "RAGFLOW_MODE", "production", MODES),
-        min_free_disk=_int(env, "MIN_FREE_DISK", DEFAULT_MIN_FREE_DISK, 1, 1 << 62),
+        data_dir=Path(_text(found, "DATA_DIR")),
+        max_content_length=_int(found, "MAX_CONTENT_LENGTH"),
+        api_key=_str(found, "RAGFLOW_API_KEY"),
+        log_format=_text(found, "LOG_FORMAT"),
+        host_ip=_text(found, "HOST_IP"),
+        host_port=_int(found, "HOST_PORT"),
+        mode=_text(found, "RAGFLOW_MODE"),
+        min_free_disk=_int(found, "MIN_FREE_DISK"),
+        debugpy_listen=None if debugpy is None else settings.split_host_port(debugpy),
     )
 
 
@@ -130,16 +109,12 @@ class TaskSettings:
 
 
 def load_task_settings(environ: Mapping[str, str] | None = None) -> TaskSettings:
-    import socket
-
-    env = os.environ if environ is None else environ
+    found = values(environ)
     return TaskSettings(
-        # defaults and upper bounds as in renderer/settings.py; the app also accepts
-        # leases down to 2 s (tests use short leases)
-        lease_seconds=_int(env, "TASK_LEASE_SECONDS", 60, 2, 86400),
-        max_attempts=_int(env, "TASK_MAX_ATTEMPTS", 3, 1, 100),
-        stop_timeout=_int(env, "TASK_STOP_TIMEOUT", 5, 1, 3600),
-        poll_ms=_int(env, "TASK_POLL_INTERVAL_MS", 500, 10, 5000),
-        heartbeat_seconds=_int(env, "TASK_HEARTBEAT_SECONDS", 5, 1, 300),
-        host_id=env.get("EXECUTOR_HOST_ID", "").strip() or socket.gethostname(),
+        lease_seconds=_int(found, "TASK_LEASE_SECONDS"),
+        max_attempts=_int(found, "TASK_MAX_ATTEMPTS"),
+        stop_timeout=_int(found, "TASK_STOP_TIMEOUT"),
+        poll_ms=_int(found, "TASK_POLL_INTERVAL_MS"),
+        heartbeat_seconds=_int(found, "TASK_HEARTBEAT_SECONDS"),
+        host_id=_str(found, "EXECUTOR_HOST_ID") or socket.gethostname(),
     )

@@ -5,9 +5,10 @@ database, writes, files directory and free disk all pass. Liveness (``--live``):
 /v1/system/ping answers "pong"; it never depends on the database or the disk, so an orchestrator
 does not restart the service for a fault a restart cannot fix.
 
-For the container HEALTHCHECK and Kubernetes probes. Stdlib only; reads HOST_IP and HOST_PORT
-(a wildcard HOST_IP is probed on loopback). Prints one line saying what was checked and why it
-failed.
+For the container HEALTHCHECK and Kubernetes probes. Reads HOST_IP and HOST_PORT through the
+settings contract (shared/settings.py, as every program does; a wildcard HOST_IP is probed on
+loopback). Prints one line saying what was checked and why it failed. An invalid setting is
+reported as unhealthy (exit 1, not 2: Docker reserves a HEALTHCHECK's exit code 2).
 """
 
 from __future__ import annotations
@@ -20,20 +21,20 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 
+from api import config
+
 HEALTHZ_PATH = "/v1/system/healthz"
 PING_PATH = "/v1/system/ping"
-DEFAULT_PORT = "9380"
-WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
+WILDCARD_HOSTS = {"0.0.0.0", "::"}
 
 
 def default_url(environ: Mapping[str, str], path: str = HEALTHZ_PATH) -> str:
-    host = environ.get("HOST_IP", "127.0.0.1").strip()
-    if host in WILDCARD_HOSTS:
-        host = "127.0.0.1"
+    """The URL at HOST_IP:HOST_PORT; config.ConfigError when either is invalid."""
+    cfg = config.load(environ)
+    host = "127.0.0.1" if cfg.host_ip in WILDCARD_HOSTS else cfg.host_ip
     if ":" in host:
         host = f"[{host}]"
-    port = environ.get("HOST_PORT", DEFAULT_PORT).strip() or DEFAULT_PORT
-    return f"http://{host}:{port}{path}"
+    return f"http://{host}:{cfg.host_port}{path}"
 
 
 def check(url: str, timeout: float, live: bool = False) -> str | None:
@@ -71,7 +72,11 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     args = parser.parse_args(argv)
-    url = args.url or default_url(environ, PING_PATH if args.live else HEALTHZ_PATH)
+    try:
+        url = args.url or default_url(environ, PING_PATH if args.live else HEALTHZ_PATH)
+    except config.ConfigError as exc:
+        print(f"unhealthy: the configuration is invalid: {exc}", file=sys.stderr)
+        return 1
     problem = check(url, args.timeout, args.live)
     if problem is None:
         print(f"{'alive' if args.live else 'healthy'}: {url}")

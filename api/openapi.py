@@ -1,17 +1,30 @@
-"""The OpenAPI 3 document of the implemented endpoints (served at /api/v1/openapi.json)."""
+"""The OpenAPI 3 document (served at /api/v1/openapi.json), generated from the route table.
+
+Each route record (api.routes.table) names its path, method, operation id, summary, auth rule,
+query parameters and body; ``document`` turns them into paths. This module holds the schema
+vocabulary those records use. Where a body is checked by an api.validation Schema whose checks
+describe themselves (the datasets' bodies, every parser_config), its schema is derived from them.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from api.limits import CHUNK_CHARS, LIST_ITEMS, PAGE_SIZE, QUERY_CHARS, TOP_K
-from api.parser_config import CHUNK_METHODS
+from api import parser_config
+from api.limits import LIST_ITEMS, PAGE_SIZE
+
+if TYPE_CHECKING:
+    from api.routes.table import Route
 
 JSON = "application/json"
-_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+TITLE = "RAGFlow-compatible dataset API"
+VERSION = "0.22.1"
+_RULE_ARGUMENT = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 
 
-def _envelope(data: dict[str, Any] | None = None) -> dict[str, Any]:
+def envelope(data: dict[str, Any] | None = None) -> dict[str, Any]:
     props: dict[str, Any] = {"code": {"type": "integer"}, "message": {"type": "string"}}
     if data is not None:
         props["data"] = data
@@ -23,331 +36,57 @@ def _envelope(data: dict[str, Any] | None = None) -> dict[str, Any]:
     }
 
 
-def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+def body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
     return {"required": required, "content": {JSON: {"schema": schema}}}
 
 
-def _path(*names: str) -> list[dict[str, Any]]:
-    return [
-        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
-    ]
-
-
-def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+def query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
-_PAGING = [
-    _query("page", {"type": "integer", "minimum": 1}),
-    _query("page_size", {"type": "integer", "minimum": 1, "maximum": PAGE_SIZE.value}),
-]
-_STRINGS = {"type": "array", "items": {"type": "string"}, "maxItems": LIST_ITEMS.value}
-_PARSER_CONFIG = {
-    "type": "object",
-    "properties": {
-        "chunk_token_num": {"type": "integer", "minimum": 1, "maximum": 2048},
-        "delimiter": {"type": "string", "minLength": 1},
-        "auto_keywords": {"type": "integer", "minimum": 0, "maximum": 32},
-        "auto_questions": {"type": "integer", "minimum": 0, "maximum": 10},
-        "html4excel": {"type": "boolean"},
-        "layout_recognize": {"type": "string"},
-        "topn_tags": {"type": "integer", "minimum": 1, "maximum": 10},
-    },
-}
-_DATASET_FIELDS = {
-    "name": {"type": "string", "minLength": 1, "maxLength": 128},
-    "description": {"type": "string", "nullable": True},
-    "embedding_model": {"type": "string", "nullable": True},
-    "permission": {"type": "string", "enum": ["me", "team"]},
-    "chunk_method": {"type": "string", "enum": list(CHUNK_METHODS)},
-    "parser_config": _PARSER_CONFIG,
-}
-_OBJECT = {"type": "object"}
-_LIST = {"type": "array", "items": _OBJECT}
+PAGING = (
+    query("page", {"type": "integer", "minimum": 1}),
+    query("page_size", {"type": "integer", "minimum": 1, "maximum": PAGE_SIZE.value}),
+)
+STRINGS = {"type": "array", "items": {"type": "string"}, "maxItems": LIST_ITEMS.value}
+OBJECT = {"type": "object"}
+LIST = {"type": "array", "items": OBJECT}
+PARSER_CONFIG = parser_config.JSON_SCHEMA
 
 
-def document() -> dict[str, Any]:
-    ds, doc = (
-        "/api/v1/datasets/{dataset_id}",
-        "/api/v1/datasets/{dataset_id}/documents/{document_id}",
-    )
+def openapi_path(rule: str) -> str:
+    """A Werkzeug rule as an OpenAPI path: ``<dataset_id>`` -> ``{dataset_id}``."""
+    return _RULE_ARGUMENT.sub(r"{\1}", rule)
+
+
+def path_parameters(rule: str) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _RULE_ARGUMENT.findall(rule)
+    ]
+
+
+def operation(route: Route) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": route.operation, "summary": route.summary}
+    if route.public:
+        op["security"] = []
+    parameters = [*path_parameters(route.path), *route.query]
+    if parameters:
+        op["parameters"] = parameters
+    if route.body is not None:
+        op["requestBody"] = route.body
+    op["responses"] = route.responses
+    return op
+
+
+def document(routes: Iterable[Route]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(openapi_path(route.path), {})[route.method.lower()] = operation(route)
     return {
         "openapi": "3.0.3",
-        "info": {"title": "RAGFlow-compatible dataset API", "version": "0.22.1"},
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
+        "info": {"title": TITLE, "version": VERSION},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
-        "paths": {
-            "/api/v1/datasets": {
-                "post": {
-                    "operationId": "createDataset",
-                    "requestBody": _body(
-                        {"type": "object", "required": ["name"], "properties": _DATASET_FIELDS}
-                    ),
-                    "responses": {"200": _envelope(_OBJECT)},
-                },
-                "get": {
-                    "operationId": "listDatasets",
-                    "parameters": [
-                        *_PAGING,
-                        _query(
-                            "orderby", {"type": "string", "enum": ["create_time", "update_time"]}
-                        ),
-                        _query("desc", {"type": "boolean"}),
-                        _query("name", {"type": "string"}),
-                        _query("id", {"type": "string"}),
-                    ],
-                    "responses": {"200": _envelope(_LIST)},
-                },
-                "delete": {
-                    "operationId": "deleteDatasets",
-                    "requestBody": _body(
-                        {
-                            "type": "object",
-                            "required": ["ids"],
-                            "properties": {"ids": {**_STRINGS, "nullable": True}},
-                        }
-                    ),
-                    "responses": {"200": _envelope()},
-                },
-            },
-            ds: {
-                "put": {
-                    "operationId": "updateDataset",
-                    "parameters": _path("dataset_id"),
-                    "requestBody": _body(
-                        {
-                            "type": "object",
-                            "properties": {
-                                **_DATASET_FIELDS,
-                                "pagerank": {"type": "integer", "minimum": 0, "maximum": 100},
-                            },
-                        }
-                    ),
-                    "responses": {"200": _envelope(_OBJECT)},
-                },
-            },
-            f"{ds}/documents": {
-                "post": {
-                    "operationId": "uploadDocuments",
-                    "parameters": _path("dataset_id"),
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "multipart/form-data": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {"file": {"type": "string", "format": "binary"}},
-                                }
-                            }
-                        },
-                    },
-                    "responses": {"200": _envelope(_LIST)},
-                },
-                "get": {
-                    "operationId": "listDocuments",
-                    "parameters": [
-                        *_path("dataset_id"),
-                        *_PAGING,
-                        _query("keywords", {"type": "string"}),
-                        _query("id", {"type": "string"}),
-                        _query("name", {"type": "string"}),
-                        _query("orderby", {"type": "string"}),
-                        _query("desc", {"type": "boolean"}),
-                        _query("create_time_from", {"type": "integer", "minimum": 0}),
-                        _query("create_time_to", {"type": "integer", "minimum": 0}),
-                    ],
-                    "responses": {"200": _envelope(_OBJECT)},
-                },
-                "delete": {
-                    "operationId": "deleteDocuments",
-                    "parameters": _path("dataset_id"),
-                    "requestBody": _body(
-                        {"type": "object", "properties": {"ids": {**_STRINGS, "nullable": True}}},
-                        required=False,
-                    ),
-                    "responses": {"200": _envelope()},
-                },
-            },
-            doc: {
-                "put": {
-                    "operationId": "updateDocument",
-                    "parameters": _path("dataset_id", "document_id"),
-                    "requestBody": _body(
-                        {
-                            "type": "object",
-                            "properties": {
-                                "name": {"type": "string"},
-                                "meta_fields": _OBJECT,
-                                "chunk_method": {"type": "string"},
-                                "parser_config": _PARSER_CONFIG,
-                                "enabled": {"type": "integer", "enum": [0, 1]},
-                            },
-                        }
-                    ),
-                    "responses": {"200": _envelope(_OBJECT)},
-                },
-                "get": {
-                    "operationId": "downloadDocument",
-                    "parameters": _path("dataset_id", "document_id"),
-                    "responses": {
-                        "200": {
-                            "description": "the original bytes, or an error envelope",
-                            "content": {
-                                "application/octet-stream": {
-                                    "schema": {"type": "string", "format": "binary"}
-                                },
-                                JSON: {"schema": _OBJECT},
-                            },
-                        }
-                    },
-                },
-            },
-            f"{ds}/chunks": {
-                method: {
-                    "operationId": op,
-                    "parameters": _path("dataset_id"),
-                    "requestBody": _body(
-                        {
-                            "type": "object",
-                            "required": ["document_ids"],
-                            "properties": {"document_ids": _STRINGS},
-                        }
-                    ),
-                    "responses": {"200": _envelope()},
-                }
-                for method, op in (("post", "parseDocuments"), ("delete", "stopParsing"))
-            },
-            f"{doc}/chunks": {
-                "get": {
-                    "operationId": "listChunks",
-                    "parameters": [
-                        *_path("dataset_id", "document_id"),
-                        *_PAGING,
-                        _query("keywords", {"type": "string"}),
-                        _query("id", {"type": "string"}),
-                    ],
-                    "responses": {"200": _envelope(_OBJECT)},
-                },
-                "post": {
-                    "operationId": "addChunk",
-                    "parameters": _path("dataset_id", "document_id"),
-                    "requestBody": _body(
-                        {
-                            "type": "object",
-                            "required": ["content"],
-                            "properties": {
-                                "content": {
-                                    "type": "string",
-                                    "minLength": 1,
-                                    "maxLength": CHUNK_CHARS.value,
-                                },
-                                "important_keywords": _STRINGS,
-                                "questions": _STRINGS,
-                            },
-                        }
-                    ),
-                    "responses": {"200": _envelope(_OBJECT)},
-                },
-                "delete": {
-                    "operationId": "deleteChunks",
-                    "parameters": _path("dataset_id", "document_id"),
-                    "requestBody": _body(
-                        {
-                            "type": "object",
-                            "properties": {"chunk_ids": {**_STRINGS, "nullable": True}},
-                        },
-                        required=False,
-                    ),
-                    "responses": {"200": _envelope()},
-                },
-            },
-            f"{doc}/chunks/{{chunk_id}}": {
-                "put": {
-                    "operationId": "updateChunk",
-                    "parameters": _path("dataset_id", "document_id", "chunk_id"),
-                    "requestBody": _body(
-                        {
-                            "type": "object",
-                            "properties": {
-                                "content": {"type": "string", "maxLength": CHUNK_CHARS.value},
-                                "important_keywords": _STRINGS,
-                                "questions": _STRINGS,
-                                "available": {"type": "boolean"},
-                            },
-                        }
-                    ),
-                    "responses": {"200": _envelope()},
-                },
-            },
-            "/api/v1/retrieval": {
-                "post": {
-                    "operationId": "retrieval",
-                    "requestBody": _body(
-                        {
-                            "type": "object",
-                            "required": ["question", "dataset_ids"],
-                            "properties": {
-                                "question": {"type": "string", "maxLength": QUERY_CHARS.value},
-                                "dataset_ids": _STRINGS,
-                                "document_ids": _STRINGS,
-                                "page": {"type": "integer", "minimum": 1},
-                                "page_size": {
-                                    "type": "integer",
-                                    "minimum": 1,
-                                    "maximum": PAGE_SIZE.value,
-                                },
-                                "similarity_threshold": {
-                                    "type": "number",
-                                    "minimum": 0,
-                                    "maximum": 1,
-                                },
-                                "vector_similarity_weight": {
-                                    "type": "number",
-                                    "minimum": 0,
-                                    "maximum": 1,
-                                },
-                                "top_k": {
-                                    "type": "integer",
-                                    "minimum": 1,
-                                    "maximum": TOP_K.value,
-                                },
-                                "keyword": {"type": "boolean"},
-                                "highlight": {"type": "boolean"},
-                            },
-                        }
-                    ),
-                    "responses": {"200": _envelope(_OBJECT)},
-                },
-            },
-            "/v1/system/ping": {
-                "get": {
-                    "operationId": "ping",
-                    "security": [],
-                    "responses": {
-                        "200": {
-                            "description": "pong",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                },
-            },
-            "/v1/system/healthz": {
-                "get": {
-                    "operationId": "healthz",
-                    "security": [],
-                    "responses": {
-                        "200": {"description": "healthy", "content": {JSON: {"schema": _OBJECT}}},
-                        "503": {
-                            "description": "a check failed (named in _meta with the reason)",
-                            "content": {JSON: {"schema": _OBJECT}},
-                        },
-                    },
-                },
-            },
-            "/v1/system/status": {
-                "get": {"operationId": "status", "responses": {"200": _envelope(_OBJECT)}},
-            },
-        },
+        "paths": paths,
     }

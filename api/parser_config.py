@@ -11,6 +11,7 @@ from api.validation import (
     FieldError,
     Schema,
     boolean,
+    described,
     integer,
     list_of,
     literal,
@@ -125,6 +126,11 @@ def parser_config(value: Any) -> dict[str, Any] | None:
             value,
         )
     return checked
+
+
+# The OpenAPI description of a parser_config field, derived from the check itself.
+JSON_SCHEMA: dict[str, Any] = {**_PARSER_CONFIG.json_schema(), "nullable": True}
+described(parser_config, JSON_SCHEMA)
 
 
 def default_for(chunk_method: str) -> dict[str, Any]:

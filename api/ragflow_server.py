@@ -30,24 +30,8 @@ from shared import parent_death  # noqa: E402
 log = logging.getLogger("api.ragflow_server")
 
 
-def debugpy_address(value: str) -> tuple[str, int] | None:
-    """RAGFLOW_DEBUGPY_LISTEN: ``port`` or ``host:port``; empty or 0 means off."""
-    value = value.strip()
-    if not value or value == "0":
-        return None
-    host, _, port = value.rpartition(":")
-    try:
-        number = int(port)
-    except ValueError:
-        raise config.ConfigError(
-            f"RAGFLOW_DEBUGPY_LISTEN={value!r} is not a port or host:port; use e.g. 5678"
-        ) from None
-    if not 0 < number < 65536:
-        raise config.ConfigError(f"RAGFLOW_DEBUGPY_LISTEN port {number} is out of range 1-65535")
-    return (host or "127.0.0.1", number)
-
-
 RELOADER_PID_ENV = "RAGFLOW_RELOADER_PID"
+DEV_SERVER_DEFAULTS = {"RAGFLOW_MODE": "dev"}
 
 
 def die_with_reloader_parent(environ: Mapping[str, str]) -> None:
@@ -63,21 +47,16 @@ def die_with_reloader_parent(environ: Mapping[str, str]) -> None:
         os.kill(os.getpid(), signal.SIGINT)  # the parent died before prctl: no signal will come
 
 
-def start_serving_process_extras(environ: Mapping[str, str]) -> None:
+def start_serving_process_extras(cfg: config.Config) -> None:
     """Hook run once in the process that serves requests (never in the reloader parent)."""
-    address = debugpy_address(environ.get("RAGFLOW_DEBUGPY_LISTEN", ""))
-    if address is not None:
+    if cfg.debugpy_listen is not None:
         import debugpy
 
-        debugpy.listen(address)
-        log.info("debugpy listening on %s:%d", *address)
+        debugpy.listen(cfg.debugpy_listen)
+        log.info("debugpy listening on %s:%d", *cfg.debugpy_listen)
     from api import task_executor
 
-    start = getattr(task_executor, "start_in_process", None)
-    if callable(start):
-        start()
-    else:
-        log.warning("api.task_executor.start_in_process is missing: no in-process executor")
+    task_executor.start_in_process()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true", help="reloader + interactive debugger")
     args = parser.parse_args(argv)
     try:
-        cfg = config.load()
+        # the development server: dev mode (HOST_IP 127.0.0.1) unless RAGFLOW_MODE says otherwise
+        cfg = config.load(fallback=DEV_SERVER_DEFAULTS)
         logs.setup(cfg.log_format, logging.DEBUG if args.debug else logging.INFO)
         serving = not args.debug or is_running_from_reloader()
         if not serving:
@@ -93,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.debug:
             die_with_reloader_parent(os.environ)
         if serving:
-            start_serving_process_extras(os.environ)
+            start_serving_process_extras(cfg)
     except config.ConfigError as exc:
         print(f"ragflow_server: {exc}", file=sys.stderr)
         return 2

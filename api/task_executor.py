@@ -410,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         executor = build(args.consumer_num)
         logs.setup(config.load().log_format)
-    except (config.ConfigError, parse_limits.LimitsError) as exc:
+    except config.ConfigError as exc:
         print(f"task_executor: {exc}", file=sys.stderr)
         return 2
 

@@ -163,13 +163,39 @@ def _check_text(value: str, path: tuple[str | int, ...]) -> None:
 
 
 # --- field checks --------------------------------------------------------------------
+# Each check carries the OpenAPI (JSON Schema) description of what it accepts, so a document
+# derived from the checks (api.openapi) cannot drift from them.
+
+_SCHEMA_ATTR = "json_schema"
+
+
+def described(check: Check, schema: dict[str, Any]) -> Check:
+    """``check``, carrying ``schema``: the OpenAPI description of what it accepts."""
+    setattr(check, _SCHEMA_ATTR, schema)
+    return check
+
+
+def json_schema(check: Check) -> dict[str, Any]:
+    """The OpenAPI schema of what ``check`` accepts ({} when it does not say)."""
+    if isinstance(check, Schema):
+        return check.json_schema()
+    return dict(getattr(check, _SCHEMA_ATTR, {}))
+
+
+def _bounded(kind: str, low: float | None, high: float | None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": kind}
+    if low is not None:
+        schema["minimum"] = low
+    if high is not None:
+        schema["maximum"] = high
+    return schema
 
 
 def optional(check: Check) -> Check:
     def run(value: Any) -> Any:
         return None if value is None else check(value)
 
-    return run
+    return described(run, {**json_schema(check), "nullable": True})
 
 
 def string(min_length: int = 0, max_length: int | None = None, strip: bool = False) -> Check:
@@ -184,7 +210,12 @@ def string(min_length: int = 0, max_length: int | None = None, strip: bool = Fal
             raise FieldError(f"String should have at most {max_length} characters", value)
         return text
 
-    return run
+    schema: dict[str, Any] = {"type": "string"}
+    if min_length and not strip:
+        schema["minLength"] = min_length
+    if max_length is not None and not strip:
+        schema["maxLength"] = max_length
+    return described(run, schema)
 
 
 def integer(ge: int | None = None, le: int | None = None) -> Check:
@@ -194,7 +225,7 @@ def integer(ge: int | None = None, le: int | None = None) -> Check:
         _bounds(value, ge, le)
         return value
 
-    return run
+    return described(run, _bounded("integer", ge, le))
 
 
 def number(ge: float | None = None, le: float | None = None) -> Check:
@@ -206,7 +237,7 @@ def number(ge: float | None = None, le: float | None = None) -> Check:
         _bounds(value, ge, le)
         return float(value)
 
-    return run
+    return described(run, _bounded("number", ge, le))
 
 
 def _bounds(value: float, ge: float | None, le: float | None) -> None:
@@ -216,10 +247,13 @@ def _bounds(value: float, ge: float | None, le: float | None) -> None:
         raise FieldError(f"Input should be less than or equal to {le}", value)
 
 
-def boolean(value: Any) -> bool:
+def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise FieldError("Input should be a valid boolean", value)
     return value
+
+
+boolean = described(_boolean, {"type": "boolean"})
 
 
 def literal(*choices: str) -> Check:
@@ -231,7 +265,7 @@ def literal(*choices: str) -> Check:
             raise FieldError(f"Input should be {shown}", value)
         return value
 
-    return run
+    return described(run, {"type": "string", "enum": list(choices)})
 
 
 def list_of(item: Check) -> Check:
@@ -248,7 +282,8 @@ def list_of(item: Check) -> Check:
             raise ValidationFailed(errors)
         return out
 
-    return run
+    schema = {"type": "array", "items": json_schema(item), "maxItems": limits.LIST_ITEMS.value}
+    return described(run, schema)
 
 
 @dataclass(frozen=True)
@@ -280,6 +315,16 @@ class Schema:
         if errors:
             raise ValidationFailed(errors)
         return out
+
+    def json_schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": {name: json_schema(check) for name, check in self.fields.items()},
+            "additionalProperties": False,
+        }
+        if self.required:
+            schema["required"] = sorted(self.required)
+        return schema
 
 
 def validate(schema: Schema, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -340,6 +385,10 @@ def embedding_model(value: Any) -> str:
     if not model.strip() or not provider.strip():
         raise FieldError("Model name and provider cannot be whitespace-only strings", value)
     return text
+
+
+described(avatar, {"type": "string", "maxLength": 65535, "pattern": "^data:"})
+described(embedding_model, {"type": "string", "maxLength": 255, "pattern": "@"})
 
 
 def query_int(
@@ -429,7 +478,7 @@ def display_name(max_length: int) -> Check:
             raise FieldError(problem, value)
         return checked
 
-    return run
+    return described(run, {"type": "string", "minLength": 1, "maxLength": max_length})
 
 
 def search_text(field_name: str, value: str) -> list[str]:

@@ -22,7 +22,7 @@ from typing import TextIO
 from renderer.explain import explain_text, settings_markdown
 from renderer.render import SUPERVISORD_CONF, RenderedFile, render, stop_budget, stop_plan
 from renderer.resources import detect_cpu_count
-from renderer.settings import (
+from shared.settings import (
     SETTINGS,
     ConfigError,
     Host,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from renderer.settings import MODES, OWN_PREFIXES, SETTINGS, Setting
+from shared.settings import MODES, OWN_PREFIXES, SETTINGS, Setting
 
 
 def _modes(setting: Setting) -> str:
@@ -11,6 +11,10 @@ def _modes(setting: Setting) -> str:
 
 def _names(setting: Setting) -> str:
     return f"{setting.name} (or {setting.name}_FILE)" if setting.file_variant else setting.name
+
+
+def _readers(setting: Setting) -> str:
+    return "renderer, app" if setting.app_env else "renderer"
 
 
 def explain_text() -> str:
@@ -22,6 +26,7 @@ def explain_text() -> str:
             f"    default: {setting.default_text()}",
             f"    accepts: {setting.parser.accepts}",
             f"    modes:   {_modes(setting)}",
+            f"    read by: {_readers(setting)}",
         ]
         if setting.secret:
             lines.append(
@@ -39,7 +44,7 @@ def settings_markdown() -> str:
     lines = [
         "# Settings",
         "",
-        "<!-- Generated from renderer/settings.py by `python render_config.py --update-reference`;"
+        "<!-- Generated from shared/settings.py by `python render_config.py --update-reference`;"
         " `--check` fails when this file is stale. Do not edit. -->",
         "",
         "Every setting is an environment variable. Precedence: command-line flag "
@@ -47,10 +52,12 @@ def settings_markdown() -> str:
         "Settings marked *or NAME_FILE* may instead name a file holding the value (for secrets). "
         "Unknown variables starting with "
         + ", ".join(f"`{prefix}`" for prefix in OWN_PREFIXES)
-        + " are reported with a did-you-mean. Invalid values stop the render with exit code 2.",
+        + " are reported with a did-you-mean. Invalid values stop the render with exit code 2. The"
+        " application parses the settings it reads with the same definitions "
+        "(`shared/settings.py`), so what renders is what the programs accept.",
         "",
-        "| Variable | Default | Accepted values | Modes | Description |",
-        "| --- | --- | --- | --- | --- |",
+        "| Variable | Default | Accepted values | Modes | Read by | Description |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for setting in SETTINGS:
         name = f"`{setting.name}`" + (
@@ -59,6 +66,6 @@ def settings_markdown() -> str:
         help_text = setting.help + (" Secret." if setting.secret else "")
         lines.append(
             f"| {name} | {_cell(setting.default_text())} | {_cell(setting.parser.accepts)} "
-            f"| {_modes(setting)} | {_cell(help_text)} |"
+            f"| {_modes(setting)} | {_cell(_readers(setting))} | {_cell(help_text)} |"
         )
     return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 import jinja2
 
 from renderer.filters import FILTERS
-from renderer.settings import SETTINGS, ConfigError, Resolved, Value, format_value
+from shared.settings import SETTINGS, ConfigError, Resolved, Value, format_value
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "deploy" / "templates"
 SUPERVISORD_CONF = "supervisord.conf"

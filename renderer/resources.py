@@ -67,8 +67,3 @@ def container_cpu_count(affinity: int, quota: float | None) -> int:
 def detect_cpu_count(read: Reader = read_text_or_none, root: Path = CGROUP_ROOT) -> int:
     """The CPUs this process may really use (called by the CLI, never at import)."""
     return container_cpu_count(len(os.sched_getaffinity(0)), cgroup_quota(read, root))
-
-
-def default_workers(cpus: int) -> int:
-    """Gunicorn's recommended worker count for ``cpus`` CPUs: 2 x CPUs + 1."""
-    return 2 * cpus + 1

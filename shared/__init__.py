@@ -1,3 +1,4 @@
-"""Small stdlib-only helpers that both process plumbing (supervise/) and the application (api/)
-import. Imports nothing but the standard library, so it never couples the parts it serves.
+"""Stdlib-only code that the renderer, process plumbing (supervise/) and the application (api/)
+all import: the settings table (settings.py) and the parent-death signal (parent_death.py).
+Imports nothing but the standard library, so it never couples the parts it serves.
 """

@@ -53,12 +53,20 @@ def start_bundle(tmp_path: Path) -> Iterator[StartBundle]:
     runs: list[SupervisedRun] = []
 
     def start(
-        wait: bool = True, mode: str = "production", port: int | None = None, **settings: str
+        wait: bool = True,
+        mode: str = "production",
+        port: int | None = None,
+        edit: Callable[[str], str] | None = None,
+        **settings: str,
     ) -> SupervisedRun:
+        """``edit``: applied to the rendered supervisord.conf's text before the start (an
+        operator's edit after rendering)."""
         port = free_port() if port is None else port
         workdir = tmp_path / f"bundle{len(runs)}"
         env = bundle_environment(workdir, port, settings)
         conf = render_bundle(env, mode)
+        if edit is not None:
+            conf.write_text(edit(conf.read_text(encoding="utf-8")), encoding="utf-8")
         run = SupervisedRun(conf, Path(env["SUPERVISOR_RUN_DIR"]) / "supervisor.sock", workdir,
                             port, env)  # fmt: skip
         runs.append(run.start())

@@ -20,6 +20,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from support.waiting import wait_for
 
 CACHE_DIR = Path(os.environ.get("RAGFLOW_BUNDLE_TEST_CACHE", "/var/cache/ragflow-bundle-tests"))
 TOOLS = ("buildah", "podman", "runc", "debootstrap")
@@ -220,16 +223,15 @@ def container_state(name: str) -> dict[str, object]:
 
 def wait_exited(name: str, deadline_s: float) -> int:
     """Poll until the container has exited; return its exit code."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
+
+    def exited() -> dict[str, Any] | None:
         state = container_state(name)
-        if state.get("Status") in ("exited", "stopped"):
-            code = state.get("ExitCode")
-            if not isinstance(code, int):
-                raise ToolError(f"{name}: exit code {code!r}")
-            return code
-        time.sleep(0.5)
-    raise ToolError(f"{name} still running after {deadline_s} s")
+        return state if state.get("Status") in ("exited", "stopped") else None
+
+    code = wait_for(exited, deadline_s, f"{name} to exit").get("ExitCode")
+    if not isinstance(code, int):
+        raise ToolError(f"{name}: exit code {code!r}")
+    return code
 
 
 def logs(name: str) -> str:

@@ -16,8 +16,7 @@ import pytest
 import requests
 from support.waiting import free_port, wait_for
 
-from api import ragflow_server
-from api.config import ConfigError
+from api import config, ragflow_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,10 +136,18 @@ def test_debugpy_listens_in_the_serving_child_only(
     [("", None), ("0", None), ("5678", ("127.0.0.1", 5678)), ("0.0.0.0:9", ("0.0.0.0", 9))],
 )
 def test_debugpy_address(value: str, expected: tuple[str, int] | None) -> None:
-    assert ragflow_server.debugpy_address(value) == expected
+    cfg = config.load({"RAGFLOW_DEBUGPY_LISTEN": value}, ragflow_server.DEV_SERVER_DEFAULTS)
+    assert cfg.debugpy_listen == expected
 
 
 @pytest.mark.parametrize("value", ["abc", "host:", "70000"])
 def test_debugpy_address_errors(value: str) -> None:
-    with pytest.raises(ConfigError, match="RAGFLOW_DEBUGPY_LISTEN"):
-        ragflow_server.debugpy_address(value)
+    with pytest.raises(config.ConfigError, match=f"RAGFLOW_DEBUGPY_LISTEN={value!r}: invalid"):
+        config.load({"RAGFLOW_DEBUGPY_LISTEN": value}, ragflow_server.DEV_SERVER_DEFAULTS)
+
+
+def test_the_dev_server_defaults_to_dev_mode_on_loopback() -> None:
+    cfg = config.load({}, ragflow_server.DEV_SERVER_DEFAULTS)
+    assert (cfg.mode, cfg.host_ip) == ("dev", "127.0.0.1")
+    production = config.load({"RAGFLOW_MODE": "production", "RAGFLOW_DEBUGPY_LISTEN": "bad"})
+    assert production.debugpy_listen is None  # a dev-mode setting, not read in production

@@ -67,15 +67,16 @@ def healthz(port: int) -> tuple[int, bytes] | None:
 
 def wait_serving(container: Container) -> None:
     """Poll healthz until it answers 200; fail early with the logs if the container exits."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
+
+    def serving() -> bool:
         answer = healthz(container.port)
         if answer is not None and answer[0] == 200:
-            return
+            return True
         if ct.container_state(container.name).get("Status") in ("exited", "stopped"):
             pytest.fail(f"{container.name} exited during start-up:\n{container.logs()[-4000:]}")
-        time.sleep(0.25)
-    pytest.fail(f"{container.name}: no healthy answer within {STARTUP_TIMEOUT} s")
+        return False
+
+    wait_for(serving, STARTUP_TIMEOUT, f"{container.name} to answer healthz with 200")
 
 
 def supervisorctl_status(container: Container, *names: str) -> dict[str, str]:

@@ -3,7 +3,7 @@ once under concurrency, SIGKILL and SIGTERM mid-task, cancellation, retry cap,
 hostile files, idle CPU and wake-up latency.
 
 Tasks are kept mid-flight with RAGFLOW_TEST_SECTION_DELAY (seconds slept after
-each parsed section; a test-only setting of api.parsing.limits)."""
+each parsed section, by the test-only hook in support/slow_sections)."""
 
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ from support.executors import (
     executor_env,
     executors,
     finished,
-    wait_for,
 )
 from support.sample_files import make_pdf, make_zip_bomb
+from support.waiting import wait_for
 
 from api import queue, storage, task_executor
 from api.parsing.limits import Limits
@@ -91,10 +91,10 @@ def test_every_task_is_processed_exactly_once_under_concurrency(
     _, dataset, docs = add_docs(data_dir, files, {"chunk_token_num": 32})
     ids = [d["id"] for d in docs]
     with executors(data_dir, [1, 2, 3, 4], tmp_path) as procs:
-        wait_for("4 executors", lambda: len(queue.list_executors(conn=_c(data_dir))) == 4)
+        wait_for(lambda: len(queue.list_executors(conn=_c(data_dir))) == 4, 30, "4 executors")
         started = time.monotonic()
         queue.enqueue_parse(dataset["id"], ids, conn=_c(data_dir))
-        rows = wait_for("all documents", lambda: finished(data_dir, ids), 60)
+        rows = wait_for(lambda: finished(data_dir, ids), 60, "all documents")
         elapsed = time.monotonic() - started
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -127,9 +127,9 @@ def test_a_duplicated_request_leaves_exactly_one_set_of_chunks(
     ids = [d["id"] for d in docs]
     with executors(data_dir, [1, 2, 3], tmp_path, RAGFLOW_TEST_SECTION_DELAY="0.005") as procs:
         first = queue.enqueue_parse(dataset["id"], ids, conn=_c(data_dir))
-        wait_for("some work under way", lambda: queue.queue_depth(conn=_c(data_dir))["running"])
+        wait_for(lambda: queue.queue_depth(conn=_c(data_dir))["running"], 30, "some work under way")
         second = queue.enqueue_parse(dataset["id"], ids, conn=_c(data_dir))
-        rows = wait_for("all documents", lambda: finished(data_dir, ids), 60)
+        rows = wait_for(lambda: finished(data_dir, ids), 60, "all documents")
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         assert [proc.wait(10) for proc in procs] == [0, 0, 0]
@@ -158,12 +158,12 @@ def test_sigkill_mid_task_is_completed_by_another_executor(data_dir: Path, tmp_p
     queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
     slow = {"RAGFLOW_TEST_SECTION_DELAY": "0.1", "TASK_LEASE_SECONDS": "2"}
     with executors(data_dir, [1], tmp_path, **slow) as (victim,):
-        wait_for("executor 1 mid-task", lambda: leased_by(data_dir, doc, "test_1"))
+        wait_for(lambda: leased_by(data_dir, doc, "test_1"), 30, "executor 1 mid-task")
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait(5)
     assert doc_rows(data_dir, [doc])[doc]["run"] == "1"
     with executors(data_dir, [2], tmp_path, TASK_LEASE_SECONDS="2") as (rescuer,):
-        rows = wait_for("the rescue", lambda: finished(data_dir, [doc]), 30)
+        rows = wait_for(lambda: finished(data_dir, [doc]), 30, "the rescue")
         rescuer.send_signal(signal.SIGTERM)
         assert rescuer.wait(10) == 0
     assert rows[doc]["run"] == "3", rows[doc]["progress_msg"]
@@ -181,7 +181,7 @@ def test_sigterm_mid_task_finishes_within_the_stop_timeout(data_dir: Path, tmp_p
     queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
     env = {"RAGFLOW_TEST_SECTION_DELAY": "0.05", "TASK_STOP_TIMEOUT": "10"}
     with executors(data_dir, [1], tmp_path, **env) as (proc,):
-        wait_for("executor mid-task", lambda: leased_by(data_dir, doc, "test_1"))
+        wait_for(lambda: leased_by(data_dir, doc, "test_1"), 30, "executor mid-task")
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         proc.send_signal(signal.SIGTERM)  # a repeated TERM changes nothing
@@ -202,7 +202,7 @@ def test_sigterm_hands_back_a_task_that_cannot_finish_in_time(
     queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
     env = {"RAGFLOW_TEST_SECTION_DELAY": "0.5", "TASK_STOP_TIMEOUT": "1"}
     with executors(data_dir, [1], tmp_path, **env) as (proc,):
-        wait_for("executor mid-task", lambda: leased_by(data_dir, doc, "test_1"))
+        wait_for(lambda: leased_by(data_dir, doc, "test_1"), 30, "executor mid-task")
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)  # the second TERM arrives later, as supervisord's would
@@ -218,7 +218,7 @@ def test_sigterm_hands_back_a_task_that_cannot_finish_in_time(
     assert "handed back by test_1" in row["progress_msg"]
     assert chunk_rows(data_dir, doc) == []
     with executors(data_dir, [2], tmp_path) as (other,):
-        rows = wait_for("the handed-back task", lambda: finished(data_dir, [doc]), 30)
+        rows = wait_for(lambda: finished(data_dir, [doc]), 30, "the handed-back task")
         other.send_signal(signal.SIGTERM)
         assert other.wait(10) == 0
     assert rows[doc]["run"] == "3"
@@ -234,7 +234,7 @@ def test_sigint_hands_the_task_back_at_once(data_dir: Path, tmp_path: Path) -> N
     queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
     env = {"RAGFLOW_TEST_SECTION_DELAY": "0.5", "TASK_STOP_TIMEOUT": "30"}
     with executors(data_dir, [1], tmp_path, **env) as (proc,):
-        wait_for("executor mid-task", lambda: leased_by(data_dir, doc, "test_1"))
+        wait_for(lambda: leased_by(data_dir, doc, "test_1"), 30, "executor mid-task")
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)  # a graceful stop already under way is cut short
         proc.send_signal(signal.SIGINT)
@@ -254,14 +254,14 @@ def test_cancellation_mid_task_leaves_no_chunks(data_dir: Path, tmp_path: Path) 
     doc, nxt = docs[0]["id"], docs[1]["id"]
     queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
     with executors(data_dir, [1], tmp_path, RAGFLOW_TEST_SECTION_DELAY="0.1") as (proc,):
-        wait_for("executor mid-task", lambda: leased_by(data_dir, doc, "test_1"))
+        wait_for(lambda: leased_by(data_dir, doc, "test_1"), 30, "executor mid-task")
         cancelled_at = time.monotonic()
         assert queue.cancel_parse(dataset["id"], [doc], conn=_c(data_dir)) == 1
         log = tmp_path / "executor_1.log"
-        wait_for("the executor to notice", lambda: "abandoned" in log.read_text(), 10)
+        wait_for(lambda: "abandoned" in log.read_text(), 10, "the executor to notice")
         noticed = time.monotonic() - cancelled_at
         queue.enqueue_parse(dataset["id"], [nxt], conn=_c(data_dir))
-        wait_for("the next document", lambda: finished(data_dir, [nxt]), 20)
+        wait_for(lambda: finished(data_dir, [nxt]), 20, "the next document")
         assert proc.poll() is None
     print(f"\ncancellation noticed after {noticed:.2f}s")
     assert noticed < 2
@@ -284,11 +284,11 @@ def test_retries_are_capped_and_the_document_fails_with_the_reason(
     }
     for number in (1, 2):  # two attempts, each executor SIGKILLed mid-task
         with executors(data_dir, [number], tmp_path, **env) as (proc,):
-            wait_for(f"attempt {number}", partial(leased_by, data_dir, doc, f"test_{number}"))
+            wait_for(partial(leased_by, data_dir, doc, f"test_{number}"), 30, f"attempt {number}")
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
     with executors(data_dir, [3], tmp_path, **env):
-        rows = wait_for("the give-up", lambda: finished(data_dir, [doc]), 20)
+        rows = wait_for(lambda: finished(data_dir, [doc]), 20, "the give-up")
     row = rows[doc]
     assert (row["run"], row["progress"]) == ("4", -1)
     assert re.search(
@@ -316,7 +316,7 @@ def test_hostile_files_fail_cleanly_and_the_executor_keeps_going(
     ids = [d["id"] for d in docs]
     queue.enqueue_parse(dataset["id"], ids, conn=_c(data_dir))
     with executors(data_dir, [1], tmp_path, PARSE_MAX_BYTES=str(2 << 20)) as (proc,):
-        rows = wait_for("every hostile file", lambda: finished(data_dir, ids), 60)
+        rows = wait_for(lambda: finished(data_dir, ids), 60, "every hostile file")
         assert proc.poll() is None
     by_name = {rows[i]["name"]: rows[i] for i in ids}
     for name in (
@@ -363,7 +363,7 @@ def test_idle_executor_uses_little_cpu_and_wakes_within_a_second(
     _, dataset, docs = add_docs(data_dir, [("w.txt", b"wake up")])
     doc = docs[0]["id"]
     with executors(data_dir, [1], tmp_path, TASK_POLL_INTERVAL_MS="500") as (proc,):
-        wait_for("the first heartbeat", lambda: queue.list_executors(conn=_c(data_dir)))
+        wait_for(lambda: queue.list_executors(conn=_c(data_dir)), 30, "the first heartbeat")
         process = psutil.Process(proc.pid)
         before, wall = process.cpu_times(), time.monotonic()
         time.sleep(4)  # the measurement window itself
@@ -371,9 +371,9 @@ def test_idle_executor_uses_little_cpu_and_wakes_within_a_second(
         cpu = (after.user + after.system - before.user - before.system) / wall
         enqueued = time.monotonic()
         queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
-        wait_for("the claim", lambda: task_of(data_dir, doc)["state"] != "queued", 5)
+        wait_for(lambda: task_of(data_dir, doc)["state"] != "queued", 5, "the claim")
         latency = time.monotonic() - enqueued
-        wait_for("the document", lambda: finished(data_dir, [doc]), 10)
+        wait_for(lambda: finished(data_dir, [doc]), 10, "the document")
         listed = queue.list_executors(conn=_c(data_dir))
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
@@ -388,17 +388,18 @@ def test_bad_settings_exit_2_with_a_clear_message(data_dir: Path, tmp_path: Path
     with executors(data_dir, [1], tmp_path, TASK_LEASE_SECONDS="soon") as (proc,):
         assert proc.wait(10) == 2
     log = (tmp_path / "executor_1.log").read_text()
-    assert "TASK_LEASE_SECONDS='soon' is not an integer" in log
+    assert "TASK_LEASE_SECONDS='soon': invalid; accepted: an integer from 2 to 86400" in log
     with executors(data_dir, [2], tmp_path, PARSE_TIMEOUT="-1") as (proc,):
         assert proc.wait(10) == 2
-    assert "PARSE_TIMEOUT=-1 is out of range" in (tmp_path / "executor_2.log").read_text()
+    log = (tmp_path / "executor_2.log").read_text()
+    assert "PARSE_TIMEOUT='-1': invalid; accepted: an integer from 1" in log
 
 
 def test_consumer_ids_are_stable_across_restarts(data_dir: Path, tmp_path: Path) -> None:
     pids = []
     for _ in range(2):
         with executors(data_dir, [7], tmp_path) as (proc,):
-            wait_for("a heartbeat", partial(_beats_from, data_dir, proc.pid))
+            wait_for(partial(_beats_from, data_dir, proc.pid), 30, "a heartbeat")
             pids.append(proc.pid)
             proc.send_signal(signal.SIGINT)
             assert proc.wait(10) == 0
@@ -470,10 +471,10 @@ def test_one_tenants_backlog_does_not_hold_back_another_tenants_document(
     (small,) = ids["small"]
     with executors(data_dir, [1], tmp_path, RAGFLOW_TEST_SECTION_DELAY="0.05") as (proc,):
         queue.enqueue_parse(datasets["big"]["id"], ids["big"], conn=_c(data_dir))
-        wait_for("big's first document in progress", lambda: task_of(data_dir, ids["big"][0])[
-            "state"] == "leased")  # fmt: skip
+        wait_for(lambda: task_of(data_dir, ids["big"][0])[
+            "state"] == "leased", 30, "big's first document in progress")  # fmt: skip
         queue.enqueue_parse(datasets["small"]["id"], [small], conn=_c(data_dir))
-        rows = wait_for("small's document", lambda: finished(data_dir, [small]), 60)
+        rows = wait_for(lambda: finished(data_dir, [small]), 60, "small's document")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
     assert rows[small]["run"] == "3", rows[small]["progress_msg"]

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import requests
-from support.executors import ROOT, chunk_rows, doc_rows, executor_env, wait_for
-from support.waiting import free_port
+from support.executors import ROOT, chunk_rows, doc_rows, executor_env
+from support.waiting import free_port, wait_for
 
 from api import queue, storage
 
@@ -46,7 +46,7 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, P
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for("the dev server", lambda: _ping(base), 30)
+        wait_for(lambda: _ping(base), 30, "the dev server")
         yield proc, base, data_dir
     finally:
         if proc.poll() is None:
@@ -83,7 +83,9 @@ def test_dev_server_parses_in_process_and_stops_cleanly_mid_task(
     assert isinstance(docs, list)
     quick_id = docs[0]["id"]
     _api("POST", f"{api}/chunks", json={"document_ids": [quick_id]})
-    wait_for("the quick document", lambda: doc_rows(data_dir, [quick_id])[quick_id]["run"] == "3")
+    wait_for(
+        lambda: doc_rows(data_dir, [quick_id])[quick_id]["run"] == "3", 30, "the quick document"
+    )
     assert [c["content"] for c in chunk_rows(data_dir, quick_id)] == ["one line\nanother line"]
 
     docs = _api("POST", f"{api}/documents", files=[("file", ("slow.txt", slow))])
@@ -92,8 +94,9 @@ def test_dev_server_parses_in_process_and_stops_cleanly_mid_task(
     _api("POST", f"{api}/chunks", json={"document_ids": [slow_id]})
     conn = storage.get_connection(data_dir)
     wait_for(
-        "the slow document mid-flight",
         lambda: doc_rows(data_dir, [slow_id])[slow_id]["progress"] > 0.1,
+        30,
+        "the slow document mid-flight",
     )
     executor = queue.list_executors(conn=conn)[0]
     assert executor["state"] == "busy" and executor["consumer"] == "test_0"
@@ -111,7 +114,7 @@ def test_a_term_to_the_reloader_parent_alone_reaches_the_serving_child(
 ) -> None:
     proc, _, data_dir = dev_server
     conn = storage.get_connection(data_dir)
-    child = wait_for("the in-process executor", lambda: queue.list_executors(conn=conn))[0]
+    child = wait_for(lambda: queue.list_executors(conn=conn), 30, "the in-process executor")[0]
     assert child["pid"] != proc.pid  # the executor lives in the serving child
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
@@ -148,15 +151,15 @@ def test_a_reload_stops_the_in_process_executor_cleanly(tmp_path: Path) -> None:
         )
     try:
         conn = storage.get_connection(data_dir)
-        first = wait_for("the first child's executor", lambda: queue.list_executors(conn=conn))
+        first = wait_for(lambda: queue.list_executors(conn=conn), 30, "the first child's executor")
         # answering means the reloader has taken its first look at the files
-        wait_for("the dev server", lambda: _ping(f"http://127.0.0.1:{port}"), 30)
+        wait_for(lambda: _ping(f"http://127.0.0.1:{port}"), 30, "the dev server")
         source = root / "api" / "text.py"
         source.write_text(source.read_text() + "\n# changed\n")
         second = wait_for(
-            "the reloaded child's executor",
             lambda: [e for e in queue.list_executors(conn=conn) if e["pid"] != first[0]["pid"]],
             30,
+            "the reloaded child's executor",
         )
         log_text = (tmp_path / "dev.log").read_text()
         stopped = log_text.index("executor test_0 stopped")

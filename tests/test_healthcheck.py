@@ -108,6 +108,18 @@ def test_default_url_comes_from_host_ip_and_host_port(environ: dict[str, str], u
     assert default_url(environ) == url
 
 
+@pytest.mark.parametrize("environ", [{"HOST_PORT": "70000"}, {"HOST_PORT": " 80x"},
+                                     {"HOST_IP": "not a host"}])  # fmt: skip
+def test_an_invalid_host_setting_is_unhealthy_with_the_settings_message(
+    environ: dict[str, str],
+) -> None:
+    result = _healthcheck(env={"PATH": "/usr/bin:/bin", **environ})
+    assert result.returncode == 1, result.stdout + result.stderr
+    name, value = next(iter(environ.items()))
+    assert result.stderr.startswith("unhealthy: the configuration is invalid: ")
+    assert f"{name}={value!r}: invalid; accepted: " in result.stderr
+
+
 def test_real_app_is_healthy_via_host_port(start_bundle: StartBundle) -> None:
     run = start_bundle(WS="0")
     env = {**run.env, "HOST_PORT": str(run.port)}

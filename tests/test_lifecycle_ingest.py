@@ -1,6 +1,7 @@
 """Ingest under supervisord with the REAL bundle (HTTP upload -> queue -> api.task_executor):
 an executor SIGKILLed mid-task, and PID 1 SIGTERMed mid-ingest then started again. Tasks are kept
-in flight with RAGFLOW_TEST_SECTION_DELAY (seconds per parsed section, a test-only app setting)."""
+in flight with RAGFLOW_TEST_SECTION_DELAY (seconds per parsed section, by the test-only hook in
+support/slow_sections)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from support.rendered import pinned_environ
 from support.waiting import free_port
 
 from renderer.cli import REFERENCE_DIR, main
-from renderer.settings import SETTINGS, ConfigError, Host, format_value, resolve
+from shared.settings import SETTINGS, ConfigError, Host, format_value, resolve
 
 CREATED_DIRS = ("SUPERVISOR_RUN_DIR", "LOG_DIR")
 

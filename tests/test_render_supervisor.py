@@ -20,7 +20,7 @@ from support.rendered import expected_argv, parse_supervisord, pinned_environ
 
 from renderer.cli import REFERENCE_DIR, machine_host, main
 from renderer.render import app_environment
-from renderer.settings import SETTINGS, ConfigError, Resolved, format_value, resolve
+from shared.settings import SETTINGS, ConfigError, Resolved, format_value, resolve
 
 CREATED_DIRS = ("SUPERVISOR_RUN_DIR", "LOG_DIR")  # main creates these: keep them under tmp
 

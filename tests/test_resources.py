@@ -11,10 +11,10 @@ from renderer.resources import (
     cgroup_v1_quota,
     cgroup_v2_quota,
     container_cpu_count,
-    default_workers,
     detect_cpu_count,
     read_text_or_none,
 )
+from shared.settings import default_workers
 
 
 def tree(root: Path, files: dict[str, str]) -> Path:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from renderer.settings import (
+from shared.settings import (
     BY_NAME,
     SETTINGS,
     ConfigError,

@@ -1,102 +1,50 @@
 """Size and time caps for parsing, read from the environment when called.
 
-Each setting is described once in ``SETTINGS``; ``load`` parses them.
+The settings (PARSE_*) are defined once, in shared/settings.py; ``load`` types them.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+
+from api import config
+from shared.settings import BY_NAME
 
 
-@dataclass(frozen=True)
-class Setting:
-    env: str
-    default: float
-    low: float
-    high: float
-    help: str
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "PARSE_MAX_BYTES",
-        64 * 1024 * 1024,
-        1,
-        1 << 40,
-        "Largest file the executors parse; bigger documents end FAIL.",
-    ),
-    Setting(
-        "PARSE_MAX_UNCOMPRESSED_BYTES",
-        64 * 1024 * 1024,
-        1,
-        1 << 40,
-        "Largest total uncompressed size of a DOCX, XLSX or PPTX (zip) archive; guards"
-        " against zip bombs.",
-    ),
-    Setting(
-        "PARSE_MAX_PAGES",
-        5000,
-        1,
-        1_000_000,
-        "Most PDF pages or PPTX slides parsed; longer files end FAIL.",
-    ),
-    Setting(
-        "PARSE_MAX_CHUNKS",
-        100_000,
-        1,
-        10_000_000,
-        "Most chunks one document may produce; more ends FAIL.",
-    ),
-    Setting(
-        "PARSE_TIMEOUT",
-        600,
-        1,
-        86_400,
-        "Seconds one document may take to parse (checked between sections); then FAIL.",
-    ),
-    Setting(
-        "RAGFLOW_TEST_SECTION_DELAY",
-        0,
-        0,
-        60,
-        "TESTS ONLY: seconds the pipeline sleeps after each section, to keep a task mid-flight.",
-    ),
-)
-
-
-class LimitsError(ValueError):
-    """A parsing limit has a value that cannot be used; the message names the fix."""
+def _default(name: str) -> int:
+    """The table's default (Limits() is the limits of an empty environment)."""
+    value = BY_NAME[name].default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an integer default, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
 class Limits:
-    max_bytes: int = int(SETTINGS[0].default)
-    max_uncompressed_bytes: int = int(SETTINGS[1].default)
-    max_pages: int = int(SETTINGS[2].default)
-    max_chunks: int = int(SETTINGS[3].default)
-    timeout: float = SETTINGS[4].default
-    test_section_delay: float = SETTINGS[5].default
+    max_bytes: int = _default("PARSE_MAX_BYTES")
+    max_uncompressed_bytes: int = _default("PARSE_MAX_UNCOMPRESSED_BYTES")
+    max_pages: int = _default("PARSE_MAX_PAGES")
+    max_chunks: int = _default("PARSE_MAX_CHUNKS")
+    timeout: float = _default("PARSE_TIMEOUT")  # seconds
 
 
 def load(environ: Mapping[str, str] | None = None) -> Limits:
+    """The parsing limits; config.ConfigError naming every invalid one."""
     env = os.environ if environ is None else environ
-    values: list[Any] = []
-    for setting, field in zip(SETTINGS, fields(Limits), strict=True):
-        raw = env.get(setting.env, "").strip()
-        value = setting.default
-        if raw:
-            try:
-                value = float(raw)
-            except ValueError:
-                raise LimitsError(
-                    f"{setting.env}={raw!r} is not a number; {setting.help}"
-                ) from None
-        if not setting.low <= value <= setting.high:
-            raise LimitsError(
-                f"{setting.env}={raw} is out of range; use {setting.low:g} to {setting.high:g}"
-            )
-        values.append(int(value) if field.type in (int, "int") else value)
-    return Limits(*values)
+    found = config.values(env)
+
+    def number(name: str) -> int:
+        value = found[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name}: expected an integer, got {value!r}")
+        return value
+
+    return Limits(
+        max_bytes=number("PARSE_MAX_BYTES"),
+        max_uncompressed_bytes=number("PARSE_MAX_UNCOMPRESSED_BYTES"),
+        max_pages=number("PARSE_MAX_PAGES"),
+        max_chunks=number("PARSE_MAX_CHUNKS"),
+        timeout=float(number("PARSE_TIMEOUT")),
+    )

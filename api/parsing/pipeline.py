@@ -35,8 +35,6 @@ def _paced(
     deadline = time.monotonic() + limits.timeout
     for done, section in enumerate(sections, 1):
         yield section
-        if limits.test_section_delay:
-            time.sleep(limits.test_section_delay)
         if time.monotonic() > deadline:
             raise timeout_error(limits)
         checkpoint(done)

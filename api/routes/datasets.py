@@ -17,10 +17,12 @@ from api.validation import (
     Schema,
     ValidationFailed,
     avatar,
+    described,
     display_name,
     embedding_model,
     format_errors,
     integer,
+    json_schema,
     list_of,
     literal,
     optional,
@@ -60,6 +62,9 @@ def _ids(value: Any) -> list[str] | None:
     if duplicates:
         raise FieldError(f"Duplicate ids: '{', '.join(duplicates)}'", value)
     return ids
+
+
+described(_ids, {**json_schema(list_of(string())), "nullable": True})
 
 
 DELETE = Schema({"ids": _ids}, required=frozenset({"ids"}))

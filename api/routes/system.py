@@ -13,7 +13,6 @@ from werkzeug.wrappers import Response
 
 from api import config, queue, storage
 from api.envelope import json_response, ok
-from api.parsing import limits as parse_limits
 from api.routes import Ctx
 
 log = logging.getLogger("api.system")
@@ -24,8 +23,9 @@ CACHE_SECONDS = 1.0  # healthz answers from a per-process cache this long: polli
 CHECKS = ("config", "db", "writes", "storage", "disk")  # the components of healthz, in order
 
 
-def ping() -> Response:
-    """HEAD and anything the fast path in api.app does not take; GET is answered there."""
+def ping(load: Callable[[], config.Config] | None = None) -> Response:
+    """HEAD and anything the fast path in api.app does not take; GET is answered there. Never
+    loads the settings (``load``): liveness does not depend on the configuration."""
     return Response(PING_BODY, mimetype="text/plain")
 
 
@@ -42,9 +42,8 @@ _cache: dict[Path | None, _Answer] = {}
 def _settings_problem() -> str | None:
     """What the rest of the application (executors, parsers) would refuse in the environment."""
     try:
-        config.load_task_settings()
-        parse_limits.load()
-    except (config.ConfigError, parse_limits.LimitsError) as exc:
+        config.values()
+    except config.ConfigError as exc:
         return str(exc)
     return None
 
@@ -123,7 +122,7 @@ def healthz(load: Callable[[], config.Config]) -> Response:
 
 def _raise_config(problem: str | None) -> None:
     if problem is not None:
-        raise config.ConfigError(problem)
+        raise config.ConfigError([problem])
 
 
 def status(ctx: Ctx) -> Response:

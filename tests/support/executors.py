@@ -8,14 +8,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from api import storage
 from api.storage import SqliteStorage, Upload
+from support import slowdown
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 T = TypeVar("T")
@@ -34,18 +34,6 @@ def add_docs(
         Upload(name, name.rsplit(".", 1)[-1], "doc", io.BytesIO(data)) for name, data in files
     ]
     return store, dataset, store.add_documents(dataset, uploads, "tenant")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def doc_rows(data_dir: Path, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -71,7 +59,7 @@ def executor_env(data_dir: Path, **extra: str) -> dict[str, str]:
         TASK_HEARTBEAT_SECONDS="1",
     )
     env.update(extra)
-    return env
+    return slowdown.apply(env)
 
 
 @contextmanager

@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from support import slowdown
 from support.supervised import APP_DIR, PYTHON
 
 
@@ -30,7 +31,7 @@ def bundle_environment(tmp: Path, port: int, overrides: Mapping[str, str]) -> di
         }
     )
     env.update(overrides)
-    return env
+    return slowdown.apply(env)
 
 
 def render_bundle(env: Mapping[str, str], mode: str = "production") -> Path:

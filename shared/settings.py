@@ -1,10 +1,12 @@
-"""THE settings table and its parsing.
+"""THE settings table and its parsing, for both ends of the settings contract.
 
-Each environment variable is described once, in SETTINGS. That tuple drives
-parsing (``resolve``), ``--explain``, docs/settings.md, ``--print-config`` and
-the template context. Nothing here reads the environment or the file system:
-the caller passes the environment, the env-file values, the flags and the
-machine facts (``Host``).
+Each environment variable is described once, in SETTINGS. That tuple drives the renderer's
+parsing (``resolve``), ``--explain``, docs/settings.md, ``--print-config`` and the template
+context, and the application's (``resolve_app``): a value the renderer accepts and passes to
+the programs is parsed again there by the same parser, with the same errors. Nothing here reads
+the environment or the file system: the caller passes the environment, the env-file values, the
+flags, the machine facts (``Host``) and a reader for ``*_FILE`` secrets. Standard library only:
+the renderer and the application both import it, and it imports neither.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-
-from renderer.resources import default_workers
 
 Value = str | int | bool | None
 MODES = ("production", "dev")
@@ -66,6 +66,11 @@ class Host:
     nginx: str | None = None  # the nginx binary found on PATH
 
 
+def default_workers(cpus: int) -> int:
+    """Gunicorn's recommended worker count for ``cpus`` CPUs: 2 x CPUs + 1."""
+    return 2 * cpus + 1
+
+
 @dataclass(frozen=True)
 class Parser:
     """Turns the raw text into a value; raises ValueError. ``accepts`` is for humans."""
@@ -85,7 +90,7 @@ class Setting:
     help: str
     default_doc: str = ""  # how a computed default is described
     modes: frozenset[str] = ALL_MODES
-    app_env: bool = False  # passed to the programs in environment=
+    app_env: bool = False  # the application reads it (rendered into environment= unless secret)
     secret: bool = False  # never rendered, never printed
     file_variant: bool = False  # NAME_FILE names a file holding the value
 
@@ -107,6 +112,7 @@ _HOSTNAME = re.compile(
 # interface number. ipaddress accepts any text after '%', including spaces and ';'.
 _SCOPE_ID = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 _UNIX_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HTTP_USER = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _BYTE_UNITS = {"": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 
@@ -223,6 +229,9 @@ def _port(raw: str) -> int:
     return int(integer(1, 65535).parse(raw) or 0)
 
 
+PORT = Parser(_port, "a port from 1 to 65535")
+
+
 def _host_port(raw: str) -> str:
     host, sep, port = raw.rpartition(":")
     if not sep:
@@ -230,9 +239,6 @@ def _host_port(raw: str) -> str:
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     address = _host(host)
     return f"[{address}]:{_port(port)}" if ":" in address else f"{address}:{_port(port)}"
-
-
-HOST_PORT = Parser(_host_port, "host:port (IPv6 as [addr]:port)")
 
 
 def _inet_server(raw: str) -> str:
@@ -285,6 +291,7 @@ def _regex(pattern: re.Pattern[str]) -> Callable[[str], str]:
 
 
 UNIX_USER = Parser(_regex(_UNIX_USER), "a user name or numeric uid")
+NAME = Parser(_regex(_NAME), "1-64 of A-Z a-z 0-9 _ . - (starting with a letter or digit)")
 HTTP_USER = Parser(_regex(_HTTP_USER), "1-64 of A-Z a-z 0-9 _ . @ -")
 
 
@@ -297,8 +304,7 @@ def _password(raw: str) -> str:
 PASSWORD = Parser(_password, "1-128 printable ASCII characters without spaces")
 
 
-# The rule for RAGFLOW_API_KEY. api/config.py applies the same rule where the app reads the key
-# (the application never imports the renderer); tests/test_api_key_rule.py holds both to it.
+# The rule for RAGFLOW_API_KEY, applied by the renderer and by the application alike.
 _API_KEY = re.compile(r"[\x21-\x7e]{16,1024}")
 
 
@@ -395,7 +401,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "HOST_PORT",
-        Parser(_port, "a port from 1 to 65535"),
+        PORT,
         9380,
         "TCP port the HTTP server listens on",
         app_env=True,
@@ -549,7 +555,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "TASK_LEASE_SECONDS",
-        integer(5, 86400),
+        integer(2, 86400),
         60,
         "seconds a claimed task stays leased without a renewal",
         app_env=True,
@@ -573,6 +579,14 @@ SETTINGS: tuple[Setting, ...] = (
         integer(1, 300),
         5,
         "seconds between executor heartbeats (stale after 3 missed)",
+        app_env=True,
+    ),
+    Setting(
+        "EXECUTOR_HOST_ID",
+        optional(NAME),
+        None,
+        "first part of the task executors' consumer names (<id>_<N>)",
+        default_doc="the host name",
         app_env=True,
     ),
     Setting(
@@ -721,6 +735,7 @@ SETTINGS: tuple[Setting, ...] = (
         API_KEY,
         None,
         "API key the app accepts; passed through the environment, never rendered",
+        app_env=True,
         secret=True,
         file_variant=True,
     ),
@@ -771,29 +786,37 @@ def _describe(raw: str) -> str:
     return repr(raw) if len(raw) <= 80 else repr(raw[:77]) + "..."
 
 
-def _lookup(name: str, layers: list[tuple[str, Mapping[str, str]]]) -> tuple[str, str] | None:
+Layers = list[tuple[str, Mapping[str, str]]]
+
+
+def _lookup(name: str, layers: Layers) -> tuple[str, str] | None:
     for source, mapping in layers:
         if name in mapping:
             return source, mapping[name]
     return None
 
 
-def resolve(
-    environ: Mapping[str, str],
-    env_file: Mapping[str, str],
-    flags: Mapping[str, str],
+def _read_layers(
+    layers: Layers,
     host: Host,
     read_secret: Callable[[str], str],
-) -> Resolved:
-    """Parse and validate every setting; raise ConfigError listing every problem.
-
-    Precedence: flag > environment > env file > default.
-    """
-    layers = [("flag", flags), ("env", environ), ("env-file", env_file)]
+    wanted: Callable[[Setting, Mapping[str, Value]], bool],
+) -> tuple[dict[str, Value], dict[str, str], list[str]]:
+    """Values, their sources and every problem, walking SETTINGS in order (a computed default
+    sees the settings before it). A setting ``wanted`` refuses takes its default, or None when
+    that default cannot be computed here, and is never read from the layers."""
     values: dict[str, Value] = {}
     sources: dict[str, str] = {}
     problems: list[str] = []
     for setting in SETTINGS:
+        if not wanted(setting, values):
+            try:
+                default = setting.default
+                values[setting.name] = default(values, host) if callable(default) else default
+            except (NoDefault, KeyError):
+                values[setting.name] = None
+            sources[setting.name] = "default"
+            continue
         found = _lookup(setting.name, layers)
         from_file = _lookup(f"{setting.name}_FILE", layers) if setting.file_variant else None
         if found is not None and from_file is not None:
@@ -805,10 +828,13 @@ def resolve(
             source, path = from_file
             try:
                 raw = read_secret(path).rstrip("\r\n")
-            except OSError as error:
+            except (OSError, UnicodeDecodeError) as error:
+                reason = (
+                    (error.strerror or str(error)) if isinstance(error, OSError) else "not UTF-8"
+                )
                 problems.append(
                     f"{setting.name}_FILE={_describe(path)}: cannot read the file "
-                    f"({error.strerror or error}); accepted: a readable file holding the value"
+                    f"({reason}); accepted: a readable file holding the value"
                 )
                 continue
             found = (source, raw)
@@ -841,12 +867,59 @@ def resolve(
             problems.append(f"{label}: invalid; accepted: {setting.parser.accepts}")
             continue
         sources[setting.name] = source
+    return values, sources, problems
+
+
+def resolve(
+    environ: Mapping[str, str],
+    env_file: Mapping[str, str],
+    flags: Mapping[str, str],
+    host: Host,
+    read_secret: Callable[[str], str],
+) -> Resolved:
+    """The renderer's end: parse and validate every setting; raise ConfigError listing every
+    problem.
+
+    Precedence: flag > environment > env file > default.
+    """
+    layers = [("flag", flags), ("env", environ), ("env-file", env_file)]
+    values, sources, problems = _read_layers(layers, host, read_secret, lambda s, v: True)
     if problems:
         raise ConfigError(problems)
     problems.extend(_cross_check(values))
     if problems:
         raise ConfigError(problems)
     return Resolved(values, sources, tuple(_mode_warnings(values, sources)))
+
+
+def _app_reads(setting: Setting, values: Mapping[str, Value]) -> bool:
+    mode = values.get("RAGFLOW_MODE")  # None while RAGFLOW_MODE itself is read (it comes first)
+    return setting.app_env and (mode is None or mode in setting.modes)
+
+
+def resolve_app(
+    environ: Mapping[str, str],
+    host: Host,
+    read_secret: Callable[[str], str],
+    fallback: Mapping[str, str] | None = None,
+) -> Mapping[str, Value]:
+    """The application's end: every setting the application reads (``app_env``) in the current
+    mode, parsed by the same definitions as ``resolve``; raise ConfigError listing every
+    problem. Other settings hold their defaults (None where the default needs a machine fact
+    ``host`` lacks). ``fallback`` sits between the environment and the defaults (the dev
+    server's ``RAGFLOW_MODE=dev``)."""
+    layers = [("env", environ), ("fallback", fallback or {})]
+    values, _, problems = _read_layers(layers, host, read_secret, _app_reads)
+    if problems:
+        raise ConfigError(problems)
+    return values
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """A value of DEBUGPY_LISTEN (``port``: on 127.0.0.1) or ``host:port`` as (host, port)."""
+    host, _, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return host or "127.0.0.1", int(port)
 
 
 def _cross_check(values: Mapping[str, Value]) -> list[str]:
