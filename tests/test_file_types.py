@@ -95,6 +95,12 @@ def test_the_openapi_description_names_every_suffix() -> None:
     assert schema["type"] == "string" and schema["format"] == "binary"
     for file_type in filetypes.FILE_TYPES:
         assert f"{file_type.name} ({', '.join(file_type.suffixes)})" in schema["description"]
+    from api.openapi import document
+    from api.routes.table import ROUTES
+
+    upload = document(ROUTES)["paths"]["/api/v1/datasets/{dataset_id}/documents"]["post"]
+    form = upload["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["properties"]["file"] == schema  # the served document uses the registry
 
 
 def test_the_web_app_does_not_load_the_parsing_libraries() -> None:

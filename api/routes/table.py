@@ -20,7 +20,7 @@ from typing import Any
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
-from api import config, openapi
+from api import config, filetypes, openapi
 from api.envelope import json_response
 from api.limits import CHUNK_CHARS, PAGE_SIZE, QUERY_CHARS, TOP_K
 from api.openapi import (
@@ -109,7 +109,7 @@ ROUTES: tuple[Route, ...] = (
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",
-                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "properties": {"file": filetypes.openapi_file_schema()},
                     }
                 }
             },
