@@ -154,7 +154,7 @@ class App:
         if endpoint == "openapi":
             return json_response(openapi.document())
         handler, _ = ENDPOINTS[endpoint]
-        store = storage.get_storage(cfg.data_dir)
+        store = storage.open_backend(cfg.data_dir, cfg.database_url).store
         tenant = auth.tenant_for(request.headers.get("Authorization"), cfg.api_key, store)
         return handler(Ctx(request, store, tenant, cfg), **args)
 
@@ -163,7 +163,7 @@ def _on_start(cfg: config.Config) -> None:
     """Once per process, at its first request: remove staged uploads no live process writes
     (left by a worker killed while storing one); safe while other workers upload."""
     try:
-        removed = storage.get_storage(cfg.data_dir).sweep_staging()
+        removed = storage.open_backend(cfg.data_dir, cfg.database_url).store.sweep_staging()
     except OSError as exc:
         log.warning("sweeping staged uploads failed: %s", exc)
         return

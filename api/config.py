@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from shared import database_url
 
 DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024 * 1024  # RAGFlow's default: 1 GiB
 DEFAULT_MIN_FREE_DISK = 256 * 1024 * 1024  # as in renderer/settings.py
@@ -28,10 +30,9 @@ class Config:
     host_port: int
     mode: str
     min_free_disk: int = DEFAULT_MIN_FREE_DISK  # healthz fails below this many free bytes
-
-    @property
-    def db_path(self) -> Path:
-        return self.data_dir / "ragflow.db"
+    # DATABASE_URL[_FILE] as given ("": the default), checked by shared.database_url; only
+    # api.storage.open_backend interprets it. Never logged: a URL may carry a password.
+    database_url: str = field(default="", repr=False)
 
     @property
     def files_dir(self) -> Path:
@@ -96,6 +97,30 @@ def read_api_key(environ: Mapping[str, str]) -> str | None:
     return _checked_key(text.rstrip("\r\n"), f"RAGFLOW_API_KEY_FILE={path!r} (the file's contents)")
 
 
+def read_database_url(environ: Mapping[str, str]) -> str:
+    """DATABASE_URL, else DATABASE_URL_FILE's contents (without the final line break); ""
+    when neither is set. Checked by the rule the renderer uses (shared.database_url)."""
+    url, source = environ.get("DATABASE_URL", ""), "DATABASE_URL=(value hidden)"
+    path = environ.get("DATABASE_URL_FILE", "").strip()
+    if url and path:
+        raise ConfigError("DATABASE_URL and DATABASE_URL_FILE are both set; set only one of them")
+    if not url and path:
+        try:
+            url = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(
+                f"DATABASE_URL_FILE={path!r} cannot be read ({reason}); "
+                "point it at a readable file holding the URL"
+            ) from None
+        source = f"DATABASE_URL_FILE={path!r} (the file's contents)"
+    try:
+        database_url.parse(url)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return url
+
+
 def load(environ: Mapping[str, str] | None = None) -> Config:
     env = os.environ if environ is None else environ
     return Config(
@@ -109,12 +134,13 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         host_port=_int(env, "HOST_PORT", 9380, 1, 65535),
         mode=_choice(env, "RAGFLOW_MODE", "production", MODES),
         min_free_disk=_int(env, "MIN_FREE_DISK", DEFAULT_MIN_FREE_DISK, 1, 1 << 62),
+        database_url=read_database_url(env),
     )
 
 
 @dataclass(frozen=True)
 class TaskSettings:
-    """The task executors' settings (api.task_executor, api.queue)."""
+    """The task executors' settings (api.task_executor and the storage's task queue)."""
 
     lease_seconds: int  # TASK_LEASE_SECONDS: a claim's visibility timeout, renewed while working
     max_attempts: int  # TASK_MAX_ATTEMPTS: claims of one task before its document ends FAIL

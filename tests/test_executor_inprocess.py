@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 import requests
-from support.executors import ROOT, chunk_rows, doc_rows, executor_env, wait_for
+from support.executors import ROOT, chunk_rows, doc_rows, executor_env, sqlite_conn, wait_for
 from support.waiting import free_port
 
-from api import queue, storage
+from api import storage
 
 KEY = "dev-mode-test-key-0001"
 
@@ -90,32 +90,33 @@ def test_dev_server_parses_in_process_and_stops_cleanly_mid_task(
     assert isinstance(docs, list)
     slow_id = docs[0]["id"]
     _api("POST", f"{api}/chunks", json={"document_ids": [slow_id]})
-    conn = storage.get_connection(data_dir)
+    heartbeats = storage.open_backend(data_dir).heartbeats
     wait_for(
         "the slow document mid-flight",
         lambda: doc_rows(data_dir, [slow_id])[slow_id]["progress"] > 0.1,
     )
-    executor = queue.list_executors(conn=conn)[0]
+    executor = heartbeats.executors()[0]
     assert executor["state"] == "busy" and executor["consumer"] == "test_0"
     sent = time.monotonic()
     os.killpg(proc.pid, signal.SIGTERM)  # what supervisord's stopasgroup does
     assert proc.wait(10) == 0
     assert time.monotonic() - sent < 4
+    conn = sqlite_conn(data_dir)
     task = conn.execute("SELECT * FROM tasks WHERE doc_id = ?", (slow_id,)).fetchone()
     assert (task["state"], task["lease_owner"]) == ("queued", None)  # handed back
-    assert queue.list_executors(conn=conn)[0]["state"] == "stopped"
+    assert heartbeats.executors()[0]["state"] == "stopped"
 
 
 def test_a_term_to_the_reloader_parent_alone_reaches_the_serving_child(
     dev_server: tuple[subprocess.Popen[bytes], str, Path],
 ) -> None:
     proc, _, data_dir = dev_server
-    conn = storage.get_connection(data_dir)
-    child = wait_for("the in-process executor", lambda: queue.list_executors(conn=conn))[0]
+    heartbeats = storage.open_backend(data_dir).heartbeats
+    child = wait_for("the in-process executor", lambda: heartbeats.executors())[0]
     assert child["pid"] != proc.pid  # the executor lives in the serving child
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
-    assert queue.list_executors(conn=conn)[0]["state"] == "stopped"
+    assert heartbeats.executors()[0]["state"] == "stopped"
     assert not psutil_exists(int(child["pid"]))
 
 
@@ -147,15 +148,15 @@ def test_a_reload_stops_the_in_process_executor_cleanly(tmp_path: Path) -> None:
             start_new_session=True,
         )
     try:
-        conn = storage.get_connection(data_dir)
-        first = wait_for("the first child's executor", lambda: queue.list_executors(conn=conn))
+        heartbeats = storage.open_backend(data_dir).heartbeats
+        first = wait_for("the first child's executor", lambda: heartbeats.executors())
         # answering means the reloader has taken its first look at the files
         wait_for("the dev server", lambda: _ping(f"http://127.0.0.1:{port}"), 30)
         source = root / "api" / "text.py"
         source.write_text(source.read_text() + "\n# changed\n")
         second = wait_for(
             "the reloaded child's executor",
-            lambda: [e for e in queue.list_executors(conn=conn) if e["pid"] != first[0]["pid"]],
+            lambda: [e for e in heartbeats.executors() if e["pid"] != first[0]["pid"]],
             30,
         )
         log_text = (tmp_path / "dev.log").read_text()
@@ -164,7 +165,7 @@ def test_a_reload_stops_the_in_process_executor_cleanly(tmp_path: Path) -> None:
         assert proc.poll() is None
         os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait(10) == 0
-        assert queue.list_executors(conn=conn)[0]["state"] == "stopped"
+        assert heartbeats.executors()[0]["state"] == "stopped"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

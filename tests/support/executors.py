@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from api import storage
-from api.storage import SqliteStorage, Upload
+from api.storage import Upload
+from api.storage.sqlite import connections as sqlite_connections
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 T = TypeVar("T")
@@ -25,8 +27,8 @@ def add_docs(
     data_dir: Path,
     files: list[tuple[str, bytes]],
     parser_config: Mapping[str, Any] | None = None,
-) -> tuple[SqliteStorage, dict[str, Any], list[dict[str, Any]]]:
-    store = SqliteStorage(data_dir)
+) -> tuple[storage.Storage, dict[str, Any], list[dict[str, Any]]]:
+    store = storage.open_backend(data_dir).store
     dataset = store.create_dataset(
         "tenant", {"name": "ds", "parser_config": dict(parser_config or {"chunk_token_num": 64})}
     )
@@ -48,8 +50,13 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) ->
         time.sleep(0.05)
 
 
+def sqlite_conn(data_dir: Path) -> sqlite3.Connection:
+    """This thread's connection of the SQLite backend under DATA_DIR, to inspect its rows."""
+    return sqlite_connections.connection(data_dir / "ragflow.db")
+
+
 def doc_rows(data_dir: Path, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
-    conn = storage.get_connection(data_dir)
+    conn = sqlite_conn(data_dir)
     marks = ",".join("?" * len(doc_ids))
     rows = conn.execute(f"SELECT * FROM documents WHERE id IN ({marks})", doc_ids).fetchall()
     return {r["id"]: dict(r) for r in rows}
@@ -103,6 +110,6 @@ def executors(
 
 
 def chunk_rows(data_dir: Path, doc_id: str) -> list[dict[str, Any]]:
-    conn = storage.get_connection(data_dir)
+    conn = sqlite_conn(data_dir)
     rows = conn.execute("SELECT * FROM chunks WHERE doc_id = ? ORDER BY seq", (doc_id,))
     return [dict(r) for r in rows.fetchall()]
