@@ -117,7 +117,7 @@ def read_database_url(environ: Mapping[str, str]) -> str:
     try:
         database_url.parse(url)
     except ValueError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        raise ConfigError(f"{source}: {exc}; accepted: {database_url.ACCEPTS}") from None
     return url
 
 

@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 SQLITE_PREFIX = "sqlite:///"
 ACCEPTS = (
     "empty (SQLite at DATA_DIR/ragflow.db) or sqlite:/// followed by an absolute path, "
-    "e.g. sqlite:////srv/data/ragflow.db"
+    "e.g. sqlite:////srv/data/ragflow.db (PostgreSQL is not supported yet)"
 )
 _NOT_YET = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2")
 
@@ -31,25 +31,23 @@ DEFAULT = DatabaseUrl("sqlite", None)
 
 
 def parse(raw: str) -> DatabaseUrl:
-    """The backend and location ``raw`` names; ValueError saying what is accepted otherwise.
-    The message never repeats ``raw``: a URL may carry a password."""
+    """The backend and location ``raw`` names; ValueError naming the problem otherwise (the
+    caller adds ACCEPTS). The message never repeats ``raw``: a URL may carry a password."""
     text = raw.strip()
     if not text:
         return DEFAULT
     scheme, sep, _ = text.partition("://")
     if not sep:
-        raise ValueError(f"it is not a URL; accepted: {ACCEPTS}")
+        raise ValueError("it is not a URL")
     if scheme.lower() in _NOT_YET:
-        raise ValueError(f"the {scheme} backend is not supported yet; accepted: {ACCEPTS}")
+        raise ValueError(f"the {scheme} backend is not supported yet")
     if scheme.lower() != "sqlite":
-        raise ValueError(f"unknown database scheme {scheme!r}; accepted: {ACCEPTS}")
+        raise ValueError(f"unknown database scheme {scheme!r}")
     if not text.startswith(SQLITE_PREFIX):
-        raise ValueError(f"a SQLite URL has no host part; accepted: {ACCEPTS}")
+        raise ValueError("a SQLite URL has no host part")
     path = text[len(SQLITE_PREFIX) :]
     if "?" in path or "#" in path or any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
-        raise ValueError(
-            f"the path has query parameters or control characters; accepted: {ACCEPTS}"
-        )
+        raise ValueError("the path has query parameters or control characters")
     if not path.startswith("/") or path.endswith("/") or PurePosixPath(path) == PurePosixPath("/"):
-        raise ValueError(f"the path must be an absolute file path; accepted: {ACCEPTS}")
+        raise ValueError("the path must be an absolute file path")
     return DatabaseUrl("sqlite", PurePosixPath(path))

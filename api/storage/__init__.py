@@ -74,7 +74,9 @@ def open_backend(data_dir: Path, url: str = "") -> Backend:
     try:
         parsed = database_url.parse(url)
     except ValueError as exc:
-        raise Unavailable("db", f"DATABASE_URL is not usable: {exc}") from None
+        raise Unavailable(
+            "db", f"DATABASE_URL is not usable: {exc}; accepted: {database_url.ACCEPTS}"
+        ) from None
     from api.storage.sqlite import open_sqlite  # the only backend so far
 
     db_path = Path(parsed.path) if parsed.path is not None else data_dir / DEFAULT_DB_NAME
