@@ -10,6 +10,7 @@ message until its backend exists.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -18,6 +19,7 @@ ACCEPTS = (
     "empty (SQLite at DATA_DIR/ragflow.db) or sqlite:/// followed by an absolute path, "
     "e.g. sqlite:////srv/data/ragflow.db (PostgreSQL is not supported yet)"
 )
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,30}")
 _NOT_YET = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2")
 
 
@@ -36,16 +38,17 @@ def parse(raw: str) -> DatabaseUrl:
     text = raw.strip()
     if not text:
         return DEFAULT
-    scheme, sep, _ = text.partition("://")
+    scheme, sep, rest = text.partition("://")
     if not sep:
         raise ValueError("it is not a URL")
     if scheme.lower() in _NOT_YET:
-        raise ValueError(f"the {scheme} backend is not supported yet")
+        raise ValueError(f"the {scheme.lower()} backend is not supported yet")
     if scheme.lower() != "sqlite":
-        raise ValueError(f"unknown database scheme {scheme!r}")
-    if not text.startswith(SQLITE_PREFIX):
-        raise ValueError("a SQLite URL has no host part")
-    path = text[len(SQLITE_PREFIX) :]
+        shown = repr(scheme) if _SCHEME.fullmatch(scheme) else "in it"
+        raise ValueError(f"unknown database scheme {shown}")
+    if not rest.startswith("/"):
+        raise ValueError("a SQLite URL has no host part (sqlite:/// then the path)")
+    path = rest[1:]
     if "?" in path or "#" in path or any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
         raise ValueError("the path has query parameters or control characters")
     if not path.startswith("/") or path.endswith("/") or PurePosixPath(path) == PurePosixPath("/"):
