@@ -57,7 +57,7 @@ def per_row_fts_scans(plan: list[PlanRow]) -> list[str]:
 @pytest.fixture(params=[False, True], ids=["fresh", "analyzed"])
 def seeded(
     tmp_path: Path, request: pytest.FixtureRequest
-) -> tuple[SqliteStorage, dict[str, object]]:
+) -> tuple[SqliteStorage, storage.DocumentRow]:
     store = SqliteStorage(tmp_path)
     ds = store.create_dataset("t", {"name": "ds", "chunk_method": "naive", "parser_config": {}})
     doc = store.add_documents(ds, [storage.Upload("a.txt", "txt", "doc", io.BytesIO(b"x"))], "t")[0]
@@ -80,7 +80,7 @@ def test_the_checker_finds_the_old_per_row_join(tmp_path: Path) -> None:
 
 
 def test_no_statement_scans_the_fts_table_per_row(
-    seeded: tuple[SqliteStorage, dict[str, object]],
+    seeded: tuple[SqliteStorage, storage.DocumentRow],
 ) -> None:
     store, doc = seeded
     statements: list[str] = []

@@ -28,7 +28,7 @@ def store(tmp_path: Path) -> SqliteStorage:
     return SqliteStorage(tmp_path)
 
 
-def _doc(store: SqliteStorage, name: str = "a.txt") -> dict[str, Any]:
+def _doc(store: SqliteStorage, name: str = "a.txt") -> storage.DocumentRow:
     ds = store.create_dataset("t", {"name": "ds", "chunk_method": "naive", "parser_config": {}})
     upload = storage.Upload(name, "txt", "doc", io.BytesIO(b"bytes"))
     return store.add_documents(ds, [upload], "t")[0]

@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response
 from api import limits, serialize, storage
 from api.envelope import ApiError, Code, argument_error, data_error, ok
 from api.routes import Ctx
-from api.storage import Page, Row
+from api.storage import DatasetRow, DocumentRow, Page
 from api.validation import (
     Schema,
     boolean,
@@ -27,14 +27,14 @@ from api.validation import (
 )
 
 
-def _dataset(ctx: Ctx, dataset_id: str) -> Row:
+def _dataset(ctx: Ctx, dataset_id: str) -> DatasetRow:
     found = ctx.storage.get_dataset(ctx.tenant_id, dataset_id)
     if found is None:
         raise data_error(f"You don't own the dataset {dataset_id}.")
     return found
 
 
-def _document(ctx: Ctx, dataset_id: str, document_id: str) -> Row:
+def _document(ctx: Ctx, dataset_id: str, document_id: str) -> DocumentRow:
     found = ctx.storage.get_document(dataset_id, document_id)
     if found is None:
         raise data_error(f"You don't own the document {document_id}.")

@@ -6,16 +6,91 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import IO, Any, TypedDict
 
-# An HTTP-layer record (dataset, document, chunk, key): column name -> decoded value (JSON
-# columns as lists and dicts). Its keys are the columns of docs/architecture.md.
-Row = dict[str, Any]
-
 # documents.run values (RAGFlow's TaskStatus)
 RUN_UNSTART = "0"
 RUN_RUNNING = "1"
 RUN_CANCEL = "2"
 RUN_DONE = "3"
 RUN_FAIL = "4"
+
+
+class ApiKeyRow(TypedDict):
+    """A stored API key, without its hash (the key itself is never stored)."""
+
+    prefix: str
+    tenant_id: str
+    name: str
+    create_time: int  # epoch milliseconds
+    revoked_time: int | None
+
+
+class DatasetRow(TypedDict):
+    id: str
+    tenant_id: str
+    name: str
+    avatar: str | None
+    description: str | None
+    embedding_model: str
+    permission: str
+    chunk_method: str
+    parser_config: dict[str, Any]
+    pagerank: int
+    language: str
+    create_time: int  # epoch milliseconds
+    update_time: int
+    document_count: int  # computed: the dataset's documents
+    chunk_count: int  # computed: their chunks
+    token_num: int  # computed: their tokens
+
+
+class DocumentRow(TypedDict):
+    id: str
+    dataset_id: str
+    name: str
+    suffix: str
+    type: str
+    size: int
+    location: str
+    created_by: str
+    chunk_method: str
+    parser_config: dict[str, Any]
+    meta_fields: dict[str, Any]
+    status: str  # "1" enabled, "0" disabled
+    run: str  # RUN_* below
+    progress: float
+    progress_msg: str
+    process_begin_at: float | None  # epoch seconds
+    process_duration: float
+    chunk_count: int
+    token_count: int
+    create_time: int  # epoch milliseconds
+    update_time: int
+
+
+class ChunkRow(TypedDict):
+    id: str  # xxhash64 hex of content + document id
+    doc_id: str
+    dataset_id: str
+    docnm: str  # the document's name
+    content: str
+    important_keywords: list[str]
+    questions: list[str]
+    available: bool
+    positions: list[Any]
+    token_count: int
+    create_time: float  # epoch seconds
+
+
+class ChunkHit(TypedDict):
+    """A full-text search candidate: what retrieval scores, and its BM25 rank (lower: better)."""
+
+    id: str
+    doc_id: str
+    docnm: str
+    content: str
+    important_keywords: list[str]
+    questions: list[str]
+    bm25: float
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def add_docs(
     data_dir: Path,
     files: list[tuple[str, bytes]],
     parser_config: Mapping[str, Any] | None = None,
-) -> tuple[storage.Storage, dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[storage.Storage, storage.DatasetRow, list[storage.DocumentRow]]:
     store = storage.open_backend(data_dir).store
     dataset = store.create_dataset(
         "tenant", {"name": "ds", "parser_config": dict(parser_config or {"chunk_token_num": 64})}

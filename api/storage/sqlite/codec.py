@@ -1,17 +1,18 @@
-"""The SQLite row codec: Python values to column values and back (JSON columns, booleans as
-integers), chunk ids, timestamps, LIKE and FTS5 query text."""
+"""The SQLite row codec: the seam's row types from stored rows (JSON columns decoded, booleans
+from integers) and column values from Python values; chunk ids, timestamps, LIKE and FTS5
+query text."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import xxhash
 
-from api.storage.rows import Row
+from api.storage.rows import ApiKeyRow, ChunkRow, DatasetRow, DocumentRow
 
 
 def chunk_id(content: str, doc_id: str) -> str:
@@ -44,23 +45,85 @@ JSON_COLUMNS = frozenset(
 )
 
 
-def row(found: sqlite3.Row | None) -> Row | None:
-    """A stored row as the seam's Row, JSON columns decoded."""
-    if found is None:
-        return None
-    out: Row = {}
-    for key in found.keys():  # noqa: SIM118 (sqlite3.Row has no __iter__ over keys)
-        value = found[key]
-        out[key] = json.loads(value) if key in JSON_COLUMNS and isinstance(value, str) else value
-    return out
+def _json(raw: object) -> Any:
+    return json.loads(raw) if isinstance(raw, str) else raw
+
+
+def api_key(r: sqlite3.Row) -> ApiKeyRow:
+    return ApiKeyRow(
+        prefix=r["prefix"],
+        tenant_id=r["tenant_id"],
+        name=r["name"],
+        create_time=r["create_time"],
+        revoked_time=r["revoked_time"],
+    )
+
+
+def dataset(r: sqlite3.Row) -> DatasetRow:
+    return DatasetRow(
+        id=r["id"],
+        tenant_id=r["tenant_id"],
+        name=r["name"],
+        avatar=r["avatar"],
+        description=r["description"],
+        embedding_model=r["embedding_model"],
+        permission=r["permission"],
+        chunk_method=r["chunk_method"],
+        parser_config=_json(r["parser_config"]),
+        pagerank=r["pagerank"],
+        language=r["language"],
+        create_time=r["create_time"],
+        update_time=r["update_time"],
+        document_count=r["document_count"],
+        chunk_count=r["chunk_count"],
+        token_num=r["token_num"],
+    )
+
+
+def document(r: sqlite3.Row) -> DocumentRow:
+    return DocumentRow(
+        id=r["id"],
+        dataset_id=r["dataset_id"],
+        name=r["name"],
+        suffix=r["suffix"],
+        type=r["type"],
+        size=r["size"],
+        location=r["location"],
+        created_by=r["created_by"],
+        chunk_method=r["chunk_method"],
+        parser_config=_json(r["parser_config"]),
+        meta_fields=_json(r["meta_fields"]),
+        status=r["status"],
+        run=r["run"],
+        progress=r["progress"],
+        progress_msg=r["progress_msg"],
+        process_begin_at=r["process_begin_at"],
+        process_duration=r["process_duration"],
+        chunk_count=r["chunk_count"],
+        token_count=r["token_count"],
+        create_time=r["create_time"],
+        update_time=r["update_time"],
+    )
+
+
+def chunk(r: sqlite3.Row) -> ChunkRow:
+    return ChunkRow(
+        id=r["id"],
+        doc_id=r["doc_id"],
+        dataset_id=r["dataset_id"],
+        docnm=r["docnm"],
+        content=r["content"],
+        important_keywords=json_list_value(r["important_keywords"]),
+        questions=json_list_value(r["questions"]),
+        available=bool(r["available"]),
+        positions=json_list_value(r["positions"]),
+        token_count=r["token_count"],
+        create_time=r["create_time"],
+    )
 
 
 def json_list_value(raw: str) -> Any:
     return [] if raw == "[]" else json.loads(raw)  # most chunks have no keywords/questions
-
-
-def rows(found: Iterable[sqlite3.Row]) -> list[Row]:
-    return [r for r in (row(x) for x in found) if r is not None]
 
 
 def encode(column: str, value: Any) -> Any:

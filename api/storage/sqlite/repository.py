@@ -6,15 +6,24 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from api import text
 from api.storage import files as file_store
 from api.storage.errors import Conflict, NotFound
 from api.storage.files import LocalFileStore
-from api.storage.rows import DocumentFilter, Page, Row, Upload
+from api.storage.rows import (
+    ApiKeyRow,
+    ChunkHit,
+    ChunkRow,
+    DatasetRow,
+    DocumentFilter,
+    DocumentRow,
+    Page,
+    Upload,
+)
 from api.storage.sqlite import codec
 from api.storage.sqlite.connections import check_read, connection, probe_writes, seam, transaction
 from api.storage.sqlite.document_state import (
@@ -32,6 +41,9 @@ _DATASET_SELECT = (
 )
 
 _FTS_ROWIDS = "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?"
+
+
+_T = TypeVar("_T")
 
 
 @seam
@@ -81,13 +93,12 @@ class SqliteStorage:
         ).fetchone()
         return None if row is None else str(row["tenant_id"])
 
-    def list_keys(self) -> list[Row]:
-        return codec.rows(
-            self.conn.execute(
-                "SELECT prefix, tenant_id, name, create_time, revoked_time FROM api_keys"
-                " ORDER BY create_time"
-            )
+    def list_keys(self) -> list[ApiKeyRow]:
+        rows = self.conn.execute(
+            "SELECT prefix, tenant_id, name, create_time, revoked_time FROM api_keys"
+            " ORDER BY create_time"
         )
+        return [codec.api_key(r) for r in rows]
 
     def revoke_keys(self, prefix: str) -> int:
         with transaction(self.conn) as c:
@@ -99,7 +110,7 @@ class SqliteStorage:
             return cur.rowcount
 
     # datasets ------------------------------------------------------------------------
-    def create_dataset(self, tenant_id: str, fields: Mapping[str, Any]) -> Row:
+    def create_dataset(self, tenant_id: str, fields: Mapping[str, Any]) -> DatasetRow:
         dataset_id = uuid.uuid1().hex
         now = codec.now_ms()
         with transaction(self.conn) as c:
@@ -129,19 +140,21 @@ class SqliteStorage:
             raise NotFound(f"Dataset {dataset_id} vanished after creation")
         return found
 
-    def get_dataset(self, tenant_id: str, dataset_id: str) -> Row | None:
-        return codec.row(
+    def get_dataset(self, tenant_id: str, dataset_id: str) -> DatasetRow | None:
+        return _one(
+            codec.dataset,
             self.conn.execute(
                 f"{_DATASET_SELECT} WHERE d.tenant_id = ? AND d.id = ?", (tenant_id, dataset_id)
-            ).fetchone()
+            ).fetchone(),
         )
 
-    def dataset_named(self, tenant_id: str, name: str) -> Row | None:
-        return codec.row(
+    def dataset_named(self, tenant_id: str, name: str) -> DatasetRow | None:
+        return _one(
+            codec.dataset,
             self.conn.execute(
                 f"{_DATASET_SELECT} WHERE d.tenant_id = ? AND d.name = ? COLLATE NOCASE",
                 (tenant_id, name),
-            ).fetchone()
+            ).fetchone(),
         )
 
     def list_datasets(
@@ -152,7 +165,7 @@ class SqliteStorage:
         desc: bool,
         dataset_id: str | None = None,
         name: str | None = None,
-    ) -> tuple[list[Row], int]:
+    ) -> tuple[list[DatasetRow], int]:
         where, args = ["d.tenant_id = ?"], [tenant_id]
         if dataset_id:
             where.append("d.id = ?")
@@ -171,9 +184,11 @@ class SqliteStorage:
             f" d.rowid {direction} LIMIT ? OFFSET ?",
             (*args, page.size, page.offset),
         )
-        return codec.rows(rows), int(total)
+        return [codec.dataset(r) for r in rows], int(total)
 
-    def update_dataset(self, tenant_id: str, dataset_id: str, changes: Mapping[str, Any]) -> Row:
+    def update_dataset(
+        self, tenant_id: str, dataset_id: str, changes: Mapping[str, Any]
+    ) -> DatasetRow:
         with transaction(self.conn) as c:
             if "name" in changes:
                 clash = c.execute(
@@ -220,7 +235,7 @@ class SqliteStorage:
     # documents -----------------------------------------------------------------------
     def add_documents(
         self, dataset: Mapping[str, Any], uploads: Sequence[Upload], created_by: str
-    ) -> list[Row]:
+    ) -> list[DocumentRow]:
         """Store the files and their rows together: all of them, or none."""
         dataset_id = str(dataset["id"])
         written: list[Path] = []  # every file this call created; removed if anything fails
@@ -269,23 +284,25 @@ class SqliteStorage:
                 out.close()
         return [d for d in (self.get_document(dataset_id, i) for i in ids) if d]
 
-    def get_document(self, dataset_id: str, doc_id: str) -> Row | None:
-        return codec.row(
+    def get_document(self, dataset_id: str, doc_id: str) -> DocumentRow | None:
+        return _one(
+            codec.document,
             self.conn.execute(
                 "SELECT * FROM documents WHERE dataset_id = ? AND id = ?", (dataset_id, doc_id)
-            ).fetchone()
+            ).fetchone(),
         )
 
-    def document_named(self, dataset_id: str, name: str) -> Row | None:
-        return codec.row(
+    def document_named(self, dataset_id: str, name: str) -> DocumentRow | None:
+        return _one(
+            codec.document,
             self.conn.execute(
                 "SELECT * FROM documents WHERE dataset_id = ? AND name = ?", (dataset_id, name)
-            ).fetchone()
+            ).fetchone(),
         )
 
     def list_documents(
         self, dataset_id: str, flt: DocumentFilter, page: Page
-    ) -> tuple[list[Row], int]:
+    ) -> tuple[list[DocumentRow], int]:
         where, args = ["dataset_id = ?"], [dataset_id]
         if flt.keywords:
             where.append("name LIKE ? ESCAPE '\\'")
@@ -317,11 +334,11 @@ class SqliteStorage:
             f" rowid {direction} LIMIT ? OFFSET ?",
             (*args, page.size, page.offset),
         )
-        return codec.rows(rows), int(total.fetchone()[0])
+        return [codec.document(r) for r in rows], int(total.fetchone()[0])
 
     def update_document(
         self, doc: Mapping[str, Any], changes: Mapping[str, Any], reset: bool = False
-    ) -> Row:
+    ) -> DocumentRow:
         """Apply ``changes``; ``reset`` also drops the chunks and sets the document UNSTART."""
         doc_id = str(doc["id"])
         with transaction(self.conn) as c:
@@ -384,7 +401,7 @@ class SqliteStorage:
     # chunks --------------------------------------------------------------------------
     def list_chunks(
         self, doc_id: str, page: Page, keywords: str = "", chunk: str = ""
-    ) -> tuple[list[Row], int]:
+    ) -> tuple[list[ChunkRow], int]:
         where, args = ["c.doc_id = ?"], [doc_id]
         if chunk:
             where.append("c.id = ?")
@@ -401,16 +418,17 @@ class SqliteStorage:
             f"SELECT c.* FROM chunks c WHERE {clause} ORDER BY c.seq LIMIT ? OFFSET ?",
             (*args, page.size, page.offset),
         )
-        return codec.rows(rows), int(total.fetchone()[0])
+        return [codec.chunk(r) for r in rows], int(total.fetchone()[0])
 
-    def get_chunk(self, doc_id: str, chunk: str) -> Row | None:
-        return codec.row(
+    def get_chunk(self, doc_id: str, chunk: str) -> ChunkRow | None:
+        return _one(
+            codec.chunk,
             self.conn.execute(
                 "SELECT * FROM chunks WHERE doc_id = ? AND id = ?", (doc_id, chunk)
-            ).fetchone()
+            ).fetchone(),
         )
 
-    def add_chunk(self, doc: Mapping[str, Any], fields: Mapping[str, Any]) -> Row:
+    def add_chunk(self, doc: Mapping[str, Any], fields: Mapping[str, Any]) -> ChunkRow:
         doc_id = str(doc["id"])
         content = str(fields["content"])
         new_id = codec.chunk_id(content, doc_id)
@@ -440,7 +458,7 @@ class SqliteStorage:
             raise NotFound(new_id)
         return found
 
-    def update_chunk(self, doc_id: str, chunk: str, changes: Mapping[str, Any]) -> Row:
+    def update_chunk(self, doc_id: str, chunk: str, changes: Mapping[str, Any]) -> ChunkRow:
         values = {
             col: codec.encode(col, changes[col]) for col in codec.CHUNK_COLUMNS if col in changes
         }
@@ -485,7 +503,7 @@ class SqliteStorage:
         doc_ids: Sequence[str],
         terms: Sequence[str],
         limit: int,
-    ) -> list[Row]:
+    ) -> list[ChunkHit]:
         """Available chunks matching any term, best BM25 first (content < title < keywords
         < questions in weight), at most ``limit``: only the columns retrieval scores on
         (id, doc_id, docnm, content, important_keywords, questions) and bm25."""
@@ -510,19 +528,19 @@ class SqliteStorage:
             (*args, limit),
         )
         return [
-            {
-                "id": chunk,
-                "doc_id": doc_id,
-                "docnm": docnm,
-                "content": content,
-                "important_keywords": codec.json_list_value(keywords),
-                "questions": codec.json_list_value(questions),
-                "bm25": bm25,
-            }
+            ChunkHit(
+                id=chunk,
+                doc_id=doc_id,
+                docnm=docnm,
+                content=content,
+                important_keywords=codec.json_list_value(keywords),
+                questions=codec.json_list_value(questions),
+                bm25=bm25,
+            )
             for chunk, doc_id, docnm, content, keywords, questions, bm25 in rows
         ]
 
-    def chunks_by_id(self, chunk_ids: Sequence[str]) -> dict[str, Row]:
+    def chunks_by_id(self, chunk_ids: Sequence[str]) -> dict[str, ChunkRow]:
         """The chunks with these ids, by id (ids that no longer exist are absent)."""
         if not chunk_ids:
             return {}
@@ -530,7 +548,7 @@ class SqliteStorage:
             f"SELECT * FROM chunks WHERE id IN ({', '.join('?' * len(chunk_ids))})",
             tuple(chunk_ids),
         )
-        return {str(r["id"]): r for r in codec.rows(rows)}
+        return {str(r["id"]): codec.chunk(r) for r in rows}
 
     def documents_in(self, dataset_ids: Sequence[str]) -> set[str]:
         if not dataset_ids:
@@ -554,3 +572,7 @@ def _free_name(conn: sqlite3.Connection, dataset_id: str, name: str) -> str:
             return candidate
         candidate = f"{stem}({n}).{ext}" if dot else f"{stem}({n})"
     raise Conflict(f"Too many documents named {name!r}")
+
+
+def _one(decode: Callable[[sqlite3.Row], _T], found: sqlite3.Row | None) -> _T | None:
+    return None if found is None else decode(found)
