@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 from support.executors import executors, sqlite_conn, wait_for
+from support.rendered import pinned_environ
 
 from api import config, storage
+from renderer.cli import main as render_main
 from renderer.settings import ConfigError as RenderError
 from renderer.settings import Host, resolve
 from shared import database_url
@@ -177,6 +179,33 @@ def test_both_url_and_file_set_is_refused(tmp_path: Path) -> None:
             {"DATABASE_URL": "", "DATABASE_URL_FILE": str(secret)}
             | {"DATABASE_URL": "sqlite:////srv/y.db"}
         )
+
+
+def _rendered_files(tmp: Path, **environ: str) -> dict[str, str]:
+    out = tmp / "out"
+    err = io.StringIO()
+    code = render_main(
+        ["--output-dir", str(out)], pinned_environ(tmp, **environ), io.StringIO(), err
+    )
+    assert code == 0, err.getvalue()
+    return {p.name: p.read_text() for p in sorted(out.iterdir())}
+
+
+@pytest.mark.parametrize("variant", ["DATABASE_URL", "DATABASE_URL_FILE"])
+def test_the_url_is_never_rendered(tmp_path: Path, variant: str) -> None:
+    url = "sqlite:////srv/secret-place/ragflow.db"
+    value = url
+    if variant == "DATABASE_URL_FILE":
+        value = str(tmp_path / "database-url")
+        Path(value).write_text(url)
+    (tmp_path / "with").mkdir()
+    (tmp_path / "without").mkdir()
+    with_url = _rendered_files(tmp_path / "with", **{variant: value})
+    without = _rendered_files(tmp_path / "without")
+    assert with_url.keys() == without.keys() and len(with_url) >= 2
+    for name, text in with_url.items():
+        assert "secret-place" not in text and variant not in text, name
+        assert text == without[name].replace(str(tmp_path / "without"), str(tmp_path / "with"))
 
 
 # --- the backend DATABASE_URL names ---------------------------------------------------------
