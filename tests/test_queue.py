@@ -1,22 +1,21 @@
-"""The task queue and heartbeats on a real SQLite database: every operation and its fencing.
-SQL here only inspects or ages rows of the SQLite backend under test."""
+"""The task queue and heartbeats: every operation and its fencing, on every backend of
+support.backends (the tests taking ``backend``/``tasks``/``inspect`` are parametrized over
+them), and what is particular to the SQLite backend (the tests taking ``sqlite_tasks``/``conn``:
+its writer lock, transactions, full-text index, query plans and migrations)."""
 
 from __future__ import annotations
 
-import io
 import re
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
-from support.executors import add_docs, chunk_rows, doc_rows
+from support.backends import BACKENDS, Inspector, SqliteInspector, add_documents
 
 from api import config, storage
 from api.storage.sqlite import connections as sqlite_connection
 from api.storage.sqlite import schema as sqlite_schema
-from api.storage.sqlite import tasks as sqlite_tasks
-from api.storage.sqlite.repository import SqliteStorage
+from api.storage.sqlite import tasks as sqlite_queue
 
 
 @pytest.fixture
@@ -24,9 +23,14 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
+@pytest.fixture(params=sorted(BACKENDS))
+def under_test(request: pytest.FixtureRequest, data_dir: Path) -> tuple[storage.Backend, Inspector]:
+    return BACKENDS[request.param](data_dir)
+
+
 @pytest.fixture
-def backend(data_dir: Path) -> storage.Backend:
-    return storage.open_backend(data_dir)
+def backend(under_test: tuple[storage.Backend, Inspector]) -> storage.Backend:
+    return under_test[0]
 
 
 @pytest.fixture
@@ -35,59 +39,58 @@ def tasks(backend: storage.Backend) -> storage.TaskQueue:
 
 
 @pytest.fixture
-def conn(data_dir: Path) -> sqlite3.Connection:
-    """The SQLite backend's own connection (this thread's), to inspect rows."""
+def inspect(under_test: tuple[storage.Backend, Inspector]) -> Inspector:
+    return under_test[1]
+
+
+def two_docs(backend: storage.Backend) -> tuple[str, list[str]]:
+    return add_documents(backend.store, "tenant", ["a.txt", "b.md"], {"chunk_token_num": 64})
+
+
+# the SQLite backend's own: its task queue and this thread's connection to inspect rows
+@pytest.fixture
+def sqlite_tasks(data_dir: Path) -> storage.TaskQueue:
+    return storage.open_backend(data_dir).tasks
+
+
+@pytest.fixture
+def conn(data_dir: Path, sqlite_tasks: storage.TaskQueue) -> sqlite3.Connection:
     return sqlite_connection.connection(data_dir / "ragflow.db")
-
-
-def two_docs(data_dir: Path) -> tuple[str, list[str]]:
-    _, dataset, docs = add_docs(data_dir, [("a.txt", b"alpha"), ("b.md", b"# beta")])
-    return dataset["id"], [d["id"] for d in docs]
-
-
-def expire(conn: sqlite3.Connection, task_id: str) -> None:
-    """The clock moves past the task's lease."""
-    conn.execute("UPDATE tasks SET lease_expires = 0 WHERE id = ?", (task_id,))
-
-
-def task_row(conn: sqlite3.Connection, task_id: str) -> dict[str, Any]:
-    return dict(conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone())
 
 
 CHUNKS = [{"content": "first chunk", "token_count": 2}, {"content": "second", "token_count": 1}]
 
 
 def test_enqueue_resets_the_document_and_supersedes_older_tasks(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
-    with sqlite_connection.transaction(conn):
-        storage.open_backend(data_dir).store.replace_chunks(doc, [{"content": "old"}])
+    dataset_id, (doc, _) = two_docs(backend)
+    backend.store.replace_chunks(doc, [{"content": "old"}])
     first = tasks.enqueue_parse(dataset_id, [doc])
     second = tasks.enqueue_parse(dataset_id, [doc])
-    row = doc_rows(data_dir, [doc])[doc]
+    row = inspect.document(doc)
     assert (row["run"], row["progress"], row["chunk_count"], row["token_count"]) == ("1", 0, 0, 0)
     assert row["process_begin_at"] is not None
-    assert chunk_rows(data_dir, doc) == []
-    assert task_row(conn, first[0])["state"] == "cancelled"
-    assert task_row(conn, second[0])["state"] == "queued"
+    assert inspect.chunks(doc) == []
+    assert inspect.task(first[0])["state"] == "cancelled"
+    assert inspect.task(second[0])["state"] == "queued"
     assert tasks.depth() == {"queued": 1, "running": 0, "expired": 0}
 
 
 def test_enqueue_of_a_foreign_document_changes_nothing(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
+    dataset_id, (doc, _) = two_docs(backend)
     with pytest.raises(LookupError, match="not in dataset"):
         tasks.enqueue_parse(dataset_id, [doc, "nope"])
-    assert doc_rows(data_dir, [doc])[doc]["run"] == "0"
+    assert inspect.document(doc)["run"] == "0"
     assert tasks.depth()["queued"] == 0
 
 
 def test_claim_takes_the_oldest_task_once(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, docs = two_docs(data_dir)
+    dataset_id, docs = two_docs(backend)
     tasks.enqueue_parse(dataset_id, docs)
     first = tasks.claim("c_1", 30)
     second = tasks.claim("c_2", 30)
@@ -100,87 +103,91 @@ def test_claim_takes_the_oldest_task_once(
 
 
 def test_complete_stores_chunks_and_marks_done(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
+    dataset_id, (doc, _) = two_docs(backend)
     tasks.enqueue_parse(dataset_id, [doc])
     task = tasks.claim("c_1", 30)
     assert task is not None
     assert tasks.report_progress(task, 0.5, "halfway")
     assert tasks.complete(task, CHUNKS)
-    row = doc_rows(data_dir, [doc])[doc]
+    row = inspect.document(doc)
     assert (row["run"], row["progress"], row["chunk_count"], row["token_count"]) == ("3", 1.0, 2, 3)
     assert row["process_duration"] > 0
     assert "halfway" in row["progress_msg"]
     assert re.search(r"Task done \(\d+\.\d\ds\)$", row["progress_msg"])
-    assert [c["content"] for c in chunk_rows(data_dir, doc)] == ["first chunk", "second"]
-    assert task_row(conn, task.id)["state"] == "done"
+    assert [c["content"] for c in inspect.chunks(doc)] == ["first chunk", "second"]
+    assert inspect.task(task.id)["state"] == "done"
     assert not tasks.complete(task, CHUNKS)  # a duplicate completion is refused
 
 
 def test_complete_and_claim_takes_the_writer_lock_once(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    data_dir: Path, conn: sqlite3.Connection, sqlite_tasks: storage.TaskQueue
 ) -> None:
-    dataset_id, (first_doc, second_doc) = two_docs(data_dir)
-    tasks.enqueue_parse(dataset_id, [first_doc, second_doc])
-    task = tasks.claim("c_1", 30)
+    dataset_id, (first_doc, second_doc) = two_docs(storage.open_backend(data_dir))
+    sqlite_tasks.enqueue_parse(dataset_id, [first_doc, second_doc])
+    task = sqlite_tasks.claim("c_1", 30)
     assert task is not None
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
-    completed, following = tasks.complete_and_claim(task, CHUNKS, 30)
+    completed, following = sqlite_tasks.complete_and_claim(task, CHUNKS, 30)
     conn.set_trace_callback(None)
     assert completed and following is not None
     assert statements.count("BEGIN IMMEDIATE") == 1 and statements.count("COMMIT") == 1
     assert (following.doc_id, following.lease_owner, following.attempts) == (second_doc, "c_1", 1)
-    assert task_row(conn, task.id)["state"] == "done"
-    assert task_row(conn, following.id)["state"] == "leased"
-    assert [c["content"] for c in chunk_rows(data_dir, first_doc)] == ["first chunk", "second"]
+    assert SqliteInspector(data_dir).task(task.id)["state"] == "done"
+    assert SqliteInspector(data_dir).task(following.id)["state"] == "leased"
+    inspect = SqliteInspector(data_dir)
+    assert [c["content"] for c in inspect.chunks(first_doc)] == [
+        "first chunk",
+        "second",
+    ]
     # nothing left: completed, and no next task
-    assert tasks.complete_and_claim(following, CHUNKS, 30) == (True, None)
+    assert sqlite_tasks.complete_and_claim(following, CHUNKS, 30) == (True, None)
 
 
 def test_a_refused_completion_claims_nothing(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (first_doc, second_doc) = two_docs(data_dir)
+    dataset_id, (first_doc, second_doc) = two_docs(backend)
     tasks.enqueue_parse(dataset_id, [first_doc])
     task = tasks.claim("c_1", 30)
     assert task is not None
     tasks.enqueue_parse(dataset_id, [first_doc, second_doc])  # supersedes the claim
     assert tasks.complete_and_claim(task, CHUNKS, 30) == (False, None)
     assert tasks.depth() == {"queued": 2, "running": 0, "expired": 0}
-    assert chunk_rows(data_dir, first_doc) == []
+    assert inspect.chunks(first_doc) == []
 
 
 def test_an_expired_lease_is_reclaimed_and_the_old_claim_is_fenced_off(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
+    dataset_id, (doc, _) = two_docs(backend)
     tasks.enqueue_parse(dataset_id, [doc])
     stale = tasks.claim("c_1", 30)
     assert stale is not None
-    expire(conn, stale.id)
+    inspect.expire(stale.id)
     assert tasks.depth()["expired"] == 1
     fresh = tasks.claim("c_2", 30)
     assert fresh is not None and fresh.id == stale.id and fresh.attempts == 2
-    assert "lease of c_1 expired" in (task_row(conn, fresh.id)["last_error"] or "")
+    assert "lease of c_1 expired" in (inspect.task(fresh.id)["last_error"] or "")
     assert not tasks.renew(stale, 30)
     assert not tasks.report_progress(stale, 0.4)
     assert not tasks.complete(stale, [{"content": "from the stale claim"}])
     assert not tasks.release(stale)
     assert not tasks.fail(stale, "stale")
     assert tasks.complete(fresh, CHUNKS)
-    assert [c["content"] for c in chunk_rows(data_dir, doc)] == ["first chunk", "second"]
+    assert [c["content"] for c in inspect.chunks(doc)] == ["first chunk", "second"]
 
 
 def test_the_same_consumer_reclaiming_is_fenced_by_the_attempt(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
+    dataset_id, (doc, _) = two_docs(backend)
     tasks.enqueue_parse(dataset_id, [doc])
     before = tasks.claim("c_1", 30)
     assert before is not None
-    expire(conn, before.id)
+    inspect.expire(before.id)
     after = tasks.claim("c_1", 30)  # restarted with the same consumer id
     assert after is not None
     assert not tasks.complete(before, CHUNKS)
@@ -188,59 +195,59 @@ def test_the_same_consumer_reclaiming_is_fenced_by_the_attempt(
 
 
 def test_retries_are_capped_then_the_document_fails_with_the_reason(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
+    dataset_id, (doc, _) = two_docs(backend)
     tasks.enqueue_parse(dataset_id, [doc])
     for attempt in (1, 2, 3):
         task = tasks.claim(f"c_{attempt}", 30, max_attempts=3)
         assert task is not None and task.attempts == attempt
-        expire(conn, task.id)
+        inspect.expire(task.id)
     assert task is not None
     assert tasks.claim("c_4", 30, max_attempts=3) is None
-    row = doc_rows(data_dir, [doc])[doc]
+    row = inspect.document(doc)
     assert (row["run"], row["progress"]) == ("4", -1)
     last = row["progress_msg"].splitlines()[-1]
     assert last.startswith("[ERROR] Task gave up after 3 attempts")
     assert "lease of c_3 expired" in last
-    assert task_row(conn, task.id)["state"] == "failed"
+    assert inspect.task(task.id)["state"] == "failed"
 
 
 def test_release_hands_back_without_counting_the_attempt(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
+    dataset_id, (doc, _) = two_docs(backend)
     tasks.enqueue_parse(dataset_id, [doc])
     task = tasks.claim("c_1", 30)
     assert task is not None
     assert tasks.report_progress(task, 0.6)
     assert tasks.release(task, "executor stopping")
-    row = doc_rows(data_dir, [doc])[doc]
+    row = inspect.document(doc)
     assert (row["run"], row["progress"]) == ("1", 0)
     assert "handed back by c_1: executor stopping" in row["progress_msg"]
-    assert task_row(conn, task.id)["attempts"] == 0
+    assert inspect.task(task.id)["attempts"] == 0
     again = tasks.claim("c_2", 30)
     assert again is not None and again.id == task.id and again.attempts == 1
 
 
 def test_fail_marks_the_document_failed(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
+    dataset_id, (doc, _) = two_docs(backend)
     tasks.enqueue_parse(dataset_id, [doc])
     task = tasks.claim("c_1", 30)
     assert task is not None
     assert tasks.fail(task, "the PDF cannot be read")
-    row = doc_rows(data_dir, [doc])[doc]
+    row = inspect.document(doc)
     assert (row["run"], row["progress"]) == ("4", -1)
     assert row["progress_msg"].splitlines()[-1] == "[ERROR] the PDF cannot be read"
     assert tasks.claim("c_2", 30) is None
 
 
 def test_cancel_stops_the_claim_and_removes_chunks(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, other) = two_docs(data_dir)
+    dataset_id, (doc, other) = two_docs(backend)
     tasks.enqueue_parse(dataset_id, [doc, other])
     task = tasks.claim("c_1", 30)
     assert task is not None and task.doc_id == doc
@@ -248,29 +255,29 @@ def test_cancel_stops_the_claim_and_removes_chunks(
     assert not tasks.report_progress(task, 0.5)
     assert not tasks.renew(task, 30)
     assert not tasks.complete(task, CHUNKS)
-    row = doc_rows(data_dir, [doc])[doc]
+    row = inspect.document(doc)
     assert (row["run"], row["chunk_count"]) == ("2", 0)
-    assert chunk_rows(data_dir, doc) == []
-    assert task_row(conn, task.id)["state"] == "cancelled"
+    assert inspect.chunks(doc) == []
+    assert inspect.task(task.id)["state"] == "cancelled"
     nxt = tasks.claim("c_1", 30)
     assert nxt is not None and nxt.doc_id == other  # the other document is unaffected
 
 
 def test_operations_join_the_callers_transaction(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    data_dir: Path, conn: sqlite3.Connection, sqlite_tasks: storage.TaskQueue
 ) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
+    dataset_id, (doc, _) = two_docs(storage.open_backend(data_dir))
     with pytest.raises(RuntimeError), sqlite_connection.transaction(conn):
-        tasks.enqueue_parse(dataset_id, [doc])
+        sqlite_tasks.enqueue_parse(dataset_id, [doc])
         raise RuntimeError("the caller's transaction fails")
-    assert doc_rows(data_dir, [doc])[doc]["run"] == "0"
-    assert tasks.depth()["queued"] == 0
+    assert SqliteInspector(data_dir).document(doc)["run"] == "0"
+    assert sqlite_tasks.depth()["queued"] == 0
 
 
-def test_heartbeats_and_stale_executors(backend: storage.Backend, conn: sqlite3.Connection) -> None:
+def test_heartbeats_and_stale_executors(backend: storage.Backend, inspect: Inspector) -> None:
     for consumer, state in (("h_1", "busy"), ("h_2", "stopped"), ("h_3", "idle")):
         backend.heartbeats.beat(consumer, host="h", pid=1, started_at=1.0, state=state, done=2)
-    conn.execute("UPDATE executors SET last_beat = last_beat - 100 WHERE consumer != 'h_3'")
+    inspect.silence_executors(100, but="h_3")
     listed = {e["consumer"]: e for e in backend.heartbeats.executors(15)}
     assert {c: e["stale"] for c, e in listed.items()} == {"h_1": True, "h_2": False, "h_3": False}
     assert listed["h_1"]["done"] == 2 and listed["h_1"]["state"] == "busy"
@@ -300,38 +307,37 @@ def test_task_settings_from_the_environment() -> None:
 
 
 def test_deleting_the_document_mid_parse_ends_the_claim(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    store, dataset, docs = add_docs(data_dir, [("gone.txt", b"soon deleted")])
-    tasks.enqueue_parse(dataset["id"], [docs[0]["id"]])
+    dataset_id, (doc_id,) = add_documents(backend.store, "tenant", ["gone.txt"], {})
+    tasks.enqueue_parse(dataset_id, [doc_id])
     task = tasks.claim("c_1", 30)
     assert task is not None
-    store.delete_documents(dataset["id"], [docs[0]["id"]])
+    backend.store.delete_documents(dataset_id, [doc_id])
     assert not tasks.report_progress(task, 0.5)
     assert not tasks.complete(task, CHUNKS)
     assert tasks.depth() == {"queued": 0, "running": 0, "expired": 0}
 
 
 def test_a_broken_parser_config_does_not_wedge_the_claim(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
-    conn.execute("UPDATE documents SET parser_config = '{broken' WHERE id = ?", (doc,))
+    dataset_id, (doc, _) = two_docs(backend)
+    inspect.corrupt_parser_config(doc)
     tasks.enqueue_parse(dataset_id, [doc])
     task = tasks.claim("c_1", 30)
     assert task is not None and task.parser_config == {}
 
 
 def test_claims_follow_enqueue_order_and_an_expired_lease_keeps_its_place(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    _, dataset, docs = add_docs(data_dir, [(f"d{i}.txt", b"text") for i in range(5)])
-    ids = [d["id"] for d in docs]
-    tasks.enqueue_parse(dataset["id"], ids[:2])  # enqueued first, same second
-    tasks.enqueue_parse(dataset["id"], ids[2:])
+    dataset_id, ids = add_documents(backend.store, "t", [f"d{i}.txt" for i in range(5)], {})
+    tasks.enqueue_parse(dataset_id, ids[:2])  # enqueued first, same second
+    tasks.enqueue_parse(dataset_id, ids[2:])
     first = tasks.claim("c_1", 30)
     assert first is not None and first.doc_id == ids[0]
-    expire(conn, first.id)  # the oldest task is ready again, ahead of every queued one
+    inspect.expire(first.id)  # the oldest task is ready again, ahead of every queued one
     order = [tasks.claim(f"c_{n}", 30) for n in range(2, 7)]
     assert [t.doc_id if t else None for t in order] == ids
     assert order[0] is not None and order[0].attempts == 2
@@ -339,16 +345,15 @@ def test_claims_follow_enqueue_order_and_an_expired_lease_keeps_its_place(
 
 
 def test_complete_indexes_the_chunks_for_search_like_a_plain_insert(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    data_dir: Path, conn: sqlite3.Connection, sqlite_tasks: storage.TaskQueue
 ) -> None:
-    dataset_id, (doc, other) = two_docs(data_dir)
-    tasks.enqueue_parse(dataset_id, [doc])
-    task = tasks.claim("c_1", 30)
+    dataset_id, (doc, other) = two_docs(storage.open_backend(data_dir))
+    sqlite_tasks.enqueue_parse(dataset_id, [doc])
+    task = sqlite_tasks.claim("c_1", 30)
     assert task is not None
     chunks = [{"content": "Café Déjà-vu, ÉLAN 42"}, {"content": "second"}]
-    assert tasks.complete(task, chunks)  # words tokenised before the write lock
-    with sqlite_connection.transaction(conn):  # the same contents through the trigger alone
-        storage.open_backend(data_dir).store.replace_chunks(other, chunks)
+    assert sqlite_tasks.complete(task, chunks)  # words tokenised before the write lock
+    storage.open_backend(data_dir).store.replace_chunks(other, chunks)  # the trigger alone
     indexed = conn.execute(
         "SELECT c.doc_id, f.content FROM chunks c JOIN chunks_fts f ON f.rowid = c.seq"
         " ORDER BY c.seq"
@@ -360,13 +365,8 @@ def test_complete_indexes_the_chunks_for_search_like_a_plain_insert(
 # --- fairness across tenants -----------------------------------------------------------
 
 
-def tenant_docs(data_dir: Path, tenant: str, count: int) -> tuple[str, list[str]]:
-    store = SqliteStorage(data_dir)
-    dataset = store.create_dataset(tenant, {"name": f"ds of {tenant}", "parser_config": {}})
-    uploads = [
-        storage.Upload(f"{tenant}{i}.txt", "txt", "doc", io.BytesIO(b"text")) for i in range(count)
-    ]
-    return dataset["id"], [d["id"] for d in store.add_documents(dataset, uploads, tenant)]
+def tenant_docs(backend: storage.Backend, tenant: str, count: int) -> tuple[str, list[str]]:
+    return add_documents(backend.store, tenant, [f"{tenant}{i}.txt" for i in range(count)], {})
 
 
 def claim_all(tasks: storage.TaskQueue, owners: dict[str, str]) -> list[str]:
@@ -377,21 +377,21 @@ def claim_all(tasks: storage.TaskQueue, owners: dict[str, str]) -> list[str]:
 
 
 def test_tenants_take_turns(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
     owners = {}
     for tenant, count in (("a", 5), ("b", 3), ("c", 1)):
-        dataset_id, ids = tenant_docs(data_dir, tenant, count)
+        dataset_id, ids = tenant_docs(backend, tenant, count)
         tasks.enqueue_parse(dataset_id, ids)
         owners.update(dict.fromkeys(ids, tenant))
     assert claim_all(tasks, owners) == ["a", "b", "c", "a", "b", "a", "b", "a", "a"]
 
 
 def test_a_single_document_waits_for_one_of_a_large_backlog(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    big, big_ids = tenant_docs(data_dir, "big", 50)
-    small, (small_id,) = tenant_docs(data_dir, "small", 1)
+    big, big_ids = tenant_docs(backend, "big", 50)
+    small, (small_id,) = tenant_docs(backend, "small", 1)
     tasks.enqueue_parse(big, big_ids)
     first = tasks.claim("c_1", 30)  # in progress when the small tenant asks
     assert first is not None and first.doc_id == big_ids[0]
@@ -402,10 +402,10 @@ def test_a_single_document_waits_for_one_of_a_large_backlog(
 
 
 def test_a_tenant_queueing_one_at_a_time_does_not_overtake(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    patient, patient_ids = tenant_docs(data_dir, "patient", 4)
-    eager, eager_ids = tenant_docs(data_dir, "eager", 4)
+    patient, patient_ids = tenant_docs(backend, "patient", 4)
+    eager, eager_ids = tenant_docs(backend, "eager", 4)
     tasks.enqueue_parse(patient, patient_ids)
     order = []
     for doc_id in eager_ids:  # one new document before every pair of claims
@@ -418,10 +418,10 @@ def test_a_tenant_queueing_one_at_a_time_does_not_overtake(
 
 
 def test_a_handed_back_task_keeps_its_turn(
-    data_dir: Path, conn: sqlite3.Connection, tasks: storage.TaskQueue
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    a, a_ids = tenant_docs(data_dir, "a", 2)
-    b, b_ids = tenant_docs(data_dir, "b", 2)
+    a, a_ids = tenant_docs(backend, "a", 2)
+    b, b_ids = tenant_docs(backend, "b", 2)
     tasks.enqueue_parse(a, a_ids)
     tasks.enqueue_parse(b, b_ids)
     first = tasks.claim("c_1", 30)
@@ -431,10 +431,10 @@ def test_a_handed_back_task_keeps_its_turn(
 
 
 def test_claims_and_turns_are_index_look_ups(
-    conn: sqlite3.Connection, tasks: storage.TaskQueue
+    conn: sqlite3.Connection, sqlite_tasks: storage.TaskQueue
 ) -> None:
     for sql, args in [
-        (sqlite_tasks._FIRST_QUEUED, ()),
+        (sqlite_queue._FIRST_QUEUED, ()),
         ("SELECT MAX(turn) FROM tasks WHERE tenant_id = ? AND state = 'queued'", ("t",)),
         (
             "SELECT turn FROM tasks WHERE state = 'queued' AND lease_expires IS NULL"
@@ -447,7 +447,7 @@ def test_claims_and_turns_are_index_look_ups(
 
 
 def test_the_migration_gives_queued_tasks_their_tenant(
-    data_dir: Path, tasks: storage.TaskQueue
+    data_dir: Path,
 ) -> None:
     data_dir.mkdir()
     old = sqlite3.connect(data_dir / "ragflow.db")
