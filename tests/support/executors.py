@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from api import storage
 from api.storage import Upload
 from api.storage.sqlite import connections as sqlite_connections
+from support.backends import SqliteInspector
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 T = TypeVar("T")
@@ -56,6 +57,7 @@ def sqlite_conn(data_dir: Path) -> sqlite3.Connection:
 
 
 def doc_rows(data_dir: Path, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The documents among ``doc_ids`` that exist, by id."""
     conn = sqlite_conn(data_dir)
     marks = ",".join("?" * len(doc_ids))
     rows = conn.execute(f"SELECT * FROM documents WHERE id IN ({marks})", doc_ids).fetchall()
@@ -110,6 +112,4 @@ def executors(
 
 
 def chunk_rows(data_dir: Path, doc_id: str) -> list[dict[str, Any]]:
-    conn = sqlite_conn(data_dir)
-    rows = conn.execute("SELECT * FROM chunks WHERE doc_id = ? ORDER BY seq", (doc_id,))
-    return [dict(r) for r in rows.fetchall()]
+    return SqliteInspector(data_dir).chunks(doc_id)
