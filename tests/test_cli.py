@@ -205,7 +205,7 @@ def test_update_reference_then_check_in_a_copy(tmp_path: Path) -> None:
     copy = tmp_path / "tree"
     copy.mkdir()
     shutil.copy2(ROOT / "render_config.py", copy)
-    for part in ("renderer", "deploy", "docs"):
+    for part in ("renderer", "shared", "deploy", "docs"):
         shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
     stale = copy / "deploy/supervisor/production.supervisord.conf"
     stale.write_text(stale.read_text().replace("stopwaitsecs=22", "stopwaitsecs=99"))
