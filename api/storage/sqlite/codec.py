@@ -50,76 +50,76 @@ def _json(raw: object) -> Any:
 
 
 def api_key(r: sqlite3.Row) -> ApiKeyRow:
-    return ApiKeyRow(
-        prefix=r["prefix"],
-        tenant_id=r["tenant_id"],
-        name=r["name"],
-        create_time=r["create_time"],
-        revoked_time=r["revoked_time"],
-    )
+    return {
+        "prefix": r["prefix"],
+        "tenant_id": r["tenant_id"],
+        "name": r["name"],
+        "create_time": r["create_time"],
+        "revoked_time": r["revoked_time"],
+    }
 
 
 def dataset(r: sqlite3.Row) -> DatasetRow:
-    return DatasetRow(
-        id=r["id"],
-        tenant_id=r["tenant_id"],
-        name=r["name"],
-        avatar=r["avatar"],
-        description=r["description"],
-        embedding_model=r["embedding_model"],
-        permission=r["permission"],
-        chunk_method=r["chunk_method"],
-        parser_config=_json(r["parser_config"]),
-        pagerank=r["pagerank"],
-        language=r["language"],
-        create_time=r["create_time"],
-        update_time=r["update_time"],
-        document_count=r["document_count"],
-        chunk_count=r["chunk_count"],
-        token_num=r["token_num"],
-    )
+    return {
+        "id": r["id"],
+        "tenant_id": r["tenant_id"],
+        "name": r["name"],
+        "avatar": r["avatar"],
+        "description": r["description"],
+        "embedding_model": r["embedding_model"],
+        "permission": r["permission"],
+        "chunk_method": r["chunk_method"],
+        "parser_config": _json(r["parser_config"]),
+        "pagerank": r["pagerank"],
+        "language": r["language"],
+        "create_time": r["create_time"],
+        "update_time": r["update_time"],
+        "document_count": r["document_count"],
+        "chunk_count": r["chunk_count"],
+        "token_num": r["token_num"],
+    }
 
 
 def document(r: sqlite3.Row) -> DocumentRow:
-    return DocumentRow(
-        id=r["id"],
-        dataset_id=r["dataset_id"],
-        name=r["name"],
-        suffix=r["suffix"],
-        type=r["type"],
-        size=r["size"],
-        location=r["location"],
-        created_by=r["created_by"],
-        chunk_method=r["chunk_method"],
-        parser_config=_json(r["parser_config"]),
-        meta_fields=_json(r["meta_fields"]),
-        status=r["status"],
-        run=r["run"],
-        progress=r["progress"],
-        progress_msg=r["progress_msg"],
-        process_begin_at=r["process_begin_at"],
-        process_duration=r["process_duration"],
-        chunk_count=r["chunk_count"],
-        token_count=r["token_count"],
-        create_time=r["create_time"],
-        update_time=r["update_time"],
-    )
+    return {
+        "id": r["id"],
+        "dataset_id": r["dataset_id"],
+        "name": r["name"],
+        "suffix": r["suffix"],
+        "type": r["type"],
+        "size": r["size"],
+        "location": r["location"],
+        "created_by": r["created_by"],
+        "chunk_method": r["chunk_method"],
+        "parser_config": _json(r["parser_config"]),
+        "meta_fields": _json(r["meta_fields"]),
+        "status": r["status"],
+        "run": r["run"],
+        "progress": r["progress"],
+        "progress_msg": r["progress_msg"],
+        "process_begin_at": r["process_begin_at"],
+        "process_duration": r["process_duration"],
+        "chunk_count": r["chunk_count"],
+        "token_count": r["token_count"],
+        "create_time": r["create_time"],
+        "update_time": r["update_time"],
+    }
 
 
 def chunk(r: sqlite3.Row) -> ChunkRow:
-    return ChunkRow(
-        id=r["id"],
-        doc_id=r["doc_id"],
-        dataset_id=r["dataset_id"],
-        docnm=r["docnm"],
-        content=r["content"],
-        important_keywords=json_list_value(r["important_keywords"]),
-        questions=json_list_value(r["questions"]),
-        available=bool(r["available"]),
-        positions=json_list_value(r["positions"]),
-        token_count=r["token_count"],
-        create_time=r["create_time"],
-    )
+    return {
+        "id": r["id"],
+        "doc_id": r["doc_id"],
+        "dataset_id": r["dataset_id"],
+        "docnm": r["docnm"],
+        "content": r["content"],
+        "important_keywords": json_list_value(r["important_keywords"]),
+        "questions": json_list_value(r["questions"]),
+        "available": bool(r["available"]),
+        "positions": json_list_value(r["positions"]),
+        "token_count": r["token_count"],
+        "create_time": r["create_time"],
+    }
 
 
 def json_list_value(raw: str) -> Any:

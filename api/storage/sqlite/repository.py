@@ -528,15 +528,15 @@ class SqliteStorage:
             (*args, limit),
         )
         return [
-            ChunkHit(
-                id=chunk,
-                doc_id=doc_id,
-                docnm=docnm,
-                content=content,
-                important_keywords=codec.json_list_value(keywords),
-                questions=codec.json_list_value(questions),
-                bm25=bm25,
-            )
+            {
+                "id": chunk,
+                "doc_id": doc_id,
+                "docnm": docnm,
+                "content": content,
+                "important_keywords": codec.json_list_value(keywords),
+                "questions": codec.json_list_value(questions),
+                "bm25": bm25,
+            }
             for chunk, doc_id, docnm, content, keywords, questions, bm25 in rows
         ]
 
