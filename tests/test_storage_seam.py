@@ -268,3 +268,28 @@ def test_a_violated_constraint_crosses_the_seam_as_a_conflict(tmp_path: Path) ->
     with pytest.raises(storage.Conflict, match="conflicts with stored data"):
         store.add_key("same-hash", "prefix", "t", "second")
     assert [k["name"] for k in store.list_keys()] == ["first"]
+
+
+def test_a_real_executor_survives_backend_errors_and_keeps_parsing(tmp_path: Path) -> None:
+    """A backend error (here: the executors table is gone, so every heartbeat fails) is storage
+    trouble for the executor: logged as the seam's error, never a crash, and tasks go on."""
+    data_dir = tmp_path / "data"
+    backend = storage.open_backend(data_dir)
+    dataset = backend.store.create_dataset("t", {"name": "ds", "parser_config": {}})
+    uploads = [storage.Upload("a.txt", "txt", "doc", io.BytesIO(b"alpha beta gamma"))]
+    (doc,) = backend.store.add_documents(dataset, uploads, "t")
+    sqlite_conn(data_dir).execute("DROP TABLE executors")
+    with executors(data_dir, [0], tmp_path) as (proc,):
+        backend.tasks.enqueue_parse(dataset["id"], [doc["id"]])
+        wait_for(
+            "the document parsed",
+            lambda: (
+                (found := backend.store.get_document(dataset["id"], doc["id"]))
+                and found["run"] == storage.RUN_DONE
+            ),
+            60,
+        )
+        assert proc.poll() is None  # still running
+    log = (tmp_path / "executor_0.log").read_text()
+    assert "heartbeat of test_0 failed: The database" in log and "no such table" in log, log
+    assert "Traceback" not in log, log
