@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from api import auth, config, queue, storage
+from api import auth, config, storage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,10 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, cfg: config.Config) -> int:
-    store = storage.get_storage(cfg.data_dir)
+    backend = storage.open_backend(cfg.data_dir, cfg.database_url)
+    store = backend.store
     if args.command in ("init", "migrate"):
-        version = storage.migrate(storage.get_connection(cfg.data_dir))
-        print(f"storage at {cfg.db_path} is at schema version {version}")
+        version = backend.migrations.migrate()
+        print(f"{backend.name} storage at {backend.location} is at schema version {version}")
     elif args.command == "create-key":
         key = auth.new_key()
         store.add_key(auth.hash_key(key), key[:16], args.tenant, args.name)
@@ -50,11 +51,10 @@ def _run(args: argparse.Namespace, cfg: config.Config) -> int:
         for row in store.list_keys():
             print(json.dumps(row))
     elif args.command == "status":
-        conn = storage.get_connection(cfg.data_dir)
         stale_after = config.load_task_settings().stale_after
         report = {
-            "queue": queue.queue_depth(conn=conn),
-            "task_executors": queue.list_executors(stale_after=stale_after, conn=conn),
+            "queue": backend.tasks.depth(),
+            "task_executors": backend.heartbeats.executors(stale_after=stale_after),
         }
         print(json.dumps(report, indent=2))
     elif args.command == "revoke-key":

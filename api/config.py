@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared import settings
@@ -67,10 +67,9 @@ class Config:
     mode: str
     min_free_disk: int  # healthz fails below this many free bytes
     debugpy_listen: tuple[str, int] | None = None  # dev mode only
-
-    @property
-    def db_path(self) -> Path:
-        return self.data_dir / "ragflow.db"
+    # DATABASE_URL[_FILE] as given ("": the default), checked by shared.database_url; only
+    # api.storage.open_backend interprets it. Never logged: a URL may carry a password.
+    database_url: str = field(default="", repr=False)
 
 
 def load(
@@ -88,12 +87,13 @@ def load(
         mode=_text(found, "RAGFLOW_MODE"),
         min_free_disk=_int(found, "MIN_FREE_DISK"),
         debugpy_listen=None if debugpy is None else settings.split_host_port(debugpy),
+        database_url=_str(found, "DATABASE_URL") or "",
     )
 
 
 @dataclass(frozen=True)
 class TaskSettings:
-    """The task executors' settings (api.task_executor, api.queue)."""
+    """The task executors' settings (api.task_executor and the storage's task queue)."""
 
     lease_seconds: int  # TASK_LEASE_SECONDS: a claim's visibility timeout, renewed while working
     max_attempts: int  # TASK_MAX_ATTEMPTS: claims of one task before its document ends FAIL

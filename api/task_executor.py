@@ -13,7 +13,7 @@ task. The worker checks between sections whether the claim
 is still current (cancelled, or lost after a lease expiry) and stops if not.
 
 SIGTERM: stop claiming; let the current task finish within
-TASK_STOP_TIMEOUT, else hand it back to the queue (``api.queue.release``); exit 0.
+TASK_STOP_TIMEOUT, else hand it back to the queue (``TaskQueue.release``); exit 0.
 SIGINT (Ctrl+C, and the launcher's parent-death signal when supervisord dies): the same,
 but the current task is handed back at once. A repeated SIGTERM changes nothing.
 A worker still busy PARSE_TIMEOUT + 5 s after its claim (blocked inside one section) gets
@@ -29,7 +29,6 @@ import argparse
 import logging
 import os
 import signal
-import sqlite3
 import sys
 import threading
 import time
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from api import config, logs, queue, storage
+from api import config, logs, storage
 from api.parsing import limits as parse_limits
 from api.parsing.parsers import ParseError
 from api.parsing.pipeline import build_chunks
@@ -49,8 +48,9 @@ log = logging.getLogger("api.task_executor")
 _STEP = 0.1  # seconds: how often waits look at the stop flag
 _PROGRESS_EVERY = 0.5  # seconds between claim checks / progress updates of a worker
 _STUCK_GRACE = 5.0  # seconds past PARSE_TIMEOUT before a worker counts as stuck
-# Storage trouble (a deleted or replaced database, blocked writes): never the document's fault.
-STORAGE_TROUBLE = (sqlite3.Error, storage.Unavailable)
+# Storage trouble (a deleted or replaced database, blocked writes, a failing backend): never the
+# document's fault. NotFound and Conflict are the document's (deleted while it was parsed).
+STORAGE_TROUBLE = (storage.Unavailable, storage.BackendError)
 
 
 class _Abandoned(Exception):
@@ -59,10 +59,10 @@ class _Abandoned(Exception):
 
 @dataclass
 class _Job:
-    task: queue.Task
+    task: storage.Task
     abandon: threading.Event
     finished: threading.Event
-    next_task: queue.Task | None = None  # claimed together with this task's completion
+    next_task: storage.Task | None = None  # claimed together with this task's completion
 
 
 class _Worker:
@@ -70,12 +70,11 @@ class _Worker:
     the first task and kept until the worker retires: no thread start and no
     connection open/close per task."""
 
-    # (A deque and a Condition, not the queue module: run as a script, api/ is on sys.path
-    # first and ``import queue`` would find api/queue.py.)
-    def __init__(self, name: str, work: Callable[[_Job], None]) -> None:
+    def __init__(self, name: str, work: Callable[[_Job], None], close: Callable[[], None]) -> None:
         self._jobs: deque[_Job | None] = deque()
         self._wake = threading.Condition()
         self._work = work
+        self._close = close
         self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.thread.start()
 
@@ -99,7 +98,7 @@ class _Worker:
             while (job := self._next()) is not None:
                 self._work(job)
         finally:
-            storage.close_all()  # this thread's connection
+            self._close()  # this thread's connection
 
 
 class Executor:
@@ -113,6 +112,7 @@ class Executor:
         settings: config.TaskSettings,
         limits: parse_limits.Limits,
         exit_when_stuck: bool = True,
+        database_url: str = "",
     ) -> None:
         self.consumer = consumer
         self.exit_when_stuck = exit_when_stuck
@@ -120,7 +120,8 @@ class Executor:
         self.data_dir = data_dir
         self.settings = settings
         self.limits = limits
-        self.files = storage.get_storage(data_dir)
+        self.backend = storage.open_backend(data_dir, database_url)
+        self.tasks = self.backend.tasks
         self.done = 0
         self.failed = 0
         self.started_at = time.time()
@@ -144,9 +145,6 @@ class Executor:
     def stopping(self) -> bool:
         return self._stop_deadline is not None
 
-    def _conn(self) -> sqlite3.Connection:
-        return storage.get_connection(self.data_dir)
-
     def _beat(self, state: str, force: bool = False) -> None:
         """Write the heartbeat when forced, when ``state`` differs from the last one
         written, or every TASK_HEARTBEAT_SECONDS."""
@@ -157,7 +155,7 @@ class Executor:
         self._beat_state = state
         job = self._job
         try:
-            queue.heartbeat(
+            self.backend.heartbeats.beat(
                 self.consumer,
                 host=self.settings.host_id,
                 pid=os.getpid(),
@@ -166,7 +164,6 @@ class Executor:
                 current_task=job.task.id if job else None,
                 done=self.done,
                 failed=self.failed,
-                conn=self._conn(),
             )
         except STORAGE_TROUBLE as exc:
             log.warning("heartbeat of %s failed: %s", self.consumer, exc)
@@ -181,21 +178,20 @@ class Executor:
             self.settings.stop_timeout,
         )
         try:
-            if removed := self.files.sweep_staging():
+            if removed := self.backend.store.sweep_staging():
                 log.info("removed %d staged upload file(s) left by interrupted uploads", removed)
         except OSError as exc:
             log.warning("sweeping staged uploads failed: %s", exc)
         self._beat("idle", force=True)
         poll = self.settings.poll_ms / 1000
-        task: queue.Task | None = None
+        task: storage.Task | None = None
         while not self.stopping and not self.stuck:
             if task is None:
                 try:
-                    task = queue.claim(
+                    task = self.tasks.claim(
                         self.consumer,
                         self.settings.lease_seconds,
                         max_attempts=self.settings.max_attempts,
-                        conn=self._conn(),
                     )
                 except storage.Unavailable as exc:  # one line per new cause, no traceback
                     if str(exc) != self._unavailable:
@@ -217,7 +213,7 @@ class Executor:
             self._release(task)
         self._retire_worker(wait=True)
         self._beat("stopped", force=True)
-        storage.close_all()  # this thread's connection
+        self.backend.close()  # this thread's connection
         log.info("executor %s stopped (done %d, failed %d)", self.consumer, self.done, self.failed)
 
     def _sleep(self, seconds: float) -> None:
@@ -225,7 +221,7 @@ class Executor:
         while not self.stopping and (left := end - time.monotonic()) > 0:
             time.sleep(min(_STEP, left))
 
-    def _supervise(self, task: queue.Task) -> queue.Task | None:
+    def _supervise(self, task: storage.Task) -> storage.Task | None:
         """Run ``task`` in a worker thread; renew its lease and beat until it ends,
         or hand it back when the stop deadline passes first. Returns the next task when
         the worker claimed one with the completion."""
@@ -234,7 +230,7 @@ class Executor:
         self._beat("busy")
         log.info("task %s (document %s, attempt %d) claimed", task.id, task.doc_id, task.attempts)
         if self._worker is None:
-            self._worker = _Worker(f"parse-{self.consumer}", self._work)
+            self._worker = _Worker(f"parse-{self.consumer}", self._work, self.backend.close)
         self._worker.submit(job)
         renew_every = max(self.settings.lease_seconds / 3, 0.5)
         next_renew = time.monotonic() + renew_every
@@ -257,16 +253,16 @@ class Executor:
             self._job = None
         return job.next_task
 
-    def _renew(self, task: queue.Task) -> bool:
+    def _renew(self, task: storage.Task) -> bool:
         try:
-            return queue.renew(task, self.settings.lease_seconds, conn=self._conn())
+            return self.tasks.renew(task, self.settings.lease_seconds)
         except STORAGE_TROUBLE as exc:
             log.warning("renewing the lease of task %s failed: %s", task.id, exc)
             return True  # keep working; the lease still has time left
 
-    def _release(self, task: queue.Task) -> bool:
+    def _release(self, task: storage.Task) -> bool:
         try:
-            return queue.release(task, "executor stopping", conn=self._conn())
+            return self.tasks.release(task, "executor stopping")
         except STORAGE_TROUBLE as exc:
             log.warning("handing back task %s failed (its lease will expire): %s", task.id, exc)
             return False
@@ -293,7 +289,7 @@ class Executor:
             f" (+{_STUCK_GRACE:g}s); the file is too large or too complex to parse"
         )
         try:
-            if queue.fail(job.task, error, conn=self._conn()):
+            if self.tasks.fail(job.task, error):
                 self.failed += 1
         except STORAGE_TROUBLE as exc:
             log.error("task %s: recording the failure failed: %s", job.task.id, exc)
@@ -314,7 +310,6 @@ class Executor:
     # -- worker thread -------------------------------------------------------------------
     def _work(self, job: _Job) -> None:
         task = job.task
-        conn = self._conn()
         next_check = time.monotonic() + _PROGRESS_EVERY
         announced = False  # "Parsing started." goes with the first progress report
 
@@ -328,14 +323,14 @@ class Executor:
             progress = 0.1 + 0.8 * sections / (sections + 200)
             message = "" if announced else "Parsing started."
             announced = True
-            if not queue.report_progress(task, round(progress, 4), message, conn=conn):
+            if not self.tasks.report_progress(task, round(progress, 4), message):
                 raise _Abandoned
 
         try:
             # No write before parsing: a document parsed within _PROGRESS_EVERY costs one
             # write transaction (complete) besides the claim; complete checks the claim.
             chunks = build_chunks(
-                self.files.file_path({"id": task.doc_id, "dataset_id": task.dataset_id}),
+                self.backend.store.file_path({"id": task.doc_id, "dataset_id": task.dataset_id}),
                 suffix=task.suffix or Path(task.name).suffix,
                 parser_config=task.parser_config,
                 limits=self.limits,
@@ -344,14 +339,13 @@ class Executor:
             if job.abandon.is_set():
                 raise _Abandoned
             if self.stopping:
-                completed = queue.complete(task, chunks, conn=conn)
+                completed = self.tasks.complete(task, chunks)
             else:
-                completed, job.next_task = queue.complete_and_claim(
+                completed, job.next_task = self.tasks.complete_and_claim(
                     task,
                     chunks,
                     self.settings.lease_seconds,
                     max_attempts=self.settings.max_attempts,
-                    conn=conn,
                 )
             if not completed:
                 raise _Abandoned
@@ -360,20 +354,20 @@ class Executor:
         except _Abandoned:
             log.info("task %s abandoned: cancelled, superseded or handed back", task.id)
         except ParseError as exc:
-            self._fail(job, str(exc), conn)
+            self._fail(job, str(exc))
         except STORAGE_TROUBLE as exc:
             # Storage trouble is not the document's fault: leave the lease to expire,
             # so another attempt (counted, capped by TASK_MAX_ATTEMPTS) retries it.
             log.error("task %s: storage error, leaving it for a retry: %s", task.id, exc)
         except Exception as exc:  # a parser bug or MemoryError must not kill the executor
             log.exception("task %s: unexpected error while parsing", task.id)
-            self._fail(job, f"unexpected {type(exc).__name__} while parsing: {exc}", conn)
+            self._fail(job, f"unexpected {type(exc).__name__} while parsing: {exc}")
         finally:
             job.finished.set()
 
-    def _fail(self, job: _Job, error: str, conn: sqlite3.Connection) -> None:
+    def _fail(self, job: _Job, error: str) -> None:
         try:
-            if queue.fail(job.task, error, conn=conn):
+            if self.tasks.fail(job.task, error):
                 self.failed += 1
                 log.warning("task %s failed: %s", job.task.id, error)
         except STORAGE_TROUBLE as exc:
@@ -389,12 +383,14 @@ def build(
 ) -> Executor:
     env = dict(os.environ) if environ is None else environ
     settings = config.load_task_settings(env)
+    cfg = config.load(env)
     return Executor(
         consumer_name(settings.host_id, consumer_num),
-        config.load(env).data_dir,
+        cfg.data_dir,
         settings,
         parse_limits.load(env),
         exit_when_stuck,
+        cfg.database_url,
     )
 
 

@@ -93,15 +93,14 @@ class Client:
 def seed_chunks(data_dir: Path, doc_ids: Sequence[str], contents: Sequence[str]) -> None:
     """Store `contents` as chunks spread evenly over `doc_ids`, one transaction per document,
     through api.storage (much faster than one HTTP request per chunk)."""
-    conn = storage.get_connection(data_dir)
+    backend = storage.open_backend(data_dir)
     per_doc = -(-len(contents) // len(doc_ids))
     try:
         for i, doc_id in enumerate(doc_ids):
             part = contents[i * per_doc : (i + 1) * per_doc]
-            with storage.transaction(conn):
-                storage.replace_document_chunks(conn, doc_id, [{"content": c} for c in part])
+            backend.store.replace_chunks(doc_id, [{"content": c} for c in part])
     finally:
-        storage.close_all()
+        backend.close()
 
 
 def seed_corpus(

@@ -17,6 +17,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from shared import database_url
+
 Value = str | int | bool | None
 MODES = ("production", "dev")
 ALL_MODES = frozenset(MODES)
@@ -321,6 +323,16 @@ API_KEY = Parser(
     "empty (unset) or 16 to 1024 printable ASCII characters without whitespace "
     "(clients send it in an HTTP header)",
 )
+
+
+# DATABASE_URL: the rule lives in shared/database_url.py, which the application opens its
+# storage backend with.
+def _database_url(raw: str) -> str | None:
+    database_url.parse(raw)
+    return raw.strip() or None
+
+
+DATABASE_URL = Parser(_database_url, database_url.ACCEPTS)
 
 
 # --- computed defaults -----------------------------------------------------------
@@ -729,6 +741,16 @@ SETTINGS: tuple[Setting, ...] = (
         integer(1, 86400),
         30,
         "the orchestrator's stop grace period; the worst-case shutdown must fit in it",
+    ),
+    Setting(
+        "DATABASE_URL",
+        DATABASE_URL,
+        None,
+        "the storage backend and its location; passed through the environment, never rendered",
+        default_doc="SQLite at DATA_DIR/ragflow.db",
+        app_env=True,
+        secret=True,
+        file_variant=True,
     ),
     Setting(
         "RAGFLOW_API_KEY",

@@ -49,16 +49,16 @@ def _seed(run: SupervisedRun) -> str:
     status, body = _request(run.port, "POST", "/api/v1/datasets", {"name": "abuse"})
     assert status == 200 and body["code"] == 0, body
     dataset_id = body["data"]["id"]
-    store = storage.SqliteStorage(Path(run.env["DATA_DIR"]))
+    backend = storage.open_backend(Path(run.env["DATA_DIR"]))
+    store = backend.store
     dataset = store.get_dataset(auth.DEFAULT_TENANT, dataset_id)  # the bootstrap key's
     assert dataset is not None
     upload = storage.Upload("big.txt", "txt", "doc", io.BytesIO(b"x"))
     (doc,) = store.add_documents(dataset, [upload], "t")
     rng = random.Random(10)
     contents = [" ".join(rng.choices(VOCABULARY, k=40)) + f" unique{i}" for i in range(CHUNKS)]
-    with storage.transaction(store.conn) as conn:
-        storage.replace_document_chunks(conn, doc["id"], [{"content": c} for c in contents])
-    storage.close_all()
+    store.replace_chunks(doc["id"], [{"content": c} for c in contents])
+    backend.close()
     return f"/api/v1/datasets/{dataset_id}/documents/{doc['id']}/chunks"
 
 

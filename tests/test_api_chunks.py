@@ -1,4 +1,4 @@
-"""Chunk endpoints and parse start/stop (through the real api.queue) with their error paths."""
+"""Chunk endpoints and parse start/stop (through the real task queue) with their error paths."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from support.api_client import Api
 
-from api import queue, storage
+from api import storage
+from api.storage.sqlite.codec import chunk_id
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def _chunks(doc: dict[str, Any], suffix: str = "") -> str:
 
 def test_add_list_update_delete(api: Api, doc: dict[str, Any]) -> None:
     first = api.add_chunk(doc["dataset_id"], doc["id"], "Alpha beta", important_keywords=["k"])
-    assert first["id"] == storage.chunk_id("Alpha beta", doc["id"])
+    assert first["id"] == chunk_id("Alpha beta", doc["id"])
     assert first["document_id"] == doc["id"] and first["dataset_id"] == doc["dataset_id"]
     assert first["important_keywords"] == ["k"] and first["questions"] == []
     second = api.add_chunk(doc["dataset_id"], doc["id"], "Gamma delta", questions=[" q? ", ""])
@@ -185,8 +186,8 @@ def test_parse_queues_a_task_and_resets_the_document(api: Api, doc: dict[str, An
     state = _state(api, doc)
     assert state["run"] == "RUNNING" and state["chunk_count"] == 0 and state["progress"] == 0
     assert state["process_begin_at"].endswith("GMT")
-    conn = storage.get_connection(api.data_dir)
-    assert queue.queue_depth(conn=conn)["queued"] == 1
+    tasks = storage.open_backend(api.data_dir).tasks
+    assert tasks.depth()["queued"] == 1
     status = api.ok("GET", "/v1/system/status")
     assert status["queue"]["queued"] == 1
 
@@ -195,10 +196,10 @@ def test_a_claimed_and_completed_task_makes_the_document_done(
     api: Api, doc: dict[str, Any]
 ) -> None:
     api.ok("POST", _parse(doc), json={"document_ids": [doc["id"]]})
-    conn = storage.get_connection(api.data_dir)
-    task = queue.claim("test-consumer", 30, conn=conn)
+    tasks = storage.open_backend(api.data_dir).tasks
+    task = tasks.claim("test-consumer", 30)
     assert task is not None and task.doc_id == doc["id"]
-    assert queue.complete(task, [{"content": "parsed text", "token_count": 2}], conn=conn)
+    assert tasks.complete(task, [{"content": "parsed text", "token_count": 2}])
     state = _state(api, doc)
     assert state["run"] == "DONE" and state["progress"] == 1.0
     assert state["chunk_count"] == 1 and state["token_count"] == 2
@@ -211,9 +212,9 @@ def test_a_claimed_and_completed_task_makes_the_document_done(
 
 def test_parsing_a_document_in_progress_is_refused(api: Api, doc: dict[str, Any]) -> None:
     api.ok("POST", _parse(doc), json={"document_ids": [doc["id"]]})
-    conn = storage.get_connection(api.data_dir)
-    task = queue.claim("c", 30, conn=conn)
-    assert task is not None and queue.report_progress(task, 0.5, "halfway", conn=conn)
+    tasks = storage.open_backend(api.data_dir).tasks
+    task = tasks.claim("c", 30)
+    assert task is not None and tasks.report_progress(task, 0.5, "halfway")
     message = api.error(102, "POST", _parse(doc), json={"document_ids": [doc["id"]]})
     assert message == "Can't parse document that is currently being processed"
 
@@ -223,8 +224,8 @@ def test_stop_cancels_queued_and_running_documents(api: Api, doc: dict[str, Any]
     assert api.call("DELETE", _parse(doc), json={"document_ids": [doc["id"]]}) == {"code": 0}
     state = _state(api, doc)
     assert state["run"] == "CANCEL" and state["chunk_count"] == 0
-    conn = storage.get_connection(api.data_dir)
-    assert queue.queue_depth(conn=conn) == {"queued": 0, "running": 0, "expired": 0}
+    tasks = storage.open_backend(api.data_dir).tasks
+    assert tasks.depth() == {"queued": 0, "running": 0, "expired": 0}
 
 
 def test_stop_refuses_documents_at_progress_0_or_1(api: Api, doc: dict[str, Any]) -> None:

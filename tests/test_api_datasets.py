@@ -235,7 +235,7 @@ def test_delete_errors_delete_nothing(api: Api, ids: object, code: int, expected
 def test_tenants_do_not_see_each_other(api: Api, tmp_path: object) -> None:
     from api import auth, storage
 
-    store = storage.get_storage(api.data_dir)
+    store = storage.open_backend(api.data_dir).store
     store.add_key(auth.hash_key("other-key"), "other-ke", "tenant-b", "b")
     mine = api.dataset("mine")
     assert api.ok("GET", "/api/v1/datasets", key="other-key") == []

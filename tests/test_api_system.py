@@ -14,7 +14,7 @@ from support.api_client import KEY, Api
 
 from api import auth, config, storage
 from api.routes import system
-from api.storage.schema import MIGRATIONS
+from api.storage.sqlite.schema import MIGRATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,13 +62,12 @@ def test_healthz_fails_below_min_free_disk(tmp_path: Path) -> None:
 
 
 def test_status_shows_a_tenant_only_its_own_queue(api: Api, tmp_path: Path) -> None:
-    from api import queue
 
     mine = api.dataset("mine")
     (doc,) = api.upload(mine["id"], ("a.txt", b"hello"))
     other = Api(api.data_dir, RAGFLOW_API_KEY="another-tenant-key-0123")
     key = "ragflow-other-tenant-key-0123456789"
-    storage.get_storage(api.data_dir).add_key(auth.hash_key(key), key[:16], "tenant-b", "b")
+    storage.open_backend(api.data_dir).store.add_key(auth.hash_key(key), key[:16], "tenant-b", "b")
     theirs = other.ok("POST", "/api/v1/datasets", json={"name": "theirs"}, key=key)
     (their_doc,) = other.ok(
         "POST",
@@ -76,10 +75,10 @@ def test_status_shows_a_tenant_only_its_own_queue(api: Api, tmp_path: Path) -> N
         data={"file": [(io.BytesIO(b"x"), "b.txt")]},
         key=key,
     )
-    queue.enqueue_parse(mine["id"], [doc["id"]], conn=storage.get_connection(api.data_dir))
-    queue.enqueue_parse(theirs["id"], [their_doc["id"]], conn=storage.get_connection(api.data_dir))
-    queue.heartbeat("host_0", host="secret-host", pid=4242, started_at=0, state="idle",
-                    conn=storage.get_connection(api.data_dir))  # fmt: skip
+    backend = storage.open_backend(api.data_dir)
+    backend.tasks.enqueue_parse(mine["id"], [doc["id"]])
+    backend.tasks.enqueue_parse(theirs["id"], [their_doc["id"]])
+    backend.heartbeats.beat("host_0", host="secret-host", pid=4242, started_at=0, state="idle")
     data = api.ok("GET", "/v1/system/status")
     assert data == {
         "version": system.VERSION, "queue": {"queued": 1, "running": 0, "expired": 0}
@@ -199,7 +198,7 @@ def test_a_database_that_is_not_one_answers_503_naming_it(api: Api) -> None:
     db = api.data_dir / "ragflow.db"
     from api import storage
 
-    storage.close_all()
+    storage.open_backend(api.data_dir).close()
     saved = db.read_bytes()
     try:
         db.write_bytes(b"this is not a database" * 100)
@@ -211,7 +210,7 @@ def test_a_database_that_is_not_one_answers_503_naming_it(api: Api) -> None:
         assert body["code"] == 500 and str(db) in body["message"]
         assert "file is not a database" in body["message"]
     finally:
-        storage.close_all()
+        storage.open_backend(api.data_dir).close()
         db.write_bytes(saved)
     assert api.ok("GET", "/api/v1/datasets")[0]["id"] == ds["id"]
 

@@ -30,11 +30,12 @@ from support.executors import (
     executor_env,
     executors,
     finished,
+    sqlite_conn,
 )
 from support.sample_files import make_pdf, make_zip_bomb
 from support.waiting import wait_for
 
-from api import queue, storage, task_executor
+from api import storage, task_executor
 from api.parsing.limits import Limits
 from api.parsing.pipeline import build_chunks
 
@@ -55,7 +56,7 @@ def expected_contents(
 
 
 def task_of(data_dir: Path, doc_id: str) -> dict[str, object]:
-    conn = storage.get_connection(data_dir)
+    conn = _c(data_dir)
     row = conn.execute(
         "SELECT * FROM tasks WHERE doc_id = ? ORDER BY enqueued_at DESC LIMIT 1", (doc_id,)
     ).fetchone()
@@ -64,7 +65,7 @@ def task_of(data_dir: Path, doc_id: str) -> dict[str, object]:
 
 def task_times(data_dir: Path, doc_id: str) -> tuple[float, float, float]:
     """(enqueued_at, started_at, finished_at) of the document's last task; 0 when unset."""
-    conn = storage.get_connection(data_dir)
+    conn = _c(data_dir)
     row = conn.execute(
         "SELECT enqueued_at, COALESCE(started_at, 0), COALESCE(finished_at, 0) FROM tasks"
         " WHERE doc_id = ? ORDER BY enqueued_at DESC LIMIT 1",
@@ -91,9 +92,9 @@ def test_every_task_is_processed_exactly_once_under_concurrency(
     _, dataset, docs = add_docs(data_dir, files, {"chunk_token_num": 32})
     ids = [d["id"] for d in docs]
     with executors(data_dir, [1, 2, 3, 4], tmp_path) as procs:
-        wait_for(lambda: len(queue.list_executors(conn=_c(data_dir))) == 4, 30, "4 executors")
+        wait_for(lambda: len(_heartbeats(data_dir).executors()) == 4, 30, "4 executors")
         started = time.monotonic()
-        queue.enqueue_parse(dataset["id"], ids, conn=_c(data_dir))
+        _tasks(data_dir).enqueue_parse(dataset["id"], ids)
         rows = wait_for(lambda: finished(data_dir, ids), 60, "all documents")
         elapsed = time.monotonic() - started
         for proc in procs:
@@ -112,9 +113,9 @@ def test_every_task_is_processed_exactly_once_under_concurrency(
         for m in re.finditer(r"task (\w+) done", (tmp_path / f"executor_{n}.log").read_text())
     )
     assert len(done_lines) == len(ids) and set(done_lines.values()) == {1}
-    per_executor = {e["consumer"]: e["done"] for e in queue.list_executors(conn=_c(data_dir))}
+    per_executor = {e["consumer"]: e["done"] for e in _heartbeats(data_dir).executors()}
     assert sum(per_executor.values()) == len(ids)
-    assert all(e["state"] == "stopped" for e in queue.list_executors(conn=_c(data_dir)))
+    assert all(e["state"] == "stopped" for e in _heartbeats(data_dir).executors())
 
 
 def test_a_duplicated_request_leaves_exactly_one_set_of_chunks(
@@ -126,9 +127,9 @@ def test_a_duplicated_request_leaves_exactly_one_set_of_chunks(
     _, dataset, docs = add_docs(data_dir, files, {"chunk_token_num": 16})
     ids = [d["id"] for d in docs]
     with executors(data_dir, [1, 2, 3], tmp_path, RAGFLOW_TEST_SECTION_DELAY="0.005") as procs:
-        first = queue.enqueue_parse(dataset["id"], ids, conn=_c(data_dir))
-        wait_for(lambda: queue.queue_depth(conn=_c(data_dir))["running"], 30, "some work under way")
-        second = queue.enqueue_parse(dataset["id"], ids, conn=_c(data_dir))
+        first = _tasks(data_dir).enqueue_parse(dataset["id"], ids)
+        wait_for(lambda: _tasks(data_dir).depth()["running"], 30, "some work under way")
+        second = _tasks(data_dir).enqueue_parse(dataset["id"], ids)
         rows = wait_for(lambda: finished(data_dir, ids), 60, "all documents")
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -148,14 +149,22 @@ def test_a_duplicated_request_leaves_exactly_one_set_of_chunks(
 
 
 def _c(data_dir: Path) -> sqlite3.Connection:
-    return storage.get_connection(data_dir)
+    return sqlite_conn(data_dir)
+
+
+def _tasks(data_dir: Path) -> storage.TaskQueue:
+    return storage.open_backend(data_dir).tasks
+
+
+def _heartbeats(data_dir: Path) -> storage.Heartbeats:
+    return storage.open_backend(data_dir).heartbeats
 
 
 def test_sigkill_mid_task_is_completed_by_another_executor(data_dir: Path, tmp_path: Path) -> None:
     data = slow_text("killed")
     _, dataset, docs = add_docs(data_dir, [("slow.txt", data)], {"chunk_token_num": 32})
     doc = docs[0]["id"]
-    queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
+    _tasks(data_dir).enqueue_parse(dataset["id"], [doc])
     slow = {"RAGFLOW_TEST_SECTION_DELAY": "0.1", "TASK_LEASE_SECONDS": "2"}
     with executors(data_dir, [1], tmp_path, **slow) as (victim,):
         wait_for(lambda: leased_by(data_dir, doc, "test_1"), 30, "executor 1 mid-task")
@@ -178,7 +187,7 @@ def test_sigkill_mid_task_is_completed_by_another_executor(data_dir: Path, tmp_p
 def test_sigterm_mid_task_finishes_within_the_stop_timeout(data_dir: Path, tmp_path: Path) -> None:
     _, dataset, docs = add_docs(data_dir, [("t.txt", slow_text("term"))])
     doc = docs[0]["id"]
-    queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
+    _tasks(data_dir).enqueue_parse(dataset["id"], [doc])
     env = {"RAGFLOW_TEST_SECTION_DELAY": "0.05", "TASK_STOP_TIMEOUT": "10"}
     with executors(data_dir, [1], tmp_path, **env) as (proc,):
         wait_for(lambda: leased_by(data_dir, doc, "test_1"), 30, "executor mid-task")
@@ -199,7 +208,7 @@ def test_sigterm_hands_back_a_task_that_cannot_finish_in_time(
     data = slow_text("handback")
     _, dataset, docs = add_docs(data_dir, [("h.txt", data)], {"chunk_token_num": 32})
     doc = docs[0]["id"]
-    queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
+    _tasks(data_dir).enqueue_parse(dataset["id"], [doc])
     env = {"RAGFLOW_TEST_SECTION_DELAY": "0.5", "TASK_STOP_TIMEOUT": "1"}
     with executors(data_dir, [1], tmp_path, **env) as (proc,):
         wait_for(lambda: leased_by(data_dir, doc, "test_1"), 30, "executor mid-task")
@@ -231,7 +240,7 @@ def test_sigint_hands_the_task_back_at_once(data_dir: Path, tmp_path: Path) -> N
     """SIGINT (the launcher's parent-death signal for executors) does not wait for the task."""
     _, dataset, docs = add_docs(data_dir, [("i.txt", slow_text("interrupt"))])
     doc = docs[0]["id"]
-    queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
+    _tasks(data_dir).enqueue_parse(dataset["id"], [doc])
     env = {"RAGFLOW_TEST_SECTION_DELAY": "0.5", "TASK_STOP_TIMEOUT": "30"}
     with executors(data_dir, [1], tmp_path, **env) as (proc,):
         wait_for(lambda: leased_by(data_dir, doc, "test_1"), 30, "executor mid-task")
@@ -252,15 +261,15 @@ def test_cancellation_mid_task_leaves_no_chunks(data_dir: Path, tmp_path: Path) 
         data_dir, [("c.txt", slow_text("cancel")), ("next.txt", b"after the cancel")]
     )
     doc, nxt = docs[0]["id"], docs[1]["id"]
-    queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
+    _tasks(data_dir).enqueue_parse(dataset["id"], [doc])
     with executors(data_dir, [1], tmp_path, RAGFLOW_TEST_SECTION_DELAY="0.1") as (proc,):
         wait_for(lambda: leased_by(data_dir, doc, "test_1"), 30, "executor mid-task")
         cancelled_at = time.monotonic()
-        assert queue.cancel_parse(dataset["id"], [doc], conn=_c(data_dir)) == 1
+        assert _tasks(data_dir).cancel_parse(dataset["id"], [doc]) == 1
         log = tmp_path / "executor_1.log"
         wait_for(lambda: "abandoned" in log.read_text(), 10, "the executor to notice")
         noticed = time.monotonic() - cancelled_at
-        queue.enqueue_parse(dataset["id"], [nxt], conn=_c(data_dir))
+        _tasks(data_dir).enqueue_parse(dataset["id"], [nxt])
         wait_for(lambda: finished(data_dir, [nxt]), 20, "the next document")
         assert proc.poll() is None
     print(f"\ncancellation noticed after {noticed:.2f}s")
@@ -276,7 +285,7 @@ def test_retries_are_capped_and_the_document_fails_with_the_reason(
 ) -> None:
     _, dataset, docs = add_docs(data_dir, [("r.txt", slow_text("retry"))])
     doc = docs[0]["id"]
-    queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
+    _tasks(data_dir).enqueue_parse(dataset["id"], [doc])
     env = {
         "RAGFLOW_TEST_SECTION_DELAY": "0.2",
         "TASK_LEASE_SECONDS": "2",
@@ -314,7 +323,7 @@ def test_hostile_files_fail_cleanly_and_the_executor_keeps_going(
     ]
     _, dataset, docs = add_docs(data_dir, files)
     ids = [d["id"] for d in docs]
-    queue.enqueue_parse(dataset["id"], ids, conn=_c(data_dir))
+    _tasks(data_dir).enqueue_parse(dataset["id"], ids)
     with executors(data_dir, [1], tmp_path, PARSE_MAX_BYTES=str(2 << 20)) as (proc,):
         rows = wait_for(lambda: finished(data_dir, ids), 60, "every hostile file")
         assert proc.poll() is None
@@ -347,7 +356,7 @@ def test_a_stuck_parser_fails_the_document_and_the_executor_exits(
     program exits 1 so that supervisord replaces the process and its stuck thread."""
     _, dataset, docs = add_docs(data_dir, [("stuck.txt", b"one\ntwo")])
     doc = docs[0]["id"]
-    queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
+    _tasks(data_dir).enqueue_parse(dataset["id"], [doc])
     env = {"RAGFLOW_TEST_SECTION_DELAY": "30", "PARSE_TIMEOUT": "1"}
     with executors(data_dir, [1], tmp_path, **env) as (proc,):
         assert proc.wait(15) == 1
@@ -363,18 +372,18 @@ def test_idle_executor_uses_little_cpu_and_wakes_within_a_second(
     _, dataset, docs = add_docs(data_dir, [("w.txt", b"wake up")])
     doc = docs[0]["id"]
     with executors(data_dir, [1], tmp_path, TASK_POLL_INTERVAL_MS="500") as (proc,):
-        wait_for(lambda: queue.list_executors(conn=_c(data_dir)), 30, "the first heartbeat")
+        wait_for(lambda: _heartbeats(data_dir).executors(), 30, "the first heartbeat")
         process = psutil.Process(proc.pid)
         before, wall = process.cpu_times(), time.monotonic()
         time.sleep(4)  # the measurement window itself
         after, wall = process.cpu_times(), time.monotonic() - wall
         cpu = (after.user + after.system - before.user - before.system) / wall
         enqueued = time.monotonic()
-        queue.enqueue_parse(dataset["id"], [doc], conn=_c(data_dir))
+        _tasks(data_dir).enqueue_parse(dataset["id"], [doc])
         wait_for(lambda: task_of(data_dir, doc)["state"] != "queued", 5, "the claim")
         latency = time.monotonic() - enqueued
         wait_for(lambda: finished(data_dir, [doc]), 10, "the document")
-        listed = queue.list_executors(conn=_c(data_dir))
+        listed = _heartbeats(data_dir).executors()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     print(f"\nidle CPU {max(cpu, 0.0) * 100:.2f}% of one core; wake-up latency {latency:.3f}s")
@@ -403,13 +412,13 @@ def test_consumer_ids_are_stable_across_restarts(data_dir: Path, tmp_path: Path)
             pids.append(proc.pid)
             proc.send_signal(signal.SIGINT)
             assert proc.wait(10) == 0
-    listed = queue.list_executors(conn=_c(data_dir))
+    listed = _heartbeats(data_dir).executors()
     assert [e["consumer"] for e in listed] == ["test_7"]
     assert listed[0]["pid"] == pids[1] and listed[0]["state"] == "stopped"
 
 
 def _beats_from(data_dir: Path, pid: int) -> bool:
-    listed = queue.list_executors(conn=_c(data_dir))
+    listed = _heartbeats(data_dir).executors()
     return bool(listed) and int(listed[0]["pid"]) == pid
 
 
@@ -431,18 +440,16 @@ def test_a_task_claimed_with_the_last_completion_is_handed_back_when_the_stop_be
     """The worker completes a task and claims the next in one transaction; a stop that
     begins right then must not leave the next task leased until its lease expires."""
     _, dataset, docs = add_docs(data_dir, [("a.txt", b"alpha words"), ("b.txt", b"beta words")])
-    queue.enqueue_parse(
-        dataset["id"], [d["id"] for d in docs], conn=storage.get_connection(data_dir)
-    )
+    _tasks(data_dir).enqueue_parse(dataset["id"], [d["id"] for d in docs])
     executor = task_executor.build(0, executor_env(data_dir))
-    real = queue.complete_and_claim
+    real = executor.tasks.complete_and_claim
 
-    def complete_then_stop(*args: Any, **kwargs: Any) -> tuple[bool, queue.Task | None]:
+    def complete_then_stop(*args: Any, **kwargs: Any) -> tuple[bool, storage.Task | None]:
         outcome = real(*args, **kwargs)
         executor.stop()  # SIGTERM arrives just after the commit
         return outcome
 
-    monkeypatch.setattr(queue, "complete_and_claim", complete_then_stop)
+    monkeypatch.setattr(executor.tasks, "complete_and_claim", complete_then_stop)
     runner = threading.Thread(target=executor.run)
     runner.start()
     runner.join(30)
@@ -459,7 +466,7 @@ def test_one_tenants_backlog_does_not_hold_back_another_tenants_document(
     """Tenant "big" queues 50 documents, then tenant "small" queues one: with one executor,
     small's document starts after big's document in progress and at most one more (first
     in, first out it would wait for all 49)."""
-    store = storage.SqliteStorage(data_dir)
+    store = storage.open_backend(data_dir).store
     datasets, ids = {}, {}
     for tenant, count in (("big", 50), ("small", 1)):
         datasets[tenant] = store.create_dataset(tenant, {"name": tenant, "parser_config": {}})
@@ -470,10 +477,10 @@ def test_one_tenants_backlog_does_not_hold_back_another_tenants_document(
         ids[tenant] = [d["id"] for d in store.add_documents(datasets[tenant], uploads, tenant)]
     (small,) = ids["small"]
     with executors(data_dir, [1], tmp_path, RAGFLOW_TEST_SECTION_DELAY="0.05") as (proc,):
-        queue.enqueue_parse(datasets["big"]["id"], ids["big"], conn=_c(data_dir))
+        _tasks(data_dir).enqueue_parse(datasets["big"]["id"], ids["big"])
         wait_for(lambda: task_of(data_dir, ids["big"][0])[
             "state"] == "leased", 30, "big's first document in progress")  # fmt: skip
-        queue.enqueue_parse(datasets["small"]["id"], [small], conn=_c(data_dir))
+        _tasks(data_dir).enqueue_parse(datasets["small"]["id"], [small])
         rows = wait_for(lambda: finished(data_dir, [small]), 60, "small's document")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 import requests
-from support.executors import ROOT, chunk_rows, doc_rows, executor_env
+from support.executors import ROOT, chunk_rows, doc_rows, executor_env, sqlite_conn
 from support.waiting import free_port, wait_for
 
-from api import queue, storage
+from api import storage
 
 KEY = "dev-mode-test-key-0001"
 
@@ -92,33 +92,34 @@ def test_dev_server_parses_in_process_and_stops_cleanly_mid_task(
     assert isinstance(docs, list)
     slow_id = docs[0]["id"]
     _api("POST", f"{api}/chunks", json={"document_ids": [slow_id]})
-    conn = storage.get_connection(data_dir)
+    heartbeats = storage.open_backend(data_dir).heartbeats
     wait_for(
         lambda: doc_rows(data_dir, [slow_id])[slow_id]["progress"] > 0.1,
         30,
         "the slow document mid-flight",
     )
-    executor = queue.list_executors(conn=conn)[0]
+    executor = heartbeats.executors()[0]
     assert executor["state"] == "busy" and executor["consumer"] == "test_0"
     sent = time.monotonic()
     os.killpg(proc.pid, signal.SIGTERM)  # what supervisord's stopasgroup does
     assert proc.wait(10) == 0
     assert time.monotonic() - sent < 4
+    conn = sqlite_conn(data_dir)
     task = conn.execute("SELECT * FROM tasks WHERE doc_id = ?", (slow_id,)).fetchone()
     assert (task["state"], task["lease_owner"]) == ("queued", None)  # handed back
-    assert queue.list_executors(conn=conn)[0]["state"] == "stopped"
+    assert heartbeats.executors()[0]["state"] == "stopped"
 
 
 def test_a_term_to_the_reloader_parent_alone_reaches_the_serving_child(
     dev_server: tuple[subprocess.Popen[bytes], str, Path],
 ) -> None:
     proc, _, data_dir = dev_server
-    conn = storage.get_connection(data_dir)
-    child = wait_for(lambda: queue.list_executors(conn=conn), 30, "the in-process executor")[0]
+    heartbeats = storage.open_backend(data_dir).heartbeats
+    child = wait_for(lambda: heartbeats.executors(), 30, "the in-process executor")[0]
     assert child["pid"] != proc.pid  # the executor lives in the serving child
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
-    assert queue.list_executors(conn=conn)[0]["state"] == "stopped"
+    assert heartbeats.executors()[0]["state"] == "stopped"
     assert not psutil_exists(int(child["pid"]))
 
 
@@ -150,14 +151,14 @@ def test_a_reload_stops_the_in_process_executor_cleanly(tmp_path: Path) -> None:
             start_new_session=True,
         )
     try:
-        conn = storage.get_connection(data_dir)
-        first = wait_for(lambda: queue.list_executors(conn=conn), 30, "the first child's executor")
+        heartbeats = storage.open_backend(data_dir).heartbeats
+        first = wait_for(lambda: heartbeats.executors(), 30, "the first child's executor")
         # answering means the reloader has taken its first look at the files
         wait_for(lambda: _ping(f"http://127.0.0.1:{port}"), 30, "the dev server")
         source = root / "api" / "text.py"
         source.write_text(source.read_text() + "\n# changed\n")
         second = wait_for(
-            lambda: [e for e in queue.list_executors(conn=conn) if e["pid"] != first[0]["pid"]],
+            lambda: [e for e in heartbeats.executors() if e["pid"] != first[0]["pid"]],
             30,
             "the reloaded child's executor",
         )
@@ -167,7 +168,7 @@ def test_a_reload_stops_the_in_process_executor_cleanly(tmp_path: Path) -> None:
         assert proc.poll() is None
         os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait(10) == 0
-        assert queue.list_executors(conn=conn)[0]["state"] == "stopped"
+        assert heartbeats.executors()[0]["state"] == "stopped"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -31,7 +31,7 @@ from support.waiting import wait_for
 
 from api.routes.system import CACHE_SECONDS
 from api.storage import fs
-from api.storage.sqlite import STALL_SECONDS
+from api.storage.sqlite.connections import STALL_SECONDS
 
 HEALTHZ = "/v1/system/healthz"
 

@@ -17,6 +17,7 @@ import pytest
 
 from api import storage
 from api.storage import Page
+from api.storage.sqlite.repository import SqliteStorage
 
 
 @dataclass(frozen=True)
@@ -56,21 +57,20 @@ def per_row_fts_scans(plan: list[PlanRow]) -> list[str]:
 @pytest.fixture(params=[False, True], ids=["fresh", "analyzed"])
 def seeded(
     tmp_path: Path, request: pytest.FixtureRequest
-) -> tuple[storage.SqliteStorage, dict[str, object]]:
-    store = storage.SqliteStorage(tmp_path)
+) -> tuple[SqliteStorage, storage.DocumentRow]:
+    store = SqliteStorage(tmp_path)
     ds = store.create_dataset("t", {"name": "ds", "chunk_method": "naive", "parser_config": {}})
     doc = store.add_documents(ds, [storage.Upload("a.txt", "txt", "doc", io.BytesIO(b"x"))], "t")[0]
     words = ["alpha", "beta", "gamma", "delta", "epsilon"]
     chunks = [{"content": f"{words[i % 5]} {words[(i * 3) % 5]} chunk{i}"} for i in range(200)]
-    with storage.transaction(store.conn) as conn:
-        storage.replace_document_chunks(conn, str(doc["id"]), chunks)
+    store.replace_chunks(str(doc["id"]), chunks)
     if request.param:  # planner statistics change join orders; the plans must not depend on them
         store.conn.execute("ANALYZE")
     return store, doc
 
 
 def test_the_checker_finds_the_old_per_row_join(tmp_path: Path) -> None:
-    store = storage.SqliteStorage(tmp_path)
+    store = SqliteStorage(tmp_path)
     doc = {"id": "d"}
     old = (
         "SELECT COUNT(*) FROM chunks c JOIN chunks_fts f ON f.rowid = c.seq"
@@ -80,7 +80,7 @@ def test_the_checker_finds_the_old_per_row_join(tmp_path: Path) -> None:
 
 
 def test_no_statement_scans_the_fts_table_per_row(
-    seeded: tuple[storage.SqliteStorage, dict[str, object]],
+    seeded: tuple[SqliteStorage, storage.DocumentRow],
 ) -> None:
     store, doc = seeded
     statements: list[str] = []

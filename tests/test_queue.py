@@ -1,19 +1,21 @@
-"""api.queue on a real SQLite database: every operation and its fencing."""
+"""The task queue and heartbeats: every operation and its fencing, on every backend of
+support.backends (the tests taking ``backend``/``tasks``/``inspect`` are parametrized over
+them), and what is particular to the SQLite backend (the tests taking ``sqlite_tasks``/``conn``:
+its writer lock, transactions, full-text index, query plans and migrations)."""
 
 from __future__ import annotations
 
-import io
 import re
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
-from support.executors import add_docs, chunk_rows, doc_rows
+from support.backends import BACKENDS, Inspector, SqliteInspector, add_documents
 
-from api import config, queue, storage
-from api.storage import sqlite as storage_sqlite
-from api.storage.schema import MIGRATIONS
+from api import config, storage
+from api.storage.sqlite import connections as sqlite_connection
+from api.storage.sqlite import schema as sqlite_schema
+from api.storage.sqlite import tasks as sqlite_queue
 
 
 @pytest.fixture
@@ -21,237 +23,266 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
+@pytest.fixture(params=sorted(BACKENDS))
+def under_test(request: pytest.FixtureRequest, data_dir: Path) -> tuple[storage.Backend, Inspector]:
+    return BACKENDS[request.param](data_dir)
+
+
 @pytest.fixture
-def conn(data_dir: Path) -> sqlite3.Connection:
-    return storage.get_connection(data_dir)
+def backend(under_test: tuple[storage.Backend, Inspector]) -> storage.Backend:
+    return under_test[0]
 
 
-def two_docs(data_dir: Path) -> tuple[str, list[str]]:
-    _, dataset, docs = add_docs(data_dir, [("a.txt", b"alpha"), ("b.md", b"# beta")])
-    return dataset["id"], [d["id"] for d in docs]
+@pytest.fixture
+def tasks(backend: storage.Backend) -> storage.TaskQueue:
+    return backend.tasks
 
 
-def expire(conn: sqlite3.Connection, task_id: str) -> None:
-    """The clock moves past the task's lease."""
-    conn.execute("UPDATE tasks SET lease_expires = 0 WHERE id = ?", (task_id,))
+@pytest.fixture
+def inspect(under_test: tuple[storage.Backend, Inspector]) -> Inspector:
+    return under_test[1]
 
 
-def task_row(conn: sqlite3.Connection, task_id: str) -> dict[str, Any]:
-    return dict(conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone())
+def two_docs(backend: storage.Backend) -> tuple[str, list[str]]:
+    return add_documents(backend.store, "tenant", ["a.txt", "b.md"], {"chunk_token_num": 64})
+
+
+# the SQLite backend's own: its task queue and this thread's connection to inspect rows
+@pytest.fixture
+def sqlite_tasks(data_dir: Path) -> storage.TaskQueue:
+    return storage.open_backend(data_dir).tasks
+
+
+@pytest.fixture
+def conn(data_dir: Path, sqlite_tasks: storage.TaskQueue) -> sqlite3.Connection:
+    return sqlite_connection.connection(data_dir / "ragflow.db")
 
 
 CHUNKS = [{"content": "first chunk", "token_count": 2}, {"content": "second", "token_count": 1}]
 
 
 def test_enqueue_resets_the_document_and_supersedes_older_tasks(
-    data_dir: Path, conn: sqlite3.Connection
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
-    with storage.transaction(conn):
-        storage.replace_document_chunks(conn, doc, [{"content": "old"}])
-    first = queue.enqueue_parse(dataset_id, [doc], conn=conn)
-    second = queue.enqueue_parse(dataset_id, [doc], conn=conn)
-    row = doc_rows(data_dir, [doc])[doc]
+    dataset_id, (doc, _) = two_docs(backend)
+    backend.store.replace_chunks(doc, [{"content": "old"}])
+    first = tasks.enqueue_parse(dataset_id, [doc])
+    second = tasks.enqueue_parse(dataset_id, [doc])
+    row = inspect.document(doc)
     assert (row["run"], row["progress"], row["chunk_count"], row["token_count"]) == ("1", 0, 0, 0)
     assert row["process_begin_at"] is not None
-    assert chunk_rows(data_dir, doc) == []
-    assert task_row(conn, first[0])["state"] == "cancelled"
-    assert task_row(conn, second[0])["state"] == "queued"
-    assert queue.queue_depth(conn=conn) == {"queued": 1, "running": 0, "expired": 0}
+    assert inspect.chunks(doc) == []
+    assert inspect.task(first[0])["state"] == "cancelled"
+    assert inspect.task(second[0])["state"] == "queued"
+    assert tasks.depth() == {"queued": 1, "running": 0, "expired": 0}
 
 
 def test_enqueue_of_a_foreign_document_changes_nothing(
-    data_dir: Path, conn: sqlite3.Connection
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
+    dataset_id, (doc, _) = two_docs(backend)
     with pytest.raises(LookupError, match="not in dataset"):
-        queue.enqueue_parse(dataset_id, [doc, "nope"], conn=conn)
-    assert doc_rows(data_dir, [doc])[doc]["run"] == "0"
-    assert queue.queue_depth(conn=conn)["queued"] == 0
+        tasks.enqueue_parse(dataset_id, [doc, "nope"])
+    assert inspect.document(doc)["run"] == "0"
+    assert tasks.depth()["queued"] == 0
 
 
-def test_claim_takes_the_oldest_task_once(data_dir: Path, conn: sqlite3.Connection) -> None:
-    dataset_id, docs = two_docs(data_dir)
-    queue.enqueue_parse(dataset_id, docs, conn=conn)
-    first = queue.claim("c_1", 30, conn=conn)
-    second = queue.claim("c_2", 30, conn=conn)
+def test_claim_takes_the_oldest_task_once(
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
+) -> None:
+    dataset_id, docs = two_docs(backend)
+    tasks.enqueue_parse(dataset_id, docs)
+    first = tasks.claim("c_1", 30)
+    second = tasks.claim("c_2", 30)
     assert first is not None and second is not None
     assert (first.doc_id, first.suffix, first.name, first.attempts) == (docs[0], "txt", "a.txt", 1)
     assert first.parser_config == {"chunk_token_num": 64}
     assert second.doc_id == docs[1]
-    assert queue.claim("c_3", 30, conn=conn) is None
-    assert queue.queue_depth(conn=conn) == {"queued": 0, "running": 2, "expired": 0}
+    assert tasks.claim("c_3", 30) is None
+    assert tasks.depth() == {"queued": 0, "running": 2, "expired": 0}
 
 
-def test_complete_stores_chunks_and_marks_done(data_dir: Path, conn: sqlite3.Connection) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
-    queue.enqueue_parse(dataset_id, [doc], conn=conn)
-    task = queue.claim("c_1", 30, conn=conn)
+def test_complete_stores_chunks_and_marks_done(
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
+) -> None:
+    dataset_id, (doc, _) = two_docs(backend)
+    tasks.enqueue_parse(dataset_id, [doc])
+    task = tasks.claim("c_1", 30)
     assert task is not None
-    assert queue.report_progress(task, 0.5, "halfway", conn=conn)
-    assert queue.complete(task, CHUNKS, conn=conn)
-    row = doc_rows(data_dir, [doc])[doc]
+    assert tasks.report_progress(task, 0.5, "halfway")
+    assert tasks.complete(task, CHUNKS)
+    row = inspect.document(doc)
     assert (row["run"], row["progress"], row["chunk_count"], row["token_count"]) == ("3", 1.0, 2, 3)
     assert row["process_duration"] > 0
     assert "halfway" in row["progress_msg"]
     assert re.search(r"Task done \(\d+\.\d\ds\)$", row["progress_msg"])
-    assert [c["content"] for c in chunk_rows(data_dir, doc)] == ["first chunk", "second"]
-    assert task_row(conn, task.id)["state"] == "done"
-    assert not queue.complete(task, CHUNKS, conn=conn)  # a duplicate completion is refused
+    assert [c["content"] for c in inspect.chunks(doc)] == ["first chunk", "second"]
+    assert inspect.task(task.id)["state"] == "done"
+    assert not tasks.complete(task, CHUNKS)  # a duplicate completion is refused
 
 
 def test_complete_and_claim_takes_the_writer_lock_once(
-    data_dir: Path, conn: sqlite3.Connection
+    data_dir: Path, conn: sqlite3.Connection, sqlite_tasks: storage.TaskQueue
 ) -> None:
-    dataset_id, (first_doc, second_doc) = two_docs(data_dir)
-    queue.enqueue_parse(dataset_id, [first_doc, second_doc], conn=conn)
-    task = queue.claim("c_1", 30, conn=conn)
+    dataset_id, (first_doc, second_doc) = two_docs(storage.open_backend(data_dir))
+    sqlite_tasks.enqueue_parse(dataset_id, [first_doc, second_doc])
+    task = sqlite_tasks.claim("c_1", 30)
     assert task is not None
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
-    completed, following = queue.complete_and_claim(task, CHUNKS, 30, conn=conn)
+    completed, following = sqlite_tasks.complete_and_claim(task, CHUNKS, 30)
     conn.set_trace_callback(None)
     assert completed and following is not None
     assert statements.count("BEGIN IMMEDIATE") == 1 and statements.count("COMMIT") == 1
     assert (following.doc_id, following.lease_owner, following.attempts) == (second_doc, "c_1", 1)
-    assert task_row(conn, task.id)["state"] == "done"
-    assert task_row(conn, following.id)["state"] == "leased"
-    assert [c["content"] for c in chunk_rows(data_dir, first_doc)] == ["first chunk", "second"]
+    assert SqliteInspector(data_dir).task(task.id)["state"] == "done"
+    assert SqliteInspector(data_dir).task(following.id)["state"] == "leased"
+    inspect = SqliteInspector(data_dir)
+    assert [c["content"] for c in inspect.chunks(first_doc)] == [
+        "first chunk",
+        "second",
+    ]
     # nothing left: completed, and no next task
-    assert queue.complete_and_claim(following, CHUNKS, 30, conn=conn) == (True, None)
+    assert sqlite_tasks.complete_and_claim(following, CHUNKS, 30) == (True, None)
 
 
-def test_a_refused_completion_claims_nothing(data_dir: Path, conn: sqlite3.Connection) -> None:
-    dataset_id, (first_doc, second_doc) = two_docs(data_dir)
-    queue.enqueue_parse(dataset_id, [first_doc], conn=conn)
-    task = queue.claim("c_1", 30, conn=conn)
+def test_a_refused_completion_claims_nothing(
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
+) -> None:
+    dataset_id, (first_doc, second_doc) = two_docs(backend)
+    tasks.enqueue_parse(dataset_id, [first_doc])
+    task = tasks.claim("c_1", 30)
     assert task is not None
-    queue.enqueue_parse(dataset_id, [first_doc, second_doc], conn=conn)  # supersedes the claim
-    assert queue.complete_and_claim(task, CHUNKS, 30, conn=conn) == (False, None)
-    assert queue.queue_depth(conn=conn) == {"queued": 2, "running": 0, "expired": 0}
-    assert chunk_rows(data_dir, first_doc) == []
+    tasks.enqueue_parse(dataset_id, [first_doc, second_doc])  # supersedes the claim
+    assert tasks.complete_and_claim(task, CHUNKS, 30) == (False, None)
+    assert tasks.depth() == {"queued": 2, "running": 0, "expired": 0}
+    assert inspect.chunks(first_doc) == []
 
 
 def test_an_expired_lease_is_reclaimed_and_the_old_claim_is_fenced_off(
-    data_dir: Path, conn: sqlite3.Connection
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
-    queue.enqueue_parse(dataset_id, [doc], conn=conn)
-    stale = queue.claim("c_1", 30, conn=conn)
+    dataset_id, (doc, _) = two_docs(backend)
+    tasks.enqueue_parse(dataset_id, [doc])
+    stale = tasks.claim("c_1", 30)
     assert stale is not None
-    expire(conn, stale.id)
-    assert queue.queue_depth(conn=conn)["expired"] == 1
-    fresh = queue.claim("c_2", 30, conn=conn)
+    inspect.expire(stale.id)
+    assert tasks.depth()["expired"] == 1
+    fresh = tasks.claim("c_2", 30)
     assert fresh is not None and fresh.id == stale.id and fresh.attempts == 2
-    assert "lease of c_1 expired" in (task_row(conn, fresh.id)["last_error"] or "")
-    assert not queue.renew(stale, 30, conn=conn)
-    assert not queue.report_progress(stale, 0.4, conn=conn)
-    assert not queue.complete(stale, [{"content": "from the stale claim"}], conn=conn)
-    assert not queue.release(stale, conn=conn)
-    assert not queue.fail(stale, "stale", conn=conn)
-    assert queue.complete(fresh, CHUNKS, conn=conn)
-    assert [c["content"] for c in chunk_rows(data_dir, doc)] == ["first chunk", "second"]
+    assert "lease of c_1 expired" in (inspect.task(fresh.id)["last_error"] or "")
+    assert not tasks.renew(stale, 30)
+    assert not tasks.report_progress(stale, 0.4)
+    assert not tasks.complete(stale, [{"content": "from the stale claim"}])
+    assert not tasks.release(stale)
+    assert not tasks.fail(stale, "stale")
+    assert tasks.complete(fresh, CHUNKS)
+    assert [c["content"] for c in inspect.chunks(doc)] == ["first chunk", "second"]
 
 
 def test_the_same_consumer_reclaiming_is_fenced_by_the_attempt(
-    data_dir: Path, conn: sqlite3.Connection
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
-    queue.enqueue_parse(dataset_id, [doc], conn=conn)
-    before = queue.claim("c_1", 30, conn=conn)
+    dataset_id, (doc, _) = two_docs(backend)
+    tasks.enqueue_parse(dataset_id, [doc])
+    before = tasks.claim("c_1", 30)
     assert before is not None
-    expire(conn, before.id)
-    after = queue.claim("c_1", 30, conn=conn)  # restarted with the same consumer id
+    inspect.expire(before.id)
+    after = tasks.claim("c_1", 30)  # restarted with the same consumer id
     assert after is not None
-    assert not queue.complete(before, CHUNKS, conn=conn)
-    assert queue.complete(after, CHUNKS, conn=conn)
+    assert not tasks.complete(before, CHUNKS)
+    assert tasks.complete(after, CHUNKS)
 
 
 def test_retries_are_capped_then_the_document_fails_with_the_reason(
-    data_dir: Path, conn: sqlite3.Connection
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
-    queue.enqueue_parse(dataset_id, [doc], conn=conn)
+    dataset_id, (doc, _) = two_docs(backend)
+    tasks.enqueue_parse(dataset_id, [doc])
     for attempt in (1, 2, 3):
-        task = queue.claim(f"c_{attempt}", 30, max_attempts=3, conn=conn)
+        task = tasks.claim(f"c_{attempt}", 30, max_attempts=3)
         assert task is not None and task.attempts == attempt
-        expire(conn, task.id)
+        inspect.expire(task.id)
     assert task is not None
-    assert queue.claim("c_4", 30, max_attempts=3, conn=conn) is None
-    row = doc_rows(data_dir, [doc])[doc]
+    assert tasks.claim("c_4", 30, max_attempts=3) is None
+    row = inspect.document(doc)
     assert (row["run"], row["progress"]) == ("4", -1)
     last = row["progress_msg"].splitlines()[-1]
     assert last.startswith("[ERROR] Task gave up after 3 attempts")
     assert "lease of c_3 expired" in last
-    assert task_row(conn, task.id)["state"] == "failed"
+    assert inspect.task(task.id)["state"] == "failed"
 
 
 def test_release_hands_back_without_counting_the_attempt(
-    data_dir: Path, conn: sqlite3.Connection
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
-    queue.enqueue_parse(dataset_id, [doc], conn=conn)
-    task = queue.claim("c_1", 30, conn=conn)
+    dataset_id, (doc, _) = two_docs(backend)
+    tasks.enqueue_parse(dataset_id, [doc])
+    task = tasks.claim("c_1", 30)
     assert task is not None
-    assert queue.report_progress(task, 0.6, conn=conn)
-    assert queue.release(task, "executor stopping", conn=conn)
-    row = doc_rows(data_dir, [doc])[doc]
+    assert tasks.report_progress(task, 0.6)
+    assert tasks.release(task, "executor stopping")
+    row = inspect.document(doc)
     assert (row["run"], row["progress"]) == ("1", 0)
     assert "handed back by c_1: executor stopping" in row["progress_msg"]
-    assert task_row(conn, task.id)["attempts"] == 0
-    again = queue.claim("c_2", 30, conn=conn)
+    assert inspect.task(task.id)["attempts"] == 0
+    again = tasks.claim("c_2", 30)
     assert again is not None and again.id == task.id and again.attempts == 1
 
 
-def test_fail_marks_the_document_failed(data_dir: Path, conn: sqlite3.Connection) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
-    queue.enqueue_parse(dataset_id, [doc], conn=conn)
-    task = queue.claim("c_1", 30, conn=conn)
+def test_fail_marks_the_document_failed(
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
+) -> None:
+    dataset_id, (doc, _) = two_docs(backend)
+    tasks.enqueue_parse(dataset_id, [doc])
+    task = tasks.claim("c_1", 30)
     assert task is not None
-    assert queue.fail(task, "the PDF cannot be read", conn=conn)
-    row = doc_rows(data_dir, [doc])[doc]
+    assert tasks.fail(task, "the PDF cannot be read")
+    row = inspect.document(doc)
     assert (row["run"], row["progress"]) == ("4", -1)
     assert row["progress_msg"].splitlines()[-1] == "[ERROR] the PDF cannot be read"
-    assert queue.claim("c_2", 30, conn=conn) is None
+    assert tasks.claim("c_2", 30) is None
 
 
 def test_cancel_stops_the_claim_and_removes_chunks(
-    data_dir: Path, conn: sqlite3.Connection
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, other) = two_docs(data_dir)
-    queue.enqueue_parse(dataset_id, [doc, other], conn=conn)
-    task = queue.claim("c_1", 30, conn=conn)
+    dataset_id, (doc, other) = two_docs(backend)
+    tasks.enqueue_parse(dataset_id, [doc, other])
+    task = tasks.claim("c_1", 30)
     assert task is not None and task.doc_id == doc
-    assert queue.cancel_parse(dataset_id, [doc, "unknown"], conn=conn) == 1
-    assert not queue.report_progress(task, 0.5, conn=conn)
-    assert not queue.renew(task, 30, conn=conn)
-    assert not queue.complete(task, CHUNKS, conn=conn)
-    row = doc_rows(data_dir, [doc])[doc]
+    assert tasks.cancel_parse(dataset_id, [doc, "unknown"]) == 1
+    assert not tasks.report_progress(task, 0.5)
+    assert not tasks.renew(task, 30)
+    assert not tasks.complete(task, CHUNKS)
+    row = inspect.document(doc)
     assert (row["run"], row["chunk_count"]) == ("2", 0)
-    assert chunk_rows(data_dir, doc) == []
-    assert task_row(conn, task.id)["state"] == "cancelled"
-    nxt = queue.claim("c_1", 30, conn=conn)
+    assert inspect.chunks(doc) == []
+    assert inspect.task(task.id)["state"] == "cancelled"
+    nxt = tasks.claim("c_1", 30)
     assert nxt is not None and nxt.doc_id == other  # the other document is unaffected
 
 
-def test_operations_join_the_callers_transaction(data_dir: Path, conn: sqlite3.Connection) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
-    with pytest.raises(RuntimeError), storage.transaction(conn):
-        queue.enqueue_parse(dataset_id, [doc], conn=conn)
+def test_operations_join_the_callers_transaction(
+    data_dir: Path, conn: sqlite3.Connection, sqlite_tasks: storage.TaskQueue
+) -> None:
+    dataset_id, (doc, _) = two_docs(storage.open_backend(data_dir))
+    with pytest.raises(RuntimeError), sqlite_connection.transaction(conn):
+        sqlite_tasks.enqueue_parse(dataset_id, [doc])
         raise RuntimeError("the caller's transaction fails")
-    assert doc_rows(data_dir, [doc])[doc]["run"] == "0"
-    assert queue.queue_depth(conn=conn)["queued"] == 0
+    assert SqliteInspector(data_dir).document(doc)["run"] == "0"
+    assert sqlite_tasks.depth()["queued"] == 0
 
 
-def test_heartbeats_and_stale_executors(conn: sqlite3.Connection) -> None:
+def test_heartbeats_and_stale_executors(backend: storage.Backend, inspect: Inspector) -> None:
     for consumer, state in (("h_1", "busy"), ("h_2", "stopped"), ("h_3", "idle")):
-        queue.heartbeat(consumer, host="h", pid=1, started_at=1.0, state=state, done=2, conn=conn)
-    conn.execute("UPDATE executors SET last_beat = last_beat - 100 WHERE consumer != 'h_3'")
-    listed = {e["consumer"]: e for e in queue.list_executors(15, conn=conn)}
+        backend.heartbeats.beat(consumer, host="h", pid=1, started_at=1.0, state=state, done=2)
+    inspect.silence_executors(100, but="h_3")
+    listed = {e["consumer"]: e for e in backend.heartbeats.executors(15)}
     assert {c: e["stale"] for c, e in listed.items()} == {"h_1": True, "h_2": False, "h_3": False}
     assert listed["h_1"]["done"] == 2 and listed["h_1"]["state"] == "busy"
-    queue.heartbeat("h_1", host="h", pid=2, started_at=2.0, state="idle", conn=conn)
-    assert not {e["consumer"]: e for e in queue.list_executors(15, conn=conn)}["h_1"]["stale"]
+    backend.heartbeats.beat("h_1", host="h", pid=2, started_at=2.0, state="idle")
+    assert not {e["consumer"]: e for e in backend.heartbeats.executors(15)}["h_1"]["stale"]
 
 
 def test_task_settings_defaults_agree_with_the_renderer() -> None:
@@ -276,55 +307,53 @@ def test_task_settings_from_the_environment() -> None:
 
 
 def test_deleting_the_document_mid_parse_ends_the_claim(
-    data_dir: Path, conn: sqlite3.Connection
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    store, dataset, docs = add_docs(data_dir, [("gone.txt", b"soon deleted")])
-    queue.enqueue_parse(dataset["id"], [docs[0]["id"]], conn=conn)
-    task = queue.claim("c_1", 30, conn=conn)
+    dataset_id, (doc_id,) = add_documents(backend.store, "tenant", ["gone.txt"], {})
+    tasks.enqueue_parse(dataset_id, [doc_id])
+    task = tasks.claim("c_1", 30)
     assert task is not None
-    store.delete_documents(dataset["id"], [docs[0]["id"]])
-    assert not queue.report_progress(task, 0.5, conn=conn)
-    assert not queue.complete(task, CHUNKS, conn=conn)
-    assert queue.queue_depth(conn=conn) == {"queued": 0, "running": 0, "expired": 0}
+    backend.store.delete_documents(dataset_id, [doc_id])
+    assert not tasks.report_progress(task, 0.5)
+    assert not tasks.complete(task, CHUNKS)
+    assert tasks.depth() == {"queued": 0, "running": 0, "expired": 0}
 
 
 def test_a_broken_parser_config_does_not_wedge_the_claim(
-    data_dir: Path, conn: sqlite3.Connection
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    dataset_id, (doc, _) = two_docs(data_dir)
-    conn.execute("UPDATE documents SET parser_config = '{broken' WHERE id = ?", (doc,))
-    queue.enqueue_parse(dataset_id, [doc], conn=conn)
-    task = queue.claim("c_1", 30, conn=conn)
+    dataset_id, (doc, _) = two_docs(backend)
+    inspect.corrupt_parser_config(doc)
+    tasks.enqueue_parse(dataset_id, [doc])
+    task = tasks.claim("c_1", 30)
     assert task is not None and task.parser_config == {}
 
 
 def test_claims_follow_enqueue_order_and_an_expired_lease_keeps_its_place(
-    data_dir: Path, conn: sqlite3.Connection
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    _, dataset, docs = add_docs(data_dir, [(f"d{i}.txt", b"text") for i in range(5)])
-    ids = [d["id"] for d in docs]
-    queue.enqueue_parse(dataset["id"], ids[:2], conn=conn)  # enqueued first, same second
-    queue.enqueue_parse(dataset["id"], ids[2:], conn=conn)
-    first = queue.claim("c_1", 30, conn=conn)
+    dataset_id, ids = add_documents(backend.store, "t", [f"d{i}.txt" for i in range(5)], {})
+    tasks.enqueue_parse(dataset_id, ids[:2])  # enqueued first, same second
+    tasks.enqueue_parse(dataset_id, ids[2:])
+    first = tasks.claim("c_1", 30)
     assert first is not None and first.doc_id == ids[0]
-    expire(conn, first.id)  # the oldest task is ready again, ahead of every queued one
-    order = [queue.claim(f"c_{n}", 30, conn=conn) for n in range(2, 7)]
+    inspect.expire(first.id)  # the oldest task is ready again, ahead of every queued one
+    order = [tasks.claim(f"c_{n}", 30) for n in range(2, 7)]
     assert [t.doc_id if t else None for t in order] == ids
     assert order[0] is not None and order[0].attempts == 2
-    assert queue.claim("c_9", 30, conn=conn) is None
+    assert tasks.claim("c_9", 30) is None
 
 
 def test_complete_indexes_the_chunks_for_search_like_a_plain_insert(
-    data_dir: Path, conn: sqlite3.Connection
+    data_dir: Path, conn: sqlite3.Connection, sqlite_tasks: storage.TaskQueue
 ) -> None:
-    dataset_id, (doc, other) = two_docs(data_dir)
-    queue.enqueue_parse(dataset_id, [doc], conn=conn)
-    task = queue.claim("c_1", 30, conn=conn)
+    dataset_id, (doc, other) = two_docs(storage.open_backend(data_dir))
+    sqlite_tasks.enqueue_parse(dataset_id, [doc])
+    task = sqlite_tasks.claim("c_1", 30)
     assert task is not None
     chunks = [{"content": "Café Déjà-vu, ÉLAN 42"}, {"content": "second"}]
-    assert queue.complete(task, chunks, conn=conn)  # words tokenised before the write lock
-    with storage.transaction(conn):  # the same contents through the trigger alone
-        storage.replace_document_chunks(conn, other, chunks)
+    assert sqlite_tasks.complete(task, chunks)  # words tokenised before the write lock
+    storage.open_backend(data_dir).store.replace_chunks(other, chunks)  # the trigger alone
     indexed = conn.execute(
         "SELECT c.doc_id, f.content FROM chunks c JOIN chunks_fts f ON f.rowid = c.seq"
         " ORDER BY c.seq"
@@ -336,75 +365,76 @@ def test_complete_indexes_the_chunks_for_search_like_a_plain_insert(
 # --- fairness across tenants -----------------------------------------------------------
 
 
-def tenant_docs(data_dir: Path, tenant: str, count: int) -> tuple[str, list[str]]:
-    store = storage.SqliteStorage(data_dir)
-    dataset = store.create_dataset(tenant, {"name": f"ds of {tenant}", "parser_config": {}})
-    uploads = [
-        storage.Upload(f"{tenant}{i}.txt", "txt", "doc", io.BytesIO(b"text")) for i in range(count)
-    ]
-    return dataset["id"], [d["id"] for d in store.add_documents(dataset, uploads, tenant)]
+def tenant_docs(backend: storage.Backend, tenant: str, count: int) -> tuple[str, list[str]]:
+    return add_documents(backend.store, tenant, [f"{tenant}{i}.txt" for i in range(count)], {})
 
 
-def claim_all(conn: sqlite3.Connection, owners: dict[str, str]) -> list[str]:
+def claim_all(tasks: storage.TaskQueue, owners: dict[str, str]) -> list[str]:
     order = []
-    while (task := queue.claim("c_1", 30, conn=conn)) is not None:
+    while (task := tasks.claim("c_1", 30)) is not None:
         order.append(owners[task.doc_id])
     return order
 
 
-def test_tenants_take_turns(data_dir: Path, conn: sqlite3.Connection) -> None:
+def test_tenants_take_turns(
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
+) -> None:
     owners = {}
     for tenant, count in (("a", 5), ("b", 3), ("c", 1)):
-        dataset_id, ids = tenant_docs(data_dir, tenant, count)
-        queue.enqueue_parse(dataset_id, ids, conn=conn)
+        dataset_id, ids = tenant_docs(backend, tenant, count)
+        tasks.enqueue_parse(dataset_id, ids)
         owners.update(dict.fromkeys(ids, tenant))
-    assert claim_all(conn, owners) == ["a", "b", "c", "a", "b", "a", "b", "a", "a"]
+    assert claim_all(tasks, owners) == ["a", "b", "c", "a", "b", "a", "b", "a", "a"]
 
 
 def test_a_single_document_waits_for_one_of_a_large_backlog(
-    data_dir: Path, conn: sqlite3.Connection
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    big, big_ids = tenant_docs(data_dir, "big", 50)
-    small, (small_id,) = tenant_docs(data_dir, "small", 1)
-    queue.enqueue_parse(big, big_ids, conn=conn)
-    first = queue.claim("c_1", 30, conn=conn)  # in progress when the small tenant asks
+    big, big_ids = tenant_docs(backend, "big", 50)
+    small, (small_id,) = tenant_docs(backend, "small", 1)
+    tasks.enqueue_parse(big, big_ids)
+    first = tasks.claim("c_1", 30)  # in progress when the small tenant asks
     assert first is not None and first.doc_id == big_ids[0]
-    queue.enqueue_parse(small, [small_id], conn=conn)
-    order = [t.doc_id for t in iter(lambda: queue.claim("c_1", 30, conn=conn), None)]
+    tasks.enqueue_parse(small, [small_id])
+    order = [t.doc_id for t in iter(lambda: tasks.claim("c_1", 30), None)]
     assert order.index(small_id) == 1  # after one more of the backlog's, not 49
     assert [i for i in order if i != small_id] == big_ids[1:]  # the backlog keeps its order
 
 
 def test_a_tenant_queueing_one_at_a_time_does_not_overtake(
-    data_dir: Path, conn: sqlite3.Connection
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
 ) -> None:
-    patient, patient_ids = tenant_docs(data_dir, "patient", 4)
-    eager, eager_ids = tenant_docs(data_dir, "eager", 4)
-    queue.enqueue_parse(patient, patient_ids, conn=conn)
+    patient, patient_ids = tenant_docs(backend, "patient", 4)
+    eager, eager_ids = tenant_docs(backend, "eager", 4)
+    tasks.enqueue_parse(patient, patient_ids)
     order = []
     for doc_id in eager_ids:  # one new document before every pair of claims
-        queue.enqueue_parse(eager, [doc_id], conn=conn)
+        tasks.enqueue_parse(eager, [doc_id])
         for _ in range(2):
-            task = queue.claim("c_1", 30, conn=conn)
+            task = tasks.claim("c_1", 30)
             assert task is not None
             order.append("patient" if task.doc_id in patient_ids else "eager")
     assert order == ["patient", "eager"] * 4
 
 
-def test_a_handed_back_task_keeps_its_turn(data_dir: Path, conn: sqlite3.Connection) -> None:
-    a, a_ids = tenant_docs(data_dir, "a", 2)
-    b, b_ids = tenant_docs(data_dir, "b", 2)
-    queue.enqueue_parse(a, a_ids, conn=conn)
-    queue.enqueue_parse(b, b_ids, conn=conn)
-    first = queue.claim("c_1", 30, conn=conn)
-    assert first is not None and queue.release(first, "stopping", conn=conn)
-    order = [t.doc_id for t in iter(lambda: queue.claim("c_2", 30, conn=conn), None)]
+def test_a_handed_back_task_keeps_its_turn(
+    backend: storage.Backend, tasks: storage.TaskQueue, inspect: Inspector
+) -> None:
+    a, a_ids = tenant_docs(backend, "a", 2)
+    b, b_ids = tenant_docs(backend, "b", 2)
+    tasks.enqueue_parse(a, a_ids)
+    tasks.enqueue_parse(b, b_ids)
+    first = tasks.claim("c_1", 30)
+    assert first is not None and tasks.release(first, "stopping")
+    order = [t.doc_id for t in iter(lambda: tasks.claim("c_2", 30), None)]
     assert order == [a_ids[0], b_ids[0], a_ids[1], b_ids[1]]
 
 
-def test_claims_and_turns_are_index_look_ups(conn: sqlite3.Connection) -> None:
+def test_claims_and_turns_are_index_look_ups(
+    conn: sqlite3.Connection, sqlite_tasks: storage.TaskQueue
+) -> None:
     for sql, args in [
-        (queue._FIRST_QUEUED, ()),
+        (sqlite_queue._FIRST_QUEUED, ()),
         ("SELECT MAX(turn) FROM tasks WHERE tenant_id = ? AND state = 'queued'", ("t",)),
         (
             "SELECT turn FROM tasks WHERE state = 'queued' AND lease_expires IS NULL"
@@ -416,10 +446,12 @@ def test_claims_and_turns_are_index_look_ups(conn: sqlite3.Connection) -> None:
         assert all(step.startswith("SEARCH tasks USING") for step in plan), (sql, plan)
 
 
-def test_the_migration_gives_queued_tasks_their_tenant(data_dir: Path) -> None:
+def test_the_migration_gives_queued_tasks_their_tenant(
+    data_dir: Path,
+) -> None:
     data_dir.mkdir()
     old = sqlite3.connect(data_dir / "ragflow.db")
-    for statement in storage_sqlite._statements(MIGRATIONS[0]):
+    for statement in sqlite_schema._statements(sqlite_schema.MIGRATIONS[0]):
         old.execute(statement)
     old.execute("PRAGMA user_version = 1")
     old.execute("INSERT INTO datasets (id, tenant_id, name, create_time, update_time)"
@@ -435,7 +467,7 @@ def test_the_migration_gives_queued_tasks_their_tenant(data_dir: Path) -> None:
     )
     old.commit()
     old.close()
-    conn = storage.get_connection(data_dir)
+    conn = sqlite_connection.connection(data_dir / "ragflow.db")
     assert tuple(conn.execute("SELECT tenant_id, turn FROM tasks").fetchone()) == ("owner", 0)
-    task = queue.claim("c_1", 30, conn=conn)
+    task = storage.open_backend(data_dir).tasks.claim("c_1", 30)
     assert task is not None and task.id == "t1"

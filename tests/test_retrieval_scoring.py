@@ -17,7 +17,8 @@ import pytest
 
 from api import search, storage, text
 from api.storage import Page
-from api.storage.sqlite import MMAP_SIZE
+from api.storage.sqlite.connections import MMAP_SIZE, connection
+from api.storage.sqlite.repository import SqliteStorage
 
 WORDS = [
     "apple",
@@ -111,12 +112,12 @@ def _reference(
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     data_dir: Path = tmp_path_factory.mktemp("scoring")
-    store = storage.SqliteStorage(data_dir)
+    store = SqliteStorage(data_dir)
     ds = store.create_dataset("t", {"name": "ds", "chunk_method": "naive", "parser_config": {}})
     uploads = [storage.Upload(n, "txt", "doc", io.BytesIO(b"x")) for n in NAMES]
     docs = store.add_documents(ds, uploads, "t")
     rng = random.Random(20261128)
-    conn = storage.get_connection(data_dir)
+    conn = connection(store.db_path)
     for doc in docs:
         chunks = [
             {
@@ -128,8 +129,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             }
             for _ in range(80)
         ]
-        with storage.transaction(conn):
-            storage.replace_document_chunks(conn, doc["id"], chunks)
+        store.replace_chunks(doc["id"], chunks)
     return {"store": store, "conn": conn, "ds": ds["id"], "docs": [d["id"] for d in docs]}
 
 

@@ -15,6 +15,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from support.api_client import KEY, Api
+from support.executors import sqlite_conn
 
 from api import openapi, storage
 from api.routes.table import ROUTES
@@ -36,7 +37,7 @@ class Seed:
 
     def current(self) -> dict[str, str]:
         store = self.api.app.load_settings()
-        found = self.ids and storage.get_storage(store.data_dir).get_chunk(
+        found = self.ids and storage.open_backend(store.data_dir).store.get_chunk(
             self.ids["document_id"], self.ids["chunk_id"]
         )
         if not found:
@@ -117,7 +118,7 @@ def test_stored_data_survives_fuzzing(tmp_path: Path) -> None:
     } <= succeeded, codes
     # nothing stored was lost or corrupted: the database is intact, every document still has
     # its file with the recorded size, and no staging file or stray path was left behind
-    conn = storage.get_connection(seed.api.data_dir)
+    conn = sqlite_conn(seed.api.data_dir)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
     rows = conn.execute("SELECT id, dataset_id, size FROM documents").fetchall()

@@ -1,5 +1,6 @@
-"""api.storage: pragmas, migrations under concurrency, per-process connections, chunk
-replacement inside the caller's transaction, the FTS index, atomic uploads."""
+"""The SQLite backend (api.storage.sqlite): pragmas, migrations under concurrency, per-process
+connections, chunk replacement inside the caller's transaction, the FTS index, atomic uploads,
+the writer lock and the database file's identity."""
 
 from __future__ import annotations
 
@@ -16,32 +17,34 @@ import xxhash
 from support.waiting import wait_for
 
 from api import storage
-from api.storage import sqlite as sqlite_backend
-from api.storage.schema import MIGRATIONS
+from api.storage.sqlite import codec, document_state
+from api.storage.sqlite import connections as sqlite_backend
+from api.storage.sqlite.repository import SqliteStorage
+from api.storage.sqlite.schema import MIGRATIONS, migrate
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> storage.SqliteStorage:
-    return storage.SqliteStorage(tmp_path)
+def store(tmp_path: Path) -> SqliteStorage:
+    return SqliteStorage(tmp_path)
 
 
-def _doc(store: storage.SqliteStorage, name: str = "a.txt") -> dict[str, Any]:
+def _doc(store: SqliteStorage, name: str = "a.txt") -> storage.DocumentRow:
     ds = store.create_dataset("t", {"name": "ds", "chunk_method": "naive", "parser_config": {}})
     upload = storage.Upload(name, "txt", "doc", io.BytesIO(b"bytes"))
     return store.add_documents(ds, [upload], "t")[0]
 
 
 def test_connection_pragmas(tmp_path: Path) -> None:
-    conn = storage.get_connection(tmp_path)
+    conn = sqlite_backend.connection(tmp_path / "ragflow.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
-    assert storage.get_connection(tmp_path) is conn
+    assert sqlite_backend.connection(tmp_path / "ragflow.db") is conn
 
 
 def test_contract_tables_exist_exactly(tmp_path: Path) -> None:
-    conn = storage.get_connection(tmp_path)
+    conn = sqlite_backend.connection(tmp_path / "ragflow.db")
     columns = {
         table: [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
         for table in ("tasks", "executors")
@@ -60,7 +63,7 @@ def test_contract_tables_exist_exactly(tmp_path: Path) -> None:
 
 def _migrate_in_child(data_dir: str, barrier: Any, results: Any) -> None:
     barrier.wait(timeout=30)
-    conn = storage.get_connection(Path(data_dir))
+    conn = sqlite_backend.connection(Path(data_dir) / "ragflow.db")
     results.put(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
@@ -90,7 +93,7 @@ def test_writers_queue_on_the_writer_lock_and_time_out_naming_the_holder(
     for the first (and gets Unavailable naming the lock and its holder when BUSY_TIMEOUT_MS
     passes), then writes."""
     monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT_MS", 300)
-    store = storage.SqliteStorage(tmp_path)
+    store = SqliteStorage(tmp_path)
     outcome: list[str] = []
     release = threading.Event()
     written = threading.Event()
@@ -103,9 +106,9 @@ def test_writers_queue_on_the_writer_lock_and_time_out_naming_the_holder(
         release.wait(10)
         store.create_dataset("t", {"name": "third"})
         written.set()
-        storage.close_all()
+        sqlite_backend.close_all()
 
-    with storage.transaction(store.conn) as conn:
+    with sqlite_backend.transaction(store.conn) as conn:
         conn.execute("UPDATE datasets SET name = name")
         thread = threading.Thread(target=other_writer)
         thread.start()
@@ -122,18 +125,18 @@ def test_writers_queue_on_the_writer_lock_and_time_out_naming_the_holder(
 
 
 def test_migrate_is_idempotent(tmp_path: Path) -> None:
-    conn = storage.get_connection(tmp_path)
-    assert storage.migrate(conn) == len(MIGRATIONS)
-    assert storage.migrate(conn) == len(MIGRATIONS)
+    conn = sqlite_backend.connection(tmp_path / "ragflow.db")
+    assert migrate(conn) == len(MIGRATIONS)
+    assert migrate(conn) == len(MIGRATIONS)
 
 
 def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
-    parent = storage.get_connection(tmp_path)
+    parent = sqlite_backend.connection(tmp_path / "ragflow.db")
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: must not reuse the parent's sqlite3 object
         try:
-            child = storage.get_connection(tmp_path)
+            child = sqlite_backend.connection(tmp_path / "ragflow.db")
             os.write(write, b"new" if child is not parent else b"same")
         finally:
             os._exit(0)
@@ -144,45 +147,45 @@ def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
 
 
 def test_replace_document_chunks_in_the_callers_transaction(
-    store: storage.SqliteStorage, tmp_path: Path
+    store: SqliteStorage, tmp_path: Path
 ) -> None:
     doc = _doc(store)
-    conn = storage.get_connection(tmp_path)
+    conn = sqlite_backend.connection(tmp_path / "ragflow.db")
     chunks: list[dict[str, Any]] = [
         {"content": "first piece", "token_count": 7, "important_keywords": ["k"]},
         {"content": "second piece"},
         {"content": "first piece"},  # same content: same id, kept once
     ]
-    with storage.transaction(conn):
-        counts = storage.replace_document_chunks(conn, doc["id"], chunks)
+    with sqlite_backend.transaction(conn):
+        counts = document_state.replace_document_chunks(conn, doc["id"], chunks)
         assert conn.in_transaction
     assert counts[0] == 2 and counts[1] == 7 + 2
     expected_id = xxhash.xxh64(("first piece" + doc["id"]).encode()).hexdigest()
     rows, total = store.list_chunks(doc["id"], storage.Page())
-    assert total == 2 and rows[0]["id"] == expected_id == storage.chunk_id("first piece", doc["id"])
+    assert total == 2 and rows[0]["id"] == expected_id == codec.chunk_id("first piece", doc["id"])
     assert store.get_document(doc["dataset_id"], doc["id"])["chunk_count"] == 2  # type: ignore[index]
 
-    with pytest.raises(RuntimeError), storage.transaction(conn):
-        storage.replace_document_chunks(conn, doc["id"], [{"content": "replacement"}])
+    with pytest.raises(RuntimeError), sqlite_backend.transaction(conn):
+        document_state.replace_document_chunks(conn, doc["id"], [{"content": "replacement"}])
         raise RuntimeError("the caller fails after replacing")
     assert store.list_chunks(doc["id"], storage.Page())[1] == 2  # rolled back with the caller
     assert store.search_chunks([doc["dataset_id"]], [], ["replacement"], 10) == []
 
 
 def test_a_disabled_documents_new_chunks_are_not_available(
-    store: storage.SqliteStorage, tmp_path: Path
+    store: SqliteStorage, tmp_path: Path
 ) -> None:
     doc = store.update_document(_doc(store), {"status": "0"})
-    conn = storage.get_connection(tmp_path)
-    with storage.transaction(conn):
-        storage.replace_document_chunks(conn, doc["id"], [{"content": "hidden words"}])
+    conn = sqlite_backend.connection(tmp_path / "ragflow.db")
+    with sqlite_backend.transaction(conn):
+        document_state.replace_document_chunks(conn, doc["id"], [{"content": "hidden words"}])
     assert store.search_chunks([doc["dataset_id"]], [], ["hidden"], 10) == []
     store.update_document(doc, {"status": "1"})
     assert len(store.search_chunks([doc["dataset_id"]], [], ["hidden"], 10)) == 1
 
 
 def test_fts_index_follows_updates_deletes_and_cascades(
-    store: storage.SqliteStorage, tmp_path: Path
+    store: SqliteStorage, tmp_path: Path
 ) -> None:
     doc = _doc(store, "Quarterly Report.txt")
     chunk = store.add_chunk(doc, {"content": "revenue grew"})
@@ -196,7 +199,7 @@ def test_fts_index_follows_updates_deletes_and_cascades(
     assert store.search_chunks(ds, [], ["quarterly"], 10) == []
     assert len(store.search_chunks(ds, [], ["annual"], 10)) == 1
     store.delete_datasets("t", ds)
-    conn = storage.get_connection(tmp_path)
+    conn = sqlite_backend.connection(tmp_path / "ragflow.db")
     assert conn.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0] == 0
     assert conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 0
 
@@ -206,7 +209,7 @@ class _FailingStream(io.BytesIO):
         raise OSError("client went away")
 
 
-def test_an_upload_that_fails_midway_leaves_nothing(store: storage.SqliteStorage) -> None:
+def test_an_upload_that_fails_midway_leaves_nothing(store: SqliteStorage) -> None:
     ds = store.create_dataset("t", {"name": "ds", "chunk_method": "naive", "parser_config": {}})
     uploads = [
         storage.Upload("ok.txt", "txt", "doc", io.BytesIO(b"fine")),
@@ -215,11 +218,11 @@ def test_an_upload_that_fails_midway_leaves_nothing(store: storage.SqliteStorage
     with pytest.raises(OSError, match="client went away"):
         store.add_documents(ds, uploads, "t")
     assert store.list_documents(ds["id"], storage.DocumentFilter(), storage.Page())[1] == 0
-    assert list((store.files_dir / ds["id"]).iterdir()) == []
-    assert list((store.files_dir / ".staging").iterdir()) == []
+    assert list((store.files.files_dir / ds["id"]).iterdir()) == []
+    assert list((store.files.files_dir / ".staging").iterdir()) == []
 
 
-def test_name_conflicts(store: storage.SqliteStorage) -> None:
+def test_name_conflicts(store: SqliteStorage) -> None:
     a = store.create_dataset("t", {"name": "A"})
     store.create_dataset("t", {"name": "B"})
     with pytest.raises(storage.Conflict, match="Dataset name 'b' already exists"):
@@ -227,12 +230,12 @@ def test_name_conflicts(store: storage.SqliteStorage) -> None:
     assert store.create_dataset("other", {"name": "a"})["name"] == "a"
 
 
-def test_a_deleted_database_is_refused_and_never_recreated(store: storage.SqliteStorage) -> None:
+def test_a_deleted_database_is_refused_and_never_recreated(store: SqliteStorage) -> None:
     store.create_dataset("t", {"name": "kept"})
     store.db_path.unlink()
     with pytest.raises(storage.Unavailable, match="was deleted while the service was running"):
         store.create_dataset("t", {"name": "lost"})
-    storage.close_all()  # a new process or thread opens its own connection
+    sqlite_backend.close_all()  # a new process or thread opens its own connection
     missing = r"is missing but ragflow\.db\.writer-lock shows"
     with pytest.raises(storage.Unavailable, match=missing) as exc:
         store.check()
@@ -240,7 +243,7 @@ def test_a_deleted_database_is_refused_and_never_recreated(store: storage.Sqlite
 
 
 def test_a_replaced_database_is_refused_until_the_original_is_back(
-    store: storage.SqliteStorage,
+    store: SqliteStorage,
 ) -> None:
     store.create_dataset("t", {"name": "kept"})
     saved = store.db_path.with_name("saved.db")
@@ -264,7 +267,7 @@ def test_a_replaced_database_is_refused_until_the_original_is_back(
 
 def test_new_database_files_are_private(tmp_path: Path) -> None:
     data = tmp_path / "fresh" / "data"
-    store = storage.SqliteStorage(data)
+    store = SqliteStorage(data)
     store.create_dataset("t", {"name": "a"})
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in [data, *data.iterdir()]}
     assert modes == {
@@ -277,7 +280,7 @@ def test_new_database_files_are_private(tmp_path: Path) -> None:
 
 
 def test_writer_lock_probe_answers_fast_and_reports_a_long_hold(
-    store: storage.SqliteStorage, monkeypatch: pytest.MonkeyPatch
+    store: SqliteStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import fcntl
     import time
@@ -306,13 +309,13 @@ def test_writer_lock_probe_answers_fast_and_reports_a_long_hold(
 
 
 def test_a_database_restored_while_nothing_has_it_open_is_adopted(
-    store: storage.SqliteStorage,
+    store: SqliteStorage,
 ) -> None:
     store.create_dataset("t", {"name": "before-backup"})
     backup = store.db_path.with_name("backup.db")
     store.conn.execute(f"VACUUM INTO '{backup}'")
     store.create_dataset("t", {"name": "after-backup"})
-    storage.close_all()  # the service stops: nothing has the database open any more
+    sqlite_backend.close_all()  # the service stops: nothing has the database open any more
     for suffix in ("-wal", "-shm"):
         Path(f"{store.db_path}{suffix}").unlink(missing_ok=True)
     os.replace(backup, store.db_path)  # the operator restores the backup
@@ -322,7 +325,7 @@ def test_a_database_restored_while_nothing_has_it_open_is_adopted(
 
 
 def test_sqlites_own_lock_held_outside_the_protocol_is_reported_after_a_while(
-    store: storage.SqliteStorage, monkeypatch: pytest.MonkeyPatch
+    store: SqliteStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A program that writes without the writer lock (the sqlite3 shell) holds SQLite's own
     write lock: the probe answers within about half a second and reports it once it lasts."""

@@ -8,10 +8,10 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from api import limits, queue, serialize, storage
+from api import limits, serialize, storage
 from api.envelope import ApiError, Code, argument_error, data_error, ok
 from api.routes import Ctx
-from api.storage import Page, Row
+from api.storage import DatasetRow, DocumentRow, Page
 from api.validation import (
     Schema,
     boolean,
@@ -27,14 +27,14 @@ from api.validation import (
 )
 
 
-def _dataset(ctx: Ctx, dataset_id: str) -> Row:
+def _dataset(ctx: Ctx, dataset_id: str) -> DatasetRow:
     found = ctx.storage.get_dataset(ctx.tenant_id, dataset_id)
     if found is None:
         raise data_error(f"You don't own the dataset {dataset_id}.")
     return found
 
 
-def _document(ctx: Ctx, dataset_id: str, document_id: str) -> Row:
+def _document(ctx: Ctx, dataset_id: str, document_id: str) -> DocumentRow:
     found = ctx.storage.get_document(dataset_id, document_id)
     if found is None:
         raise data_error(f"You don't own the document {document_id}.")
@@ -194,7 +194,7 @@ def parse(ctx: Ctx, dataset_id: str) -> Response:
             raise data_error("Can't parse document that is currently being processed")
         found.append(doc_id)
     if found:
-        queue.enqueue_parse(dataset_id, found, conn=storage.get_connection(ctx.config.data_dir))
+        _tasks(ctx).enqueue_parse(dataset_id, found)
     if missing:
         raise data_error(f"Documents not found: {missing}")
     return _partial("parsed", len(found), duplicates)
@@ -207,7 +207,11 @@ def stop(ctx: Ctx, dataset_id: str) -> Response:
         doc = _document(ctx, dataset_id, doc_id)
         progress = float(doc["progress"])
         # A queued task (RUNNING, progress still 0) can be stopped too.
-        if doc["run"] != queue.RUN_RUNNING and (int(progress) == 1 or progress == 0):
+        if doc["run"] != storage.RUN_RUNNING and (int(progress) == 1 or progress == 0):
             raise data_error("Can't stop parsing document with progress at 0 or 1")
-    queue.cancel_parse(dataset_id, ids, conn=storage.get_connection(ctx.config.data_dir))
+    _tasks(ctx).cancel_parse(dataset_id, ids)
     return _partial("stopped", len(ids), duplicates)
+
+
+def _tasks(ctx: Ctx) -> storage.TaskQueue:
+    return storage.open_backend(ctx.config.data_dir, ctx.config.database_url).tasks

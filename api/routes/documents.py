@@ -14,7 +14,7 @@ from api import filetypes, limits, serialize
 from api.envelope import ApiError, Code, argument_error, data_error, ok
 from api.parser_config import DOCUMENT_CHUNK_METHODS, deep_merge, default_for, parser_config
 from api.routes import Ctx
-from api.storage import DocumentFilter, Page, Row, Upload
+from api.storage import DatasetRow, DocumentFilter, Page, Upload
 from api.validation import (
     FieldError,
     Schema,
@@ -34,7 +34,7 @@ MAX_FILES = 256
 EPOCH_MS_MAX = 10**15
 
 
-def owned_dataset(ctx: Ctx, dataset_id: str, message: str) -> Row:
+def owned_dataset(ctx: Ctx, dataset_id: str, message: str) -> DatasetRow:
     found = ctx.storage.get_dataset(ctx.tenant_id, dataset_id)
     if found is None:
         raise data_error(message)

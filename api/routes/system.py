@@ -11,7 +11,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from api import config, queue, storage
+from api import config, storage
 from api.envelope import json_response, ok
 from api.routes import Ctx
 
@@ -102,7 +102,7 @@ def healthz(load: Callable[[], config.Config]) -> Response:
     if cfg is None:
         checks = {"config": lambda: _raise_config(problem)}
     else:
-        store = storage.get_storage(cfg.data_dir)
+        store = storage.open_backend(cfg.data_dir, cfg.database_url).store
         settings = cfg
         checks = {
             "config": lambda: _raise_config(_settings_problem()),
@@ -129,5 +129,5 @@ def status(ctx: Ctx) -> Response:
     """What the caller's tenant may know: the version and its own parse queue. Nothing about
     other tenants or the machine (hosts, pids, executors): operators read those with
     ``python -m api.admin status`` on the host."""
-    conn = storage.get_connection(ctx.config.data_dir)
-    return ok({"version": VERSION, "queue": queue.queue_depth(tenant_id=ctx.tenant_id, conn=conn)})
+    tasks = storage.open_backend(ctx.config.data_dir, ctx.config.database_url).tasks
+    return ok({"version": VERSION, "queue": tasks.depth(tenant_id=ctx.tenant_id)})

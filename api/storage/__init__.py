@@ -1,67 +1,91 @@
-"""Storage: the interface (api.storage.base) and the SQLite backend (api.storage.sqlite).
+"""Storage: the seam (``base``: protocols; ``rows``: the types crossing it; ``errors``: the only
+exceptions it raises), the file store (``files``, ``fs``) and the backends (``sqlite``).
 
-Nothing here opens a connection at import; ``get_connection()`` and ``get_storage()``
-read DATA_DIR when called and open this process's connection on first use.
+``open_backend`` is the one factory: DATABASE_URL picks the backend (today SQLite only; unset:
+DATA_DIR/ragflow.db). Nothing opens a connection at import; each backend opens this process's
+and thread's connection on first use.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-from api import config
 from api.storage.base import (
-    Conflict,
-    DocumentFilter,
-    NotFound,
-    Page,
-    Row,
+    Backend,
+    ChunkInput,
+    FileStore,
+    Heartbeats,
+    Migrations,
     Storage,
-    StorageError,
-    Unavailable,
+    TaskQueue,
+)
+from api.storage.errors import BackendError, Conflict, NotFound, StorageError, Unavailable
+from api.storage.rows import (
+    RUN_CANCEL,
+    RUN_DONE,
+    RUN_FAIL,
+    RUN_RUNNING,
+    RUN_UNSTART,
+    ApiKeyRow,
+    ChunkHit,
+    ChunkRow,
+    DatasetRow,
+    DocumentFilter,
+    DocumentRow,
+    ExecutorStatus,
+    Page,
+    QueueDepth,
+    Task,
     Upload,
 )
-from api.storage.sqlite import (
-    SqliteStorage,
-    chunk_id,
-    close_all,
-    connection,
-    migrate,
-    replace_document_chunks,
-    transaction,
-    words_prepared,
-)
+from shared import database_url
 
 __all__ = [
+    "RUN_CANCEL",
+    "RUN_DONE",
+    "RUN_FAIL",
+    "RUN_RUNNING",
+    "RUN_UNSTART",
+    "ApiKeyRow",
+    "Backend",
+    "BackendError",
+    "ChunkHit",
+    "ChunkInput",
+    "ChunkRow",
     "Conflict",
+    "DatasetRow",
     "DocumentFilter",
+    "DocumentRow",
+    "ExecutorStatus",
+    "FileStore",
+    "Heartbeats",
+    "Migrations",
     "NotFound",
     "Page",
-    "Row",
-    "SqliteStorage",
+    "QueueDepth",
     "Storage",
     "StorageError",
+    "Task",
+    "TaskQueue",
     "Unavailable",
     "Upload",
-    "chunk_id",
-    "close_all",
-    "get_connection",
-    "get_storage",
-    "migrate",
-    "replace_document_chunks",
-    "transaction",
-    "words_prepared",
+    "open_backend",
 ]
 
-
-def _data_dir(data_dir: Path | None) -> Path:
-    return data_dir if data_dir is not None else config.load().data_dir
+DEFAULT_DB_NAME = "ragflow.db"
 
 
-def get_connection(data_dir: Path | None = None) -> sqlite3.Connection:
-    """This process's (and thread's) connection to DATA_DIR/ragflow.db, schema up to date."""
-    return connection(_data_dir(data_dir) / "ragflow.db")
+def open_backend(data_dir: Path, url: str = "") -> Backend:
+    """The backend DATABASE_URL ``url`` names ("" for the default: SQLite at
+    DATA_DIR/ragflow.db); uploaded files always live under ``data_dir``. Opens nothing yet.
+    ``url`` was validated with the same rule by the renderer and ``api.config``."""
+    try:
+        parsed = database_url.parse(url)
+    except ValueError as exc:
+        raise Unavailable(
+            "db", f"DATABASE_URL is not usable: {exc}; accepted: {database_url.ACCEPTS}"
+        ) from None
+    from api.storage.sqlite import open_sqlite  # the only backend so far
 
-
-def get_storage(data_dir: Path | None = None) -> Storage:
-    return SqliteStorage(_data_dir(data_dir))
+    db_path = Path(parsed.path) if parsed.path is not None else data_dir / DEFAULT_DB_NAME
+    return open_sqlite(data_dir, db_path)

@@ -1,80 +1,41 @@
-"""The storage interface the HTTP layer codes against (a PostgreSQL backend can follow)."""
+"""The storage seam: what the rest of the application codes against.
+
+A backend (today ``api.storage.sqlite``; PostgreSQL next) implements every protocol here,
+raises only ``api.storage.errors`` and returns only ``api.storage.rows`` types.
+``api.storage.open_backend`` is the one factory that picks it from DATABASE_URL.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
-Row = dict[str, Any]
+from api.storage.rows import (
+    ApiKeyRow,
+    ChunkHit,
+    ChunkRow,
+    DatasetRow,
+    DocumentFilter,
+    DocumentRow,
+    ExecutorStatus,
+    Page,
+    QueueDepth,
+    Task,
+    Upload,
+)
 
-
-class StorageError(Exception):
-    """Base of the errors storage raises on purpose."""
-
-
-class NotFound(StorageError):
-    pass
-
-
-class Conflict(StorageError):
-    pass
-
-
-class Unavailable(StorageError):
-    """Storage cannot serve right now, through no fault of the request.
-
-    ``component`` is the health check that reports the same cause (``db``: the database
-    is unreachable, deleted or replaced; ``writes``: writes are blocked by a held lock, a
-    full disk or a read-only file system; ``storage``: the files directory). The message
-    names the cause and what to do."""
-
-    def __init__(self, component: str, message: str) -> None:
-        super().__init__(message)
-        self.component = component
-        self.message = message
+# A chunk given to storage: ``content`` (str), optional ``important_keywords``, ``questions``,
+# ``positions`` (lists), ``available`` (bool), ``token_count`` (int). Identical contents of
+# one document collapse into one chunk (same id).
+ChunkInput = Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Page:
-    number: int = 1
-    size: int = 30
+class FileStore(Protocol):
+    """Uploaded bytes and the file system under DATA_DIR (health probes included)."""
 
-    @property
-    def offset(self) -> int:
-        return (self.number - 1) * self.size
-
-
-@dataclass(frozen=True)
-class DocumentFilter:
-    keywords: str = ""
-    doc_id: str = ""
-    name: str = ""
-    suffixes: tuple[str, ...] = ()
-    runs: tuple[str, ...] = ()
-    create_time_from: int = 0
-    create_time_to: int = 0
-    orderby: str = "create_time"
-    desc: bool = True
-
-
-@dataclass(frozen=True)
-class Upload:
-    name: str
-    suffix: str
-    file_type: str
-    stream: IO[bytes]
-    chunk_method: str | None = None
-
-
-class Storage(Protocol):
-    def check(self) -> None:
-        """Raise Unavailable("db", ...) unless the database answers a read."""
-
-    def check_writes(self) -> None:
-        """Raise Unavailable("writes", ...) unless a write would succeed now; answers within
-        about a second even when another process holds the writer lock."""
+    def file_path(self, document: Mapping[str, Any]) -> Path: ...
 
     def check_files(self) -> None:
         """Raise Unavailable("storage", ...) unless a file can be written under DATA_DIR/files."""
@@ -85,14 +46,26 @@ class Storage(Protocol):
     def sweep_staging(self) -> int:
         """Remove staged upload files that no live process is writing; return how many."""
 
+
+class Storage(FileStore, Protocol):
+    """The records the HTTP layer reads and writes (keys, datasets, documents, chunks) and
+    the health of the database."""
+
+    def check(self) -> None:
+        """Raise Unavailable("db", ...) unless the database answers a read."""
+
+    def check_writes(self) -> None:
+        """Raise Unavailable("writes", ...) unless a write would succeed now; answers within
+        about a second even when another process holds the writer lock."""
+
     def add_key(self, key_hash: str, prefix: str, tenant_id: str, name: str) -> None: ...
     def key_tenant(self, key_hash: str) -> str | None: ...
-    def list_keys(self) -> list[Row]: ...
+    def list_keys(self) -> list[ApiKeyRow]: ...
     def revoke_keys(self, prefix: str) -> int: ...
 
-    def create_dataset(self, tenant_id: str, fields: Mapping[str, Any]) -> Row: ...
-    def get_dataset(self, tenant_id: str, dataset_id: str) -> Row | None: ...
-    def dataset_named(self, tenant_id: str, name: str) -> Row | None: ...
+    def create_dataset(self, tenant_id: str, fields: Mapping[str, Any]) -> DatasetRow: ...
+    def get_dataset(self, tenant_id: str, dataset_id: str) -> DatasetRow | None: ...
+    def dataset_named(self, tenant_id: str, name: str) -> DatasetRow | None: ...
     def list_datasets(
         self,
         tenant_id: str,
@@ -101,41 +74,135 @@ class Storage(Protocol):
         desc: bool,
         dataset_id: str | None = None,
         name: str | None = None,
-    ) -> tuple[list[Row], int]: ...
+    ) -> tuple[list[DatasetRow], int]: ...
     def update_dataset(
         self, tenant_id: str, dataset_id: str, changes: Mapping[str, Any]
-    ) -> Row: ...
+    ) -> DatasetRow: ...
     def delete_datasets(self, tenant_id: str, dataset_ids: Sequence[str]) -> int: ...
     def tenant_dataset_ids(self, tenant_id: str) -> list[str]: ...
 
-    def file_path(self, document: Mapping[str, Any]) -> Path: ...
     def add_documents(
         self, dataset: Mapping[str, Any], uploads: Sequence[Upload], created_by: str
-    ) -> list[Row]: ...
-    def get_document(self, dataset_id: str, doc_id: str) -> Row | None: ...
-    def document_named(self, dataset_id: str, name: str) -> Row | None: ...
+    ) -> list[DocumentRow]: ...
+    def get_document(self, dataset_id: str, doc_id: str) -> DocumentRow | None: ...
+    def document_named(self, dataset_id: str, name: str) -> DocumentRow | None: ...
     def list_documents(
         self, dataset_id: str, flt: DocumentFilter, page: Page
-    ) -> tuple[list[Row], int]: ...
+    ) -> tuple[list[DocumentRow], int]: ...
     def update_document(
         self, doc: Mapping[str, Any], changes: Mapping[str, Any], reset: bool = False
-    ) -> Row: ...
+    ) -> DocumentRow: ...
     def delete_documents(self, dataset_id: str, doc_ids: Sequence[str]) -> list[str]: ...
     def document_ids(self, dataset_id: str) -> list[str]: ...
     def documents_in(self, dataset_ids: Sequence[str]) -> set[str]: ...
 
     def list_chunks(
         self, doc_id: str, page: Page, keywords: str = "", chunk: str = ""
-    ) -> tuple[list[Row], int]: ...
-    def get_chunk(self, doc_id: str, chunk: str) -> Row | None: ...
-    def add_chunk(self, doc: Mapping[str, Any], fields: Mapping[str, Any]) -> Row: ...
-    def update_chunk(self, doc_id: str, chunk: str, changes: Mapping[str, Any]) -> Row: ...
+    ) -> tuple[list[ChunkRow], int]: ...
+    def get_chunk(self, doc_id: str, chunk: str) -> ChunkRow | None: ...
+    def add_chunk(self, doc: Mapping[str, Any], fields: Mapping[str, Any]) -> ChunkRow: ...
+    def update_chunk(self, doc_id: str, chunk: str, changes: Mapping[str, Any]) -> ChunkRow: ...
     def delete_chunks(self, doc_id: str, chunk_ids: Sequence[str] | None) -> int: ...
+    def replace_chunks(self, doc_id: str, chunks: Sequence[ChunkInput]) -> tuple[int, int]:
+        """Replace every chunk of the document in one transaction (bulk loads, benchmarks);
+        returns (chunk_count, token_count)."""
+
     def search_chunks(
         self,
         dataset_ids: Sequence[str],
         doc_ids: Sequence[str],
         terms: Sequence[str],
         limit: int,
-    ) -> list[Row]: ...
-    def chunks_by_id(self, chunk_ids: Sequence[str]) -> dict[str, Row]: ...
+    ) -> list[ChunkHit]: ...
+    def chunks_by_id(self, chunk_ids: Sequence[str]) -> dict[str, ChunkRow]: ...
+
+
+class TaskQueue(Protocol):
+    """The durable parse-task queue: leases (visibility timeouts), fencing by
+    ``(lease_owner, attempts)``, tenants taking turns. Every operation is one transaction
+    that also moves the document's state (run, progress, progress_msg, chunks)."""
+
+    def enqueue_parse(self, dataset_id: str, doc_ids: Sequence[str]) -> list[str]:
+        """Reset each document (RUNNING, progress 0, counts 0, chunks removed), cancel its
+        older tasks and queue one new task. Returns the new task ids, in order. Documents not
+        in ``dataset_id`` raise ``LookupError`` and nothing changes."""
+
+    def cancel_parse(self, dataset_id: str, doc_ids: Sequence[str]) -> int:
+        """Documents become CANCEL with no chunks, their open tasks cancelled; returns how
+        many documents changed."""
+
+    def claim(self, consumer: str, lease_seconds: float, *, max_attempts: int = 3) -> Task | None:
+        """Lease the next ready task (tenants take turns, each tenant's in queue order); a
+        task past ``max_attempts`` fails its document instead. None when nothing is ready."""
+
+    def renew(self, task: Task, lease_seconds: float) -> bool:
+        """Extend the lease; False when the claim is no longer current."""
+
+    def report_progress(self, task: Task, progress: float, message: str = "") -> bool:
+        """Set the document's progress (0..1), append ``message``; False means stop working."""
+
+    def complete(self, task: Task, chunks: Sequence[ChunkInput]) -> bool:
+        """Replace the document's chunks and mark it DONE; False, with nothing changed, when
+        the claim is no longer current."""
+
+    def complete_and_claim(
+        self,
+        task: Task,
+        chunks: Sequence[ChunkInput],
+        lease_seconds: float,
+        *,
+        max_attempts: int = 3,
+    ) -> tuple[bool, Task | None]:
+        """``complete`` then ``claim`` the consumer's next task in the same transaction; a
+        failing claim never undoes the completion."""
+
+    def fail(self, task: Task, error: str) -> bool:
+        """The document becomes FAIL with ``[ERROR] <error>``; False when no longer ours."""
+
+    def release(self, task: Task, reason: str = "") -> bool:
+        """Hand the task back (executor stopping), the attempt not counted."""
+
+    def depth(self, *, tenant_id: str | None = None) -> QueueDepth:
+        """Counts of open tasks, all tenants' or one tenant's."""
+
+
+class Heartbeats(Protocol):
+    """Task executors' liveness records."""
+
+    def beat(
+        self,
+        consumer: str,
+        *,
+        host: str,
+        pid: int,
+        started_at: float,
+        state: str,
+        current_task: str | None = None,
+        done: int = 0,
+        failed: int = 0,
+    ) -> None: ...
+
+    def executors(self, stale_after: float = 15.0) -> list[ExecutorStatus]:
+        """Every executor that ever beat, ``stale`` when a running one has been silent for
+        ``stale_after`` seconds."""
+
+
+class Migrations(Protocol):
+    def migrate(self) -> int:
+        """Bring the schema up to date (safe when several processes do it at once); returns
+        the schema version."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend's implementations of the seam, as ``open_backend`` returns them."""
+
+    name: str  # "sqlite"
+    location: str  # where the data lives, for messages (a path; never a password)
+    store: Storage
+    tasks: TaskQueue
+    heartbeats: Heartbeats
+    migrations: Migrations
+    # Close the calling thread's connections (threads that end, processes that stop; a forked
+    # child never reuses its parent's connections anyway).
+    close: Callable[[], None]

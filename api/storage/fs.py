@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import IO
 
-from api.storage.base import Unavailable
+from api.storage.errors import Unavailable
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600

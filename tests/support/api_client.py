@@ -84,4 +84,4 @@ class Api:
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
     yield Api(tmp_path / "data")
-    storage.close_all()  # one DATA_DIR per test: do not keep its connection open
+    storage.open_backend(tmp_path / "data").close()  # one DATA_DIR per test: close its connection

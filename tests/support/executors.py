@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from api import storage
-from api.storage import SqliteStorage, Upload
+from api.storage import Upload
+from api.storage.sqlite import connections as sqlite_connections
 from support import slowdown
+from support.backends import SqliteInspector
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 T = TypeVar("T")
@@ -25,8 +28,8 @@ def add_docs(
     data_dir: Path,
     files: list[tuple[str, bytes]],
     parser_config: Mapping[str, Any] | None = None,
-) -> tuple[SqliteStorage, dict[str, Any], list[dict[str, Any]]]:
-    store = SqliteStorage(data_dir)
+) -> tuple[storage.Storage, storage.DatasetRow, list[storage.DocumentRow]]:
+    store = storage.open_backend(data_dir).store
     dataset = store.create_dataset(
         "tenant", {"name": "ds", "parser_config": dict(parser_config or {"chunk_token_num": 64})}
     )
@@ -36,8 +39,14 @@ def add_docs(
     return store, dataset, store.add_documents(dataset, uploads, "tenant")
 
 
+def sqlite_conn(data_dir: Path) -> sqlite3.Connection:
+    """This thread's connection of the SQLite backend under DATA_DIR, to inspect its rows."""
+    return sqlite_connections.connection(data_dir / "ragflow.db")
+
+
 def doc_rows(data_dir: Path, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
-    conn = storage.get_connection(data_dir)
+    """The documents among ``doc_ids`` that exist, by id."""
+    conn = sqlite_conn(data_dir)
     marks = ",".join("?" * len(doc_ids))
     rows = conn.execute(f"SELECT * FROM documents WHERE id IN ({marks})", doc_ids).fetchall()
     return {r["id"]: dict(r) for r in rows}
@@ -91,6 +100,4 @@ def executors(
 
 
 def chunk_rows(data_dir: Path, doc_id: str) -> list[dict[str, Any]]:
-    conn = storage.get_connection(data_dir)
-    rows = conn.execute("SELECT * FROM chunks WHERE doc_id = ? ORDER BY seq", (doc_id,))
-    return [dict(r) for r in rows.fetchall()]
+    return SqliteInspector(data_dir).chunks(doc_id)

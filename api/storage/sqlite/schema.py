@@ -1,4 +1,4 @@
-"""Every DDL statement of the SQLite backend, as numbered migrations.
+"""Every DDL statement of the SQLite backend, as numbered migrations, and their runner.
 
 Migration N brings the schema from user_version N-1 to N. They run inside one
 ``BEGIN IMMEDIATE`` transaction, so several processes starting at once apply
@@ -7,6 +7,9 @@ version).
 """
 
 from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema
@@ -122,7 +125,7 @@ MIGRATIONS: tuple[str, ...] = (
     # 2: fair claims across tenants. A task carries its tenant and a turn: the tenant's next
     # turn when it was queued (one more than its last queued task, and never earlier than the
     # queue's lowest queued turn). Executors claim the lowest turn first, then the oldest, so
-    # tenants take turns instead of one tenant's backlog delaying everyone (api.queue).
+    # tenants take turns instead of one tenant's backlog delaying everyone (sqlite/tasks.py).
     """
     ALTER TABLE tasks ADD COLUMN tenant_id TEXT NOT NULL DEFAULT '';
     ALTER TABLE tasks ADD COLUMN turn INTEGER NOT NULL DEFAULT 0;
@@ -132,3 +135,35 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX tasks_tenant_turn ON tasks(tenant_id, state, turn);
     """,
 )
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; safe when several processes do it at once."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= len(MIGRATIONS):
+        return len(MIGRATIONS)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        for number in range(version, len(MIGRATIONS)):
+            for statement in _statements(MIGRATIONS[number]):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+    return len(MIGRATIONS)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration into statements (sqlite3.complete_statement knows about triggers)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        if line.strip().startswith("--") and not pending.strip():
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()[:80]}")

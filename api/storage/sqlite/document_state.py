@@ -1,0 +1,75 @@
+"""Writes on one document that both the HTTP repository and the task queue make inside their
+own transactions: its chunks with their counts, and the cancelling of its open tasks."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from api import text
+from api.storage.errors import NotFound
+from api.storage.sqlite.codec import chunk_id, json_list
+
+
+def refresh_counts(conn: sqlite3.Connection, doc_id: str) -> tuple[int, int]:
+    row = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(token_count), 0) FROM chunks WHERE doc_id = ?", (doc_id,)
+    ).fetchone()
+    counts = (int(row[0]), int(row[1]))
+    conn.execute(
+        "UPDATE documents SET chunk_count = ?, token_count = ? WHERE id = ?", (*counts, doc_id)
+    )
+    return counts
+
+
+def replace_document_chunks(
+    conn: sqlite3.Connection, doc_id: str, chunks: Sequence[Mapping[str, Any]]
+) -> tuple[int, int]:
+    """Replace every chunk of ``doc_id`` inside the caller's transaction.
+
+    Each chunk: ``content`` (str), optional ``important_keywords``, ``questions``,
+    ``positions`` (lists), ``available`` (bool; a disabled document's chunks are never
+    available), ``token_count`` (int; counted with api.text when absent). Identical
+    contents collapse into one chunk (same id). Updates the document's
+    chunk_count/token_count and returns them."""
+    doc = conn.execute(
+        "SELECT dataset_id, name, status FROM documents WHERE id = ?", (doc_id,)
+    ).fetchone()
+    if doc is None:
+        raise NotFound(f"Document {doc_id} does not exist")
+    conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+    created = time.time()
+    for chunk in chunks:
+        content = str(chunk.get("content", ""))
+        tokens = chunk.get("token_count")
+        conn.execute(
+            "INSERT OR IGNORE INTO chunks (id, doc_id, dataset_id, docnm, content,"
+            " important_keywords, questions, available, positions, token_count, create_time)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                chunk_id(content, doc_id),
+                doc_id,
+                doc["dataset_id"],
+                doc["name"],
+                content,
+                json_list(chunk.get("important_keywords")),
+                json_list(chunk.get("questions")),
+                1 if chunk.get("available", True) and doc["status"] == "1" else 0,
+                json_list(chunk.get("positions")),
+                int(tokens) if isinstance(tokens, int) else text.count_tokens(content),
+                created,
+            ),
+        )
+    return refresh_counts(conn, doc_id)
+
+
+def cancel_open_tasks(conn: sqlite3.Connection, doc_id: str, reason: str, now: float) -> None:
+    """End the document's queued or leased tasks (a running executor notices at its next
+    check, its claim no longer current)."""
+    conn.execute(
+        "UPDATE tasks SET state = 'cancelled', finished_at = ?, lease_owner = NULL,"
+        " lease_expires = NULL, last_error = ? WHERE doc_id = ? AND state IN ('queued', 'leased')",
+        (now, reason, doc_id),
+    )

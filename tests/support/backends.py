@@ -1,0 +1,82 @@
+"""The storage backends that the behaviour tests run on, each with an inspector.
+
+The seam exposes what the application needs; a test also reads rows the seam does not expose
+(a task's state, a document's progress) and moves a lease's clock. Each backend gives those
+through its Inspector. Add a backend to BACKENDS and every test parametrized with it runs on it.
+"""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from api import storage
+from api.storage.sqlite import connections
+
+
+class Inspector(Protocol):
+    def task(self, task_id: str) -> dict[str, Any]: ...
+    def document(self, doc_id: str) -> dict[str, Any]: ...
+    def chunks(self, doc_id: str) -> list[dict[str, Any]]:
+        """The document's chunks, in insertion order."""
+
+    def expire(self, task_id: str) -> None:
+        """The clock moves past the task's lease."""
+
+    def silence_executors(self, seconds: float, *, but: str) -> None:
+        """Every executor except ``but`` last beat ``seconds`` earlier than it did."""
+
+    def corrupt_parser_config(self, doc_id: str) -> None:
+        """Store a parser_config that is not valid JSON (an older version's bug)."""
+
+
+class SqliteInspector:
+    def __init__(self, data_dir: Path) -> None:
+        self.db_path = data_dir / "ragflow.db"
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return connections.connection(self.db_path)
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        return dict(self.conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone())
+
+    def document(self, doc_id: str) -> dict[str, Any]:
+        return dict(self.conn.execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone())
+
+    def chunks(self, doc_id: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM chunks WHERE doc_id = ? ORDER BY seq", (doc_id,))
+        return [dict(r) for r in rows]
+
+    def expire(self, task_id: str) -> None:
+        self.conn.execute("UPDATE tasks SET lease_expires = 0 WHERE id = ?", (task_id,))
+
+    def silence_executors(self, seconds: float, *, but: str) -> None:
+        self.conn.execute(
+            "UPDATE executors SET last_beat = last_beat - ? WHERE consumer != ?", (seconds, but)
+        )
+
+    def corrupt_parser_config(self, doc_id: str) -> None:
+        self.conn.execute("UPDATE documents SET parser_config = '{broken' WHERE id = ?", (doc_id,))
+
+
+BACKENDS: dict[str, Callable[[Path], tuple[storage.Backend, Inspector]]] = {
+    "sqlite": lambda data_dir: (storage.open_backend(data_dir), SqliteInspector(data_dir)),
+}
+
+
+def add_documents(
+    store: storage.Storage, tenant: str, names: list[str], parser_config: dict[str, Any]
+) -> tuple[str, list[str]]:
+    """A new dataset of ``tenant`` holding one small document per name: (dataset id, doc ids)."""
+    dataset = store.create_dataset(
+        tenant, {"name": f"ds of {tenant} {len(names)}", "parser_config": parser_config}
+    )
+    uploads = [
+        storage.Upload(name, name.rsplit(".", 1)[-1], "doc", io.BytesIO(f"text of {name}".encode()))
+        for name in names
+    ]
+    return dataset["id"], [d["id"] for d in store.add_documents(dataset, uploads, tenant)]
