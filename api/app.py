@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Request, Response
 
-from api import auth, config, logs, openapi, storage
-from api.envelope import ApiError, Code, error_response, json_response
+from api import auth, config, logs, metrics, openapi, storage
+from api.envelope import ApiError, Code, EnvelopeResponse, error_response, json_response
 from api.routes import Ctx, chunks, datasets, documents, retrieval, system
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger("api.app")
 
@@ -90,15 +90,25 @@ class App:
 
     settings: config.Config | None = None
     debug: bool = False  # let unexpected errors reach Werkzeug's debugger (dev server --debug)
+    # self.serve, counted and timed when metrics are on; decided on each process's first request
+    observed: WSGIApplication | None = field(default=None, repr=False)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if self.observed is None:
+            self.observed = metrics.instrument(self.serve)
+        return self.observed(environ, start_response)
+
+    def serve(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/v1/system/ping" and environ.get("REQUEST_METHOD") == "GET":
             # Liveness probes and load balancers call this often: answer it before building a
             # Werkzeug request and routing (about 90 us of a ~340 us request on a sync worker).
+            environ[metrics.ROUTE_KEY] = "/v1/system/ping"
             start_response("200 OK", PING_HEADERS)
             return [system.PING_BODY]
         request = Request(environ)
         response = self.respond(request)
+        if isinstance(response, EnvelopeResponse) and response.code is not None:
+            environ[metrics.CODE_KEY] = response.code
         return response(environ, start_response)
 
     def load_settings(self) -> config.Config:
@@ -112,7 +122,10 @@ class App:
         try:
             cfg = self.load_settings()
             request.max_content_length = cfg.max_content_length
-            endpoint, args = URLS.bind_to_environ(request.environ).match()
+            rule, args = URLS.bind_to_environ(request.environ).match(return_rule=True)
+            # the rule's template, not the path: a bounded label for the metrics
+            request.environ[metrics.ROUTE_KEY] = rule.rule
+            endpoint = rule.endpoint
             return self.dispatch(request, cfg, str(endpoint), dict(args))
         except RequestRedirect as redirect:
             return redirect.get_response(request.environ)

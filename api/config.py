@@ -119,6 +119,7 @@ class TaskSettings:
     poll_ms: int  # TASK_POLL_INTERVAL_MS: how often an idle executor looks for work
     heartbeat_seconds: int  # TASK_HEARTBEAT_SECONDS: executor heartbeat period
     host_id: str  # EXECUTOR_HOST_ID: first part of consumer names (default: the host name)
+    max_memory: int | None = None  # EXECUTOR_MAX_MEMORY: resident bytes; over it: hand back, exit
 
     @property
     def stale_after(self) -> float:
@@ -139,4 +140,5 @@ def load_task_settings(environ: Mapping[str, str] | None = None) -> TaskSettings
         poll_ms=_int(env, "TASK_POLL_INTERVAL_MS", 500, 10, 5000),
         heartbeat_seconds=_int(env, "TASK_HEARTBEAT_SECONDS", 5, 1, 300),
         host_id=env.get("EXECUTOR_HOST_ID", "").strip() or socket.gethostname(),
+        max_memory=_int(env, "EXECUTOR_MAX_MEMORY", 0, 16 * 1024**2, 1 << 40) or None,
     )

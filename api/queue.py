@@ -502,6 +502,15 @@ def queue_depth(*, conn: sqlite3.Connection | None = None) -> dict[str, int]:
     return {"queued": int(row[0]), "running": int(row[1]), "expired": int(row[2])}
 
 
+def oldest_pending_age(*, conn: sqlite3.Connection | None = None) -> float:
+    """Seconds the oldest task waiting for an executor (queued, or leased with its lease run
+    out) has waited since it was enqueued; 0 when none waits."""
+    c = _connection(conn)
+    now = time.time()
+    row = c.execute(f"SELECT MIN(enqueued_at) FROM tasks WHERE {_READY}", (now,)).fetchone()
+    return max(0.0, now - float(row[0])) if row and row[0] is not None else 0.0
+
+
 def list_executors(
     stale_after: float = 15.0, *, conn: sqlite3.Connection | None = None
 ) -> list[dict[str, Any]]:

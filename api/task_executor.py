@@ -35,11 +35,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from api import config, logs, queue, storage
+from api import config, logs, metrics, queue, storage
 from api.parsing import limits as parse_limits
 from api.parsing.parsers import ParseError
 from api.parsing.pipeline import build_chunks
@@ -61,6 +61,12 @@ class _Job:
     abandon: threading.Event
     finished: threading.Event
     next_task: queue.Task | None = None  # claimed together with this task's completion
+    claimed_at: float = field(default_factory=time.monotonic)
+    abandon_counted: bool = False
+
+    def finished_as(self, outcome: str) -> None:
+        """Count this task's outcome (api.metrics.TASK_OUTCOMES)."""
+        metrics.task_finished(outcome, time.monotonic() - self.claimed_at)
 
 
 class _Worker:
@@ -115,6 +121,7 @@ class Executor:
         self.consumer = consumer
         self.exit_when_stuck = exit_when_stuck
         self.stuck = False  # a worker never came back: the process should be replaced
+        self.over_memory = False  # EXECUTOR_MAX_MEMORY exceeded: the process should be replaced
         self.data_dir = data_dir
         self.settings = settings
         self.limits = limits
@@ -180,7 +187,9 @@ class Executor:
         self._beat("idle", force=True)
         poll = self.settings.poll_ms / 1000
         task: queue.Task | None = None
-        while not self.stopping and not self.stuck:
+        while not self.stopping and not self.stuck and not self.over_memory:
+            if self.memory_exceeded():
+                break
             if task is None:
                 try:
                     task = queue.claim(
@@ -197,8 +206,8 @@ class Executor:
                 continue
             # the next task comes claimed with this one's completion, or is claimed at once
             task = self._supervise(task)
-        if task is not None:  # claimed with the last completion as the stop began
-            self._release(task)
+        if task is not None and self._release(task):  # claimed with the last completion
+            metrics.task_finished("handed_back")
         self._retire_worker(wait=True)
         self._beat("stopped", force=True)
         storage.close_all()  # this thread's connection
@@ -230,6 +239,9 @@ class Executor:
                 if self._stop_deadline is not None and now >= self._stop_deadline:
                     self._hand_back(job)
                     break
+                if self.memory_exceeded():
+                    self._hand_back(job)
+                    break
                 if now >= stuck_at:
                     self._give_up_stuck(job)
                     break
@@ -237,9 +249,29 @@ class Executor:
                     next_renew = now + renew_every
                     if not self._renew(task):
                         job.abandon.set()
+                        if not job.abandon_counted:
+                            job.abandon_counted = True
+                            job.finished_as("lease_expired")
         finally:
             self._job = None
         return job.next_task
+
+    def memory_exceeded(self) -> bool:
+        """True (and from then on) once this process's resident memory is above
+        EXECUTOR_MAX_MEMORY: the current task is handed back and the program restarts."""
+        limit = self.settings.max_memory
+        if self.over_memory or limit is None:
+            return self.over_memory
+        used = metrics.resident_bytes()
+        if used > limit:
+            log.error(
+                "resident memory %d MiB is above EXECUTOR_MAX_MEMORY=%d MiB: handing back the "
+                "task and exiting; supervisord restarts the program",
+                used >> 20,
+                limit >> 20,
+            )
+            self.over_memory = True
+        return self.over_memory
 
     def _renew(self, task: queue.Task) -> bool:
         try:
@@ -258,9 +290,13 @@ class Executor:
     def _hand_back(self, job: _Job) -> None:
         job.abandon.set()
         released = self._release(job.task)
+        if released:
+            job.finished_as("handed_back")
         log.warning(
-            "stop timeout (%ss) reached: task %s %s",
-            self.settings.stop_timeout,
+            "%s: task %s %s",
+            "memory limit reached"
+            if self.over_memory
+            else f"stop timeout ({self.settings.stop_timeout}s) reached",
             job.task.id,
             "handed back to the queue" if released else "was no longer ours",
         )
@@ -279,6 +315,7 @@ class Executor:
         try:
             if queue.fail(job.task, error, conn=self._conn()):
                 self.failed += 1
+                job.finished_as("failed")
         except sqlite3.Error as exc:
             log.error("task %s: recording the failure failed: %s", job.task.id, exc)
         log.error("task %s: parser stuck: %s", job.task.id, error)
@@ -340,6 +377,7 @@ class Executor:
             if not completed:
                 raise _Abandoned
             self.done += 1
+            job.finished_as("done")
             log.info("task %s done: %d chunks", task.id, len(chunks))
         except _Abandoned:
             log.info("task %s abandoned: cancelled, superseded or handed back", task.id)
@@ -349,6 +387,7 @@ class Executor:
             # Storage trouble is not the document's fault: leave the lease to expire,
             # so another attempt (counted, capped by TASK_MAX_ATTEMPTS) retries it.
             log.error("task %s: storage error, leaving it for a retry: %s", task.id, exc)
+            job.finished_as("lease_expired")
         except Exception as exc:  # a parser bug or MemoryError must not kill the executor
             log.exception("task %s: unexpected error while parsing", task.id)
             self._fail(job, f"unexpected {type(exc).__name__} while parsing: {exc}", conn)
@@ -359,6 +398,7 @@ class Executor:
         try:
             if queue.fail(job.task, error, conn=conn):
                 self.failed += 1
+                job.finished_as("failed")
                 log.warning("task %s failed: %s", job.task.id, error)
         except sqlite3.Error as exc:
             log.error("task %s: recording the failure failed: %s", job.task.id, exc)
@@ -406,6 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     executor.run()
     if executor.stuck:
         log.error("exiting to get rid of a stuck parser thread; supervisord restarts the program")
+        return 1
+    if executor.over_memory:
         return 1
     return 0
 

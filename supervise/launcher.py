@@ -28,6 +28,8 @@ its waitpid(-1) loop) and replicates `supervisor.supervisord.main`'s restart loo
   can start the service again at once. The signal is the one that stops each program fastest
   and cleanly (PARENT_DEATH_SIGNALS). A program whose supervisord died before the signal was
   set is not started at all.
+- Where programs share a Prometheus multiprocess directory (PROMETHEUS_MULTIPROC_DIR in their
+  environment=), the launcher empties it before supervisord starts them.
 - supervisord applies its `umask=` only when it daemonizes; the launcher runs it in the
   foreground, so it applies the configured umask itself, before it creates any file or child.
 - Without SUPERVISOR_USER/SUPERVISOR_PASSWORD the renderer deliberately protects the control socket
@@ -66,7 +68,10 @@ PARENT_DEATH_SIGNALS = {
     "task_executor": signal.SIGINT,
     "proxy": signal.SIGTERM,
 }
-STOPPED_AT_ONCE = ("task_executor", "socket_holder")  # program groups, on shutdown or reload
+# program groups, on shutdown or reload
+STOPPED_AT_ONCE = ("task_executor", "socket_holder", "metrics")
+# prometheus_client's multiprocess directory, named in the programs' environment=
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 PROXY_GROUP = "proxy"
 AFTER_PROXY = "web"  # the group whose clients all come through the proxy
 AFTER_PROXY_STOP_SECONDS = 3
@@ -247,6 +252,27 @@ class LauncherSupervisor(Supervisor):  # type: ignore[misc]
                     process.stop()
 
 
+def metrics_dirs(options: Any) -> set[str]:
+    """Every PROMETHEUS_MULTIPROC_DIR named in a program's environment=."""
+    return {
+        str(process.environment[METRICS_DIR_VARIABLE])
+        for group in options.process_group_configs
+        for process in group.process_configs
+        if process.environment and process.environment.get(METRICS_DIR_VARIABLE)
+    }
+
+
+def reset_metrics_dir(path: str, uid: int | None, gid: int | None) -> None:
+    """Empty (or create) the metrics directory before any program starts: the files of the
+    previous run's processes would otherwise add their counts to this run's (pids are reused)."""
+    os.makedirs(path, exist_ok=True)
+    for entry in os.scandir(path):
+        if entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)
+    if uid is not None and os.geteuid() == 0:
+        os.chown(path, uid, gid if gid is not None else -1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """supervisor.supervisord.main with our Supervisor; returns the process exit code."""
     exit_code = 0
@@ -255,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = LauncherOptions()
         options.realize(list(argv) if argv is not None else None, doc=__doc__)
         os.umask(options.umask)  # [supervisord] umask=, for its own files and every program
+        for path in metrics_dirs(options):
+            reset_metrics_dir(path, options.uid, getattr(options, "gid", None))
         options.first = first
         options.test = False
         supervisor = LauncherSupervisor(options)

@@ -11,11 +11,15 @@ if chdir not in sys.path:
     sys.path.insert(0, chdir)
 
 from supervise.gunicorn_hooks import (  # noqa: E402,F401
+    child_exit,
+    on_starting,
     post_fork,
     post_request,
     post_worker_init,
     pre_fork,
     pre_request,
+    worker_abort,
+    worker_exit,
 )
 from supervise.gunicorn_logging import ProxyAwareLogger  # noqa: E402
 
