@@ -203,12 +203,13 @@ def _size(path: Path) -> int:
 
 
 # -- the collector -------------------------------------------------------------------------------
-@dataclass
+@dataclass(eq=False)  # registered by identity
 class BundleCollector:
     tracker: ProgramTracker
     data_dir: Path
     stale_after: float
     files: FilesSize
+    memory_limits: Mapping[str, int]  # program group -> bytes
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -253,6 +254,12 @@ class BundleCollector:
             labels=["program", "pid"],
         )
         workers = gauge("ragflow_gunicorn_workers", "Gunicorn worker processes now")
+        limits = gauge(
+            "ragflow_process_memory_limit_bytes",
+            "The memory watchdog's limit for each process of a program (GUNICORN_WORKER_MAX_MEMORY "
+            "for web, EXECUTOR_MAX_MEMORY for the executors); absent when unset",
+            labels=["program"],
+        )
         stats = all_processes()
         worker_count = 0
         with self.tracker.lock:
@@ -264,6 +271,9 @@ class BundleCollector:
             for candidate in PROGRAM_STATES:
                 state.add_metric([name, candidate], 1 if candidate == statename else 0)
             started.add_metric([name], float(info["start"]))
+            limit = self.memory_limits.get(str(info["group"]))
+            if limit:
+                limits.add_metric([name], limit)
             restarts.add_metric([name], counts.get(name, 0))
             pid = int(info["pid"])
             if statename not in ("RUNNING", "STOPPING") or pid <= 0:
@@ -275,7 +285,7 @@ class BundleCollector:
             if name == "web":
                 worker_count += len([p for p in tree if p.ppid == pid])
         workers.add_metric([], worker_count)
-        yield from (up, state, started, restarts, memory, cpu, workers)
+        yield from (up, state, started, restarts, memory, cpu, workers, limits)
 
     def _queue(self, gauge: Any) -> Iterator[Any]:
         depth = gauge("ragflow_task_queue_depth", "Open parse tasks by state", labels=["state"])
@@ -323,6 +333,19 @@ class BundleCollector:
         yield from (sizes, free, total)
 
 
+# program group -> the setting that limits the resident memory of each of its processes
+MEMORY_LIMITS = {"web": "GUNICORN_WORKER_MAX_MEMORY", "task_executor": "EXECUTOR_MAX_MEMORY"}
+
+
+def memory_limits(environ: Mapping[str, str]) -> dict[str, int]:
+    """The limits that are set (the renderer validated them and passes them as byte counts)."""
+    return {
+        group: int(environ[name])
+        for group, name in MEMORY_LIMITS.items()
+        if environ.get(name, "").strip().isdigit()
+    }
+
+
 def build_registry(environ: Mapping[str, str]) -> tuple[Any, ProgramTracker]:
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
@@ -339,6 +362,7 @@ def build_registry(environ: Mapping[str, str]) -> tuple[Any, ProgramTracker]:
             cfg.data_dir,
             config.load_task_settings(environ).stale_after,
             FilesSize(cfg.data_dir / "files"),
+            memory_limits(environ),
         )
     )
     return registry, tracker
