@@ -438,15 +438,23 @@ def fail(task: Task, error: str, *, conn: sqlite3.Connection | None = None) -> b
         return True
 
 
-def release(task: Task, reason: str = "", *, conn: sqlite3.Connection | None = None) -> bool:
+def release(
+    task: Task,
+    reason: str = "",
+    *,
+    count_attempt: bool = False,
+    conn: sqlite3.Connection | None = None,
+) -> bool:
     """Hand the task back (executor stopping): queued again, lease cleared, the
-    attempt not counted, document progress reset. False when no longer ours."""
+    attempt not counted (``count_attempt``: counted, for a task that may be the reason the
+    executor has to stop), document progress reset. False when no longer ours."""
     c = _connection(conn)
     now = time.time()
+    attempts = "attempts" if count_attempt else "MAX(attempts - 1, 0)"
     with storage.transaction(c):
         cur = c.execute(
             "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_expires = NULL,"
-            f" attempts = MAX(attempts - 1, 0) WHERE {_OWNED}",
+            f" attempts = {attempts} WHERE {_OWNED}",
             _owned(task),
         )
         if cur.rowcount != 1:

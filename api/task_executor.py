@@ -49,6 +49,7 @@ log = logging.getLogger("api.task_executor")
 _STEP = 0.1  # seconds: how often waits look at the stop flag
 _PROGRESS_EVERY = 0.5  # seconds between claim checks / progress updates of a worker
 _STUCK_GRACE = 5.0  # seconds past PARSE_TIMEOUT before a worker counts as stuck
+_MIN_LIFETIME = 3.0  # seconds an executor stays up before a restart (rendered startsecs: 2)
 
 
 class _Abandoned(Exception):
@@ -282,6 +283,9 @@ class Executor:
 
     def _release(self, task: queue.Task) -> bool:
         try:
+            if self.over_memory:  # the task may be what takes the memory: count the attempt
+                reason = f"executor above EXECUTOR_MAX_MEMORY={self.settings.max_memory}"
+                return queue.release(task, reason, count_attempt=True, conn=self._conn())
             return queue.release(task, "executor stopping", conn=self._conn())
         except sqlite3.Error as exc:
             log.warning("handing back task %s failed (its lease will expire): %s", task.id, exc)
@@ -448,6 +452,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("exiting to get rid of a stuck parser thread; supervisord restarts the program")
         return 1
     if executor.over_memory:
+        # Stay up past supervisord's startsecs first: a task that blows the limit again right
+        # after a restart must not look like a failed start (FATAL) but count as an attempt
+        # (TASK_MAX_ATTEMPTS ends it FAIL).
+        time.sleep(max(0.0, executor.started_at + _MIN_LIFETIME - time.time()))
         return 1
     return 0
 
