@@ -103,10 +103,12 @@ class App:
             # Liveness probes and load balancers call this often: answer it before building a
             # Werkzeug request and routing (about 90 us of a ~340 us request on a sync worker).
             environ[metrics.ROUTE_KEY] = "/v1/system/ping"
+            environ[metrics.STATUS_KEY] = 200
             start_response("200 OK", PING_HEADERS)
             return [system.PING_BODY]
         request = Request(environ)
         response = self.respond(request)
+        environ[metrics.STATUS_KEY] = response.status_code
         if isinstance(response, EnvelopeResponse) and response.code is not None:
             environ[metrics.CODE_KEY] = response.code
         return response(environ, start_response)
@@ -138,12 +140,14 @@ class App:
         except HTTPException as exc:
             return error_response(ApiError(Code.EXCEPTION, repr(exc)))
         except config.ConfigError as exc:
-            log.error("configuration error: %s", exc)
+            log.error("configuration error (code %d): %s", Code.SERVER_ERROR, exc)
             return error_response(ApiError(Code.SERVER_ERROR, f"Server misconfigured: {exc}"))
         except Exception as exc:
             if self.debug:
                 raise
-            log.exception("unexpected error in %s %s", request.method, request.path)
+            log.exception(
+                "unexpected error in %s %s (code %d)", request.method, request.path, Code.EXCEPTION
+            )
             return error_response(ApiError(Code.EXCEPTION, repr(exc)[:1000]))
 
     def dispatch(

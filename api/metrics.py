@@ -28,6 +28,7 @@ MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # WSGI environ keys the application fills in for the metrics and the access log.
 ROUTE_KEY = "ragflow.route"
 CODE_KEY = "ragflow.code"
+STATUS_KEY = "ragflow.status"
 UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})
 TASK_OUTCOMES = ("done", "failed", "handed_back", "lease_expired")
@@ -85,34 +86,41 @@ def _metrics() -> _Metrics:
 
 
 def instrument(app: WSGIApplication) -> WSGIApplication:
-    """``app`` wrapped to count and time every request (``app`` itself when metrics are off)."""
+    """``app`` wrapped to count and time every request (``app`` itself when metrics are off).
+    ``app`` puts the route template, the status and the envelope code in the environ (ROUTE_KEY,
+    STATUS_KEY, CODE_KEY). Label children are cached here: the label sets are bounded."""
     if not enabled():
         return app
     metrics = _metrics()
+    counters: dict[tuple[str, str, str, str], Any] = {}
+    histograms: dict[str, Any] = {}
+    in_flight = metrics.in_flight
 
     def observed(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        status: list[str] = []
-
-        def capture(head: str, headers: Any, exc_info: Any = None) -> Any:
-            status.append(head)
-            return start_response(head, headers, exc_info)
-
         start = time.perf_counter()
-        metrics.in_flight.inc()
+        in_flight.inc()
         try:
-            return app(environ, capture)
+            return app(environ, start_response)
         finally:
-            metrics.in_flight.dec()
-            route = str(environ.get(ROUTE_KEY, UNMATCHED))
-            method = str(environ.get("REQUEST_METHOD", ""))
+            elapsed = time.perf_counter() - start
+            in_flight.dec()
+            route = environ.get(ROUTE_KEY, UNMATCHED)
+            method = environ.get("REQUEST_METHOD", "")
             code = environ.get(CODE_KEY)
-            metrics.requests.labels(
+            labels = (
                 route,
                 method if method in METHODS else "other",
-                status[-1][:3] if status else "500",
+                str(environ.get(STATUS_KEY, 500)),
                 "" if code is None else str(code),
-            ).inc()
-            metrics.duration.labels(route).observe(time.perf_counter() - start)
+            )
+            counter = counters.get(labels)
+            if counter is None:
+                counter = counters[labels] = metrics.requests.labels(*labels)
+            counter.inc()
+            histogram = histograms.get(route)
+            if histogram is None:
+                histogram = histograms[route] = metrics.duration.labels(route)
+            histogram.observe(elapsed)
 
     return observed
 

@@ -129,6 +129,14 @@ def test_worker_over_memory_is_retired_after_its_request_with_no_failed_request(
     series = scrape(metrics_port)
     assert value(series, 'ragflow_gunicorn_worker_recycles_total{reason="crash"}') == 0
     assert "GUNICORN_WORKER_MAX_MEMORY" in run.stderr() + run.stdout()
+    # the access line carries the envelope code (HTTP 200 either way)
+    wait_for(
+        lambda: (
+            '"POST /api/v1/datasets HTTP/1.0" 200' in run.stdout() and "code=101" in run.stdout()
+        ),
+        10,
+        "the access line of the refused body, with its envelope code",
+    )
 
 
 def test_executor_over_memory_hands_back_its_task_and_restarts(start_bundle: Any) -> None:

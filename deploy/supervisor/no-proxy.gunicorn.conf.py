@@ -44,8 +44,9 @@ loglevel = 'info'
 logger_class = ProxyAwareLogger
 accesslog = "-"
 errorlog = "-"
-# client IP, time, request line (method, path and query), status, size, user agent, duration (ms)
-access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(B)s "%(a)s" %(M)sms'
+# client IP, time, request line (method, path and query), status, size, user agent, duration (ms),
+# RAGFlow's envelope code (the API answers errors with HTTP 200; "-" without an envelope)
+access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(B)s "%(a)s" %(M)sms code=%({ragflow.code}e)s'
 LOG_FORMAT = 'text'
 PROGRAM = os.environ.get("SUPERVISOR_PROCESS_NAME", "web")
 
