@@ -2,7 +2,6 @@
 # Usable on its own: gunicorn -c THIS_FILE api.wsgi:application binds HOST_IP:HOST_PORT.
 # Under supervisord, supervise.serve_web adds --bind fd://N (the command line wins).
 # GUNICORN_CMD_ARGS still applies: gunicorn reads it itself, after this file.
-import logging
 import os
 import sys
 
@@ -51,30 +50,15 @@ LOG_FORMAT = 'text'
 PROGRAM = os.environ.get("SUPERVISOR_PROCESS_NAME", "web")
 
 
-class JsonLineFormatter(logging.Formatter):
-    """One JSON object per line: time, level, program, pid, logger, message."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        import json
-
-        return json.dumps(
-            {
-                "time": self.formatTime(record),
-                "level": record.levelname,
-                "program": PROGRAM,
-                "pid": record.process,
-                "logger": record.name,
-                "message": record.getMessage(),
-            }
-        )
-
-
 TEXT_FORMAT = "%(asctime)s " + PROGRAM + " [%(process)d] %(levelname)s %(name)s: %(message)s"
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "line": {"()": JsonLineFormatter} if LOG_FORMAT == "json" else {"format": TEXT_FORMAT},
+        # shared.logformat: the JSON line of every Python process of the bundle
+        "line": {"()": "shared.logformat.JsonFormatter", "program": PROGRAM}
+        if LOG_FORMAT == "json"
+        else {"format": TEXT_FORMAT},
     },
     "handlers": {
         "access": {"class": "logging.StreamHandler", "formatter": "line", "stream": "ext://sys.stdout"},

@@ -1,0 +1,92 @@
+"""LOG_FORMAT=json: one formatter (shared.logformat) for every Python program's lines.
+
+A real bundle with LOG_TARGET=file: every line the web program (Gunicorn master and workers,
+error and access logs, the app), the task executor and the metrics exporter write, on stdout and
+stderr, is one JSON object with ISO 8601 time, program, pid, level and message; access lines carry
+their fields as separate keys, the envelope code included. nginx's access line carries the same
+request keys. (supervisord's own lines, the socket holders' start line and nginx's error log are
+not JSON yet.)"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from support import ragflow_client as client
+from support.waiting import free_port, wait_for
+
+from shared.logformat import JsonFormatter
+
+PYTHON_PROGRAMS = ("web", "task_executor_00", "metrics")
+ACCESS_KEYS = {"client", "method", "path", "query", "status", "size", "user_agent", "duration_ms"}
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise AssertionError(f"{path.name}:{number} is not JSON: {line[:200]!r}") from None
+        assert isinstance(record, dict), f"{path.name}:{number}: {line[:200]!r}"
+        for key in ("time", "level", "program", "pid", "message"):
+            assert key in record, f"{path.name}:{number} has no {key!r}: {line[:200]!r}"
+        assert datetime.fromisoformat(record["time"]).tzinfo is not None, record["time"]
+        records.append(record)
+    return records
+
+
+def test_every_line_of_the_python_programs_is_one_json_object(start_bundle: Any) -> None:
+    run = start_bundle(LOG_FORMAT="json", LOG_TARGET="file", METRICS_PORT=str(free_port()))
+    base = f"http://127.0.0.1:{run.port}"
+    assert requests.get(f"{base}/v1/system/ping", timeout=10).text == "pong"
+    assert requests.get(f"{base}/no/such/path?x=1", timeout=10).json()["code"] == 100
+    dataset = client.create_dataset(run.port)
+    documents = client.upload(run.port, dataset, {"log.txt": b"json log line test\n" * 50})
+    client.start_parsing(run.port, dataset, documents)
+    logs = Path(run.env["LOG_DIR"])
+
+    def access_lines() -> list[dict[str, Any]]:
+        return [r for r in _records(logs / "web.log") if r.get("logger") == "gunicorn.access"]
+
+    wait_for(lambda: len(access_lines()) >= 5, 20, "the access lines in web.log")
+    wait_for(
+        lambda: any("done" in r["message"] for r in _records(logs / "task_executor_00.err.log")),
+        60,
+        "the executor's line for the parsed document",
+    )
+    for program in PYTHON_PROGRAMS:
+        for stream in ("log", "err.log"):
+            path = logs / f"{program}.{stream}"
+            if path.exists():
+                for record in _records(path):
+                    assert record["program"] == program, record
+    unknown = next(r for r in access_lines() if r["path"] == "/no/such/path")
+    assert set(unknown) >= ACCESS_KEYS, unknown
+    assert (unknown["method"], unknown["status"], unknown["code"]) == ("GET", 200, 100)
+    assert unknown["query"] == "x=1" and unknown["client"] == "127.0.0.1"
+    assert isinstance(unknown["duration_ms"], float) and unknown["size"] > 0
+    ping = next(r for r in access_lines() if r["path"] == "/v1/system/ping")
+    assert ping["code"] is None  # no envelope
+    upload = next(r for r in access_lines() if r["method"] == "POST" and "documents" in r["path"])
+    assert upload["code"] == 0
+    proxy = [json.loads(line) for line in (logs / "proxy.log").read_text().splitlines()]
+    assert proxy and all({"client", "method", "path", "status", "size"} <= set(r) for r in proxy)
+
+
+def test_json_formatter_writes_the_traceback_and_iso_time() -> None:
+    formatter = JsonFormatter("web")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("api.app", logging.ERROR, __file__, 1, "failed %s", ("x",),
+                                   sys.exc_info())  # fmt: skip
+    entry = json.loads(formatter.format(record))
+    assert entry["message"] == "failed x" and entry["program"] == "web"
+    assert entry["traceback"].startswith("Traceback") and "ValueError: boom" in entry["traceback"]
+    assert datetime.fromisoformat(entry["time"]).utcoffset() is not None
