@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,3 +64,26 @@ class JsonFormatter(logging.Formatter):
         if traceback:
             entry["traceback"] = traceback
         return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def plain_line(
+    message: str,
+    level: str = "INFO",
+    logger: str = "",
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """A line for a program that prints instead of logging (the socket holders, serve_web,
+    serve_proxy): ``message`` itself, or with LOG_FORMAT=json the same JSON object as
+    JsonFormatter's."""
+    env = os.environ if environ is None else environ
+    if env.get("LOG_FORMAT", "").strip().lower() != "json":
+        return message
+    entry = {
+        "time": iso_time(time.time()),
+        "level": level,
+        "program": program_name(env),
+        "pid": os.getpid(),
+        "logger": logger or program_name(env),
+        "message": message,
+    }
+    return json.dumps(entry, ensure_ascii=False)

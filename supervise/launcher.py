@@ -43,6 +43,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import json
 import os
 import signal
 import sys
@@ -57,6 +58,7 @@ from supervisor.states import ProcessStates, SupervisorStates
 from supervisor.supervisord import Supervisor
 
 from shared import parent_death
+from shared.logformat import iso_time
 
 EXIT_FATAL = 1
 # Sent to each program (by its group name) when supervisord dies; SIGTERM for the others.
@@ -96,6 +98,49 @@ def _file_tail(path: str | None) -> str:
 
 
 NO_AUTH_WARNING = "running without any HTTP authentication checking"
+# supervisord's level names -> logging's
+SUPERVISOR_LEVELS = {
+    "CRIT": "CRITICAL",
+    "ERRO": "ERROR",
+    "WARN": "WARNING",
+    "INFO": "INFO",
+    "DEBG": "DEBUG",
+    "TRAC": "DEBUG",
+    "BLAT": "DEBUG",
+}
+
+
+class JsonLogLine(str):
+    """A supervisor log handler's ``fmt`` that renders each record of supervisord's own log as
+    one JSON line with the keys of shared.logformat.JsonFormatter (supervisor's handlers format
+    with ``fmt % record.asdict()``)."""
+
+    def __mod__(self, values: Any) -> str:
+        level = str(values.get("levelname", "INFO"))
+        return (
+            json.dumps(
+                {
+                    "time": iso_time(time.time()),
+                    "level": SUPERVISOR_LEVELS.get(level, level),
+                    "program": "supervisord",
+                    "pid": os.getpid(),
+                    "logger": "supervisord",
+                    "message": str(values.get("message", "")).rstrip("\n"),
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
+
+
+def programs_log_format(options: Any) -> str:
+    """LOG_FORMAT as the rendered config gives it to the programs (text when none says)."""
+    for group in options.process_group_configs:
+        for process in group.process_configs:
+            value = (process.environment or {}).get("LOG_FORMAT")
+            if value:
+                return str(value).strip().lower()
+    return "text"
 
 
 class LauncherOptions(ServerOptions):  # type: ignore[misc]
@@ -115,6 +160,25 @@ class LauncherOptions(ServerOptions):  # type: ignore[misc]
             # supervisord reports "couldn't exec" and the child exits 127 without starting
             raise OSError(errno.ESRCH, "supervisord exited before the program started")
         super().execve(filename, argv, env)
+
+    def make_logger(self) -> None:
+        """supervisord's own log; one JSON object per line with LOG_FORMAT=json."""
+        if programs_log_format(self) != "json":
+            super().make_logger()
+            return
+        # the messages make_logger logs at once, logged here once the handlers write JSON
+        names = ("parse_criticals", "parse_warnings", "parse_infos")
+        pending: list[list[str]] = [list(getattr(self, name)) for name in names]
+        for name in names:
+            setattr(self, name, [])
+        super().make_logger()
+        for handler in self.logger.handlers:
+            handler.fmt = JsonLogLine("json")
+        for log, messages in zip(
+            (self.logger.critical, self.logger.warn, self.logger.info), pending, strict=True
+        ):
+            for message in messages:
+                log(message)
 
     def make_http_servers(self, supervisord: Any) -> Any:
         critical = self.logger.critical
