@@ -103,8 +103,10 @@ class ProgramTracker:
     restarts: dict[str, int] = field(default_factory=dict)
 
     def poll(self) -> list[dict[str, Any]]:
-        infos = list(self.rpc.supervisor.getAllProcessInfo())
+        # one call at a time: the XML-RPC proxy and its connection are not thread-safe (the
+        # polling thread and scrapes share them)
         with self.lock:
+            infos = list(self.rpc.supervisor.getAllProcessInfo())
             for info in infos:
                 name = str(info["name"])
                 start = int(info["start"])

@@ -139,8 +139,11 @@ def on_starting(server: Any) -> None:
 
 
 def worker_abort(worker: Any) -> None:
-    """In a worker the master aborts (SIGABRT) for exceeding GUNICORN_TIMEOUT."""
+    """In a worker the master aborts (SIGABRT) for exceeding GUNICORN_TIMEOUT. The note is
+    written at once: the master SIGKILLs an aborted worker that has not exited a second later
+    (worker_exit would not run)."""
     worker.exit_reason = "timeout"
+    _write_note(worker, "timeout")
 
 
 def worker_exit(server: Any, worker: Any) -> None:
@@ -148,7 +151,7 @@ def worker_exit(server: Any, worker: Any) -> None:
     directory = os.environ.get(METRICS_DIR_VARIABLE)
     if not directory:
         return
-    reason = getattr(worker, "exit_reason", None)
+    reason: str | None = getattr(worker, "exit_reason", None)
     if reason is None:
         exc = sys.exc_info()[1]
         if isinstance(exc, SystemExit) and exc.code not in (0, None):
@@ -157,8 +160,14 @@ def worker_exit(server: Any, worker: Any) -> None:
             reason = "max_requests"
         else:
             reason = "stop"  # told to stop by the master: no recycle
-    with contextlib.suppress(OSError), open(_exit_note(directory, worker.pid), "w") as note:
-        note.write(reason)
+    _write_note(worker, reason)
+
+
+def _write_note(worker: Any, reason: str) -> None:
+    directory = os.environ.get(METRICS_DIR_VARIABLE)
+    if directory:
+        with contextlib.suppress(OSError), open(_exit_note(directory, worker.pid), "w") as note:
+            note.write(reason)
 
 
 def child_exit(server: Any, worker: Any) -> None:

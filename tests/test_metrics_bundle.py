@@ -172,3 +172,65 @@ def test_executor_over_memory_hands_back_its_task_and_restarts(start_bundle: Any
     )
     assert "above EXECUTOR_MAX_MEMORY" in run.stderr() + run.stdout()
     assert json.dumps(document())  # the API still answers
+
+
+def test_worker_recycles_are_counted_by_reason(start_bundle: Any) -> None:
+    """max_requests (a worker's 10th request), crash (a worker SIGKILLed, as the OOM killer
+    does) and timeout (a request that stalls past GUNICORN_TIMEOUT: the master aborts it)."""
+    import os
+    import signal
+    import socket
+
+    import psutil
+
+    metrics_port = free_port()
+    run = start_bundle(
+        METRICS_PORT=str(metrics_port),
+        PROXY="none",  # the stalled request must reach a worker, not wait in nginx's buffer
+        GUNICORN_TIMEOUT="2",
+        GUNICORN_MAX_REQUESTS="10",
+        GUNICORN_MAX_REQUESTS_JITTER="0",
+    )
+
+    def recycles(reason: str) -> float:
+        return value(
+            scrape(metrics_port), f'ragflow_gunicorn_worker_recycles_total{{reason="{reason}"}}'
+        )
+
+    assert (recycles("max_requests"), recycles("crash"), recycles("timeout")) == (0, 0, 0)
+    with requests.Session() as session:
+        for _ in range(25):
+            assert session.get(f"http://127.0.0.1:{run.port}/v1/system/ping", timeout=10).ok
+    wait_for(lambda: recycles("max_requests") >= 1, 30, "a recycle for max_requests")
+
+    def workers() -> list[psutil.Process]:
+        """The master's live workers (not one that is exiting after its max_requests)."""
+        return [
+            child
+            for child in psutil.Process(run.host_pid("web")).children()
+            if child.status() != psutil.STATUS_ZOMBIE
+        ]
+
+    seen: list[tuple[float, frozenset[int]]] = []
+
+    def settled() -> bool:
+        """Two live workers, the same ones and the same count on two polls in a row."""
+        seen.append((recycles("max_requests"), frozenset(w.pid for w in workers())))
+        return len(seen) > 1 and seen[-1] == seen[-2] and len(seen[-1][1]) == 2
+
+    wait_for(settled, 30, "the workers to settle after their recycles")
+    before_crash = recycles("crash")
+    os.kill(workers()[0].pid, signal.SIGKILL)
+    wait_for(lambda: recycles("crash") == before_crash + 1, 30, "a recycle for a crash")
+
+    stalled = socket.create_connection(("127.0.0.1", run.port), timeout=30)
+    try:
+        stalled.sendall(
+            b"POST /api/v1/datasets HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + f"Authorization: Bearer {client.API_KEY}\r\n".encode()
+            + b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        wait_for(lambda: recycles("timeout") >= 1, 30, "a recycle for a timeout")
+    finally:
+        stalled.close()
+    assert recycles("crash") == before_crash + 1  # the aborted worker is not counted twice
