@@ -12,7 +12,9 @@ shared.logformat.JsonFormatter writes as separate keys with LOG_FORMAT=json.
 
 from __future__ import annotations
 
+import os
 import traceback
+from functools import cache
 from typing import Any
 
 from gunicorn.glogging import Logger
@@ -27,6 +29,12 @@ def client_address(peer: Any, forwarded_for: str | None) -> str | None:
     if isinstance(peer, tuple) or not forwarded_for:
         return None  # an IP peer: believe only the connection
     return forwarded_for.rsplit(",", 1)[-1].strip() or None
+
+
+@cache
+def json_logs() -> bool:
+    """LOG_FORMAT=json (the fields are only written in JSON lines)."""
+    return os.environ.get("LOG_FORMAT", "").strip().lower() == "json"
 
 
 def access_fields(atoms: dict[str, Any], environ: Any, request_time: Any) -> dict[str, Any]:
@@ -51,11 +59,12 @@ class ProxyAwareLogger(Logger):  # type: ignore[misc]
         if not (self.cfg.accesslog or self.cfg.logconfig_dict):
             return
         atoms = self.atoms(resp, req, environ, request_time)
+        fields = access_fields(atoms, environ, request_time) if json_logs() else None
         try:
             self.access_log.info(
                 self.cfg.access_log_format,
                 self.atoms_wrapper_class(atoms),
-                extra={ACCESS_ATTRIBUTE: access_fields(atoms, environ, request_time)},
+                extra={ACCESS_ATTRIBUTE: fields},
             )
         except Exception:
             self.error(traceback.format_exc())
