@@ -212,9 +212,13 @@ class BundleCollector:
     stale_after: float
     files: FilesSize
     memory_limits: Mapping[str, int]  # program group -> bytes
+    multiproc_dir: str = ""
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        if self.multiproc_dir:
+            forget_dead_processes(self.multiproc_dir)
 
         yield from self._programs(CounterMetricFamily, GaugeMetricFamily)
         yield from self._queue(GaugeMetricFamily)
@@ -348,6 +352,17 @@ def memory_limits(environ: Mapping[str, str]) -> dict[str, int]:
     }
 
 
+def forget_dead_processes(directory: str) -> None:
+    """Mark dead the processes whose live gauges are still on disk (a Gunicorn master that died
+    with its workers cannot mark them in child_exit): their in-flight counts must not linger."""
+    from prometheus_client import multiprocess
+
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            multiprocess.mark_process_dead(int(pid), directory)  # type: ignore[no-untyped-call]
+
+
 def build_registry(environ: Mapping[str, str]) -> tuple[Any, ProgramTracker]:
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
@@ -355,8 +370,6 @@ def build_registry(environ: Mapping[str, str]) -> tuple[Any, ProgramTracker]:
     cfg = config.load(environ)
     registry = CollectorRegistry(auto_describe=False)
     directory = environ.get(MULTIPROC_DIR, "")
-    if directory:
-        MultiProcessCollector(registry, directory)  # type: ignore[no-untyped-call]
     tracker = ProgramTracker(supervisor_rpc(environ))
     registry.register(
         BundleCollector(
@@ -365,8 +378,11 @@ def build_registry(environ: Mapping[str, str]) -> tuple[Any, ProgramTracker]:
             config.load_task_settings(environ).stale_after,
             FilesSize(cfg.data_dir / "files"),
             memory_limits(environ),
+            directory,
         )
     )
+    if directory:  # after the bundle collector, which forgets dead processes first
+        MultiProcessCollector(registry, directory)  # type: ignore[no-untyped-call]
     return registry, tracker
 
 
