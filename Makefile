@@ -53,9 +53,11 @@ nginx:
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx
 
-# System packages the test suite needs (nginx: the proxy; container tests: buildah, podman,
-# runc, debootstrap). Installed only when missing; needs root (CI runs as root).
-SYSTEM_TOOLS := nginx buildah podman runc debootstrap
+# System packages the test suite needs (nginx: the proxy; prometheus: the metrics end-to-end test
+# and promtool for the alert rules; container tests: buildah, podman, runc, debootstrap). Each
+# name is both a command and its Debian package. Installed only when missing; needs root (CI
+# runs as root).
+SYSTEM_TOOLS := nginx prometheus buildah podman runc debootstrap
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do PATH="$$PATH:/usr/sbin" command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \

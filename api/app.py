@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 from werkzeug.wrappers import Request, Response
 
-from api import auth, config, logs, storage
-from api.envelope import ApiError, Code, error_response
+from api import auth, config, logs, metrics, storage
+from api.envelope import ApiError, Code, EnvelopeResponse, error_response
 from api.routes import Ctx, system
 from api.routes.table import BY_OPERATION, URLS
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger("api.app")
 
@@ -43,15 +43,27 @@ class App:
     settings: config.Config | None = None
     debug: bool = False  # let unexpected errors reach Werkzeug's debugger (dev server --debug)
     started: bool = False  # system.on_start ran in this process
+    # self.serve, counted and timed when metrics are on; decided on each process's first request
+    observed: WSGIApplication | None = field(default=None, repr=False)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if self.observed is None:
+            self.observed = metrics.instrument(self.serve)
+        return self.observed(environ, start_response)
+
+    def serve(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/v1/system/ping" and environ.get("REQUEST_METHOD") == "GET":
             # Liveness probes and load balancers call this often: answer it before building a
             # Werkzeug request and routing (about 90 us of a ~340 us request on a sync worker).
+            environ[metrics.ROUTE_KEY] = "/v1/system/ping"
+            environ[metrics.STATUS_KEY] = 200
             start_response("200 OK", PING_HEADERS)
             return [system.PING_BODY]
         request = Request(environ)
         response = self.respond(request)
+        environ[metrics.STATUS_KEY] = response.status_code
+        if isinstance(response, EnvelopeResponse) and response.code is not None:
+            environ[metrics.CODE_KEY] = response.code
         return response(environ, start_response)
 
     def load_settings(self) -> config.Config:
@@ -66,8 +78,10 @@ class App:
 
     def respond(self, request: Request) -> Response:
         try:
-            endpoint, args = URLS.bind_to_environ(request.environ).match()
-            route = BY_OPERATION[str(endpoint)]
+            rule, args = URLS.bind_to_environ(request.environ).match(return_rule=True)
+            # the rule's template, not the path: a bounded label for the metrics
+            request.environ[metrics.ROUTE_KEY] = rule.rule
+            route = BY_OPERATION[str(rule.endpoint)]
             if route.public:  # healthz reports a configuration error as a failed check
                 return route.handler(self.load_settings)
             cfg = self.load_settings()
@@ -89,14 +103,16 @@ class App:
         except HTTPException as exc:
             return error_response(ApiError(Code.EXCEPTION, repr(exc)))
         except config.ConfigError as exc:
-            log.error("configuration error: %s", exc)
+            log.error("configuration error (code %d): %s", Code.SERVER_ERROR, exc)
             return error_response(
                 ApiError(Code.SERVER_ERROR, f"Server misconfigured: {exc}", status=503)
             )
         except Exception as exc:
             if self.debug:
                 raise
-            log.exception("unexpected error in %s %s", request.method, request.path)
+            log.exception(
+                "unexpected error in %s %s (code %d)", request.method, request.path, Code.EXCEPTION
+            )
             return error_response(ApiError(Code.EXCEPTION, repr(exc)[:1000]))
 
 

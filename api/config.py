@@ -42,6 +42,12 @@ def _int(found: Values, name: str) -> int:
     return value
 
 
+def _optional_int(found: Values, name: str) -> int | None:
+    """An optional integer setting; None when unset or not read in this mode."""
+    value = found.get(name)
+    return None if value is None else _int(found, name)
+
+
 def _str(found: Values, name: str) -> str | None:
     value = found[name]
     if value is not None and not isinstance(value, str):
@@ -101,6 +107,7 @@ class TaskSettings:
     poll_ms: int  # TASK_POLL_INTERVAL_MS: how often an idle executor looks for work
     heartbeat_seconds: int  # TASK_HEARTBEAT_SECONDS: executor heartbeat period
     host_id: str  # EXECUTOR_HOST_ID: first part of consumer names (default: the host name)
+    max_memory: int | None = None  # EXECUTOR_MAX_MEMORY: resident bytes; over it: hand back, exit
 
     @property
     def stale_after(self) -> float:
@@ -117,4 +124,5 @@ def load_task_settings(environ: Mapping[str, str] | None = None) -> TaskSettings
         poll_ms=_int(found, "TASK_POLL_INTERVAL_MS"),
         heartbeat_seconds=_int(found, "TASK_HEARTBEAT_SECONDS"),
         host_id=_str(found, "EXECUTOR_HOST_ID") or socket.gethostname(),
+        max_memory=_optional_int(found, "EXECUTOR_MAX_MEMORY"),
     )

@@ -46,13 +46,23 @@ def permission_error(message: str) -> ApiError:
     return ApiError(Code.PERMISSION_ERROR, message)
 
 
-def json_response(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(
+class EnvelopeResponse(Response):
+    """A JSON response; ``code`` is its envelope's code (None for JSON without an envelope),
+    for the metrics and the access log (api.app puts it in the WSGI environ)."""
+
+    code: int | None = None
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> EnvelopeResponse:
+    response = EnvelopeResponse(
         json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json"
     )
+    code = body.get("code")
+    response.code = code if isinstance(code, int) else None
+    return response
 
 
-def ok(data: Any = None, **extra: Any) -> Response:
+def ok(data: Any = None, **extra: Any) -> EnvelopeResponse:
     body: dict[str, Any] = {"code": Code.SUCCESS.value}
     if data is not None:
         body["data"] = data
@@ -60,7 +70,7 @@ def ok(data: Any = None, **extra: Any) -> Response:
     return json_response(body)
 
 
-def error_response(exc: ApiError) -> Response:
+def error_response(exc: ApiError) -> EnvelopeResponse:
     body: dict[str, Any] = {"code": int(exc.code), "message": exc.message}
     if exc.data is not None:
         body["data"] = exc.data

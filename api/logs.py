@@ -1,20 +1,14 @@
-"""One logging setup for every process: program name and pid on each line, text or JSON."""
+"""One logging setup for the application's processes: program name and pid on each line, text
+or JSON (shared.logformat.JsonFormatter, the format of every Python process of the bundle)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sys
-from collections.abc import Mapping
-from pathlib import Path
+
+from shared.logformat import JsonFormatter, program_name
 
 TEXT_FORMAT = "%(asctime)s %(program)s[%(process)d] %(levelname)s %(name)s: %(message)s"
-
-
-def program_name(environ: Mapping[str, str] | None = None) -> str:
-    env = os.environ if environ is None else environ
-    return env.get("SUPERVISOR_PROCESS_NAME") or Path(sys.argv[0] or "python").name
 
 
 class _ProgramFilter(logging.Filter):
@@ -27,27 +21,12 @@ class _ProgramFilter(logging.Filter):
         return True
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "time": self.formatTime(record),
-            "level": record.levelname,
-            "program": getattr(record, "program", ""),
-            "pid": record.process,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
 def setup(log_format: str = "text", level: int = logging.INFO) -> None:
     """Send every record of this process to stderr, one line (or JSON object) each."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_ProgramFilter(program_name()))
     handler.setFormatter(
-        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+        JsonFormatter(program_name()) if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     )
     root = logging.getLogger()
     for old in list(root.handlers):

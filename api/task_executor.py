@@ -34,11 +34,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from api import config, logs, storage
+from api import config, logs, metrics, storage
 from api.parsing import limits as parse_limits
 from api.parsing.parsers import ParseError
 from api.parsing.pipeline import build_chunks
@@ -51,6 +51,7 @@ _STUCK_GRACE = 5.0  # seconds past PARSE_TIMEOUT before a worker counts as stuck
 # Storage trouble (a deleted or replaced database, blocked writes, a failing backend): never the
 # document's fault. NotFound and Conflict are the document's (deleted while it was parsed).
 STORAGE_TROUBLE = (storage.Unavailable, storage.BackendError)
+_MIN_LIFETIME = 3.0  # seconds an executor stays up before a restart (rendered startsecs: 2)
 
 
 class _Abandoned(Exception):
@@ -63,6 +64,12 @@ class _Job:
     abandon: threading.Event
     finished: threading.Event
     next_task: storage.Task | None = None  # claimed together with this task's completion
+    claimed_at: float = field(default_factory=time.monotonic)
+    abandon_counted: bool = False
+
+    def finished_as(self, outcome: str) -> None:
+        """Count this task's outcome (api.metrics.TASK_OUTCOMES)."""
+        metrics.task_finished(outcome, time.monotonic() - self.claimed_at)
 
 
 class _Worker:
@@ -117,6 +124,7 @@ class Executor:
         self.consumer = consumer
         self.exit_when_stuck = exit_when_stuck
         self.stuck = False  # a worker never came back: the process should be replaced
+        self.over_memory = False  # EXECUTOR_MAX_MEMORY exceeded: the process should be replaced
         self.data_dir = data_dir
         self.settings = settings
         self.limits = limits
@@ -185,7 +193,9 @@ class Executor:
         self._beat("idle", force=True)
         poll = self.settings.poll_ms / 1000
         task: storage.Task | None = None
-        while not self.stopping and not self.stuck:
+        while not self.stopping and not self.stuck and not self.over_memory:
+            if self.memory_exceeded():
+                break
             if task is None:
                 try:
                     task = self.tasks.claim(
@@ -209,8 +219,8 @@ class Executor:
                 continue
             # the next task comes claimed with this one's completion, or is claimed at once
             task = self._supervise(task)
-        if task is not None:  # claimed with the last completion as the stop began
-            self._release(task)
+        if task is not None and self._release(task):  # claimed with the last completion
+            metrics.task_finished("handed_back")
         self._retire_worker(wait=True)
         self._beat("stopped", force=True)
         self.backend.close()  # this thread's connection
@@ -242,6 +252,9 @@ class Executor:
                 if self._stop_deadline is not None and now >= self._stop_deadline:
                     self._hand_back(job)
                     break
+                if self.memory_exceeded():
+                    self._hand_back(job)
+                    break
                 if now >= stuck_at:
                     self._give_up_stuck(job)
                     break
@@ -249,9 +262,29 @@ class Executor:
                     next_renew = now + renew_every
                     if not self._renew(task):
                         job.abandon.set()
+                        if not job.abandon_counted:
+                            job.abandon_counted = True
+                            job.finished_as("lease_expired")
         finally:
             self._job = None
         return job.next_task
+
+    def memory_exceeded(self) -> bool:
+        """True (and from then on) once this process's resident memory is above
+        EXECUTOR_MAX_MEMORY: the current task is handed back and the program restarts."""
+        limit = self.settings.max_memory
+        if self.over_memory or limit is None:
+            return self.over_memory
+        used = metrics.resident_bytes()
+        if used > limit:
+            log.error(
+                "resident memory %d MiB is above EXECUTOR_MAX_MEMORY=%d MiB: handing back the "
+                "task and exiting; supervisord restarts the program",
+                used >> 20,
+                limit >> 20,
+            )
+            self.over_memory = True
+        return self.over_memory
 
     def _renew(self, task: storage.Task) -> bool:
         try:
@@ -262,6 +295,9 @@ class Executor:
 
     def _release(self, task: storage.Task) -> bool:
         try:
+            if self.over_memory:  # the task may be what takes the memory: count the attempt
+                reason = f"executor above EXECUTOR_MAX_MEMORY={self.settings.max_memory}"
+                return self.tasks.release(task, reason, count_attempt=True)
             return self.tasks.release(task, "executor stopping")
         except STORAGE_TROUBLE as exc:
             log.warning("handing back task %s failed (its lease will expire): %s", task.id, exc)
@@ -270,9 +306,13 @@ class Executor:
     def _hand_back(self, job: _Job) -> None:
         job.abandon.set()
         released = self._release(job.task)
+        if released:
+            job.finished_as("handed_back")
         log.warning(
-            "stop timeout (%ss) reached: task %s %s",
-            self.settings.stop_timeout,
+            "%s: task %s %s",
+            "memory limit reached"
+            if self.over_memory
+            else f"stop timeout ({self.settings.stop_timeout}s) reached",
             job.task.id,
             "handed back to the queue" if released else "was no longer ours",
         )
@@ -291,6 +331,7 @@ class Executor:
         try:
             if self.tasks.fail(job.task, error):
                 self.failed += 1
+                job.finished_as("failed")
         except STORAGE_TROUBLE as exc:
             log.error("task %s: recording the failure failed: %s", job.task.id, exc)
         log.error("task %s: parser stuck: %s", job.task.id, error)
@@ -350,6 +391,7 @@ class Executor:
             if not completed:
                 raise _Abandoned
             self.done += 1
+            job.finished_as("done")
             log.info("task %s done: %d chunks", task.id, len(chunks))
         except _Abandoned:
             log.info("task %s abandoned: cancelled, superseded or handed back", task.id)
@@ -359,6 +401,7 @@ class Executor:
             # Storage trouble is not the document's fault: leave the lease to expire,
             # so another attempt (counted, capped by TASK_MAX_ATTEMPTS) retries it.
             log.error("task %s: storage error, leaving it for a retry: %s", task.id, exc)
+            job.finished_as("lease_expired")
         except Exception as exc:  # a parser bug or MemoryError must not kill the executor
             log.exception("task %s: unexpected error while parsing", task.id)
             self._fail(job, f"unexpected {type(exc).__name__} while parsing: {exc}")
@@ -369,6 +412,7 @@ class Executor:
         try:
             if self.tasks.fail(job.task, error):
                 self.failed += 1
+                job.finished_as("failed")
                 log.warning("task %s failed: %s", job.task.id, error)
         except STORAGE_TROUBLE as exc:
             log.error("task %s: recording the failure failed: %s", job.task.id, exc)
@@ -418,6 +462,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     executor.run()
     if executor.stuck:
         log.error("exiting to get rid of a stuck parser thread; supervisord restarts the program")
+        return 1
+    if executor.over_memory:
+        # Stay up past supervisord's startsecs first: a task that blows the limit again right
+        # after a restart must not look like a failed start (FATAL) but count as an attempt
+        # (TASK_MAX_ATTEMPTS ends it FAIL).
+        time.sleep(max(0.0, executor.started_at + _MIN_LIFETIME - time.time()))
         return 1
     return 0
 

@@ -329,6 +329,29 @@ def proxy(doc: dict[str, Any]) -> str:
     )
 
 
+def metrics_overhead(doc: dict[str, Any]) -> str:
+    p = doc["parameters"]
+    return "\n\n".join(
+        [
+            _header(doc),
+            f"Metrics `on` (METRICS_PORT set, scraped every {p['scrape_interval_s']} s) and `off` "
+            f"side by side, {p['connections']} connections, {p['rounds']} interleaved rounds of "
+            f"{p['duration_s']} s per cell (median), driver {p['load_driver']}.",
+            md_table(
+                ["endpoint", "metrics", "req/s", "p50 ms", "p99 ms", "failed"],
+                [
+                    [c["endpoint"], c["metrics"], c["rps"], c["p50_ms"], c["p99_ms"], c["failed"]]
+                    for c in doc["cells"]
+                ],
+            ),
+            md_table(
+                ["target", "measured", "goal", "verdict"],
+                [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in doc["targets"]],
+            ),
+        ]
+    )
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "web_throughput": ("1. Web throughput and latency", web_throughput),
     "worker_classes": ("2. Worker class and count", worker_classes),
@@ -337,6 +360,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "ingestion": ("5. Ingestion and retrieval", ingestion),
     "abusive": ("6. Abusive requests", abusive),
     "proxy": ("7. The nginx proxy: cost and slow clients", proxy),
+    "metrics_overhead": ("8. What the Prometheus metrics cost", metrics_overhead),
 }
 
 

@@ -26,6 +26,11 @@ SOCKET_HOLDER_COPIES = 2
 # At shutdown web stops after the proxy: whatever Gunicorn still runs then has no client left to
 # answer (nginx finished or cut every request), so supervise.launcher gives web this long.
 WEB_AFTER_PROXY_STOPWAITSECS = 3
+# The metrics exporter stops at once when the shutdown starts (supervise.launcher).
+METRICS_STOPWAITSECS = 2
+# prometheus_client's multiprocess directory (PROMETHEUS_MULTIPROC_DIR) inside SUPERVISOR_RUN_DIR;
+# supervise.launcher empties it whenever supervisord (re)starts every program.
+METRICS_DIR = "metrics"
 # sun_path holds 108 bytes including the terminating NUL.
 UNIX_SOCKET_PATH_MAX = 107
 
@@ -49,6 +54,10 @@ def has_proxy(values: Mapping[str, Value]) -> bool:
     return values["RAGFLOW_MODE"] == "production" and values["PROXY"] == "nginx"
 
 
+def has_metrics(values: Mapping[str, Value]) -> bool:
+    return values["RAGFLOW_MODE"] == "production" and values["METRICS_PORT"] is not None
+
+
 def stop_plan(values: Mapping[str, Value]) -> tuple[StopStep, ...]:
     """Programs in supervisord's stop order (descending priority) with their stopwaitsecs.
 
@@ -69,6 +78,8 @@ def stop_plan(values: Mapping[str, Value]) -> tuple[StopStep, ...]:
         steps.append(StopStep("web", 10, web_stop))
     if _int(values["WS"]) > 0:
         steps.append(StopStep("task_executor", 5, task_stop + 1, at_once=True))
+    if has_metrics(values):
+        steps.append(StopStep("metrics", 2, METRICS_STOPWAITSECS, at_once=True))
     steps.append(StopStep("socket_holder", 1, SOCKET_HOLDER_STOPWAITSECS, at_once=True))
     return tuple(steps)
 
@@ -127,8 +138,14 @@ def app_environment(resolved: Resolved) -> dict[str, str]:
         and resolved.mode in s.modes
         and resolved.values[s.name] is not None
     }
+    if has_metrics(resolved.values):
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir(resolved.values)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def metrics_dir(values: Mapping[str, Value]) -> str:
+    return f"{values['SUPERVISOR_RUN_DIR']}/{METRICS_DIR}"
 
 
 def _int(value: Value) -> int:
@@ -175,6 +192,7 @@ def render(resolved: Resolved, output_dir: str) -> list[RenderedFile]:
             for word in ("--holder", f"{run_dir}/holder-{n}.sock")
         ],
         "proxy": has_proxy(values),
+        "metrics": has_metrics(values),
         "upstream_socket": f"{run_dir}/web.sock",
         "bind": f"{bind_host}:{values['HOST_PORT']}",
         "gunicorn_conf": f"{output_dir.rstrip('/') or '/'}/{GUNICORN_CONF}",
@@ -187,6 +205,15 @@ def render(resolved: Resolved, output_dir: str) -> list[RenderedFile]:
             "unused": f"{run_dir}/proxy-temp",
         },
     }
+    if has_metrics(values) and values["SUPERVISOR_USER"] is not None:
+        # the exporter reads supervisord's state over the control socket, as supervisorctl does
+        context["metrics_env"] = {
+            **context["app_env"],  # type: ignore[dict-item]
+            "SUPERVISOR_USERNAME": values["SUPERVISOR_USER"],
+            "SUPERVISOR_PASSWORD": values["SUPERVISOR_PASSWORD"],
+        }
+    else:
+        context["metrics_env"] = context["app_env"]
     env = _environment()
 
     def render_template(name: str) -> str:

@@ -26,7 +26,16 @@ PRODUCTION = frozenset({"production"})
 DEV = frozenset({"dev"})
 
 # Unknown variables with these prefixes are probably typos of ours.
-OWN_PREFIXES = ("GUNICORN_", "RAGFLOW_", "SUPERVISOR_", "LOG_", "PROXY_", "NGINX_")
+OWN_PREFIXES = (
+    "GUNICORN_",
+    "RAGFLOW_",
+    "SUPERVISOR_",
+    "LOG_",
+    "PROXY_",
+    "NGINX_",
+    "METRICS_",
+    "EXECUTOR_",
+)
 # Names supervisord and gunicorn set or read themselves.
 FOREIGN_NAMES = frozenset(
     {
@@ -557,7 +566,40 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds an idle keep-alive client connection stays open (0 = no keep-alive)",
         modes=PRODUCTION,
     ),
+    Setting(
+        "GUNICORN_WORKER_MAX_MEMORY",
+        optional(byte_size(16 * 1024**2, 1 << 40)),
+        None,
+        "resident memory above which a Gunicorn worker is retired after its current request "
+        "(unset = no limit)",
+        modes=PRODUCTION,
+        app_env=True,
+    ),
+    Setting(
+        "METRICS_PORT",
+        optional(Parser(_port, "a port from 1 to 65535")),
+        None,
+        "TCP port of the Prometheus metrics endpoint (program `metrics`, no API key); "
+        "unset = no metrics",
+        modes=PRODUCTION,
+    ),
+    Setting(
+        "METRICS_HOST",
+        HOST,
+        "127.0.0.1",
+        "address the metrics endpoint listens on (METRICS_PORT)",
+        modes=PRODUCTION,
+    ),
     Setting("WS", integer(0, 64), 1, "task-executor programs (0 = web only)", modes=PRODUCTION),
+    Setting(
+        "EXECUTOR_MAX_MEMORY",
+        optional(byte_size(16 * 1024**2, 1 << 40)),
+        None,
+        "resident memory above which a task executor hands back its task and restarts "
+        "(unset = no limit)",
+        modes=PRODUCTION,
+        app_env=True,
+    ),
     Setting(
         "TASK_STOP_TIMEOUT",
         integer(1, 3600),
@@ -956,6 +998,12 @@ def _cross_check(values: Mapping[str, Value]) -> list[str]:
             f"SUPERVISOR_INET_HTTP_SERVER={values['SUPERVISOR_INET_HTTP_SERVER']!r}: a TCP "
             "XML-RPC server needs SUPERVISOR_USER and SUPERVISOR_PASSWORD (or *_FILE); set "
             "them or unset SUPERVISOR_INET_HTTP_SERVER"
+        )
+    metrics_port = values["METRICS_PORT"]
+    if metrics_port is not None and metrics_port == values["HOST_PORT"]:
+        problems.append(
+            f"METRICS_PORT={metrics_port}: the HTTP server already listens on this port "
+            "(HOST_PORT); choose another port for the metrics endpoint"
         )
     threads = values["GUNICORN_THREADS"]
     if isinstance(threads, int) and threads > 1 and values["GUNICORN_WORKER_CLASS"] != "gthread":

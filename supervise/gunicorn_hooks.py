@@ -14,20 +14,35 @@ request ends: with the master's copy closed on SIGTERM and the socket holder sto
 shutdown, the port then refuses new connections during the drain instead of queueing them in a
 backlog nobody accepts from. An idle worker exits at once anyway; a worker between requests
 keeps its copy for the moment it needs to see that it should exit.
+
+The memory watchdog (GUNICORN_WORKER_MAX_MEMORY, resident bytes): post_request looks at the
+worker's resident memory, the peak during the request included (Linux VmHWM, reset after each
+check); over the limit the worker is retired the way max_requests retires it: it finishes the
+request it answers, exits, and the master starts a new one. No request fails.
+
+Worker recycles are counted by reason in `ragflow_gunicorn_worker_recycles_total` (metrics on:
+PROMETHEUS_MULTIPROC_DIR): the worker notes why it exits (worker_exit: max_requests, memory,
+timeout, or crash for an exception) in a file named by its pid; the master's child_exit counts
+it, `crash` when there is no note (killed: SIGKILL, out of memory), and marks the worker dead for
+prometheus_client. A worker stopped by the master (shutdown, reload, fewer workers) is no recycle.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import random
 import signal
+import sys
+from functools import cache
 from types import FrameType
 from typing import Any
 
 from gunicorn.workers.sync import SyncWorker
 
 from shared import parent_death
+from shared.settings import BY_NAME
 
 
 def post_worker_init(worker: Any) -> None:
@@ -53,6 +68,126 @@ def pre_request(worker: Any, req: Any) -> None:
 
 def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
     worker.serving = False
+    limit = max_memory()
+    if limit is not None and worker.alive:
+        used = peak_resident_bytes()
+        if used > limit:
+            worker.log.warning(
+                "worker %s: resident memory %d MiB (peak of this request) is above "
+                "GUNICORN_WORKER_MAX_MEMORY=%d MiB: retiring it after this request",
+                worker.pid,
+                used >> 20,
+                limit >> 20,
+            )
+            worker.exit_reason = "memory"
+            worker.alive = False  # what max_requests does: the loop ends after this request
+
+
+# -- memory watchdog ---------------------------------------------------------------------------
+MAX_MEMORY_VARIABLE = "GUNICORN_WORKER_MAX_MEMORY"
+
+
+@cache
+def max_memory() -> int | None:
+    """GUNICORN_WORKER_MAX_MEMORY in bytes, None when unset; parsed by the settings table."""
+    value = BY_NAME[MAX_MEMORY_VARIABLE].parser.parse(os.environ.get(MAX_MEMORY_VARIABLE, ""))
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def peak_resident_bytes() -> int:
+    """The highest resident memory since the last call (VmHWM; the peak is then reset to the
+    current size through /proc/self/clear_refs). 0 where /proc does not tell."""
+    peak = 0
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith((b"VmHWM:", b"VmRSS:")):
+                    peak = max(peak, int(line.split()[1]) * 1024)
+        with open("/proc/self/clear_refs", "wb") as clear:
+            clear.write(b"5")  # reset the peak resident set size
+    except OSError:
+        pass
+    return peak
+
+
+# -- worker recycles (metrics) -------------------------------------------------------------------
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+RECYCLE_REASONS = ("max_requests", "timeout", "memory", "crash")
+
+
+def _exit_note(directory: str, pid: int) -> str:
+    return os.path.join(directory, f"exit-{pid}.reason")
+
+
+@cache
+def _recycles() -> Any:
+    from prometheus_client import Counter
+
+    counter = Counter(
+        "ragflow_gunicorn_worker_recycles",
+        "Gunicorn workers replaced, by reason (max_requests, timeout, memory, crash)",
+        ["reason"],
+    )
+    for reason in RECYCLE_REASONS:
+        counter.labels(reason)
+    return counter
+
+
+def on_starting(server: Any) -> None:
+    """In the master at start: export the recycle counts (at 0) from the start."""
+    if os.environ.get(METRICS_DIR_VARIABLE):
+        _recycles()
+
+
+def worker_abort(worker: Any) -> None:
+    """In a worker the master aborts (SIGABRT) for exceeding GUNICORN_TIMEOUT. The note is
+    written at once: the master SIGKILLs an aborted worker that has not exited a second later
+    (worker_exit would not run)."""
+    worker.exit_reason = "timeout"
+    _write_note(worker, "timeout")
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """In the exiting worker (not run when it is killed): note why it exits."""
+    directory = os.environ.get(METRICS_DIR_VARIABLE)
+    if not directory:
+        return
+    reason: str | None = getattr(worker, "exit_reason", None)
+    if reason is None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, SystemExit) and exc.code not in (0, None):
+            reason = "crash"
+        elif worker.nr >= worker.max_requests:
+            reason = "max_requests"
+        else:
+            reason = "stop"  # told to stop by the master: no recycle
+    _write_note(worker, reason)
+
+
+def _write_note(worker: Any, reason: str) -> None:
+    directory = os.environ.get(METRICS_DIR_VARIABLE)
+    if directory:
+        with contextlib.suppress(OSError), open(_exit_note(directory, worker.pid), "w") as note:
+            note.write(reason)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In the master, after a worker exited: count the recycle, mark the worker dead."""
+    directory = os.environ.get(METRICS_DIR_VARIABLE)
+    if not directory:
+        return
+    from prometheus_client import multiprocess
+
+    note = _exit_note(directory, worker.pid)
+    try:
+        with open(note) as handle:
+            reason = handle.read().strip()
+        os.unlink(note)
+    except OSError:
+        reason = "crash"  # killed before it could say why
+    if reason in RECYCLE_REASONS:
+        _recycles().labels(reason).inc()
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 def pre_fork(server: Any, worker: Any) -> None:

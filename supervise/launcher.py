@@ -28,6 +28,8 @@ its waitpid(-1) loop) and replicates `supervisor.supervisord.main`'s restart loo
   can start the service again at once. The signal is the one that stops each program fastest
   and cleanly (PARENT_DEATH_SIGNALS). A program whose supervisord died before the signal was
   set is not started at all.
+- Where programs share a Prometheus multiprocess directory (PROMETHEUS_MULTIPROC_DIR in their
+  environment=), the launcher empties it before supervisord starts them.
 - supervisord applies its `umask=` only when it daemonizes; the launcher runs it in the
   foreground, so it applies the configured umask itself, before it creates any file or child.
 - Without SUPERVISOR_USER/SUPERVISOR_PASSWORD the renderer deliberately protects the control socket
@@ -41,6 +43,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import json
 import os
 import signal
 import sys
@@ -55,6 +58,7 @@ from supervisor.states import ProcessStates, SupervisorStates
 from supervisor.supervisord import Supervisor
 
 from shared import parent_death
+from shared.logformat import iso_time
 
 EXIT_FATAL = 1
 # Sent to each program (by its group name) when supervisord dies; SIGTERM for the others.
@@ -66,7 +70,10 @@ PARENT_DEATH_SIGNALS = {
     "task_executor": signal.SIGINT,
     "proxy": signal.SIGTERM,
 }
-STOPPED_AT_ONCE = ("task_executor", "socket_holder")  # program groups, on shutdown or reload
+# program groups, on shutdown or reload
+STOPPED_AT_ONCE = ("task_executor", "socket_holder", "metrics")
+# prometheus_client's multiprocess directory, named in the programs' environment=
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 PROXY_GROUP = "proxy"
 AFTER_PROXY = "web"  # the group whose clients all come through the proxy
 AFTER_PROXY_STOP_SECONDS = 3
@@ -91,6 +98,49 @@ def _file_tail(path: str | None) -> str:
 
 
 NO_AUTH_WARNING = "running without any HTTP authentication checking"
+# supervisord's level names -> logging's
+SUPERVISOR_LEVELS = {
+    "CRIT": "CRITICAL",
+    "ERRO": "ERROR",
+    "WARN": "WARNING",
+    "INFO": "INFO",
+    "DEBG": "DEBUG",
+    "TRAC": "DEBUG",
+    "BLAT": "DEBUG",
+}
+
+
+class JsonLogLine(str):
+    """A supervisor log handler's ``fmt`` that renders each record of supervisord's own log as
+    one JSON line with the keys of shared.logformat.JsonFormatter (supervisor's handlers format
+    with ``fmt % record.asdict()``)."""
+
+    def __mod__(self, values: Any) -> str:
+        level = str(values.get("levelname", "INFO"))
+        return (
+            json.dumps(
+                {
+                    "time": iso_time(time.time()),
+                    "level": SUPERVISOR_LEVELS.get(level, level),
+                    "program": "supervisord",
+                    "pid": os.getpid(),
+                    "logger": "supervisord",
+                    "message": str(values.get("message", "")).rstrip("\n"),
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
+
+
+def programs_log_format(options: Any) -> str:
+    """LOG_FORMAT as the rendered config gives it to the programs (text when none says)."""
+    for group in options.process_group_configs:
+        for process in group.process_configs:
+            value = (process.environment or {}).get("LOG_FORMAT")
+            if value:
+                return str(value).strip().lower()
+    return "text"
 
 
 class LauncherOptions(ServerOptions):  # type: ignore[misc]
@@ -110,6 +160,25 @@ class LauncherOptions(ServerOptions):  # type: ignore[misc]
             # supervisord reports "couldn't exec" and the child exits 127 without starting
             raise OSError(errno.ESRCH, "supervisord exited before the program started")
         super().execve(filename, argv, env)
+
+    def make_logger(self) -> None:
+        """supervisord's own log; one JSON object per line with LOG_FORMAT=json."""
+        if programs_log_format(self) != "json":
+            super().make_logger()
+            return
+        # the messages make_logger logs at once, logged here once the handlers write JSON
+        names = ("parse_criticals", "parse_warnings", "parse_infos")
+        pending: list[list[str]] = [list(getattr(self, name)) for name in names]
+        for name in names:
+            setattr(self, name, [])
+        super().make_logger()
+        for handler in self.logger.handlers:
+            handler.fmt = JsonLogLine("json")
+        for log, messages in zip(
+            (self.logger.critical, self.logger.warn, self.logger.info), pending, strict=True
+        ):
+            for message in messages:
+                log(message)
 
     def make_http_servers(self, supervisord: Any) -> Any:
         critical = self.logger.critical
@@ -247,6 +316,27 @@ class LauncherSupervisor(Supervisor):  # type: ignore[misc]
                     process.stop()
 
 
+def metrics_dirs(options: Any) -> set[str]:
+    """Every PROMETHEUS_MULTIPROC_DIR named in a program's environment=."""
+    return {
+        str(process.environment[METRICS_DIR_VARIABLE])
+        for group in options.process_group_configs
+        for process in group.process_configs
+        if process.environment and process.environment.get(METRICS_DIR_VARIABLE)
+    }
+
+
+def reset_metrics_dir(path: str, uid: int | None, gid: int | None) -> None:
+    """Empty (or create) the metrics directory before any program starts: the files of the
+    previous run's processes would otherwise add their counts to this run's (pids are reused)."""
+    os.makedirs(path, exist_ok=True)
+    for entry in os.scandir(path):
+        if entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)
+    if uid is not None and os.geteuid() == 0:
+        os.chown(path, uid, gid if gid is not None else -1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """supervisor.supervisord.main with our Supervisor; returns the process exit code."""
     exit_code = 0
@@ -255,6 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = LauncherOptions()
         options.realize(list(argv) if argv is not None else None, doc=__doc__)
         os.umask(options.umask)  # [supervisord] umask=, for its own files and every program
+        for path in metrics_dirs(options):
+            reset_metrics_dir(path, options.uid, getattr(options, "gid", None))
         options.first = first
         options.test = False
         supervisor = LauncherSupervisor(options)

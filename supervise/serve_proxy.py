@@ -18,7 +18,10 @@ import pwd
 import sys
 from collections.abc import Sequence
 
+from shared.logformat import plain_line
 from supervise.socket_holder import TCP, HolderUnavailableError, fetch_listeners
+
+LOGGER = "supervise.serve_proxy"
 
 DEFAULT_WAIT_SECONDS = 3.0
 
@@ -55,7 +58,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         fds = fetch_listeners(args.holder, args.wait)
     except HolderUnavailableError as exc:
-        print(f"serve_proxy: {exc}", file=sys.stderr, flush=True)
+        print(plain_line(f"serve_proxy: {exc}", "ERROR", LOGGER), file=sys.stderr, flush=True)
         return 1
     for name, fd in fds.items():
         if name != TCP:
@@ -67,12 +70,11 @@ def main(argv: Sequence[str]) -> int:
     try:
         os.execve(argv_out[0], argv_out, environ)
     except OSError as exc:
-        print(
+        message = (
             f"serve_proxy: cannot run {argv_out[0]} ({exc.strerror}); install nginx and set "
-            "NGINX_BIN to its path, or set PROXY=none",
-            file=sys.stderr,
-            flush=True,
+            "NGINX_BIN to its path, or set PROXY=none"
         )
+        print(plain_line(message, "ERROR", LOGGER), file=sys.stderr, flush=True)
         return 1
 
 

@@ -15,7 +15,10 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
+from shared.logformat import plain_line
 from supervise.socket_holder import TCP, UNIX, HolderUnavailableError, fetch_listeners
+
+LOGGER = "supervise.serve_web"
 
 # Shorter than web's startsecs: a missing holder makes web fail its start (and go FATAL).
 DEFAULT_WAIT_SECONDS = 3.0
@@ -51,15 +54,14 @@ def main(argv: Sequence[str]) -> int:
     try:
         fds = fetch_listeners(args.holder, args.wait)
     except HolderUnavailableError as exc:
-        print(f"serve_web: {exc}", file=sys.stderr, flush=True)
+        print(plain_line(f"serve_web: {exc}", "ERROR", LOGGER), file=sys.stderr, flush=True)
         return 1
     if args.listener not in fds:
-        print(
+        message = (
             f"serve_web: the socket holders hold no {args.listener} listening socket "
-            f"(they hold {', '.join(fds)}); re-render and restart everything",
-            file=sys.stderr,
-            flush=True,
+            f"(they hold {', '.join(fds)}); re-render and restart everything"
         )
+        print(plain_line(message, "ERROR", LOGGER), file=sys.stderr, flush=True)
         return 1
     for name, fd in fds.items():
         if name != args.listener:

@@ -33,6 +33,10 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from types import FrameType
 
+from shared.logformat import plain_line
+
+LOGGER = "supervise.socket_holder"
+
 LISTEN_BACKLOG = 2048
 TCP = "tcp"
 UNIX = "unix"
@@ -233,10 +237,11 @@ def main(argv: Sequence[str]) -> int:
                 origin = "bound"
             server = bind_unix(own, 16)
     except (PortInUseError, HolderError) as exc:
-        print(exc, file=sys.stderr, flush=True)
+        print(plain_line(str(exc), "ERROR", LOGGER), file=sys.stderr, flush=True)
         return 1
     names = ", ".join(f"{name} {sock.getsockname()}" for name, sock in listeners.items())
-    print(f"socket_holder: {names} ({origin}); handing copies out at {own}", flush=True)
+    started = f"socket_holder: {names} ({origin}); handing copies out at {own}"
+    print(plain_line(started, "INFO", LOGGER), flush=True)
     try:
         serve_forever(listeners, server)
     finally:

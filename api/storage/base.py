@@ -159,8 +159,12 @@ class TaskQueue(Protocol):
     def fail(self, task: Task, error: str) -> bool:
         """The document becomes FAIL with ``[ERROR] <error>``; False when no longer ours."""
 
-    def release(self, task: Task, reason: str = "") -> bool:
-        """Hand the task back (executor stopping), the attempt not counted."""
+    def release(self, task: Task, reason: str = "", *, count_attempt: bool = False) -> bool:
+        """Hand the task back (executor stopping), the attempt not counted unless
+        ``count_attempt`` (the task may be why the executor stops, e.g. its memory limit)."""
+
+    def oldest_pending_age(self) -> float:
+        """Seconds the oldest task waiting for an executor has waited; 0 when none waits."""
 
     def depth(self, *, tenant_id: str | None = None) -> QueueDepth:
         """Counts of open tasks, all tenants' or one tenant's."""

@@ -2,7 +2,6 @@
 # Usable on its own: gunicorn -c THIS_FILE api.wsgi:application binds HOST_IP:HOST_PORT.
 # Under supervisord, supervise.serve_web adds --bind fd://N (the command line wins).
 # GUNICORN_CMD_ARGS still applies: gunicorn reads it itself, after this file.
-import logging
 import os
 import sys
 
@@ -11,11 +10,15 @@ if chdir not in sys.path:
     sys.path.insert(0, chdir)
 
 from supervise.gunicorn_hooks import (  # noqa: E402,F401
+    child_exit,
+    on_starting,
     post_fork,
     post_request,
     post_worker_init,
     pre_fork,
     pre_request,
+    worker_abort,
+    worker_exit,
 )
 from supervise.gunicorn_logging import ProxyAwareLogger  # noqa: E402
 
@@ -40,28 +43,11 @@ loglevel = 'info'
 logger_class = ProxyAwareLogger
 accesslog = "-"
 errorlog = "-"
-# client IP, time, request line (method, path and query), status, size, user agent, duration (ms)
-access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(B)s "%(a)s" %(M)sms'
+# client IP, time, request line (method, path and query), status, size, user agent, duration (ms),
+# RAGFlow's envelope code (the API answers errors with HTTP 200; "-" without an envelope)
+access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(B)s "%(a)s" %(M)sms code=%({ragflow.code}e)s'
 LOG_FORMAT = 'text'
 PROGRAM = os.environ.get("SUPERVISOR_PROCESS_NAME", "web")
-
-
-class JsonLineFormatter(logging.Formatter):
-    """One JSON object per line: time, level, program, pid, logger, message."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        import json
-
-        return json.dumps(
-            {
-                "time": self.formatTime(record),
-                "level": record.levelname,
-                "program": PROGRAM,
-                "pid": record.process,
-                "logger": record.name,
-                "message": record.getMessage(),
-            }
-        )
 
 
 TEXT_FORMAT = "%(asctime)s " + PROGRAM + " [%(process)d] %(levelname)s %(name)s: %(message)s"
@@ -69,7 +55,10 @@ logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "line": {"()": JsonLineFormatter} if LOG_FORMAT == "json" else {"format": TEXT_FORMAT},
+        # shared.logformat: the JSON line of every Python process of the bundle
+        "line": {"()": "shared.logformat.JsonFormatter", "program": PROGRAM}
+        if LOG_FORMAT == "json"
+        else {"format": TEXT_FORMAT},
     },
     "handlers": {
         "access": {"class": "logging.StreamHandler", "formatter": "line", "stream": "ext://sys.stdout"},

@@ -114,6 +114,11 @@ def expected_argv(values: Mapping[str, Any], output_dir: Path) -> dict[str, list
             py, "-m", "supervise.serve_proxy", *holder_args, "--", str(values["NGINX_BIN"]),
             "-p", f"{run}/", "-c", f"{output_dir}/nginx.conf", "-e", "stderr",
         ]  # fmt: skip
+    if values["METRICS_PORT"] is not None:
+        argv["metrics"] = [
+            py, "-m", "api.metrics_exporter", "--host", str(values["METRICS_HOST"]),
+            "--port", str(values["METRICS_PORT"]),
+        ]  # fmt: skip
     for number in range(int(values["WS"])):
         argv[f"task_executor_{number:02d}"] = [
             py, "-m", "api.task_executor", "--consumer-num", str(number),

@@ -409,15 +409,17 @@ class SqliteTaskQueue:
             )
             return True
 
-    def release(self, task: Task, reason: str = "") -> bool:
+    def release(self, task: Task, reason: str = "", *, count_attempt: bool = False) -> bool:
         """Hand the task back (executor stopping): queued again, lease cleared, the
-        attempt not counted, document progress reset. False when no longer ours."""
+        attempt not counted (``count_attempt``: counted, for a task that may be the reason the
+        executor has to stop), document progress reset. False when no longer ours."""
         c = self.conn
         now = time.time()
+        attempts = "attempts" if count_attempt else "MAX(attempts - 1, 0)"
         with transaction(c):
             cur = c.execute(
                 "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_expires = NULL,"
-                f" attempts = MAX(attempts - 1, 0) WHERE {_OWNED}",
+                f" attempts = {attempts} WHERE {_OWNED}",
                 _owned(task),
             )
             if cur.rowcount != 1:
@@ -428,6 +430,15 @@ class SqliteTaskQueue:
                 (_append_msg(_doc_msg(c, task.doc_id), f"{_stamp(now)} {note}"), task.doc_id),
             )
             return True
+
+    def oldest_pending_age(self) -> float:
+        """Seconds the oldest task waiting for an executor (queued, or leased with its lease run
+        out) has waited since it was enqueued; 0 when none waits."""
+        now = time.time()
+        row = self.conn.execute(
+            f"SELECT MIN(enqueued_at) FROM tasks WHERE {_READY}", (now,)
+        ).fetchone()
+        return max(0.0, now - float(row[0])) if row and row[0] is not None else 0.0
 
     def depth(self, *, tenant_id: str | None = None) -> QueueDepth:
         """Counts of open tasks: ``queued`` (waiting), ``running`` (leased, lease

@@ -1,0 +1,165 @@
+"""Benchmark 7: what the Prometheus metrics cost the web workers.
+
+Two production bundles run side by side in one run on the same data: `on` (METRICS_PORT set:
+every request is counted and timed in prometheus_client's multiprocess files, and the `metrics`
+program is scraped once a second, as Prometheus would) and `off` (no METRICS_PORT). Cells are
+interleaved within each round: GET /v1/system/ping and GET /api/v1/datasets (an authenticated
+route with a JSON envelope) at CONNECTIONS connections, DURATION seconds each.
+
+Target: on/off ping throughput >= 0.95 (metrics cost under 5 %).
+
+    .venv/bin/python -m bench.metrics_overhead [--duration 3] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from bench.bundle import Bundle, free_port
+from bench.client import PING
+from bench.load import LoadResult, RequestSpec, run_load
+from bench.report import Panel, Run, table, verdict
+
+NAME = "metrics_overhead"
+CONNECTIONS = 16
+PING_TARGET = 0.95  # on / off ping req/s, at least
+SCRAPE_INTERVAL = 1.0
+
+
+@contextmanager
+def scraping(port: int) -> Iterator[list[int]]:
+    """Scrape http://127.0.0.1:PORT/metrics every SCRAPE_INTERVAL seconds meanwhile."""
+    stop = threading.Event()
+    scrapes = [0]
+
+    def loop() -> None:
+        while not stop.wait(SCRAPE_INTERVAL):
+            with suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+                scrapes[0] += 1
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield scrapes
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def summarise(results: list[LoadResult]) -> dict[str, Any]:
+    return {
+        "rps": statistics.median(r.rps for r in results),
+        "p50_ms": statistics.median(r.p50_ms for r in results),
+        "p99_ms": statistics.median(r.p99_ms for r in results),
+        "failed": sum(r.failed for r in results),
+        "runs": [r.as_dict() for r in results],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=__doc__)
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per cell")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    args = parser.parse_args(argv)
+    run = Run(NAME)
+    metrics_port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp, ExitStack() as stack:
+        root = Path(tmp)
+        data_dir = root / "data"
+        on = stack.enter_context(
+            Bundle(root / "on", data_dir=data_dir, settings={"METRICS_PORT": str(metrics_port)})
+        )
+        on.start()
+        off = stack.enter_context(Bundle(root / "off", data_dir=data_dir, api_key=on.api_key))
+        off.start()
+        bundles = {"on": on, "off": off}
+        auth = {"Authorization": f"Bearer {on.api_key}"}
+        specs: dict[str, RequestSpec] = {
+            "ping": PING,
+            "list datasets": RequestSpec("GET", "/api/v1/datasets", headers=auth, expect='"code"'),
+        }
+        for bundle in bundles.values():  # warm-up
+            for spec in specs.values():
+                run_load(bundle.base_url, [spec], 8, 1.0)
+        cells: dict[tuple[str, str], list[LoadResult]] = {}
+        with scraping(metrics_port) as scrapes:
+            for round_ in range(args.rounds):
+                order = ("on", "off") if round_ % 2 == 0 else ("off", "on")
+                for endpoint, spec in specs.items():
+                    for name in order:
+                        result = run_load(
+                            bundles[name].base_url, [spec], CONNECTIONS, args.duration
+                        )
+                        cells.setdefault((endpoint, name), []).append(result)
+                        print(
+                            f"  {endpoint:13} metrics {name:3} {result.rps:8.0f} req/s "
+                            f"p99 {result.p99_ms:7.1f} ms  failed {result.failed}"
+                        )
+        if scrapes[0] == 0:
+            raise SystemExit("the metrics endpoint was never scraped: is METRICS_PORT served?")
+    rows = {key: summarise(results) for key, results in cells.items()}
+
+    def ratio(endpoint: str) -> float:
+        return float(rows[(endpoint, "on")]["rps"] / max(rows[(endpoint, "off")]["rps"], 1e-9))
+
+    targets = [
+        {
+            "target": f"{endpoint} req/s, metrics on / off",
+            "measured": round(ratio(endpoint), 3),
+            "goal": f">= {PING_TARGET}" if endpoint == "ping" else "-",
+            "verdict": verdict(ratio(endpoint), PING_TARGET) if endpoint == "ping" else "-",
+        }
+        for endpoint in specs
+    ]
+    print()
+    print(
+        table(
+            ["endpoint", "metrics", "req/s", "p50 ms", "p99 ms", "failed"],
+            [[e, b, r["rps"], r["p50_ms"], r["p99_ms"], r["failed"]] for (e, b), r in rows.items()],
+        )
+    )
+    print()
+    print(
+        table(
+            ["target", "measured", "goal", "verdict"],
+            [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets],
+        )
+    )
+    failed = sum(r["failed"] for r in rows.values())
+    run.save(
+        {
+            "parameters": {
+                "duration_s": args.duration,
+                "rounds": args.rounds,
+                "connections": CONNECTIONS,
+                "scrape_interval_s": SCRAPE_INTERVAL,
+                "scrapes": scrapes[0],
+                "load_driver": rows[("ping", "on")]["runs"][0]["driver"],
+            },
+            "cells": [{"endpoint": e, "metrics": b, **r} for (e, b), r in rows.items()],
+            "targets": targets,
+            "failed_total": failed,
+        },
+        [
+            Panel(
+                f"req/s at {CONNECTIONS} connections",
+                "req/s",
+                list(specs),
+                {name: [rows[(e, name)]["rps"] for e in specs] for name in bundles},
+            )
+        ],
+    )
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
