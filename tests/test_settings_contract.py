@@ -154,6 +154,8 @@ _READ = re.compile(r"""(?:(?:environ|env)(?:\.get\(|\[)|getenv\()\s*["']([A-Z][A
 NOT_SETTINGS = {
     "SUPERVISOR_PROCESS_NAME",  # set by supervisord
     "SUPERVISOR_GROUP_NAME",  # set by supervisord
+    "SUPERVISOR_SERVER_URL",  # set by supervisord
+    "SUPERVISOR_USERNAME",  # SUPERVISOR_USER, as the metrics program's environment names it
     "RAGFLOW_RELOADER_PID",  # set by the dev server for its own child
     "PATH_INFO",  # WSGI
     "REQUEST_METHOD",  # WSGI
