@@ -13,35 +13,18 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 from support.rendered_bundle import bundle_environment
+from support.script_run import ScriptRun
 from support.supervised import APP_DIR, SupervisedRun
 from support.waiting import free_port, wait_for
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 APP = "api.wsgi:application"
-
-
-class ScriptRun(SupervisedRun):
-    """A SupervisedRun started by one of the guide's scripts instead of the launcher itself."""
-
-    def __init__(self, command: Sequence[str], env: dict[str, str], workdir: Path) -> None:
-        run_dir = Path(env["SUPERVISOR_RUN_DIR"])
-        super().__init__(run_dir / "supervisord.conf", run_dir / "supervisor.sock", workdir,
-                         int(env["HOST_PORT"]), env)  # fmt: skip
-        self.command = list(command)
-
-    def start(self) -> ScriptRun:
-        with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(
-                ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *self.command],
-                cwd=APP_DIR, env=self.env, stdout=out, stderr=err, start_new_session=True,
-            )  # fmt: skip
-        return self
 
 
 @pytest.fixture
