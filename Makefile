@@ -58,8 +58,9 @@ nginx:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx
 
 # System packages the test suite needs (nginx: the proxy; container tests: buildah, podman,
-# runc, debootstrap). Installed only when missing; needs root (CI runs as root).
-SYSTEM_TOOLS := nginx buildah podman runc debootstrap
+# runc, debootstrap; chromium: the API page's headless-browser test). Installed only when
+# missing; needs root (CI runs as root).
+SYSTEM_TOOLS := nginx buildah podman runc debootstrap chromium
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do PATH="$$PATH:/usr/sbin" command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
