@@ -78,3 +78,47 @@ def test_sigttin_and_sigttou_to_pid1_add_and_remove_a_web_worker(
     assert run.states()["web:web"] == "RUNNING"
     os.kill(pid1, signal.SIGTERM)
     assert run.wait_exit(60) == 0
+
+
+def test_signals_to_web_itself_reach_the_gunicorn_master(start_bundle: StartBundle) -> None:
+    """`supervisorctl signal SIG web`: TTIN/TTOU change the workers, HUP replaces them, INT stops
+    the master at once and supervisord starts a new one."""
+    run = start_bundle(WS="0", GUNICORN_WORKERS="2")
+    web = psutil.Process(run.host_pid("web"))
+    wait_for(lambda: len(_workers(web)) == 2, 30, "2 web workers")
+    assert run.ctl("signal", "TTIN", "web").returncode == 0
+    wait_for(lambda: len(_workers(web)) == 3, 30, "3 workers after TTIN")
+    assert run.ctl("signal", "TTOU", "web").returncode == 0
+    wait_for(lambda: len(_workers(web)) == 2, 30, "2 workers after TTOU")
+    old = _workers(web)
+    assert run.ctl("signal", "HUP", "web").returncode == 0
+    wait_for(lambda: len(new := _workers(web)) == 2 and not new & old, 30, "new workers")
+    assert run.host_pid("web") == web.pid
+    assert run.ctl("signal", "INT", "web").returncode == 0
+    wait_for(lambda: not web.is_running() or web.status() == psutil.STATUS_ZOMBIE, 30, "a stop")
+    wait_for(
+        lambda: run.states().get("web:web") == "RUNNING" and run.host_pid("web") != web.pid,
+        60, "supervisord to start web again",
+    )  # fmt: skip
+    print("signal TTIN/TTOU/HUP/INT web: 2 -> 3 -> 2 workers, replaced, master restarted")
+
+
+def test_dev_mode_sighup_restarts_and_sigttin_is_ignored(start_bundle: StartBundle) -> None:
+    run = start_bundle(mode="dev")
+    pid1 = run.pid1().pid
+    web_before = run.host_pid("web")
+    os.kill(pid1, signal.SIGTTIN)
+    wait_for(lambda: "received SIGTTIN: ignored (no Gunicorn in dev mode)" in run.stdout(), 10,
+             "the launcher to log the ignored SIGTTIN")  # fmt: skip
+    assert run.pid1().status() != psutil.STATUS_STOPPED
+    assert run.host_pid("web") == web_before
+    os.kill(pid1, signal.SIGHUP)
+    wait_for(lambda: "received SIGHUP indicating restart request" in run.stdout(), 10, "SIGHUP")
+    wait_for(
+        lambda: run.states().get("web:web") == "RUNNING" and run.host_pid("web") != web_before,
+        60, "web to start again",
+    )  # fmt: skip
+    print(f"dev mode: SIGTTIN ignored, SIGHUP restarted web {web_before} -> {run.host_pid('web')}")
+    assert run.pid1().pid == pid1
+    os.kill(pid1, signal.SIGTERM)
+    assert run.wait_exit(60) == 0
