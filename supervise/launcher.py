@@ -116,6 +116,7 @@ class LauncherOptions(ServerOptions):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self.supervisord_pid = os.getpid()
+        self.handing_over: int | None = None
         parent_death.prepare()  # resolved here, not in each forked child
 
     def execve(self, filename: str, argv: list[str], env: dict[str, str]) -> None:
@@ -126,6 +127,11 @@ class LauncherOptions(ServerOptions):  # type: ignore[misc]
             # supervisord reports "couldn't exec" and the child exits 127 without starting
             raise OSError(errno.ESRCH, "supervisord exited before the program started")
         super().execve(filename, argv, env)
+
+    def get_signal(self) -> int | None:
+        """The next signal; first the one LauncherSupervisor.handle_signal hands over."""
+        signum, self.handing_over = self.handing_over, None
+        return signum if signum is not None else super().get_signal()
 
     def setsignals(self) -> None:
         super().setsignals()
@@ -230,8 +236,9 @@ class LauncherSupervisor(Supervisor):  # type: ignore[misc]
         """Pass SIGHUP, SIGTTIN and SIGTTOU on to Gunicorn (see the module doc); supervisord
         handles every other signal."""
         signum = self.options.get_signal()
-        if signum and not self.pass_on_signal(signum):
-            self.options.signal_receiver.receive(signum, None)  # back to supervisord's handler
+        if not signum or self.pass_on_signal(signum):
+            return
+        self.options.handing_over = signum  # supervisord's handler gets this one, in order
         super().handle_signal()
 
     def serves_with_gunicorn(self) -> bool:
