@@ -1,8 +1,8 @@
 # RAGFlow-compatible backend under supervisord (docs/container.md).
 #
-#   docker build -t ragflow-bundle .
-#   docker run -p 9380:9380 -e RAGFLOW_API_KEY=... ragflow-bundle              # production
-#   docker run -p 9380:9380 -e RAGFLOW_API_KEY=... ragflow-bundle --dev-mode   # Werkzeug dev server
+#   docker build -t ragflow:production .
+#   docker run -d -p 9380:9380 -e RAGFLOW_API_KEY=... ragflow:production            # production
+#   docker run -d -p 9380:9380 -e RAGFLOW_API_KEY=... ragflow:production ./entrypoint.sh --dev-mode
 #
 # BASE_IMAGE may be any Debian-like image with python3 (3.11+) and python3-venv on PATH; the
 # interpreter may live in /usr/local/bin (official images) or /usr/bin (Debian's python3).
@@ -69,8 +69,10 @@ EXPOSE 9380
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["/app/.venv/bin/python", "-m", "api.healthcheck"]
-# Render /run/ragflow/{supervisord.conf,gunicorn.conf.py,nginx.conf} from the environment, then exec
-# supervisord (python -m supervise.launcher) as PID 1. Container arguments go to the renderer:
-# --dev-mode or --production-mode; without one, RAGFLOW_MODE decides (default production).
-ENTRYPOINT ["/app/.venv/bin/python", "/app/render_config.py", "--output-dir", "/run/ragflow", "--exec"]
+# entrypoint.sh renders /run/ragflow/{supervisord.conf,gunicorn.conf.py,nginx.conf} (SUPERVISOR_RUN_DIR)
+# from the environment, then execs supervisord (python -m supervise.launcher) as PID 1. Container
+# arguments starting with "-" go to the renderer: --dev-mode or --production-mode; without one,
+# RAGFLOW_MODE decides (default production). `./entrypoint.sh --dev-mode` (RAGFlow's form) works
+# too, and any other command runs instead (`gunicorn -c gunicorn_config.py api.wsgi:application`).
+ENTRYPOINT ["/app/entrypoint.sh"]
 CMD []

@@ -40,7 +40,11 @@ venv-bench: $(VENV)/.synced-bench
 # Production mode puts nginx in front of Gunicorn (PROXY=nginx). Where nginx is missing, root
 # installs it; anyone else serves without the proxy (PROXY=none) and is told so on one line.
 NGINX_FOUND = command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || [ -x /usr/local/sbin/nginx ]
+# Without any API key every call answers 401: say, on one line, how to create one.
+NO_KEY_HINT = No API key yet: create one with `$(PY) -m api.admin create-key` (it prints the key once; see README, First steps).
 run: venv
+	@if [ -z "$${RAGFLOW_API_KEY:-}$${RAGFLOW_API_KEY_FILE:-}" ] && [ -z "$$($(PY) -m api.admin list-keys 2>/dev/null)" ]; then \
+	  echo '$(NO_KEY_HINT)' >&2; fi
 	@if ! { $(NGINX_FOUND); } && [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory nginx; fi
 	@if { $(NGINX_FOUND); } || [ "$${PROXY:-}" = none ]; then \
 	  exec $(PY) render_config.py --production-mode --output-dir run --exec; \
@@ -54,10 +58,10 @@ nginx:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx
 
 # System packages the test suite needs (nginx: the proxy; prometheus: the metrics end-to-end test
-# and promtool for the alert rules; container tests: buildah, podman, runc, debootstrap). Each
-# name is both a command and its Debian package. Installed only when missing; needs root (CI
-# runs as root).
-SYSTEM_TOOLS := nginx prometheus buildah podman runc debootstrap
+# and promtool for the alert rules; container tests: buildah, podman, runc, debootstrap; chromium:
+# the API page's headless-browser test). Each name is both a command and its Debian package.
+# Installed only when missing; needs root (CI runs as root).
+SYSTEM_TOOLS := nginx prometheus buildah podman runc debootstrap chromium
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do PATH="$$PATH:/usr/sbin" command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \

@@ -18,8 +18,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if __package__ in (None, ""):  # run as a script: make `api` importable
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # run as a script: make `api` importable, and drop api/ from the
+    # path, where api/queue.py would shadow the standard library's queue (debugpy imports it)
+    sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "api"]
 
 from werkzeug.serving import is_running_from_reloader, run_simple  # noqa: E402
 

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import TextIO
 
 from renderer.explain import explain_text, settings_markdown
-from renderer.render import SUPERVISORD_CONF, RenderedFile, render, stop_budget, stop_plan
+from renderer.render import (
+    GUNICORN_CONF,
+    SUPERVISORD_CONF,
+    RenderedFile,
+    render,
+    stop_budget,
+    stop_plan,
+)
 from renderer.resources import detect_cpu_count
 from shared.settings import (
     SETTINGS,
@@ -449,10 +456,34 @@ def main(
             os.execve(argv_[0], argv_, child_env)
         return 0
     except ConfigError as error:
-        err.write(
-            f"{PROG}: error: the configuration is invalid ({len(error.problems)} "
-            f"problem{'s' if len(error.problems) != 1 else ''}); nothing was written:\n"
-        )
-        for problem in error.problems:
-            err.write(f"  - {problem}\n")
+        report_invalid(error, err)
         return 2
+
+
+def report_invalid(error: ConfigError, err: TextIO) -> None:
+    err.write(
+        f"{PROG}: error: the configuration is invalid ({len(error.problems)} "
+        f"problem{'s' if len(error.problems) != 1 else ''}); nothing was written:\n"
+    )
+    for problem in error.problems:
+        err.write(f"  - {problem}\n")
+
+
+# Gunicorn started directly has no proxy in front of it (and needs no nginx installed).
+STANDALONE_GUNICORN_FLAGS = {"RAGFLOW_MODE": "production", "PROXY": "none"}
+
+
+def standalone_gunicorn_conf(environ: Mapping[str, str], err: TextIO = sys.stderr) -> str:
+    """gunicorn.conf.py rendered from the environment, for `gunicorn -c gunicorn_config.py`:
+    the same settings table, template, warnings and errors as render_config.py (an invalid
+    configuration exits 2 and lists every problem)."""
+    try:
+        resolved = resolve(environ, {}, STANDALONE_GUNICORN_FLAGS, machine_host(), _read_secret)
+        for warning in dict.fromkeys([*unknown_variable_warnings(environ), *resolved.warnings]):
+            err.write(f"{PROG}: warning: {warning}\n")
+        output_dir = str(resolved.values["SUPERVISOR_RUN_DIR"])
+        files = render(resolved, output_dir)
+    except ConfigError as error:
+        report_invalid(error, err)
+        raise SystemExit(2) from None
+    return next(f.content for f in files if f.name == GUNICORN_CONF)

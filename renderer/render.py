@@ -14,7 +14,15 @@ from pathlib import Path
 import jinja2
 
 from renderer.filters import FILTERS
-from shared.settings import SETTINGS, ConfigError, Resolved, Value, format_value
+from shared.settings import (
+    GRACEFUL_TIMEOUT_FLAG,
+    SETTINGS,
+    ConfigError,
+    Resolved,
+    Value,
+    format_value,
+    graceful_timeout_in,
+)
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "deploy" / "templates"
 SUPERVISORD_CONF = "supervisord.conf"
@@ -98,10 +106,15 @@ def budget_problems(values: Mapping[str, Value]) -> list[str]:
     if total <= limit:
         return []
     parts = " + ".join(f"{step.program} {step.stopwaitsecs}" for step in plan if not step.at_once)
+    graceful = (
+        f"the {GRACEFUL_TIMEOUT_FLAG} in GUNICORN_CMD_ARGS"
+        if graceful_timeout_in(_str_or_none(values.get("GUNICORN_CMD_ARGS"))) is not None
+        else "GUNICORN_GRACEFUL_TIMEOUT"
+    )
     alongside = ", ".join(f"{step.program} {step.stopwaitsecs}" for step in plan if step.at_once)
     return [
         f"STOP_GRACE_SECONDS={limit}: the worst-case shutdown takes {total} s ({parts}; "
-        f"alongside: {alongside}); lower GUNICORN_GRACEFUL_TIMEOUT or TASK_STOP_TIMEOUT, or "
+        f"alongside: {alongside}); lower {graceful} or TASK_STOP_TIMEOUT, or "
         "raise STOP_GRACE_SECONDS (and the orchestrator's grace period with it)"
     ]
 
@@ -146,6 +159,10 @@ def app_environment(resolved: Resolved) -> dict[str, str]:
 
 def metrics_dir(values: Mapping[str, Value]) -> str:
     return f"{values['SUPERVISOR_RUN_DIR']}/{METRICS_DIR}"
+
+
+def _str_or_none(value: Value) -> str | None:
+    return None if value is None else str(value)
 
 
 def _int(value: Value) -> int:

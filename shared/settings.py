@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -45,7 +46,6 @@ FOREIGN_NAMES = frozenset(
         "SUPERVISOR_SERVER_URL",
         "SUPERVISOR_SERVER_USERNAME",
         "SUPERVISOR_SERVER_PASSWORD",
-        "GUNICORN_CMD_ARGS",
     }
 )
 
@@ -292,6 +292,30 @@ def _ip_list(raw: str) -> str:
 IP_LIST = Parser(_ip_list, "* or a comma-separated list of IP addresses/networks")
 
 
+GRACEFUL_TIMEOUT_FLAG = "--graceful-timeout"
+GRACEFUL_TIMEOUT_RANGE = (1, 3600)
+
+
+def graceful_timeout_in(args: str | None) -> int | None:
+    """The --graceful-timeout Gunicorn command-line options give (the last one wins, as in
+    Gunicorn's parser); None without one. Raises ValueError for an unusable value."""
+    found = None
+    words = shlex.split(args or "")
+    for index, word in enumerate(words):
+        if word == GRACEFUL_TIMEOUT_FLAG:
+            found = words[index + 1] if index + 1 < len(words) else ""
+        elif word.startswith(GRACEFUL_TIMEOUT_FLAG + "="):
+            found = word.partition("=")[2]
+    if found is None:
+        return None
+    return int(integer(*GRACEFUL_TIMEOUT_RANGE).parse(found))  # type: ignore[arg-type]
+
+
+def _gunicorn_args(raw: str) -> str | None:
+    graceful_timeout_in(raw)  # shell words, and a usable --graceful-timeout
+    return raw.strip() or None
+
+
 def _regex(pattern: re.Pattern[str]) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if not pattern.fullmatch(raw):
@@ -355,6 +379,15 @@ def _need(fact: str | None, what: str) -> str:
 
 def _host_ip(values: Mapping[str, Value], host: Host) -> str:
     return "127.0.0.1" if values["RAGFLOW_MODE"] == "dev" else "0.0.0.0"
+
+
+def _graceful_timeout(values: Mapping[str, Value], host: Host) -> int:
+    given = graceful_timeout_in(_optional_str(values["GUNICORN_CMD_ARGS"]))
+    return 20 if given is None else given
+
+
+def _optional_str(value: Value) -> str | None:
+    return None if value is None else str(value)
 
 
 def _workers(values: Mapping[str, Value], host: Host) -> int:
@@ -465,10 +498,23 @@ SETTINGS: tuple[Setting, ...] = (
         modes=PRODUCTION,
     ),
     Setting(
+        "GUNICORN_CMD_ARGS",
+        Parser(
+            _gunicorn_args,
+            "Gunicorn command-line options as shell words (--graceful-timeout, if given, an "
+            f"integer from {GRACEFUL_TIMEOUT_RANGE[0]} to {GRACEFUL_TIMEOUT_RANGE[1]})",
+        ),
+        None,
+        "extra Gunicorn options; Gunicorn reads them itself, after gunicorn.conf.py, so they win "
+        "over the rendered file (a --graceful-timeout here counts in the shutdown budget)",
+        modes=PRODUCTION,
+    ),
+    Setting(
         "GUNICORN_GRACEFUL_TIMEOUT",
-        integer(1, 3600),
-        20,
+        integer(*GRACEFUL_TIMEOUT_RANGE),
+        _graceful_timeout,
         "seconds workers get to finish requests on stop/restart",
+        default_doc="--graceful-timeout in GUNICORN_CMD_ARGS, else 20",
         modes=PRODUCTION,
     ),
     Setting(
@@ -1004,6 +1050,13 @@ def _cross_check(values: Mapping[str, Value]) -> list[str]:
         problems.append(
             f"METRICS_PORT={metrics_port}: the HTTP server already listens on this port "
             "(HOST_PORT); choose another port for the metrics endpoint"
+        )
+    graceful = values["GUNICORN_GRACEFUL_TIMEOUT"]
+    given = graceful_timeout_in(_optional_str(values["GUNICORN_CMD_ARGS"]))
+    if given is not None and given != graceful:
+        problems.append(
+            f"GUNICORN_GRACEFUL_TIMEOUT={graceful} and GUNICORN_CMD_ARGS' {GRACEFUL_TIMEOUT_FLAG} "
+            f"{given} disagree (Gunicorn would use {given}); set only one of them"
         )
     threads = values["GUNICORN_THREADS"]
     if isinstance(threads, int) and threads > 1 and values["GUNICORN_WORKER_CLASS"] != "gthread":

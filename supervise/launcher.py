@@ -30,6 +30,14 @@ its waitpid(-1) loop) and replicates `supervisor.supervisord.main`'s restart loo
   set is not started at all.
 - Where programs share a Prometheus multiprocess directory (PROMETHEUS_MULTIPROC_DIR in their
   environment=), the launcher empties it before supervisord starts them.
+- SIGHUP reloads gracefully instead of restarting everything (supervisord's own meaning, which
+  stops every program and refuses requests meanwhile): the Gunicorn master (`web`) gets HUP and
+  re-reads gunicorn.conf.py, starting new workers before the old ones finish their requests, and
+  nginx (`proxy`) gets HUP and re-reads nginx.conf. supervisord.conf is not re-read (that is
+  `supervisorctl reread && supervisorctl update`, or `supervisorctl reload` for a full restart).
+  SIGTTIN and SIGTTOU go to the Gunicorn master too (one worker more or fewer). In dev mode
+  (no Gunicorn) SIGHUP keeps supervisord's meaning and SIGTTIN/SIGTTOU are ignored, with a log
+  line. docs/operations.md lists every signal.
 - supervisord applies its `umask=` only when it daemonizes; the launcher runs it in the
   foreground, so it applies the configured umask itself, before it creates any file or child.
 - Without SUPERVISOR_USER/SUPERVISOR_PASSWORD the renderer deliberately protects the control socket
@@ -77,6 +85,14 @@ METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 PROXY_GROUP = "proxy"
 AFTER_PROXY = "web"  # the group whose clients all come through the proxy
 AFTER_PROXY_STOP_SECONDS = 3
+WEB_GROUP = "web"
+GUNICORN_MARKER = "supervise.serve_web"  # in web's command in production mode only
+# Signals PID 1 passes on (to these groups) instead of supervisord's own handling.
+RELOAD_SIGNALS: dict[int, tuple[str, ...]] = {signal.SIGHUP: (WEB_GROUP, PROXY_GROUP)}
+WORKER_COUNT_SIGNALS: dict[int, tuple[str, ...]] = {
+    signal.SIGTTIN: (WEB_GROUP,),
+    signal.SIGTTOU: (WEB_GROUP,),
+}
 TAIL_LINES = 5
 TAIL_BYTES = 4096
 
@@ -150,6 +166,7 @@ class LauncherOptions(ServerOptions):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self.supervisord_pid = os.getpid()
+        self.handing_over: int | None = None
         parent_death.prepare()  # resolved here, not in each forked child
 
     def execve(self, filename: str, argv: list[str], env: dict[str, str]) -> None:
@@ -179,6 +196,17 @@ class LauncherOptions(ServerOptions):  # type: ignore[misc]
         ):
             for message in messages:
                 log(message)
+
+    def get_signal(self) -> int | None:
+        """The next signal; first the one LauncherSupervisor.handle_signal hands over."""
+        signum, self.handing_over = self.handing_over, None
+        return signum if signum is not None else super().get_signal()
+
+    def setsignals(self) -> None:
+        super().setsignals()
+        # default action of both is to stop the process: receive them like supervisord's own
+        for signum in WORKER_COUNT_SIGNALS:
+            signal.signal(signum, self.signal_receiver.receive)
 
     def make_http_servers(self, supervisord: Any) -> Any:
         critical = self.logger.critical
@@ -272,6 +300,41 @@ class LauncherSupervisor(Supervisor):  # type: ignore[misc]
             # supervisord SIGKILLs a STOPPING process once time.time() passes its `delay`.
             if process.get_state() == ProcessStates.STOPPING and process.delay > deadline:
                 process.delay = deadline
+
+    def handle_signal(self) -> None:
+        """Pass SIGHUP, SIGTTIN and SIGTTOU on to Gunicorn (see the module doc); supervisord
+        handles every other signal."""
+        signum = self.options.get_signal()
+        if not signum or self.pass_on_signal(signum):
+            return
+        self.options.handing_over = signum  # supervisord's handler gets this one, in order
+        super().handle_signal()
+
+    def serves_with_gunicorn(self) -> bool:
+        group = self.process_groups.get(WEB_GROUP)
+        return group is not None and GUNICORN_MARKER in str(group.config.process_configs[0].command)
+
+    def pass_on_signal(self, signum: int) -> bool:
+        """True when the signal was handled here: passed on to the running programs it is for."""
+        targets = RELOAD_SIGNALS.get(signum) or WORKER_COUNT_SIGNALS.get(signum)
+        if targets is None or self.options.mood < SupervisorStates.RUNNING:
+            return False
+        name = signal.Signals(signum).name
+        if not self.serves_with_gunicorn():
+            if signum in RELOAD_SIGNALS:
+                return False  # dev mode: supervisord's restart
+            self.options.logger.info(f"received {name}: ignored (no Gunicorn in dev mode)")
+            return True
+        sent = []
+        for group_name in targets:
+            group = self.process_groups.get(group_name)
+            for process in group.processes.values() if group else ():
+                if process.get_state() == ProcessStates.RUNNING:
+                    process.signal(signum)
+                    sent.append(str(process.config.name))
+        what = "graceful reload" if signum in RELOAD_SIGNALS else "worker count change"
+        self.options.logger.info(f"received {name} indicating {what}: sent to {', '.join(sent)}")
+        return True
 
     def on_output(self, event: Any) -> None:
         """Keep the last lines of output of processes with stdout/stderr events enabled."""

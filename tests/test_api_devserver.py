@@ -77,6 +77,7 @@ def servers(tmp_path: Path) -> Iterator[list[DevServer]]:
     "command",
     [
         ("api/ragflow_server.py",),
+        ("api/ragflow_server.py", "--debug"),  # the production-mode guide's command
         ("-m", "api.ragflow_server"),
         ("-m", "api.ragflow_server", "--debug"),
     ],
@@ -111,13 +112,14 @@ def test_dev_server_serves_the_api(
     assert "Traceback" not in server.log.read_text()
 
 
+@pytest.mark.parametrize(
+    "command", [("-m", "api.ragflow_server"), ("api/ragflow_server.py",)], ids=["module", "script"]
+)
 def test_debugpy_listens_in_the_serving_child_only(
-    tmp_path: Path, servers: list[DevServer]
+    tmp_path: Path, servers: list[DevServer], command: tuple[str, ...]
 ) -> None:
     debug_port = free_port()
-    server = DevServer(
-        tmp_path, "-m", "api.ragflow_server", "--debug", RAGFLOW_DEBUGPY_LISTEN=str(debug_port)
-    )
+    server = DevServer(tmp_path, *command, "--debug", RAGFLOW_DEBUGPY_LISTEN=str(debug_port))
     servers.append(server)
     wait_for(server.ready, timeout=30, what="the dev server")
 

@@ -257,3 +257,50 @@ def test_run_dir_too_long_for_its_unix_sockets_is_refused(tmp_path: Path) -> Non
     assert (f"  - SUPERVISOR_RUN_DIR={run_dir!r}: too long for the unix sockets in it "
             f"({run_dir}/supervisor.sock is 116 bytes; at most 107)") in err  # fmt: skip
     assert not (tmp_path / "out").exists()
+
+
+def test_gunicorn_cmd_args_is_a_setting_and_its_graceful_timeout_counts_in_the_budget(
+    tmp_path: Path,
+) -> None:
+    environ = pinned_environ(tmp_path, GUNICORN_CMD_ARGS="--graceful-timeout=12 --workers 3")
+    code, out, err = call(["--print-config"], environ)
+    assert code == 0, err
+    document = json.loads(out)
+    settings = document["settings"]
+    assert settings["GUNICORN_CMD_ARGS"] == {
+        "value": "--graceful-timeout=12 --workers 3",
+        "source": "env",
+    }
+    assert settings["GUNICORN_GRACEFUL_TIMEOUT"]["value"] == 12
+    web_or_proxy = document["stop_budget"]["order"][0]
+    assert web_or_proxy["stopwaitsecs"] == 12 + 2  # the drain Gunicorn gets, + 2 s
+
+    too_long = pinned_environ(
+        tmp_path, GUNICORN_CMD_ARGS="--graceful-timeout 60", STOP_GRACE_SECONDS="30"
+    )
+    code, out, err = call(["--print-config"], too_long)
+    assert code == 2 and out == ""
+    assert "the worst-case shutdown takes" in err
+    assert "lower the --graceful-timeout in GUNICORN_CMD_ARGS" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "extra", "expected"),
+    [
+        ("--graceful-timeout 25", {"GUNICORN_GRACEFUL_TIMEOUT": "10"},
+         "GUNICORN_GRACEFUL_TIMEOUT=10 and GUNICORN_CMD_ARGS' --graceful-timeout 25 disagree "
+         "(Gunicorn would use 25); set only one of them"),
+        ("--graceful-timeout 'x", {}, "GUNICORN_CMD_ARGS=\"--graceful-timeout 'x\": invalid; "
+         "accepted: Gunicorn command-line options as shell words"),
+        ("--graceful-timeout 0", {}, "GUNICORN_CMD_ARGS='--graceful-timeout 0': invalid"),
+        ("--graceful-timeout", {}, "GUNICORN_CMD_ARGS='--graceful-timeout': invalid"),
+    ],
+)  # fmt: skip
+def test_gunicorn_cmd_args_errors(
+    tmp_path: Path, args: str, extra: dict[str, str], expected: str
+) -> None:
+    code, out, err = call(
+        ["--print-config"], pinned_environ(tmp_path, GUNICORN_CMD_ARGS=args, **extra)
+    )
+    assert code == 2 and out == ""
+    assert expected in err, err

@@ -302,6 +302,31 @@ def test_dev_mode_runs_single_program(started: list[Container], image: str) -> N
     assert answer is not None and answer[0] == 200
 
 
+def test_entrypoint_sh_dev_mode_form_runs_dev_mode(started: list[Container], image: str) -> None:
+    """`docker run -d IMAGE ./entrypoint.sh --dev-mode`, the production-mode guide's form."""
+    container = start(started, image, "guide-dev", args=("./entrypoint.sh", "--dev-mode"))
+    wait_serving(container)
+    assert wait_all_running(container) == {"web": "RUNNING"}
+    assert "supervise.launcher" in container.exec("cat", "/proc/1/cmdline").stdout.split("\0")
+
+
+def test_gunicorn_config_command_serves_in_the_image(started: list[Container], image: str) -> None:
+    """`gunicorn -c gunicorn_config.py api.wsgi:application` in the image's working directory,
+    with HOST_PORT, GUNICORN_WORKERS and GUNICORN_LOG_LEVEL from the environment."""
+    command = ("gunicorn", "-c", "gunicorn_config.py", "api.wsgi:application")
+    container = start(
+        started, image, "guide-gunicorn", args=command, GUNICORN_WORKERS="3",
+        GUNICORN_LOG_LEVEL="debug",
+    )  # fmt: skip
+    wait_serving(container)
+    wait_for(lambda: container.logs().count("Booting worker with pid") >= 3, 30, "3 workers")
+    logs = container.logs()
+    print(f"\n{' '.join(command)} in the image: serving on {container.port}")
+    assert f"Listening at: http://127.0.0.1:{container.port}" in logs, logs[-4000:]
+    assert logs.count("Booting worker with pid") == 3, logs[-4000:]
+    assert " DEBUG " in logs, logs[-4000:]
+
+
 def test_port_conflict_exits_nonzero(started: list[Container], image: str) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))

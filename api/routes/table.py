@@ -34,7 +34,7 @@ from api.openapi import (
     envelope,
     query,
 )
-from api.routes import chunks, datasets, documents, retrieval, system
+from api.routes import apidocs, chunks, datasets, documents, retrieval, system
 
 
 class Auth(enum.Enum):
@@ -73,6 +73,7 @@ _DOCUMENT_IDS = {
     "properties": {"document_ids": STRINGS},
 }
 _CHUNK_FIELDS = {"important_keywords": STRINGS, "questions": STRINGS}
+HTML = "text/html"
 _PROBE = {"description": "pong", "content": {"text/plain": {"schema": {"type": "string"}}}}
 
 ROUTES: tuple[Route, ...] = (
@@ -234,6 +235,18 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET", "/api/v1/openapi.json", "openapi", serve_openapi, "This document",
         auth=Auth.NONE, responses={"200": {"description": "OpenAPI 3", "content": {JSON: {}}}},
+    ),
+    Route(
+        "GET", apidocs.PAGE_PATH, "apiDocs", apidocs.page, "Interactive page for this document",
+        auth=Auth.NONE, responses={"200": {"description": "Swagger UI", "content": {HTML: {}}}},
+    ),
+    *(
+        Route(
+            "GET", f"{apidocs.PAGE_PATH}/{name}", f"apiDocsAsset{index}", apidocs.asset(name),
+            f"Swagger UI's {name}", auth=Auth.NONE,
+            responses={"200": {"description": name, "content": {mimetype: {}}}},
+        )
+        for index, (name, mimetype) in enumerate(apidocs.ASSETS.items())
     ),
     Route(
         "GET", "/v1/system/ping", "ping", system.ping, "Liveness", auth=Auth.NONE,
