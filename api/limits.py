@@ -75,7 +75,8 @@ TOP_K = Limit(
     "TOP_K",
     4_096,
     "chunks",
-    "the retrieval `top_k`: candidates fetched by full-text rank, then scored (default 1,024)",
+    "the retrieval `top_k` (default 1,024); as in RAGFlow on Elasticsearch, it bounds vector"
+    " candidates only, so the full-text candidates scored are bounded by this limit",
     "each candidate is scored",
 )
 PAGE_SIZE = Limit(

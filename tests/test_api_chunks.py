@@ -90,10 +90,14 @@ def test_add_errors(
     assert api.ok("GET", _chunks(doc))["total"] == 0
 
 
-def test_adding_the_same_content_twice_is_a_conflict(api: Api, doc: dict[str, Any]) -> None:
-    api.add_chunk(doc["dataset_id"], doc["id"], "same")
-    assert "already exists" in api.error(102, "POST", _chunks(doc), json={"content": "same"})
-    assert api.ok("GET", _chunks(doc))["total"] == 1
+def test_adding_the_same_content_twice_overwrites_the_chunk(api: Api, doc: dict[str, Any]) -> None:
+    first = api.add_chunk(doc["dataset_id"], doc["id"], "same", important_keywords=["k"])
+    again = api.add_chunk(doc["dataset_id"], doc["id"], "same", questions=["q?"])
+    assert again["id"] == first["id"]
+    listed = api.ok("GET", _chunks(doc))
+    assert listed["total"] == 1
+    assert listed["chunks"][0]["important_keywords"] == []
+    assert listed["chunks"][0]["questions"] == ["q?"]
 
 
 def test_unknown_dataset_document_and_chunk(api: Api, doc: dict[str, Any]) -> None:

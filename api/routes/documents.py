@@ -12,7 +12,12 @@ from werkzeug.wrappers import Response
 
 from api import filetypes, limits, serialize
 from api.envelope import ApiError, Code, argument_error, data_error, ok
-from api.parser_config import DOCUMENT_CHUNK_METHODS, deep_merge, default_for, parser_config
+from api.parser_config import (
+    DOCUMENT_CHUNK_METHODS,
+    default_for,
+    document_parser_config,
+    for_document_update,
+)
 from api.routes import Ctx
 from api.storage import DocumentFilter, Page, Row, Upload
 from api.validation import (
@@ -30,7 +35,6 @@ from api.validation import (
 )
 
 FILE_NAME_LEN_LIMIT = 255
-MAX_FILES = 256
 EPOCH_MS_MAX = 10**15
 
 
@@ -58,9 +62,7 @@ def upload(ctx: Ctx, dataset_id: str) -> Response:
     files = ctx.request.files
     if "file" not in files:
         raise argument_error("No file part!")
-    file_objs = files.getlist("file")
-    if len(file_objs) > MAX_FILES:
-        raise argument_error(f"You can upload at most {MAX_FILES} files at a time.")
+    file_objs = files.getlist("file")  # no count cap (RAGFlow has none): MAX_CONTENT_LENGTH
     for file_obj in file_objs:
         if not file_obj.filename:
             raise argument_error("No file selected!")
@@ -113,7 +115,8 @@ def list_(ctx: Ctx, dataset_id: str) -> Response:
         orderby=args.get("orderby", "create_time"),
         desc=str(args.get("desc", "true")).strip().lower() != "false",
     )
-    page = Page(query_int(args, "page", 1), query_page_size(args))
+    # RAGFlow's paging: page=0 is the first page, page_size=0 an empty page (with the total)
+    page = Page(max(1, query_int(args, "page", 1, ge=0)), query_page_size(args, ge=0))
     rows, total = ctx.storage.list_documents(dataset_id, flt, page)
     return ok({"total": total, "docs": [serialize.document(r) for r in rows]})
 
@@ -126,10 +129,10 @@ def _enabled(value: Any) -> int:
 
 UPDATE = Schema(
     {
-        "name": string(min_length=1),
+        "name": string(),
         "meta_fields": lambda v: v,
         "chunk_method": string(),
-        "parser_config": optional(parser_config),
+        "parser_config": document_parser_config,
         "enabled": _enabled,
         "chunk_count": lambda v: v,
         "token_count": lambda v: v,
@@ -159,14 +162,19 @@ def update(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
             )
         changes["meta_fields"] = req["meta_fields"]
     if "name" in req and req["name"] != doc["name"]:
-        name = _clean_name(req["name"])
-        if len(name.encode("utf-8")) > FILE_NAME_LEN_LIMIT:
+        # RAGFlow's order: the length, then the extension (an empty name has none), then
+        # what this service adds (control and bidirectional characters, path components)
+        if len(req["name"].encode("utf-8")) > FILE_NAME_LEN_LIMIT:
             raise argument_error(f"File name must be {FILE_NAME_LEN_LIMIT} bytes or less.")
+        if filetypes.suffix(req["name"]) != filetypes.suffix(str(doc["name"])):
+            raise argument_error("The extension of file can't be changed")
+        name = _clean_name(req["name"])
         if filetypes.suffix(name) != filetypes.suffix(str(doc["name"])):
             raise argument_error("The extension of file can't be changed")
         changes["name"] = name
+    config = doc["parser_config"]
     if req.get("parser_config"):
-        changes["parser_config"] = deep_merge(doc["parser_config"], req["parser_config"])
+        config = changes["parser_config"] = for_document_update(config, req["parser_config"])
     reset = False
     if "chunk_method" in req:
         method = req["chunk_method"]
@@ -178,8 +186,10 @@ def update(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
         if str(doc["chunk_method"]).lower() != method.lower():
             changes["chunk_method"] = method
             reset = True
-        if not req.get("parser_config"):
-            changes["parser_config"] = default_for(method)
+        default = default_for(method)
+        if not req.get("parser_config") and default:
+            # RAGFlow merges the method's default into the document's config
+            changes["parser_config"] = for_document_update(config, default)
     if "enabled" in req:
         changes["status"] = str(req["enabled"])
     row = ctx.storage.update_document(doc, changes, reset=reset)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from werkzeug.wrappers import Response
@@ -11,9 +12,11 @@ from api.envelope import data_error, ok
 from api.routes import Ctx
 from api.storage import Page
 from api.validation import (
+    Check,
     Schema,
-    boolean,
+    described,
     integer,
+    json_schema,
     number,
     read_json,
     search_text,
@@ -21,30 +24,38 @@ from api.validation import (
     validate,
 )
 
-_ANY = lambda v: v  # noqa: E731 (accepted and ignored: vectors, reranking, LLM features)
 
-RETRIEVAL = Schema(
-    {
-        "question": string(),
-        "dataset_ids": _ANY,
-        "document_ids": _ANY,
-        "page": integer(1, 100_000),
-        "page_size": integer(1, limits.PAGE_SIZE.value),
-        "similarity_threshold": number(0.0, 1.0),
-        "vector_similarity_weight": number(0.0, 1.0),
-        "top_k": integer(1, limits.TOP_K.value),
-        "keyword": boolean,
-        "highlight": lambda v: v if isinstance(v, bool) else string()(v),
-        "rerank_id": string(),
-        "cross_languages": _ANY,
-        "metadata_condition": _ANY,
-        "use_kg": boolean,
-    }
-)
+def _coerced(kind: type[int] | type[float], check: Check) -> Check:
+    """RAGFlow reads these with ``int(...)`` / ``float(...)``: a number or a numeric string."""
+
+    def run(value: Any) -> Any:
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):  # else the check names the bad value
+                value = kind(value.strip())
+        elif kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return check(value)
+
+    return described(run, json_schema(check))
+
+
+# The fields retrieval reads, each checked as RAGFlow reads it; any other key is ignored, as
+# RAGFlow ignores it (vectors, reranking and LLM features are accepted and have no effect).
+FIELDS: dict[str, Check] = {
+    "question": string(),
+    "page": _coerced(int, integer(1, 100_000)),
+    "page_size": _coerced(int, integer(1, limits.PAGE_SIZE.value)),
+    "similarity_threshold": _coerced(float, number()),
+    "vector_similarity_weight": _coerced(float, number()),
+    "top_k": _coerced(int, integer(1, limits.TOP_K.value)),
+    "highlight": lambda v: v if isinstance(v, bool) else string()(v),
+}
+RETRIEVAL = Schema(FIELDS)
 
 
 def _present(payload: dict[str, Any]) -> dict[str, Any]:
-    """The SDK sends null for every optional field it was not given: treat null as absent."""
+    """The fields retrieval reads; the SDK sends null for every optional field it was not
+    given: null is absent."""
     return {k: v for k, v in payload.items() if v is not None}
 
 
@@ -68,7 +79,7 @@ def retrieval(ctx: Ctx) -> Response:
     doc_ids = raw.get("document_ids", [])
     if not isinstance(doc_ids, list) or not all(isinstance(i, str) for i in doc_ids):
         raise data_error("`documents` should be a list")
-    req = validate(RETRIEVAL, raw)
+    req = validate(RETRIEVAL, {k: v for k, v in raw.items() if k in FIELDS})
     search_text("question", req["question"])
     if doc_ids:
         owned = ctx.storage.documents_in([str(d["id"]) for d in datasets])
@@ -83,7 +94,7 @@ def retrieval(ctx: Ctx) -> Response:
         question=req["question"],
         page=Page(req.get("page", 1), req.get("page_size", 30)),
         similarity_threshold=req.get("similarity_threshold", 0.2),
-        top_k=req.get("top_k", 1024),
+        top_k=limits.TOP_K.value,  # bounds full-text candidates; the given top_k does not
         with_highlight=highlight,
     )
     return ok(result)

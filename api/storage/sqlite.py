@@ -944,8 +944,9 @@ class SqliteStorage:
         if terms:
             # The full-text query runs once, as a list subquery; joined to chunks, SQLite
             # would run it again for every chunk of the document (seconds per request).
+            # The chunk content only, as RAGFlow's list filter (not the document name).
             where.append(f"c.seq IN ({_FTS_ROWIDS})")
-            args.append(_fts_query(terms))
+            args.append(f"content : ({_fts_query(terms)})")
         clause = " AND ".join(where)
         total = self.conn.execute(f"SELECT COUNT(*) FROM chunks c WHERE {clause}", args)
         rows = self.conn.execute(
