@@ -8,17 +8,18 @@ import pytest
 from support.api_client import Api
 
 PNG = "data:image/png;base64,iVBORw0KGgo="
+MODEL = "text-embedding-3-small@OpenAI"  # one of RAGFlow's factory embedding models
 
 
 def test_create_returns_the_dataset_with_defaults(api: Api) -> None:
-    data = api.dataset("  Docs  ", description="d", avatar=PNG, embedding_model="text-embedding-3-small@OpenAI")
+    data = api.dataset("  Docs  ", description="d", avatar=PNG, embedding_model=MODEL)
     assert data["name"] == "Docs"
     assert uuid.UUID(data["id"]).version == 1
     assert data["chunk_method"] == "naive" and data["permission"] == "me"
     assert data["parser_config"]["chunk_token_num"] == 512
     assert data["parser_config"]["delimiter"] == "\n"
     assert data["document_count"] == 0 and data["chunk_count"] == 0
-    assert data["avatar"] == PNG and data["embedding_model"] == "text-embedding-3-small@OpenAI"
+    assert data["avatar"] == PNG and data["embedding_model"] == MODEL
     assert isinstance(data["create_time"], int) and data["create_date"].endswith("GMT")
 
 
@@ -183,13 +184,16 @@ def test_update_errors(
 
 
 def test_update_embedding_model_is_locked_once_chunks_exist(api: Api) -> None:
-    ds = api.dataset("a", embedding_model="text-embedding-3-small@OpenAI")
+    ds = api.dataset("a", embedding_model=MODEL)
     doc = api.upload(ds["id"], ("a.txt", b"x"))[0]
     api.add_chunk(ds["id"], doc["id"], "some text")
     message = api.error(
-        102, "PUT", f"/api/v1/datasets/{ds['id']}", json={"embedding_model": "text-embedding-3-large@OpenAI"}
+        102,
+        "PUT",
+        f"/api/v1/datasets/{ds['id']}",
+        json={"embedding_model": "text-embedding-3-large@OpenAI"},
     )
-    assert message == "When chunk_num (1) > 0, embedding_model must remain text-embedding-3-small@OpenAI"
+    assert message == f"When chunk_num (1) > 0, embedding_model must remain {MODEL}"
 
 
 def test_delete_some_all_and_none(api: Api) -> None:
