@@ -115,12 +115,12 @@ def test_one_unsupported_file_rejects_the_whole_upload(api: Api) -> None:
 def test_upload_to_an_unknown_dataset(api: Api) -> None:
     other = uuid.uuid1().hex
     message = api.error(
-        100,
+        102,
         "POST",
         f"/api/v1/datasets/{other}/documents",
         data={"file": (io.BytesIO(b"x"), "a.txt")},
     )
-    assert message == f'LookupError("Can\'t find the dataset with ID {other}!")'
+    assert message == f"Can't find the dataset with ID {other}!"
 
 
 def test_oversized_requests_get_an_envelope_and_store_nothing(tmp_path: Path) -> None:

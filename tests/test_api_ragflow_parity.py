@@ -4,6 +4,7 @@ the deliberate differences of docs/ragflow-differences.md where RAGFlow crashes.
 
 from __future__ import annotations
 
+import io
 import uuid
 from typing import Any
 
@@ -323,3 +324,27 @@ def test_document_parser_config_that_is_not_an_object_is_a_validation_error(
     assert message == "Field: <parser_config> - Message: <Input should be a valid dictionary>" + (
         " - Value: <[1]>"
     )
+
+
+# --- where RAGFlow crashes (code 100 with exception text): a proper error instead ----------
+
+
+def test_dataset_name_over_128_bytes_is_ragflows_data_error(api: Api) -> None:
+    name = "é" * 65  # 65 characters, 130 bytes
+    message = api.error(102, "POST", DATASETS, json={"name": name})
+    assert message == "Dataset name length is 65 which is larger than 128"
+
+
+def test_upload_to_an_unknown_dataset_is_a_data_error_not_a_crash(api: Api) -> None:
+    other = uuid.uuid1().hex
+    message = api.error(
+        102, "POST", f"{DATASETS}/{other}/documents", data={"file": (io.BytesIO(b"x"), "a.txt")}
+    )
+    assert message == f"Can't find the dataset with ID {other}!"
+
+
+def test_chunk_content_that_is_not_a_string_is_a_validation_error(
+    api: Api, doc: dict[str, Any]
+) -> None:
+    message = api.error(101, "POST", _chunks(doc), json={"content": 123})
+    assert message == "Field: <content> - Message: <Input should be a valid string> - Value: <123>"

@@ -13,8 +13,10 @@ from api.envelope import ApiError, Code, argument_error, data_error, ok
 from api.routes import Ctx
 from api.storage import Page, Row
 from api.validation import (
+    FieldError,
     Schema,
     boolean,
+    format_errors,
     integer,
     list_of,
     optional,
@@ -110,6 +112,10 @@ def add(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
     doc = _document(ctx, dataset_id, document_id)
     req = _chunk_size_checked(validate(ADD, read_json(ctx.request)))
     content = req.get("content")
+    if content is not None and not isinstance(content, str) and str(content).strip():
+        # RAGFlow crashes (100) adding a non-string to the document id
+        bad = FieldError("Input should be a valid string", content, ("content",))
+        raise argument_error(format_errors([bad]))
     if not isinstance(content, str) or not content.strip():
         raise data_error("`content` is required")
     fields = {**req, "content": content}
@@ -161,9 +167,8 @@ DELETE = Schema({"chunk_ids": optional(list_of(string()))})
 def delete(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
     _dataset(ctx, dataset_id)
     if ctx.storage.get_document(dataset_id, document_id) is None:
-        raise ApiError(
-            Code.EXCEPTION, repr(LookupError(f"Can't find the document with ID {document_id}!"))
-        )
+        # RAGFlow raises here and answers 100 with the exception's repr
+        raise data_error(f"Can't find the document with ID {document_id}!")
     req = validate(DELETE, read_json(ctx.request))
     ids: list[str] | None = req.get("chunk_ids") or None
     unique = None if ids is None else list(dict.fromkeys(ids))

@@ -87,6 +87,10 @@ def _path_id(dataset_id: str) -> str:
 
 def create(ctx: Ctx) -> Response:
     req = validate(CREATE, read_json(ctx.request, strict=True))
+    if len(req["name"].encode("utf-8")) > NAME_LIMIT:  # RAGFlow checks bytes after characters
+        raise data_error(
+            f"Dataset name length is {len(req['name'])} which is larger than {NAME_LIMIT}"
+        )
     fields = {k: v for k, v in req.items() if v is not None and k != "parser_config"}
     method = str(req.get("chunk_method") or "naive")
     fields["chunk_method"] = method

@@ -70,9 +70,8 @@ def upload(ctx: Ctx, dataset_id: str) -> Response:
             raise argument_error(f"File name must be {FILE_NAME_LEN_LIMIT} bytes or less.")
     dataset = ctx.storage.get_dataset(ctx.tenant_id, dataset_id)
     if dataset is None:
-        raise ApiError(
-            Code.EXCEPTION, repr(LookupError(f"Can't find the dataset with ID {dataset_id}!"))
-        )
+        # RAGFlow raises here and answers 100 with the exception's repr
+        raise data_error(f"Can't find the dataset with ID {dataset_id}!")
     uploads: list[Upload] = []
     unsupported: list[str] = []
     for file_obj in file_objs:
