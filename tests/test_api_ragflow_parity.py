@@ -348,3 +348,11 @@ def test_chunk_content_that_is_not_a_string_is_a_validation_error(
 ) -> None:
     message = api.error(101, "POST", _chunks(doc), json={"content": 123})
     assert message == "Field: <content> - Message: <Input should be a valid string> - Value: <123>"
+
+
+def test_dataset_update_lists_body_and_path_id_problems_together(api: Api) -> None:
+    message = api.error(101, "PUT", f"{DATASETS}/not-an-id", json={"permission": "all"})
+    assert message.splitlines() == [
+        "Field: <permission> - Message: <Input should be 'me' or 'team'> - Value: <all>",
+        "Field: <dataset_id> - Message: <Invalid UUID1 format> - Value: <not-an-id>",
+    ]

@@ -76,15 +76,6 @@ described(_ids, {**json_schema(list_of(string())), "nullable": True})
 DELETE = Schema({"ids": _ids}, required=frozenset({"ids"}))
 
 
-def _path_id(dataset_id: str) -> str:
-    try:
-        return uuid1_hex(dataset_id)
-    except FieldError as exc:
-        raise argument_error(
-            format_errors([FieldError(exc.message, exc.value, ("dataset_id",))])
-        ) from None
-
-
 def create(ctx: Ctx) -> Response:
     req = validate(CREATE, read_json(ctx.request, strict=True))
     if len(req["name"].encode("utf-8")) > NAME_LIMIT:  # RAGFlow checks bytes after characters
@@ -149,11 +140,19 @@ def list_(ctx: Ctx) -> Response:
 
 def update(ctx: Ctx, dataset_id: str) -> Response:
     payload = read_json(ctx.request, strict=True)
+    # RAGFlow validates the path's id with the body: one answer lists every problem
+    errors: list[FieldError] = []
+    req: dict[str, Any] = {}
     try:
         req = UPDATE(payload)
     except ValidationFailed as exc:
-        raise argument_error(str(exc)) from None
-    dataset_id = _path_id(dataset_id)
+        errors.extend(exc.errors)
+    try:
+        dataset_id = uuid1_hex(dataset_id)
+    except FieldError as exc:
+        errors.append(FieldError(exc.message, exc.value, ("dataset_id",)))
+    if errors:
+        raise argument_error(format_errors(errors))
     if not req:
         raise argument_error("No properties were modified")
     current = ctx.storage.get_dataset(ctx.tenant_id, dataset_id)
