@@ -286,6 +286,10 @@ def list_of(item: Check) -> Check:
                 out.append(item(element))
             except FieldError as exc:
                 errors.append(FieldError(exc.message, exc.value, (str(index), *exc.loc)))
+            except ValidationFailed as exc:  # an object's errors, each with its place
+                errors.extend(
+                    FieldError(e.message, e.value, (str(index), *e.loc)) for e in exc.errors
+                )
         if errors:
             raise ValidationFailed(errors)
         return out

@@ -356,3 +356,78 @@ def test_dataset_update_lists_body_and_path_id_problems_together(api: Api) -> No
         "Field: <permission> - Message: <Input should be 'me' or 'team'> - Value: <all>",
         "Field: <dataset_id> - Message: <Invalid UUID1 format> - Value: <not-an-id>",
     ]
+
+
+# --- retrieval metadata_condition (RAGFlow's meta_filter) ----------------------------------
+
+
+@pytest.fixture
+def authored(api: Api) -> dict[str, Any]:
+    ds = api.dataset("meta")
+    ann, bob = api.upload(ds["id"], ("ann.txt", b"x"), ("bob.txt", b"x"))
+    for doc, meta in (
+        (ann, {"author": "Ann", "year": 2020}),
+        (bob, {"author": "Bob", "year": "2021"}),
+    ):
+        api.ok("PUT", f"{DATASETS}/{ds['id']}/documents/{doc['id']}", json={"meta_fields": meta})
+        api.add_chunk(ds["id"], doc["id"], f"apples from {doc['name']}")
+    return {"ds": ds["id"], "ann": ann["id"], "bob": bob["id"]}
+
+
+def _found(api: Api, authored: dict[str, Any], *conditions: dict[str, Any]) -> list[str]:
+    payload = {
+        "question": "apples",
+        "dataset_ids": [authored["ds"]],
+        "metadata_condition": {"conditions": list(conditions)},
+    }
+    found = api.ok("POST", "/api/v1/retrieval", json=payload)
+    names = {authored["ann"]: "ann", authored["bob"]: "bob"}
+    return sorted(names[c["document_id"]] for c in found["chunks"])
+
+
+def test_retrieval_metadata_condition_selects_documents(api: Api, authored: dict[str, Any]) -> None:
+    def cond(op: str, value: Any, name: str = "author") -> dict[str, Any]:
+        return {"name": name, "comparison_operator": op, "value": value}
+
+    assert _found(api, authored) == ["ann", "bob"]
+    assert _found(api, authored, cond("is", "Ann")) == ["ann"]
+    assert _found(api, authored, cond("not is", "Ann")) == ["bob"]
+    assert _found(api, authored, cond("contains", "o")) == ["bob"]
+    assert _found(api, authored, cond("start with", "a")) == ["ann"]
+    assert _found(api, authored, cond(">", "2020.5", "year")) == ["bob"]  # numbers compared
+    assert _found(api, authored, cond("≤", 2021, "year")) == ["ann", "bob"]
+    assert _found(api, authored, cond("not empty", None)) == ["ann", "bob"]
+    # a key no document has is skipped, as in RAGFlow
+    assert _found(api, authored, cond("is", "x", "nokey"), cond("is", "Bob")) == ["bob"]
+
+
+def test_retrieval_metadata_condition_matching_nothing_finds_nothing(
+    api: Api, authored: dict[str, Any]
+) -> None:
+    nothing = {"name": "author", "comparison_operator": "is", "value": "Zed"}
+    assert _found(api, authored, nothing) == []
+
+
+def test_retrieval_metadata_condition_with_an_unknown_operator_is_a_validation_error(
+    api: Api, authored: dict[str, Any]
+) -> None:
+    payload = {
+        "question": "apples",
+        "dataset_ids": [authored["ds"]],
+        "metadata_condition": {"conditions": [{"name": "a", "comparison_operator": "like"}]},
+    }
+    message = api.error(101, "POST", "/api/v1/retrieval", json=payload)
+    assert message.startswith(
+        "Field: <metadata_condition.conditions.0.comparison_operator> - Message: <Input should"
+    )
+
+
+def test_retrieval_with_an_empty_question_finds_nothing_at_once(
+    api: Api, authored: dict[str, Any]
+) -> None:
+    payload = {"question": "", "dataset_ids": [authored["ds"]]}
+    assert api.ok("POST", "/api/v1/retrieval", json=payload) == {
+        "total": 0,
+        "chunks": [],
+        "doc_aggs": {},
+    }

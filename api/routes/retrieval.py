@@ -10,13 +10,15 @@ from werkzeug.wrappers import Response
 from api import limits, search
 from api.envelope import data_error, ok
 from api.routes import Ctx
-from api.storage import Page
+from api.storage import DocumentFilter, Page, Row
 from api.validation import (
     Check,
     Schema,
     described,
     integer,
     json_schema,
+    list_of,
+    literal,
     number,
     read_json,
     search_text,
@@ -59,6 +61,98 @@ def _present(payload: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if v is not None}
 
 
+# --- metadata_condition: RAGFlow's meta_filter over the documents' meta_fields -------------
+
+_OPERATORS = {"is": "=", "not is": "≠"}
+_COMPARISONS = ("=", "≠", ">", "<", "≥", "≤")
+OPERATORS = (
+    *_OPERATORS,
+    "contains",
+    "not contains",
+    "start with",
+    "end with",
+    "empty",
+    "not empty",
+    *_COMPARISONS,
+)
+_CONDITION = Schema(
+    {"name": string(), "comparison_operator": literal(*OPERATORS), "value": lambda v: v},
+    required=frozenset({"name", "comparison_operator"}),
+)
+METADATA_CONDITION = Schema({"logic": literal("and"), "conditions": list_of(_CONDITION)})
+METADATA = Schema({"metadata_condition": METADATA_CONDITION})
+
+
+def _matches(op: str, stored: str, wanted: Any) -> bool:
+    """One condition on one stored value (meta_fields values compare as ``str``; the
+    comparisons compare numbers when both sides are numbers, else text)."""
+    if op in _COMPARISONS:
+        try:
+            return _compare(op, float(stored), float(wanted))
+        except (TypeError, ValueError):
+            return _compare(op, stored, str(wanted))
+    text, value = stored.lower(), str(wanted).lower()
+    if op == "contains":
+        return value in text
+    if op == "not contains":
+        return value not in text
+    if op == "start with":
+        return text.startswith(value)
+    if op == "end with":
+        return text.endswith(value)
+    return not stored if op == "empty" else bool(stored)  # "empty", "not empty"
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    if op == "=":
+        return bool(left == right)
+    if op == "≠":
+        return bool(left != right)
+    if op == ">":
+        return bool(left > right)
+    if op == "<":
+        return bool(left < right)
+    return bool(left >= right) if op == "≥" else bool(left <= right)
+
+
+def meta_filter(
+    docs: list[tuple[str, dict[str, Any]]], conditions: list[dict[str, Any]]
+) -> set[str]:
+    """The ids of the documents every condition holds for (RAGFlow's meta_filter: a condition
+    on a key no document has is skipped; a document without the key does not match)."""
+    found: set[str] | None = None
+    for cond in conditions:
+        key = cond["name"]
+        op = _OPERATORS.get(cond["comparison_operator"], cond["comparison_operator"])
+        having = [(doc_id, meta) for doc_id, meta in docs if key in meta]
+        if not having:
+            continue
+        ids = {d for d, meta in having if _matches(op, str(meta[key]), cond.get("value"))}
+        found = ids if found is None else found & ids
+    return found or set()
+
+
+def _metadata_doc_ids(ctx: Ctx, datasets: list[Row], condition: dict[str, Any]) -> list[str] | None:
+    """The documents a metadata_condition selects; None when it has no conditions."""
+    conditions = condition.get("conditions") or []
+    if not conditions:
+        return None
+    docs: list[tuple[str, dict[str, Any]]] = []
+    size = limits.PAGE_SIZE.value
+    for dataset in datasets:
+        total = None
+        number = 1
+        while total is None or (number - 1) * size < total:  # bounded by the documents
+            rows, total = ctx.storage.list_documents(
+                str(dataset["id"]), DocumentFilter(), Page(number, size)
+            )
+            docs.extend((str(r["id"]), dict(r["meta_fields"] or {})) for r in rows)
+            number += 1
+            if not rows:
+                break
+    return sorted(meta_filter(docs, conditions))
+
+
 def retrieval(ctx: Ctx) -> Response:
     raw = _present(read_json(ctx.request))
     dataset_ids = raw.get("dataset_ids")
@@ -80,12 +174,21 @@ def retrieval(ctx: Ctx) -> Response:
     if not isinstance(doc_ids, list) or not all(isinstance(i, str) for i in doc_ids):
         raise data_error("`documents` should be a list")
     req = validate(RETRIEVAL, {k: v for k, v in raw.items() if k in FIELDS})
+    condition = validate(METADATA, {"metadata_condition": raw.get("metadata_condition") or {}})
+    condition = condition["metadata_condition"]
     search_text("question", req["question"])
     if doc_ids:
         owned = ctx.storage.documents_in([str(d["id"]) for d in datasets])
         for doc_id in doc_ids:
             if doc_id not in owned:
                 raise data_error(f"The datasets don't own the document {doc_id}")
+    else:
+        selected = _metadata_doc_ids(ctx, datasets, condition)
+        if selected == []:  # nothing matches: nothing is found (RAGFlow v0.22.1 finds all)
+            return ok({"chunks": [], "doc_aggs": [], "total": 0})
+        doc_ids = selected or []
+    if not req["question"]:  # RAGFlow's retriever answers an empty question at once
+        return ok({"total": 0, "chunks": [], "doc_aggs": {}})
     highlight = req.get("highlight", True) not in (False, "False", "false")
     result = search.retrieve(
         ctx.storage,

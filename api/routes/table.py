@@ -231,6 +231,7 @@ ROUTES: tuple[Route, ...] = (
                     "page_size": {"type": "integer", "minimum": 1, "maximum": PAGE_SIZE.value},
                     "similarity_threshold": {"type": "number"},
                     "vector_similarity_weight": {"type": "number"},
+                    "metadata_condition": retrieval.METADATA_CONDITION.json_schema(),
                     "top_k": {"type": "integer", "minimum": 1, "maximum": TOP_K.value},
                     "keyword": {"type": "boolean"},
                     "highlight": {"type": "boolean"},
