@@ -431,3 +431,13 @@ def test_retrieval_with_an_empty_question_finds_nothing_at_once(
         "chunks": [],
         "doc_aggs": {},
     }
+
+
+def test_document_list_with_an_unknown_orderby_is_a_validation_error(api: Api) -> None:
+    ds = api.dataset("a")
+    message = api.error(101, "GET", f"{DATASETS}/{ds['id']}/documents?orderby=bogus")
+    assert message == (
+        "Field: <orderby> - Message: <Input should be 'create_time', 'update_time', 'name'"
+        " or 'size'> - Value: <bogus>"
+    )
+    assert api.documents(ds["id"], "?orderby=name")["total"] == 0

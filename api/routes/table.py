@@ -125,7 +125,7 @@ ROUTES: tuple[Route, ...] = (
             query("keywords", {"type": "string"}),
             query("id", {"type": "string"}),
             query("name", {"type": "string"}),
-            query("orderby", {"type": "string"}),
+            query("orderby", {"type": "string", "enum": list(documents.DOCUMENT_ORDERS)}),
             query("desc", {"type": "boolean"}),
             query("create_time_from", {"type": "integer", "minimum": 0}),
             query("create_time_to", {"type": "integer", "minimum": 0}),
