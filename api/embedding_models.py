@@ -38,6 +38,13 @@ def is_known(model_id: str) -> bool:
     return name in factories().get(factory, frozenset())
 
 
+def model_name(model_id: str) -> str:
+    """The model without its factory, as RAGFlow compares datasets' models
+    (``split_model_name_and_factory``: the whole id when the factory is not a known one)."""
+    name, _, factory = model_id.rpartition("@")
+    return name if factory in _data()["factories"] else model_id
+
+
 def check_available(model_id: str) -> str:
     """``model_id``, or RAGFlow's 101 ``Unsupported model: <...>``."""
     if not is_known(model_id):

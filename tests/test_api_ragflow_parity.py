@@ -441,3 +441,14 @@ def test_document_list_with_an_unknown_orderby_is_a_validation_error(api: Api) -
         " or 'size'> - Value: <bogus>"
     )
     assert api.documents(ds["id"], "?orderby=name")["total"] == 0
+
+
+def test_retrieval_compares_embedding_models_without_their_factory(api: Api) -> None:
+    a = api.dataset("a", embedding_model="BAAI/bge-m3@Builtin")
+    b = api.dataset("b", embedding_model="BAAI/bge-m3@SILICONFLOW")
+    c = api.dataset("c", embedding_model="BAAI/bge-small-en-v1.5@Builtin")
+    same = {"question": "x", "dataset_ids": [a["id"], b["id"]]}
+    assert api.ok("POST", "/api/v1/retrieval", json=same)["total"] == 0
+    different = {"question": "x", "dataset_ids": [a["id"], c["id"]]}
+    message = api.error(102, "POST", "/api/v1/retrieval", json=different)
+    assert message == 'Datasets use different embedding models."'

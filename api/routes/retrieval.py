@@ -7,7 +7,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from api import limits, search
+from api import embedding_models, limits, search
 from api.envelope import data_error, ok
 from api.routes import Ctx
 from api.storage import DocumentFilter, Page, Row
@@ -166,7 +166,7 @@ def retrieval(ctx: Ctx) -> Response:
         if found is None:
             raise data_error(f"You don't own the dataset {dataset_id}.")
         datasets.append(found)
-    if len({d["embedding_model"].split("@")[0] for d in datasets}) != 1:
+    if len({embedding_models.model_name(d["embedding_model"]) for d in datasets}) != 1:
         raise data_error('Datasets use different embedding models."')
     if "question" not in raw:
         raise data_error("`question` is required.")
