@@ -4,6 +4,7 @@ the deliberate differences of docs/ragflow-differences.md where RAGFlow crashes.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import uuid
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 from support.api_client import Api
 
-from api import embedding_models
+from api import embedding_models, limits
 
 DATASETS = "/api/v1/datasets"
 PROMPT = (
@@ -243,6 +244,16 @@ def test_chunks_page_size_zero_lists_every_chunk(api: Api, doc: dict[str, Any]) 
         api.add_chunk(doc["dataset_id"], doc["id"], f"chunk number {n}")
     listed = api.ok("GET", f"{_chunks(doc)}?page_size=0")
     assert listed["total"] == 35 and len(listed["chunks"]) == 35
+
+
+def test_chunks_page_size_zero_stays_within_page_size_limit(
+    api: Api, doc: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(7):
+        api.add_chunk(doc["dataset_id"], doc["id"], f"chunk number {n}")
+    monkeypatch.setattr(limits, "PAGE_SIZE", dataclasses.replace(limits.PAGE_SIZE, value=5))
+    listed = api.ok("GET", f"{_chunks(doc)}?page_size=0")
+    assert listed["total"] == 7 and len(listed["chunks"]) == 5
 
 
 def test_upload_has_no_file_count_cap(api: Api) -> None:

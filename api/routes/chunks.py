@@ -48,8 +48,8 @@ def list_(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
     doc = _document(ctx, dataset_id, document_id)
     args = ctx.request.args
     number, size = query_int(args, "page", 1), query_page_size(args, ge=0)
-    if size == 0:  # RAGFlow: page_size=0 lists every chunk of the document
-        number, size = 1, max(1, int(doc["chunk_count"]))
+    if size == 0:  # every chunk of the document, up to PAGE_SIZE like every list
+        number, size = 1, max(1, min(int(doc["chunk_count"]), limits.PAGE_SIZE.value))
     page = Page(number, size)
     chunk = args.get("id", "")
     keywords = args.get("keywords", "")
