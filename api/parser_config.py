@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from api.validation import (
+    Check,
     FieldError,
     Schema,
     boolean,
@@ -36,81 +37,62 @@ CHUNK_METHODS = (
 )
 DOCUMENT_CHUNK_METHODS = (*CHUNK_METHODS, "knowledge_graph")
 
-RAPTOR = Schema(
-    {
-        "use_raptor": boolean,
-        "prompt": string(min_length=1, strip=True),
-        "max_token": integer(1, 2048),
-        "threshold": number(0.0, 1.0),
-        "max_cluster": integer(1, 1024),
-        "random_seed": integer(0),
-    }
-)
-GRAPHRAG = Schema(
-    {
-        "use_graphrag": boolean,
-        "entity_types": list_of(string()),
-        "method": literal("light", "general"),
-        "community": boolean,
-        "resolution": boolean,
-    }
-)
-_PARSER_CONFIG = Schema(
-    {
-        "auto_keywords": integer(0, 32),
-        "auto_questions": integer(0, 10),
-        "chunk_token_num": integer(1, 2048),
-        "delimiter": string(min_length=1),
-        "graphrag": GRAPHRAG,
-        "html4excel": boolean,
-        "layout_recognize": string(),
-        "raptor": RAPTOR,
-        "tag_kb_ids": list_of(string()),
-        "topn_tags": integer(1, 10),
-        "filename_embd_weight": optional(number(0.0, 1.0)),
-        "task_page_size": optional(integer(1)),
-        "pages": optional(list_of(list_of(integer()))),
-    }
-)
-MAX_JSON_LENGTH = 65535
-
 _RAPTOR_PROMPT = (
     "Please summarize the following paragraphs. Be careful with the numbers, do not make things"
     " up. Paragraphs as following:\n      {cluster_content}\nThe above is the content you need"
     " to summarize."
 )
-_ENTITY_TYPES = ["organization", "person", "geo", "event", "category"]
+_ENTITY_TYPES = ("organization", "person", "geo", "event", "category")
 
-# What RAGFlow's ParserConfig model fills in for every field a given config leaves out
-# (api/utils/validation_utils.py), in its field order: a partial config comes back whole.
-_FIELD_DEFAULTS: dict[str, Any] = {
-    "auto_keywords": 0,
-    "auto_questions": 0,
-    "chunk_token_num": 512,
-    "delimiter": "\\n",
-    "graphrag": {
-        "use_graphrag": False,
-        "entity_types": _ENTITY_TYPES,
-        "method": "light",
-        "community": False,
-        "resolution": False,
-    },
-    "html4excel": False,
-    "layout_recognize": "DeepDOC",
-    "raptor": {
-        "use_raptor": False,
-        "prompt": _RAPTOR_PROMPT,
-        "max_token": 256,
-        "threshold": 0.1,
-        "max_cluster": 64,
-        "random_seed": 0,
-    },
-    "tag_kb_ids": [],
-    "topn_tags": 1,
-    "filename_embd_weight": 0.1,
-    "task_page_size": None,
-    "pages": None,
-}
+# RAGFlow's ParserConfig model (api/utils/validation_utils.py), one row per field in its order:
+# the name, the check, and the default the model fills in when a given config leaves the
+# field out (a partial config comes back whole, nested blocks included).
+_Field = tuple[str, Check, Any]
+_RAPTOR_FIELDS: tuple[_Field, ...] = (
+    ("use_raptor", boolean, False),
+    ("prompt", string(min_length=1, strip=True), _RAPTOR_PROMPT),
+    ("max_token", integer(1, 2048), 256),
+    ("threshold", number(0.0, 1.0), 0.1),
+    ("max_cluster", integer(1, 1024), 64),
+    ("random_seed", integer(0), 0),
+)
+_GRAPHRAG_FIELDS: tuple[_Field, ...] = (
+    ("use_graphrag", boolean, False),
+    ("entity_types", list_of(string()), list(_ENTITY_TYPES)),
+    ("method", literal("light", "general"), "light"),
+    ("community", boolean, False),
+    ("resolution", boolean, False),
+)
+
+
+def _schema(fields: tuple[_Field, ...]) -> Schema:
+    return Schema({name: check for name, check, _ in fields})
+
+
+def _defaults(fields: tuple[_Field, ...]) -> dict[str, Any]:
+    return {name: default for name, _, default in fields}
+
+
+RAPTOR = _schema(_RAPTOR_FIELDS)
+GRAPHRAG = _schema(_GRAPHRAG_FIELDS)
+_FIELDS: tuple[_Field, ...] = (
+    ("auto_keywords", integer(0, 32), 0),
+    ("auto_questions", integer(0, 10), 0),
+    ("chunk_token_num", integer(1, 2048), 512),
+    ("delimiter", string(min_length=1), "\\n"),
+    ("graphrag", GRAPHRAG, _defaults(_GRAPHRAG_FIELDS)),
+    ("html4excel", boolean, False),
+    ("layout_recognize", string(), "DeepDOC"),
+    ("raptor", RAPTOR, _defaults(_RAPTOR_FIELDS)),
+    ("tag_kb_ids", list_of(string()), []),
+    ("topn_tags", integer(1, 10), 1),
+    ("filename_embd_weight", optional(number(0.0, 1.0)), 0.1),
+    ("task_page_size", optional(integer(1)), None),
+    ("pages", optional(list_of(list_of(integer()))), None),
+)
+_PARSER_CONFIG = _schema(_FIELDS)
+_FIELD_DEFAULTS = _defaults(_FIELDS)
+MAX_JSON_LENGTH = 65535
 
 # Each method's default when no config is given (RAGFlow's get_parser_config); None: no
 # default, the config is stored as given ({} when none is given).
@@ -123,7 +105,7 @@ _NAIVE = {
     "html4excel": False,
     "topn_tags": 3,
     "raptor": {**_FIELD_DEFAULTS["raptor"], "use_raptor": True},
-    "graphrag": {"use_graphrag": True, "entity_types": _ENTITY_TYPES, "method": "light"},
+    "graphrag": {"use_graphrag": True, "entity_types": list(_ENTITY_TYPES), "method": "light"},
 }
 _OFF = {"raptor": {"use_raptor": False}, "graphrag": {"use_graphrag": False}}
 _DEFAULTS: dict[str, dict[str, Any] | None] = {
