@@ -463,3 +463,12 @@ def test_retrieval_compares_embedding_models_without_their_factory(api: Api) -> 
     different = {"question": "x", "dataset_ids": [a["id"], c["id"]]}
     message = api.error(102, "POST", "/api/v1/retrieval", json=different)
     assert message == 'Datasets use different embedding models."'
+
+
+def test_embedding_model_data_holds_ragflows_factories_and_a_known_default() -> None:
+    factories = embedding_models.factories()
+    assert {"Builtin", "OpenAI", "Jina", "Cohere"} <= set(factories)
+    assert all(models for models in factories.values())
+    assert embedding_models.is_known(embedding_models.default())
+    assert embedding_models.model_name("BAAI/bge-m3@Builtin") == "BAAI/bge-m3"
+    assert embedding_models.model_name("local@Nowhere") == "local@Nowhere"
