@@ -75,7 +75,9 @@ TOP_K = Limit(
     "TOP_K",
     4_096,
     "chunks",
-    "the retrieval `top_k`: candidates fetched by full-text rank, then scored (default 1,024)",
+    "the retrieval `top_k` (default 1,024): candidates fetched by full-text rank, then scored;"
+    " as on RAGFlow's Elasticsearch, a smaller top_k does not cut full-text matches (at least"
+    " 1,024 candidates are scored)",
     "each candidate is scored",
 )
 PAGE_SIZE = Limit(

@@ -28,7 +28,7 @@ def dataset(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "name": row["name"],
-        "avatar": row["avatar"] or "",
+        "avatar": row["avatar"] or None,
         "tenant_id": row["tenant_id"],
         "created_by": row["tenant_id"],
         "description": row["description"],

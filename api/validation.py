@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Request
 
 from api import limits, text
-from api.envelope import argument_error
+from api.envelope import ApiError, argument_error
 
 Check = Callable[[Any], Any]
 
@@ -46,19 +45,22 @@ def format_errors(errors: list[FieldError]) -> str:
     )
 
 
-def read_json(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object; an empty body is ``{}``.
+def read_json(request: Request, strict: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object.
+
+    An empty body is ``{}``; with ``strict`` (the datasets' endpoints, as RAGFlow parses
+    them) the content type is checked first, and an empty body is malformed JSON.
 
     The body, its nesting, its arrays and its strings are checked against api.limits before
     any handler sees them: a request over a limit, with invalid UTF-8 or with a lone
     surrogate escape gets a 101 naming the problem."""
+    if strict and not request.is_json:
+        raise _unsupported_type(request)
     raw = _body(request)
-    if not raw.strip():
+    if not raw.strip() and not strict:
         return {}
     if not request.is_json:
-        raise argument_error(
-            f"Unsupported content type: Expected application/json, got {request.content_type}"
-        )
+        raise _unsupported_type(request)
     try:
         payload = json.loads(raw)
     except RecursionError:
@@ -68,13 +70,19 @@ def read_json(request: Request) -> dict[str, Any]:
             "Malformed JSON syntax: Missing commas/brackets or invalid encoding"
         ) from None
     check_json_limits(payload)
-    if payload is None or payload == [] or payload == "":
+    if not payload:  # null, [], "", 0, false: RAGFlow's ``get_json() or {}``
         return {}
     if not isinstance(payload, dict):
         raise argument_error(
             f"Invalid request payload: expected object, got {type(payload).__name__}"
         )
     return payload
+
+
+def _unsupported_type(request: Request) -> ApiError:
+    return argument_error(
+        f"Unsupported content type: Expected application/json, got {request.content_type}"
+    )
 
 
 def _body(request: Request) -> bytes:
@@ -278,6 +286,10 @@ def list_of(item: Check) -> Check:
                 out.append(item(element))
             except FieldError as exc:
                 errors.append(FieldError(exc.message, exc.value, (str(index), *exc.loc)))
+            except ValidationFailed as exc:  # an object's errors, each with its place
+                errors.extend(
+                    FieldError(e.message, e.value, (str(index), *e.loc)) for e in exc.errors
+                )
         if errors:
             raise ValidationFailed(errors)
         return out
@@ -336,14 +348,14 @@ def validate(schema: Schema, payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def uuid1_hex(value: Any) -> str:
+    """``value`` as a UUID1's hex; any other value is ``Invalid UUID1 format`` (RAGFlow's check
+    catches its own "Must be a UUID1 format" and answers that)."""
     try:
         parsed = uuid.UUID(value) if isinstance(value, str) else None
     except ValueError:
         parsed = None
-    if parsed is None:
+    if parsed is None or parsed.version != 1:
         raise FieldError("Invalid UUID1 format", value)
-    if parsed.version != 1:
-        raise FieldError("Must be a UUID1 format", value)
     return parsed.hex
 
 
@@ -355,31 +367,30 @@ def check_uuid1(value: str) -> str:
         raise argument_error(exc.message) from None
 
 
-_AVATAR = re.compile(r"^data:([^;,]+);base64,", re.ASCII)
 AVATAR_TYPES = ("image/jpeg", "image/png")
 
 
 def avatar(value: Any) -> str:
+    """RAGFlow's order: a comma first, then the ``data:`` prefix, then the MIME type."""
     text = str(string(max_length=65535)(value))
-    if not text.startswith("data:"):
-        if "," not in text:
-            raise FieldError(
-                "Missing MIME prefix. Expected format: data:<mime>;base64,<data>", value
-            )
+    if "," not in text:
+        raise FieldError("Missing MIME prefix. Expected format: data:<mime>;base64,<data>", value)
+    prefix = text.split(",", 1)[0]
+    if not prefix.startswith("data:"):
         raise FieldError("Invalid MIME prefix format. Must start with 'data:'", value)
-    match = _AVATAR.match(text)
-    if match is None or match.group(1) not in AVATAR_TYPES:
+    if prefix[5:].split(";")[0] not in AVATAR_TYPES:
         raise FieldError(f"Unsupported MIME type. Allowed: {list(AVATAR_TYPES)}", value)
     return text
 
 
 def embedding_model(value: Any) -> str:
-    text = str(string(max_length=255)(value))
+    """``<model_name>@<provider>``, stripped first (RAGFlow's order of checks)."""
+    text = str(string(max_length=255, strip=True)(value))
     if "@" not in text:
         raise FieldError(
             "Embedding model identifier must follow <model_name>@<provider> format", value
         )
-    model, _, provider = text.rpartition("@")
+    model, provider = text.split("@", 1)
     if not model or not provider:
         raise FieldError("Both model_name and provider must be non-empty strings", value)
     if not model.strip() or not provider.strip():
@@ -387,15 +398,20 @@ def embedding_model(value: Any) -> str:
     return text
 
 
-described(avatar, {"type": "string", "maxLength": 65535, "pattern": "^data:"})
+described(avatar, {"type": "string", "maxLength": 65535, "pattern": ","})
 described(embedding_model, {"type": "string", "maxLength": 255, "pattern": "@"})
 
 
 def query_int(
-    args: Mapping[str, str], name: str, default: int, ge: int = 1, le: int = 1_000_000_000
+    args: Mapping[str, str],
+    name: str,
+    default: int,
+    ge: int = 1,
+    le: int = 1_000_000_000,
+    blank_is_unset: bool = True,
 ) -> int:
     raw = args.get(name)
-    if raw is None or raw == "":
+    if raw is None or (raw == "" and blank_is_unset):
         return default
     try:
         value = int(raw)
@@ -417,9 +433,13 @@ def query_int(
     return value
 
 
-def query_page_size(args: Mapping[str, str], default: int = 30) -> int:
+def query_page_size(
+    args: Mapping[str, str], default: int = 30, ge: int = 1, blank_is_unset: bool = True
+) -> int:
     """A list's ``page_size`` query argument, at most PAGE_SIZE."""
-    return query_int(args, "page_size", default, le=limits.PAGE_SIZE.value)
+    return query_int(
+        args, "page_size", default, ge=ge, le=limits.PAGE_SIZE.value, blank_is_unset=blank_is_unset
+    )
 
 
 def query_list(args: MultiDict[str, str], name: str) -> list[str]:
@@ -433,9 +453,11 @@ def query_list(args: MultiDict[str, str], name: str) -> list[str]:
     return values
 
 
-def query_bool(args: Mapping[str, str], name: str, default: bool) -> bool:
+def query_bool(
+    args: Mapping[str, str], name: str, default: bool, blank_is_unset: bool = True
+) -> bool:
     raw = args.get(name)
-    if raw is None or raw == "":
+    if raw is None or (raw == "" and blank_is_unset):
         return default
     value = raw.strip().lower()
     if value in ("true", "1", "yes", "on", "t", "y"):

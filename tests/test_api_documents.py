@@ -115,12 +115,12 @@ def test_one_unsupported_file_rejects_the_whole_upload(api: Api) -> None:
 def test_upload_to_an_unknown_dataset(api: Api) -> None:
     other = uuid.uuid1().hex
     message = api.error(
-        100,
+        102,
         "POST",
         f"/api/v1/datasets/{other}/documents",
         data={"file": (io.BytesIO(b"x"), "a.txt")},
     )
-    assert message == f'LookupError("Can\'t find the dataset with ID {other}!")'
+    assert message == f"Can't find the dataset with ID {other}!"
 
 
 def test_oversized_requests_get_an_envelope_and_store_nothing(tmp_path: Path) -> None:
@@ -171,7 +171,8 @@ def test_list_filters_and_pages(api: Api) -> None:
         ("?id=ghost", 102, "You don't own the document ghost."),
         ("?name=ghost.txt", 102, "You don't own the document ghost.txt."),
         ("?page=abc", 101, "Field: <page> - Message: <Input should be a valid integer"),
-        ("?page_size=0", 101, "greater than or equal to 1"),
+        ("?page_size=-1", 101, "greater than or equal to 0"),
+        ("?page=-1", 101, "greater than or equal to 0"),
     ],
 )
 def test_list_errors(api: Api, query: str, code: int, expected: str) -> None:
@@ -213,9 +214,11 @@ def test_update_chunk_method_resets_the_document(api: Api) -> None:
     data = api.ok("PUT", f"{_docs_path(ds)}/{doc['id']}", json={"chunk_method": "manual"})
     assert data["chunk_method"] == "manual" and data["run"] == "UNSTART"
     assert data["chunk_count"] == 0 and data["token_count"] == 0
+    # RAGFlow merges the new method's default into the document's config
     assert data["parser_config"] == {
-        "raptor": {"use_raptor": False},
-        "graphrag": {"use_graphrag": False},
+        **ds["parser_config"],
+        "raptor": {**ds["parser_config"]["raptor"], "use_raptor": False},
+        "graphrag": {**ds["parser_config"]["graphrag"], "use_graphrag": False},
     }
 
 

@@ -17,8 +17,8 @@ import xxhash
 from support.waiting import wait_for
 
 from api import storage
-from api.storage.sqlite import codec, document_state
 from api.storage.sqlite import connections as sqlite_backend
+from api.storage.sqlite import document_state
 from api.storage.sqlite.repository import SqliteStorage
 from api.storage.sqlite.schema import MIGRATIONS, migrate
 
@@ -162,7 +162,7 @@ def test_replace_document_chunks_in_the_callers_transaction(
     assert counts[0] == 2 and counts[1] == 7 + 2
     expected_id = xxhash.xxh64(("first piece" + doc["id"]).encode()).hexdigest()
     rows, total = store.list_chunks(doc["id"], storage.Page())
-    assert total == 2 and rows[0]["id"] == expected_id == codec.chunk_id("first piece", doc["id"])
+    assert total == 2 and rows[0]["id"] == expected_id == storage.chunk_id("first piece", doc["id"])
     assert store.get_document(doc["dataset_id"], doc["id"])["chunk_count"] == 2  # type: ignore[index]
 
     with pytest.raises(RuntimeError), sqlite_backend.transaction(conn):

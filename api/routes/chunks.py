@@ -13,8 +13,10 @@ from api.envelope import ApiError, Code, argument_error, data_error, ok
 from api.routes import Ctx
 from api.storage import DatasetRow, DocumentRow, Page
 from api.validation import (
+    FieldError,
     Schema,
     boolean,
+    format_errors,
     integer,
     list_of,
     optional,
@@ -45,7 +47,10 @@ def list_(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
     _dataset(ctx, dataset_id)
     doc = _document(ctx, dataset_id, document_id)
     args = ctx.request.args
-    page = Page(query_int(args, "page", 1), query_page_size(args))
+    number, size = query_int(args, "page", 1), query_page_size(args, ge=0)
+    if size == 0:  # every chunk of the document, up to PAGE_SIZE like every list
+        number, size = 1, max(1, min(int(doc["chunk_count"]), limits.PAGE_SIZE.value))
+    page = Page(number, size)
     chunk = args.get("id", "")
     keywords = args.get("keywords", "")
     search_text("keywords", keywords)
@@ -61,22 +66,29 @@ def list_(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
     )
 
 
-def _list_field(name: str, wording: str) -> Any:
+def _list_field(name: str, wording: str, strip: bool) -> Any:
+    """A list field; with ``strip`` its items are stripped and blank ones dropped (RAGFlow's
+    questions), without it the strings are kept as given (its important_keywords)."""
+    strings = list_of(string())
+
     def run(value: Any) -> list[str]:
         if not isinstance(value, list):
             raise data_error(f"`{name}` {wording} a list")
-        return [str(v).strip() for v in value if str(v).strip()]
+        if strip:
+            return [str(v).strip() for v in value if str(v).strip()]
+        return list(strings(value))
 
     return run
 
 
-ADD = Schema(
-    {
-        "content": lambda v: v,
-        "important_keywords": _list_field("important_keywords", "is required to be"),
-        "questions": _list_field("questions", "is required to be"),
+def _chunk_fields(wording: str) -> dict[str, Any]:
+    return {
+        "important_keywords": _list_field("important_keywords", wording, strip=False),
+        "questions": _list_field("questions", wording, strip=True),
     }
-)
+
+
+ADD = Schema({"content": lambda v: v, **_chunk_fields("is required to be")})
 
 
 def _chunk_size_checked(req: dict[str, Any]) -> dict[str, Any]:
@@ -100,17 +112,28 @@ def add(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
     doc = _document(ctx, dataset_id, document_id)
     req = _chunk_size_checked(validate(ADD, read_json(ctx.request)))
     content = req.get("content")
+    if content is not None and not isinstance(content, str) and str(content).strip():
+        # RAGFlow crashes (100) adding a non-string to the document id
+        bad = FieldError("Input should be a valid string", content, ("content",))
+        raise argument_error(format_errors([bad]))
     if not isinstance(content, str) or not content.strip():
         raise data_error("`content` is required")
-    row = ctx.storage.add_chunk(doc, {**req, "content": content})
+    fields = {**req, "content": content}
+    try:
+        row = ctx.storage.add_chunk(doc, fields)
+    except storage.Conflict:
+        # The id is a hash of content and document: the same content again replaces the
+        # chunk, as RAGFlow's document store does.
+        replaced = {"important_keywords": [], "questions": [], **fields}
+        same = storage.chunk_id(content, document_id)
+        row = ctx.storage.update_chunk(document_id, same, replaced)
     return ok({"chunk": serialize.new_chunk(row)})
 
 
 UPDATE = Schema(
     {
         "content": string(),
-        "important_keywords": _list_field("important_keywords", "should be"),
-        "questions": _list_field("questions", "should be"),
+        **_chunk_fields("should be"),
         "available": lambda v: boolean(v) if isinstance(v, bool) else integer(0, 1)(v),
         "positions": optional(list_of(list_of(integer()))),
     }
@@ -118,10 +141,15 @@ UPDATE = Schema(
 
 
 def update(ctx: Ctx, dataset_id: str, document_id: str, chunk_id: str) -> Response:
-    _dataset(ctx, dataset_id)
-    if ctx.storage.get_chunk(document_id, chunk_id) is None:
+    # RAGFlow's order: the chunk in the caller's dataset, the dataset, then the document
+    found = ctx.storage.chunks_by_id([chunk_id]).get(chunk_id)
+    owned = ctx.storage.get_dataset(ctx.tenant_id, dataset_id) is not None
+    if found is None or found["dataset_id"] != dataset_id or not owned:
         raise data_error(f"Can't find this chunk {chunk_id}")
+    _dataset(ctx, dataset_id)
     doc = _document(ctx, dataset_id, document_id)
+    if found["doc_id"] != document_id:
+        raise data_error(f"Can't find this chunk {chunk_id} in the document {document_id}")
     req = _chunk_size_checked(validate(UPDATE, read_json(ctx.request)))
     if "available" in req:
         req["available"] = int(req["available"])
@@ -139,9 +167,8 @@ DELETE = Schema({"chunk_ids": optional(list_of(string()))})
 def delete(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
     _dataset(ctx, dataset_id)
     if ctx.storage.get_document(dataset_id, document_id) is None:
-        raise ApiError(
-            Code.EXCEPTION, repr(LookupError(f"Can't find the document with ID {document_id}!"))
-        )
+        # RAGFlow raises here and answers 100 with the exception's repr
+        raise data_error(f"Can't find the document with ID {document_id}!")
     req = validate(DELETE, read_json(ctx.request))
     ids: list[str] | None = req.get("chunk_ids") or None
     unique = None if ids is None else list(dict.fromkeys(ids))

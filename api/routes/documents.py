@@ -12,14 +12,21 @@ from werkzeug.wrappers import Response
 
 from api import filetypes, limits, serialize
 from api.envelope import ApiError, Code, argument_error, data_error, ok
-from api.parser_config import DOCUMENT_CHUNK_METHODS, deep_merge, default_for, parser_config
+from api.parser_config import (
+    DOCUMENT_CHUNK_METHODS,
+    default_for,
+    document_parser_config,
+    for_document_update,
+)
 from api.routes import Ctx
 from api.storage import DatasetRow, DocumentFilter, Page, Upload
 from api.validation import (
     FieldError,
     Schema,
     bidi_problem,
+    format_errors,
     list_of,
+    literal,
     optional,
     query_int,
     query_list,
@@ -30,7 +37,6 @@ from api.validation import (
 )
 
 FILE_NAME_LEN_LIMIT = 255
-MAX_FILES = 256
 EPOCH_MS_MAX = 10**15
 
 
@@ -58,9 +64,7 @@ def upload(ctx: Ctx, dataset_id: str) -> Response:
     files = ctx.request.files
     if "file" not in files:
         raise argument_error("No file part!")
-    file_objs = files.getlist("file")
-    if len(file_objs) > MAX_FILES:
-        raise argument_error(f"You can upload at most {MAX_FILES} files at a time.")
+    file_objs = files.getlist("file")  # no count cap (RAGFlow has none): MAX_CONTENT_LENGTH
     for file_obj in file_objs:
         if not file_obj.filename:
             raise argument_error("No file selected!")
@@ -68,9 +72,8 @@ def upload(ctx: Ctx, dataset_id: str) -> Response:
             raise argument_error(f"File name must be {FILE_NAME_LEN_LIMIT} bytes or less.")
     dataset = ctx.storage.get_dataset(ctx.tenant_id, dataset_id)
     if dataset is None:
-        raise ApiError(
-            Code.EXCEPTION, repr(LookupError(f"Can't find the dataset with ID {dataset_id}!"))
-        )
+        # RAGFlow raises here and answers 100 with the exception's repr
+        raise data_error(f"Can't find the dataset with ID {dataset_id}!")
     uploads: list[Upload] = []
     unsupported: list[str] = []
     for file_obj in file_objs:
@@ -110,12 +113,26 @@ def list_(ctx: Ctx, dataset_id: str) -> Response:
         runs=tuple(serialize.RUN_CODE.get(r, r) for r in query_list(args, "run")),
         create_time_from=query_int(args, "create_time_from", 0, ge=0, le=EPOCH_MS_MAX),
         create_time_to=query_int(args, "create_time_to", 0, ge=0, le=EPOCH_MS_MAX),
-        orderby=args.get("orderby", "create_time"),
+        orderby=_orderby(args.get("orderby", "create_time")),
         desc=str(args.get("desc", "true")).strip().lower() != "false",
     )
-    page = Page(query_int(args, "page", 1), query_page_size(args))
+    # RAGFlow's paging: page=0 is the first page, page_size=0 an empty page (with the total)
+    page = Page(max(1, query_int(args, "page", 1, ge=0)), query_page_size(args, ge=0))
     rows, total = ctx.storage.list_documents(dataset_id, flt, page)
     return ok({"total": total, "docs": [serialize.document(r) for r in rows]})
+
+
+DOCUMENT_ORDERS = ("create_time", "update_time", "name", "size")
+_ORDERS = literal(*DOCUMENT_ORDERS)
+
+
+def _orderby(value: str) -> str:
+    """A document list's order (RAGFlow crashes, code 100, on a column it does not have)."""
+    try:
+        return str(_ORDERS(value))
+    except FieldError as exc:
+        bad = FieldError(exc.message, value, ("orderby",))
+        raise argument_error(format_errors([bad])) from None
 
 
 def _enabled(value: Any) -> int:
@@ -126,10 +143,10 @@ def _enabled(value: Any) -> int:
 
 UPDATE = Schema(
     {
-        "name": string(min_length=1),
+        "name": string(),
         "meta_fields": lambda v: v,
         "chunk_method": string(),
-        "parser_config": optional(parser_config),
+        "parser_config": document_parser_config,
         "enabled": _enabled,
         "chunk_count": lambda v: v,
         "token_count": lambda v: v,
@@ -159,14 +176,19 @@ def update(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
             )
         changes["meta_fields"] = req["meta_fields"]
     if "name" in req and req["name"] != doc["name"]:
-        name = _clean_name(req["name"])
-        if len(name.encode("utf-8")) > FILE_NAME_LEN_LIMIT:
+        # RAGFlow's order: the length, then the extension (an empty name has none), then
+        # what this service adds (control and bidirectional characters, path components)
+        if len(req["name"].encode("utf-8")) > FILE_NAME_LEN_LIMIT:
             raise argument_error(f"File name must be {FILE_NAME_LEN_LIMIT} bytes or less.")
+        if filetypes.suffix(req["name"]) != filetypes.suffix(str(doc["name"])):
+            raise argument_error("The extension of file can't be changed")
+        name = _clean_name(req["name"])
         if filetypes.suffix(name) != filetypes.suffix(str(doc["name"])):
             raise argument_error("The extension of file can't be changed")
         changes["name"] = name
+    config = doc["parser_config"]
     if req.get("parser_config"):
-        changes["parser_config"] = deep_merge(doc["parser_config"], req["parser_config"])
+        config = changes["parser_config"] = for_document_update(config, req["parser_config"])
     reset = False
     if "chunk_method" in req:
         method = req["chunk_method"]
@@ -178,8 +200,10 @@ def update(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
         if str(doc["chunk_method"]).lower() != method.lower():
             changes["chunk_method"] = method
             reset = True
-        if not req.get("parser_config"):
-            changes["parser_config"] = default_for(method)
+        default = default_for(method)
+        if not req.get("parser_config") and default:
+            # RAGFlow merges the method's default into the document's config
+            changes["parser_config"] = for_document_update(config, default)
     if "enabled" in req:
         changes["status"] = str(req["enabled"])
     row = ctx.storage.update_document(doc, changes, reset=reset)

@@ -20,7 +20,7 @@ from typing import Any
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
-from api import config, filetypes, openapi
+from api import config, filetypes, openapi, parser_config
 from api.envelope import json_response
 from api.limits import CHUNK_CHARS, PAGE_SIZE, QUERY_CHARS, TOP_K
 from api.openapi import (
@@ -28,13 +28,13 @@ from api.openapi import (
     LIST,
     OBJECT,
     PAGING,
-    PARSER_CONFIG,
     STRINGS,
     body,
     envelope,
     query,
 )
 from api.routes import apidocs, chunks, datasets, documents, retrieval, system
+from api.validation import json_schema
 
 
 class Auth(enum.Enum):
@@ -120,11 +120,13 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET", f"{DS}/documents", "listDocuments", documents.list_, "List documents",
         query=(
-            *PAGING,
+            # RAGFlow's paging: page 0 is the first page, page_size 0 an empty page
+            query("page", {"type": "integer", "minimum": 0}),
+            query("page_size", {"type": "integer", "minimum": 0, "maximum": PAGE_SIZE.value}),
             query("keywords", {"type": "string"}),
             query("id", {"type": "string"}),
             query("name", {"type": "string"}),
-            query("orderby", {"type": "string"}),
+            query("orderby", {"type": "string", "enum": list(documents.DOCUMENT_ORDERS)}),
             query("desc", {"type": "boolean"}),
             query("create_time_from", {"type": "integer", "minimum": 0}),
             query("create_time_to", {"type": "integer", "minimum": 0}),
@@ -144,7 +146,7 @@ ROUTES: tuple[Route, ...] = (
                     "name": {"type": "string"},
                     "meta_fields": OBJECT,
                     "chunk_method": {"type": "string"},
-                    "parser_config": PARSER_CONFIG,
+                    "parser_config": json_schema(parser_config.document_parser_config),
                     "enabled": {"type": "integer", "enum": [0, 1]},
                 },
             }
@@ -173,7 +175,13 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "GET", f"{DOC}/chunks", "listChunks", chunks.list_, "List a document's chunks",
-        query=(*PAGING, query("keywords", {"type": "string"}), query("id", {"type": "string"})),
+        query=(
+            PAGING[0],
+            # RAGFlow: page_size 0 lists every chunk
+            query("page_size", {"type": "integer", "minimum": 0, "maximum": PAGE_SIZE.value}),
+            query("keywords", {"type": "string"}),
+            query("id", {"type": "string"}),
+        ),
         responses={"200": envelope(OBJECT)},
     ),
     Route(
@@ -222,8 +230,9 @@ ROUTES: tuple[Route, ...] = (
                     "document_ids": STRINGS,
                     "page": {"type": "integer", "minimum": 1},
                     "page_size": {"type": "integer", "minimum": 1, "maximum": PAGE_SIZE.value},
-                    "similarity_threshold": {"type": "number", "minimum": 0, "maximum": 1},
-                    "vector_similarity_weight": {"type": "number", "minimum": 0, "maximum": 1},
+                    "similarity_threshold": {"type": "number"},
+                    "vector_similarity_weight": {"type": "number"},
+                    "metadata_condition": retrieval.METADATA_CONDITION.json_schema(),
                     "top_k": {"type": "integer", "minimum": 1, "maximum": TOP_K.value},
                     "keyword": {"type": "boolean"},
                     "highlight": {"type": "boolean"},

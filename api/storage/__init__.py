@@ -37,6 +37,7 @@ from api.storage.rows import (
     QueueDepth,
     Task,
     Upload,
+    chunk_id,
 )
 from shared import database_url
 
@@ -69,6 +70,7 @@ __all__ = [
     "TaskQueue",
     "Unavailable",
     "Upload",
+    "chunk_id",
     "open_backend",
 ]
 

@@ -6,6 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import IO, Any, TypedDict
 
+import xxhash
+
+
+def chunk_id(content: str, doc_id: str) -> str:
+    """A chunk's id: a hash of its content and document, as RAGFlow's (the same content added
+    to the same document again is the same chunk), the same on every backend."""
+    return xxhash.xxh64((content + doc_id).encode("utf-8")).hexdigest()
+
+
 # documents.run values (RAGFlow's TaskStatus)
 RUN_UNSTART = "0"
 RUN_RUNNING = "1"

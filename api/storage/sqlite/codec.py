@@ -1,6 +1,6 @@
 """The SQLite row codec: the seam's row types from stored rows (JSON columns decoded, booleans
 from integers) and column values from Python values; chunk ids, timestamps, LIKE and FTS5
-query text."""
+query text (chunk ids come from rows.chunk_id, the same for every backend)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import xxhash
-
 from api.storage.rows import ApiKeyRow, ChunkRow, DatasetRow, DocumentRow
-
-
-def chunk_id(content: str, doc_id: str) -> str:
-    return xxhash.xxh64((content + doc_id).encode("utf-8")).hexdigest()
 
 
 def now_ms() -> int:

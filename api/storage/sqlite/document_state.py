@@ -10,7 +10,8 @@ from typing import Any
 
 from api import text
 from api.storage.errors import NotFound
-from api.storage.sqlite.codec import chunk_id, json_list
+from api.storage.rows import chunk_id
+from api.storage.sqlite.codec import json_list
 
 
 def refresh_counts(conn: sqlite3.Connection, doc_id: str) -> tuple[int, int]:

@@ -23,6 +23,7 @@ from api.storage.rows import (
     DocumentRow,
     Page,
     Upload,
+    chunk_id,
 )
 from api.storage.sqlite import codec
 from api.storage.sqlite.connections import check_read, connection, probe_writes, seam, transaction
@@ -410,8 +411,9 @@ class SqliteStorage:
         if terms:
             # The full-text query runs once, as a list subquery; joined to chunks, SQLite
             # would run it again for every chunk of the document (seconds per request).
+            # The chunk content only, as RAGFlow's list filter (not the document name).
             where.append(f"c.seq IN ({_FTS_ROWIDS})")
-            args.append(codec.fts_query(terms))
+            args.append(f"content : ({codec.fts_query(terms)})")
         clause = " AND ".join(where)
         total = self.conn.execute(f"SELECT COUNT(*) FROM chunks c WHERE {clause}", args)
         rows = self.conn.execute(
@@ -431,7 +433,7 @@ class SqliteStorage:
     def add_chunk(self, doc: Mapping[str, Any], fields: Mapping[str, Any]) -> ChunkRow:
         doc_id = str(doc["id"])
         content = str(fields["content"])
-        new_id = codec.chunk_id(content, doc_id)
+        new_id = chunk_id(content, doc_id)
         with transaction(self.conn) as c:
             if c.execute("SELECT 1 FROM chunks WHERE id = ?", (new_id,)).fetchone():
                 raise Conflict(f"Chunk {new_id} with the same content already exists")
