@@ -11,7 +11,6 @@ pid, so supervisord's stop signal (QUIT: graceful) reaches the nginx master itse
 
 from __future__ import annotations
 
-import argparse
 import grp
 import os
 import pwd
@@ -19,11 +18,14 @@ import sys
 from collections.abc import Sequence
 
 from shared.logformat import plain_line
-from supervise.socket_holder import TCP, HolderUnavailableError, fetch_listeners
+from supervise.socket_holder import (
+    TCP,
+    HolderUnavailableError,
+    fetch_listener,
+    parse_client_args,
+)
 
 LOGGER = "supervise.serve_proxy"
-
-DEFAULT_WAIT_SECONDS = 3.0
 
 
 def nginx_argv(command: Sequence[str], euid: int, egid: int) -> list[str]:
@@ -37,33 +39,13 @@ def nginx_argv(command: Sequence[str], euid: int, egid: int) -> list[str]:
     return [*command, "-g", f"user {user} {group};"]
 
 
-def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    if "--" not in argv:
-        raise SystemExit("usage: python -m supervise.serve_proxy --holder PATH ... -- NGINX ...")
-    split = list(argv).index("--")
-    parser = argparse.ArgumentParser(prog="python -m supervise.serve_proxy", description=__doc__)
-    parser.add_argument(
-        "--holder", action="append", required=True, help="a socket holder's hand-out socket"
-    )
-    parser.add_argument("--wait", type=float, default=DEFAULT_WAIT_SECONDS, help="seconds to wait")
-    args = parser.parse_args(argv[:split])
-    command = list(argv[split + 1 :])
-    if not command:
-        raise SystemExit("serve_proxy: no command after --")
-    return args, command
-
-
 def main(argv: Sequence[str]) -> int:
-    args, command = parse_args(argv)
+    args, command = parse_client_args("serve_proxy", __doc__, argv, (TCP,))
     try:
-        fds = fetch_listeners(args.holder, args.wait)
+        fd = fetch_listener(args.holder, args.listener, args.wait)
     except HolderUnavailableError as exc:
         print(plain_line(f"serve_proxy: {exc}", "ERROR", LOGGER), file=sys.stderr, flush=True)
         return 1
-    for name, fd in fds.items():
-        if name != TCP:
-            os.close(fd)
-    fd = fds[TCP]
     os.set_inheritable(fd, True)
     environ = {**os.environ, "NGINX": f"{fd};"}
     argv_out = nginx_argv(command, os.geteuid(), os.getegid())

@@ -42,6 +42,7 @@ TCP = "tcp"
 UNIX = "unix"
 LOCK_WAIT_SECONDS = 10.0
 RETRY_INTERVAL_SECONDS = 0.05
+CLIENT_WAIT_SECONDS = 3.0  # how long serve_web and serve_proxy wait for a holder
 MAX_LISTENERS = 8
 
 
@@ -150,6 +151,46 @@ def fetch_listeners(holders: Sequence[str], wait_seconds: float) -> dict[str, in
                 + "); check the socket_holder programs (supervisorctl status)"
             )
         time.sleep(RETRY_INTERVAL_SECONDS)
+
+
+def fetch_listener(holders: Sequence[str], name: str, wait_seconds: float) -> int:
+    """The listening descriptor ``name`` (TCP or UNIX) from the first holder that answers; the
+    other descriptors it hands out are closed."""
+    fds = fetch_listeners(holders, wait_seconds)
+    fd = fds.pop(name, None)
+    for other in fds.values():
+        os.close(other)
+    if fd is None:
+        raise HolderUnavailableError(
+            f"the socket holders hold no {name} listening socket (they hold "
+            f"{', '.join(fds) or 'none'}); re-render and restart everything"
+        )
+    return fd
+
+
+def parse_client_args(
+    program: str, description: str | None, argv: Sequence[str], listeners: Sequence[str]
+) -> tuple[argparse.Namespace, list[str]]:
+    """`--holder PATH ... [--listener NAME] [--wait S] -- COMMAND...`: the arguments of a
+    program (serve_web, serve_proxy) that runs COMMAND on a socket from the holders."""
+    usage = f"usage: python -m supervise.{program} --holder PATH ... -- COMMAND..."
+    if "--" not in argv:
+        raise SystemExit(usage)
+    split = list(argv).index("--")
+    parser = argparse.ArgumentParser(prog=f"python -m supervise.{program}", description=description)
+    parser.add_argument(
+        "--holder", action="append", required=True, help="a socket holder's hand-out socket"
+    )
+    parser.add_argument(
+        "--listener", choices=listeners, default=listeners[0], help="which socket to serve"
+    )
+    # Shorter than the programs' startsecs: a missing holder makes them fail their start.
+    parser.add_argument("--wait", type=float, default=CLIENT_WAIT_SECONDS, help="seconds to wait")
+    args = parser.parse_args(argv[:split])
+    command = list(argv[split + 1 :])
+    if not command:
+        raise SystemExit(f"{program}: no command after --")
+    return args, command
 
 
 @contextlib.contextmanager
