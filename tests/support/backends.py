@@ -13,6 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import psycopg
+from psycopg.rows import dict_row
+
 from api import storage
 from api.storage.sqlite import connections
 
@@ -63,8 +66,61 @@ class SqliteInspector:
         self.conn.execute("UPDATE documents SET parser_config = '{broken' WHERE id = ?", (doc_id,))
 
 
-BACKENDS: dict[str, Callable[[Path], tuple[storage.Backend, Inspector]]] = {
-    "sqlite": lambda data_dir: (storage.open_backend(data_dir), SqliteInspector(data_dir)),
+class PostgresInspector:
+    """Reads and moves rows over its own autocommit connection (the seam's pool untouched)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn: psycopg.Connection[dict[str, Any]] | None = None
+
+    @property
+    def conn(self) -> psycopg.Connection[dict[str, Any]]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
+        return self._conn
+
+    def _one(self, query: str, args: tuple[Any, ...]) -> dict[str, Any]:
+        row = self.conn.execute(query, args).fetchone()
+        assert row is not None, f"no row for {args}"
+        return dict(row)
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        return self._one("SELECT * FROM tasks WHERE id = %s", (task_id,))
+
+    def document(self, doc_id: str) -> dict[str, Any]:
+        return self._one("SELECT * FROM documents WHERE id = %s", (doc_id,))
+
+    def chunks(self, doc_id: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT * FROM chunks WHERE doc_id = %s ORDER BY seq", (doc_id,)
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def expire(self, task_id: str) -> None:
+        self.conn.execute("UPDATE tasks SET lease_expires = 0 WHERE id = %s", (task_id,))
+
+    def silence_executors(self, seconds: float, *, but: str) -> None:
+        self.conn.execute(
+            "UPDATE executors SET last_beat = last_beat - %s WHERE consumer != %s", (seconds, but)
+        )
+
+    def corrupt_parser_config(self, doc_id: str) -> None:
+        self.conn.execute("UPDATE documents SET parser_config = '{broken' WHERE id = %s", (doc_id,))
+
+
+# A backend under test from (DATA_DIR, a function returning a fresh database's URL: only
+# backends that need a server call it, which starts the session's throwaway cluster).
+NewDatabase = Callable[[], str]
+
+
+def _postgres(data_dir: Path, new_database: NewDatabase) -> tuple[storage.Backend, Inspector]:
+    url = new_database()
+    return storage.open_backend(data_dir, url), PostgresInspector(url)
+
+
+BACKENDS: dict[str, Callable[[Path, NewDatabase], tuple[storage.Backend, Inspector]]] = {
+    "sqlite": lambda data_dir, _: (storage.open_backend(data_dir), SqliteInspector(data_dir)),
+    "postgresql": _postgres,
 }
 
 

@@ -1,0 +1,197 @@
+"""PostgreSQL connections: one pool per process (opened lazily after fork, never inherited),
+transactions that nest on the thread's current connection, the session limits that keep a
+frozen client from blocking the others, and the translation of driver errors into the seam's.
+
+A URL's password never reaches a message: messages name the host, port and database only."""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from api.storage.errors import BackendError, Conflict, StorageError, Unavailable
+from api.storage.postgres.schema import migrate
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """The settings of a process's pool (shared/settings.py documents each)."""
+
+    size: int = 4
+    connect_timeout: float = 5.0
+    statement_timeout_ms: int = 30_000
+    lock_timeout_ms: int = 10_000
+    idle_in_transaction_timeout_ms: int = 30_000
+
+
+_pools: dict[tuple[int, str, PoolOptions], ConnectionPool[Any]] = {}
+_inherited: list[ConnectionPool[Any]] = []  # a parent's pools: kept, never used nor closed
+_pools_lock = threading.Lock()
+_local = threading.local()
+
+
+def _after_fork() -> None:
+    # Closing (or garbage-collecting) a parent's connections in the child would send the
+    # server a Terminate on sockets the parent still uses: keep them referenced, unused.
+    _inherited.extend(_pools.values())
+    _pools.clear()
+    global _pools_lock
+    _pools_lock = threading.Lock()
+    _local.__dict__.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def where(url: str) -> str:
+    """host:port/database of ``url``, for messages: never the user's password."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "the PostgreSQL database"
+    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+def _configure(options: PoolOptions) -> Callable[[psycopg.Connection[Any]], None]:
+    def configure(conn: psycopg.Connection[Any]) -> None:
+        conn.autocommit = True
+        migrate(conn)  # a version check once the schema is current
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false),"
+            " set_config('lock_timeout', %s, false),"
+            " set_config('idle_in_transaction_session_timeout', %s, false)",
+            (
+                str(options.statement_timeout_ms),
+                str(options.lock_timeout_ms),
+                str(options.idle_in_transaction_timeout_ms),
+            ),
+        )
+
+    return configure
+
+
+def pool(url: str, options: PoolOptions) -> ConnectionPool[Any]:
+    """This process's pool for ``url``, opened on first use (after any fork)."""
+    key = (os.getpid(), url, options)
+    found = _pools.get(key)
+    if found is not None:
+        return found
+    with _pools_lock:
+        found = _pools.get(key)
+        if found is None:
+            found = ConnectionPool(
+                url,
+                min_size=1,
+                max_size=max(options.size, 1),
+                kwargs={
+                    "connect_timeout": max(int(options.connect_timeout), 1),
+                    "row_factory": dict_row,
+                    "application_name": "ragflow-bundle",
+                },
+                configure=_configure(options),
+                timeout=options.connect_timeout,
+                reconnect_timeout=0,  # keep trying while the server is away
+                open=False,
+                name=f"ragflow-{os.getpid()}",
+            )
+            found.open(wait=False)
+            _pools[key] = found
+    return found
+
+
+def release_thread() -> None:
+    """A thread that ends: its connections went back to the process's pool after each
+    operation; forget any transaction it left (the pool serves the other threads on)."""
+    _local.__dict__.clear()
+
+
+@contextmanager
+def connection(url: str, options: PoolOptions) -> Iterator[psycopg.Connection[Any]]:
+    """The thread's connection of the current transaction, or one from the pool."""
+    current: psycopg.Connection[Any] | None = getattr(_local, "conn", None)
+    if current is not None:
+        yield current
+        return
+    try:
+        with pool(url, options).connection() as conn:
+            yield conn
+    except PoolTimeout as exc:
+        raise Unavailable(
+            "db",
+            f"The PostgreSQL database {where(url)} cannot be reached within "
+            f"{options.connect_timeout:g} s ({exc}). Check that the server runs and accepts "
+            "connections; service resumes as soon as it does.",
+        ) from None
+
+
+@contextmanager
+def transaction(url: str, options: PoolOptions) -> Iterator[psycopg.Connection[Any]]:
+    """One transaction, or a savepoint inside the thread's current one."""
+    with connection(url, options) as conn:
+        outer = getattr(_local, "conn", None) is conn
+        _local.conn = conn
+        try:
+            with conn.transaction():
+                yield conn
+        finally:
+            if not outer:
+                _local.conn = None
+
+
+def translated(exc: psycopg.Error, url: str) -> StorageError:
+    """The seam's own error for a driver error."""
+    place = where(url)
+    if isinstance(exc, pg_errors.IntegrityError):
+        return Conflict(f"The change conflicts with stored data: {exc.diag.message_primary}")
+    if isinstance(exc, pg_errors.LockNotAvailable | pg_errors.QueryCanceled):
+        return Unavailable(
+            "writes",
+            f"Writes are blocked on {place}: {exc.diag.message_primary} (another session holds "
+            "a lock, or the statement ran past its time limit); it resumes once released.",
+        )
+    if isinstance(exc, pg_errors.DiskFull):
+        return Unavailable("writes", f"Writes are blocked: the disk of {place} is full.")
+    if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+        return Unavailable("writes", f"Writes are blocked: {place} is read-only (a standby?).")
+    if isinstance(exc, psycopg.OperationalError | pg_errors.AdminShutdown):
+        return Unavailable(
+            "db",
+            f"The PostgreSQL database {place} is unavailable ({type(exc).__name__}: "
+            f"{(exc.diag.message_primary or str(exc)).splitlines()[0] if str(exc) else ''}). "
+            "Service resumes as soon as it answers again.",
+        )
+    return BackendError(f"The PostgreSQL database {place} failed: {exc} ({type(exc).__name__}).")
+
+
+_C = TypeVar("_C", bound=type)
+
+
+def seam(cls: _C) -> _C:
+    """Class decorator: every public method of ``cls`` (whose instances have ``url``) raises
+    the seam's errors, never ``psycopg.Error``."""
+    for name, attr in list(vars(cls).items()):
+        if not name.startswith("_") and callable(attr):
+            setattr(cls, name, _translating(attr))
+    return cls
+
+
+def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except psycopg.Error as exc:
+            raise translated(exc, self.url) from None
+
+    return call
