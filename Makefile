@@ -54,10 +54,13 @@ nginx:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx
 
 # System packages the test suite needs (nginx: the proxy; container tests: buildah, podman,
-# runc, debootstrap). Installed only when missing; needs root (CI runs as root).
+# runc, debootstrap; postgresql: the throwaway clusters of the PostgreSQL backend's tests, whose
+# binaries live under /usr/lib/postgresql/<version>/bin). Installed only when missing; needs
+# root (CI runs as root).
 SYSTEM_TOOLS := nginx buildah podman runc debootstrap
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do PATH="$$PATH:/usr/sbin" command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

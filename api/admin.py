@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, cfg: config.Config) -> int:
-    backend = storage.open_backend(cfg.data_dir, cfg.database_url)
+    backend = storage.open_backend(cfg.data_dir, cfg.database_url, cfg.pool)
     store = backend.store
     if args.command in ("init", "migrate"):
         version = backend.migrations.migrate()

@@ -17,6 +17,7 @@ from api.storage.base import (
     FileStore,
     Heartbeats,
     Migrations,
+    PoolSettings,
     Storage,
     TaskQueue,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "Migrations",
     "NotFound",
     "Page",
+    "PoolSettings",
     "QueueDepth",
     "Storage",
     "StorageError",
@@ -76,10 +78,11 @@ __all__ = [
 DEFAULT_DB_NAME = "ragflow.db"
 
 
-def open_backend(data_dir: Path, url: str = "") -> Backend:
+def open_backend(data_dir: Path, url: str = "", pool: PoolSettings | None = None) -> Backend:
     """The backend DATABASE_URL ``url`` names ("" for the default: SQLite at
-    DATA_DIR/ragflow.db); uploaded files always live under ``data_dir``. Opens nothing yet.
-    ``url`` was validated with the same rule by the renderer and ``api.config``."""
+    DATA_DIR/ragflow.db); uploaded files live under ``data_dir`` (PostgreSQL: in the database,
+    ``data_dir`` caching them). ``pool``: a server backend's connection settings. Opens nothing
+    yet. ``url`` was validated with the same rule by the renderer and ``api.config``."""
     try:
         parsed = database_url.parse(url)
     except ValueError as exc:
@@ -89,7 +92,7 @@ def open_backend(data_dir: Path, url: str = "") -> Backend:
     if parsed.scheme == "postgresql":
         from api.storage.postgres import open_postgres
 
-        return open_postgres(data_dir, parsed.url)
+        return open_postgres(data_dir, parsed.url, pool or PoolSettings())
     from api.storage.sqlite import open_sqlite
 
     db_path = Path(parsed.path) if parsed.path is not None else data_dir / DEFAULT_DB_NAME

@@ -165,6 +165,11 @@ class TaskQueue(Protocol):
     def depth(self, *, tenant_id: str | None = None) -> QueueDepth:
         """Counts of open tasks, all tenants' or one tenant's."""
 
+    def wait_for_work(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds; True as soon as a task was queued meanwhile (a
+        backend that is told: PostgreSQL's LISTEN), False when the time ran out (SQLite:
+        always; its executors poll)."""
+
 
 class Heartbeats(Protocol):
     """Task executors' liveness records."""
@@ -185,6 +190,17 @@ class Heartbeats(Protocol):
     def executors(self, stale_after: float = 15.0) -> list[ExecutorStatus]:
         """Every executor that ever beat, ``stale`` when a running one has been silent for
         ``stale_after`` seconds."""
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """How a server backend (PostgreSQL) connects: DB_POOL_SIZE connections at most per
+    process, DB_CONNECT_TIMEOUT seconds to get one, DB_STATEMENT_TIMEOUT_MS per statement
+    (shared/settings.py documents each). SQLite ignores them."""
+
+    size: int = 4
+    connect_timeout: float = 5.0
+    statement_timeout_ms: int = 30_000
 
 
 class Migrations(Protocol):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from api.storage.base import Backend
-from api.storage.postgres.connections import PoolOptions, connection, release_thread, seam, where
+from api.storage.base import Backend, PoolSettings
+from api.storage.postgres.connections import connection, release_thread, seam, where
 from api.storage.postgres.repository import PostgresStorage
 from api.storage.postgres.schema import migrate
 from api.storage.postgres.tasks import PostgresHeartbeats, PostgresTaskQueue
@@ -19,7 +19,7 @@ from api.storage.postgres.tasks import PostgresHeartbeats, PostgresTaskQueue
 
 @seam
 class PostgresMigrations:
-    def __init__(self, url: str, options: PoolOptions) -> None:
+    def __init__(self, url: str, options: PoolSettings) -> None:
         self.url = url
         self.options = options
 
@@ -28,8 +28,7 @@ class PostgresMigrations:
             return migrate(conn)
 
 
-def open_postgres(data_dir: Path, url: str, options: PoolOptions | None = None) -> Backend:
-    opts = options or PoolOptions()
+def open_postgres(data_dir: Path, url: str, opts: PoolSettings) -> Backend:
     migrations = PostgresMigrations(url, opts)
     return Backend(
         name="postgresql",

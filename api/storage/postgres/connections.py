@@ -11,7 +11,6 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
@@ -20,23 +19,19 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from api.storage.base import PoolSettings
 from api.storage.errors import BackendError, Conflict, StorageError, Unavailable
 from api.storage.postgres.schema import migrate
 
-
-@dataclass(frozen=True)
-class PoolOptions:
-    """The settings of a process's pool (shared/settings.py documents each)."""
-
-    size: int = 4
-    connect_timeout: float = 5.0
-    statement_timeout_ms: int = 30_000
-    lock_timeout_ms: int = 10_000
-    idle_in_transaction_timeout_ms: int = 30_000
+# A session waiting this long for a row or table lock gives up (Unavailable("writes")); a
+# session idle this long inside a transaction (a frozen or stopped client) is ended by the
+# server, its locks released: a stuck process never blocks the others for longer.
+LOCK_TIMEOUT_MS = 10_000
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 15_000
 
 
-_pools: dict[tuple[int, str, PoolOptions], ConnectionPool[Any]] = {}
-_inherited: list[ConnectionPool[Any]] = []  # a parent's pools: kept, never used nor closed
+_pools: dict[tuple[int, str, PoolSettings], ConnectionPool[Any]] = {}
+_inherited: list[Any] = []  # a parent's pools: kept, never used nor closed
 _pools_lock = threading.Lock()
 _local = threading.local()
 
@@ -45,6 +40,8 @@ def _after_fork() -> None:
     # Closing (or garbage-collecting) a parent's connections in the child would send the
     # server a Terminate on sockets the parent still uses: keep them referenced, unused.
     _inherited.extend(_pools.values())
+    _inherited.extend(_local.__dict__.get("listeners", {}).values())
+    _inherited.append(_local.__dict__.get("conn"))
     _pools.clear()
     global _pools_lock
     _pools_lock = threading.Lock()
@@ -63,7 +60,7 @@ def where(url: str) -> str:
     return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
 
 
-def _configure(options: PoolOptions) -> Callable[[psycopg.Connection[Any]], None]:
+def _configure(options: PoolSettings) -> Callable[[psycopg.Connection[Any]], None]:
     def configure(conn: psycopg.Connection[Any]) -> None:
         conn.autocommit = True
         migrate(conn)  # a version check once the schema is current
@@ -73,15 +70,15 @@ def _configure(options: PoolOptions) -> Callable[[psycopg.Connection[Any]], None
             " set_config('idle_in_transaction_session_timeout', %s, false)",
             (
                 str(options.statement_timeout_ms),
-                str(options.lock_timeout_ms),
-                str(options.idle_in_transaction_timeout_ms),
+                str(min(LOCK_TIMEOUT_MS, options.statement_timeout_ms)),
+                str(IDLE_IN_TRANSACTION_TIMEOUT_MS),
             ),
         )
 
     return configure
 
 
-def pool(url: str, options: PoolOptions) -> ConnectionPool[Any]:
+def pool(url: str, options: PoolSettings) -> ConnectionPool[Any]:
     """This process's pool for ``url``, opened on first use (after any fork)."""
     key = (os.getpid(), url, options)
     found = _pools.get(key)
@@ -110,14 +107,47 @@ def pool(url: str, options: PoolOptions) -> ConnectionPool[Any]:
     return found
 
 
+def listener(url: str, options: PoolSettings, channel: str) -> psycopg.Connection[Any]:
+    """This process's and thread's connection that LISTENs on ``channel`` (opened on first use,
+    outside the pool: it stays idle between notifications)."""
+    key = (os.getpid(), url, channel)
+    conns: dict[tuple[int, str, str], psycopg.Connection[Any]] = _local.__dict__.setdefault(
+        "listeners", {}
+    )
+    conn = conns.get(key)
+    if conn is None or conn.closed:
+        try:
+            conn = psycopg.connect(
+                url,
+                autocommit=True,
+                connect_timeout=max(int(options.connect_timeout), 1),
+                application_name="ragflow-bundle-listen",
+            )
+        except psycopg.OperationalError as exc:
+            raise translated(exc, url) from None
+        conn.execute(f"LISTEN {channel}")
+        conns[key] = conn
+    return conn
+
+
+def drop_listener(url: str, channel: str) -> None:
+    conns = _local.__dict__.get("listeners", {})
+    conn = conns.pop((os.getpid(), url, channel), None)
+    if conn is not None:
+        conn.close()
+
+
 def release_thread() -> None:
     """A thread that ends: its connections went back to the process's pool after each
-    operation; forget any transaction it left (the pool serves the other threads on)."""
+    operation; forget any transaction it left (the pool serves the other threads on) and
+    close its LISTEN connections."""
+    for conn in _local.__dict__.get("listeners", {}).values():
+        conn.close()
     _local.__dict__.clear()
 
 
 @contextmanager
-def connection(url: str, options: PoolOptions) -> Iterator[psycopg.Connection[Any]]:
+def connection(url: str, options: PoolSettings) -> Iterator[psycopg.Connection[Any]]:
     """The thread's connection of the current transaction, or one from the pool."""
     current: psycopg.Connection[Any] | None = getattr(_local, "conn", None)
     if current is not None:
@@ -136,7 +166,7 @@ def connection(url: str, options: PoolOptions) -> Iterator[psycopg.Connection[An
 
 
 @contextmanager
-def transaction(url: str, options: PoolOptions) -> Iterator[psycopg.Connection[Any]]:
+def transaction(url: str, options: PoolSettings) -> Iterator[psycopg.Connection[Any]]:
     """One transaction, or a savepoint inside the thread's current one."""
     with connection(url, options) as conn:
         outer = getattr(_local, "conn", None) is conn

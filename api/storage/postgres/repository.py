@@ -13,10 +13,11 @@ from typing import Any
 import psycopg
 
 from api import text
+from api.storage.base import PoolSettings
 from api.storage.errors import Conflict, NotFound, Unavailable
 from api.storage.files import LocalFileStore
 from api.storage.postgres import files as db_files
-from api.storage.postgres.connections import PoolOptions, connection, seam, transaction, where
+from api.storage.postgres.connections import connection, seam, transaction, where
 from api.storage.postgres.document_state import (
     FTS_VALUE,
     cancel_open_tasks,
@@ -60,7 +61,7 @@ def _ints(row: Mapping[str, Any], *names: str) -> dict[str, Any]:
 class PostgresStorage:
     """The Storage interface on one PostgreSQL database; the file cache under DATA_DIR."""
 
-    def __init__(self, data_dir: Path, url: str, options: PoolOptions) -> None:
+    def __init__(self, data_dir: Path, url: str, options: PoolSettings) -> None:
         self.data_dir = data_dir
         self.url = url
         self.options = options

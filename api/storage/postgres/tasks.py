@@ -27,8 +27,15 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
+from api.storage.base import PoolSettings
 from api.storage.errors import StorageError
-from api.storage.postgres.connections import PoolOptions, connection, seam, transaction
+from api.storage.postgres.connections import (
+    connection,
+    drop_listener,
+    listener,
+    seam,
+    transaction,
+)
 from api.storage.postgres.document_state import cancel_open_tasks, replace_document_chunks
 from api.storage.rows import (
     RUN_CANCEL,
@@ -149,7 +156,7 @@ CHANNEL = "ragflow_tasks"
 class _Connected:
     """The pool a seam class uses, and its transactions with positional rows."""
 
-    def __init__(self, url: str, options: PoolOptions) -> None:
+    def __init__(self, url: str, options: PoolSettings) -> None:
         self.url = url
         self.options = options
 
@@ -473,6 +480,18 @@ class PostgresTaskQueue(_Connected):
                 args,
             ).fetchone()
         return QueueDepth(queued=int(row[0]), running=int(row[1]), expired=int(row[2]))
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """LISTEN on CHANNEL (a connection of this process and thread kept for it, outside the
+        pool); True as soon as an enqueue's NOTIFY arrives."""
+        conn = listener(self.url, self.options, CHANNEL)
+        try:
+            for _ in conn.notifies(timeout=max(timeout, 0.0), stop_after=1):
+                return True
+        except psycopg.Error:
+            drop_listener(self.url, CHANNEL)
+            raise
+        return False
 
 
 @seam
