@@ -36,7 +36,7 @@ def bin_dir() -> Path | None:
     return found[-1] if found else None
 
 
-def _run_as() -> list[str]:
+def run_as() -> list[str]:
     """The prefix that runs a command as a non-root user (initdb and postgres refuse root)."""
     if os.geteuid() != 0:
         return []
@@ -76,7 +76,7 @@ class Cluster:
 
     def _pg(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*_run_as(), str(self.bin / tool), *args],
+            [*run_as(), str(self.bin / tool), *args],
             capture_output=True,
             text=True,
             timeout=120,
@@ -137,6 +137,13 @@ class Cluster:
             "the test PostgreSQL to accept connections",
         )
         return self
+
+    def restart(self) -> None:
+        """Fast shutdown (clients disconnected), then start with the same options."""
+        self._pg(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),
+            "-m", "fast", "-w", "-t", str(int(START_TIMEOUT)), "restart",
+        )  # fmt: skip
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
