@@ -110,6 +110,13 @@ def pg_cluster() -> Iterator[Any]:
 
 
 @pytest.fixture
-def pg_database(pg_cluster: Any) -> str:
-    """A fresh, empty database of the session's cluster: its URL (with the password)."""
-    return str(pg_cluster.create_database())
+def pg_database(pg_cluster: Any) -> Iterator[str]:
+    """A fresh, empty database of the session's cluster: its URL (with the password). Dropped
+    afterwards, with this process's pool of it."""
+    from api.storage.postgres.connections import close_pools, drop_listener
+
+    url = str(pg_cluster.create_database())
+    yield url
+    drop_listener(url, "ragflow_tasks")
+    close_pools(url)
+    pg_cluster.drop_database(url)

@@ -198,9 +198,11 @@ def _rendered_files(tmp: Path, **environ: str) -> dict[str, str]:
     return {p.name: p.read_text() for p in sorted(out.iterdir())}
 
 
+@pytest.mark.parametrize(
+    "url", ["sqlite:////srv/secret-place/ragflow.db", "postgresql://u:secret-place@db:5432/rf"]
+)
 @pytest.mark.parametrize("variant", ["DATABASE_URL", "DATABASE_URL_FILE"])
-def test_the_url_is_never_rendered(tmp_path: Path, variant: str) -> None:
-    url = "sqlite:////srv/secret-place/ragflow.db"
+def test_the_url_is_never_rendered(tmp_path: Path, variant: str, url: str) -> None:
     value = url
     if variant == "DATABASE_URL_FILE":
         value = str(tmp_path / "database-url")

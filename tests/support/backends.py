@@ -35,10 +35,18 @@ class Inspector(Protocol):
     def corrupt_parser_config(self, doc_id: str) -> None:
         """Store a parser_config that is not valid JSON (an older version's bug)."""
 
+    def stored_files(self, dataset_id: str) -> list[str]:
+        """The ids of the dataset's documents whose uploaded bytes are stored, sorted."""
+
 
 class SqliteInspector:
     def __init__(self, data_dir: Path) -> None:
         self.db_path = data_dir / "ragflow.db"
+        self.files_dir = data_dir / "files"
+
+    def stored_files(self, dataset_id: str) -> list[str]:
+        folder = self.files_dir / dataset_id
+        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -107,10 +115,23 @@ class PostgresInspector:
     def corrupt_parser_config(self, doc_id: str) -> None:
         self.conn.execute("UPDATE documents SET parser_config = '{broken' WHERE id = %s", (doc_id,))
 
+    def stored_files(self, dataset_id: str) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT DISTINCT b.doc_id FROM file_blocks b JOIN documents d ON d.id = b.doc_id"
+            " WHERE d.dataset_id = %s ORDER BY b.doc_id",
+            (dataset_id,),
+        ).fetchall()
+        return [str(r["doc_id"]) for r in rows]
+
 
 # A backend under test from (DATA_DIR, a function returning a fresh database's URL: only
 # backends that need a server call it, which starts the session's throwaway cluster).
 NewDatabase = Callable[[], str]
+
+
+def inspector(data_dir: Path, url: str) -> Inspector:
+    """The inspector of the database DATABASE_URL ``url`` names ("": SQLite under data_dir)."""
+    return PostgresInspector(url) if url.startswith("postgresql") else SqliteInspector(data_dir)
 
 
 def _postgres(data_dir: Path, new_database: NewDatabase) -> tuple[storage.Backend, Inspector]:

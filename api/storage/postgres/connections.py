@@ -137,6 +137,13 @@ def drop_listener(url: str, channel: str) -> None:
         conn.close()
 
 
+def close_pools(url: str) -> None:
+    """Close this process's pools of ``url`` (a process done with that database)."""
+    with _pools_lock:
+        for key in [k for k in _pools if k[0] == os.getpid() and k[1] == url]:
+            _pools.pop(key).close()
+
+
 def release_thread() -> None:
     """A thread that ends: its connections went back to the process's pool after each
     operation; forget any transaction it left (the pool serves the other threads on) and

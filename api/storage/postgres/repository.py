@@ -300,7 +300,7 @@ class PostgresStorage:
     ) -> tuple[list[DocumentRow], int]:
         where_, args = ["dataset_id = %s"], [dataset_id]
         if flt.keywords:
-            where_.append("name LIKE %s ESCAPE '\\'")
+            where_.append("name ILIKE %s ESCAPE '\\'")
             args.append(codec.like(flt.keywords))
         if flt.doc_id:
             where_.append("id = %s")
