@@ -22,7 +22,13 @@ from api.storage.sqlite import connections
 
 class Inspector(Protocol):
     def task(self, task_id: str) -> dict[str, Any]: ...
+    def last_task(self, doc_id: str) -> dict[str, Any]:
+        """The document's most recently queued task."""
+
     def document(self, doc_id: str) -> dict[str, Any]: ...
+    def documents(self, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The documents among ``doc_ids`` that exist, by id."""
+
     def chunks(self, doc_id: str) -> list[dict[str, Any]]:
         """The document's chunks, in insertion order."""
 
@@ -57,6 +63,18 @@ class SqliteInspector:
 
     def document(self, doc_id: str) -> dict[str, Any]:
         return dict(self.conn.execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone())
+
+    def last_task(self, doc_id: str) -> dict[str, Any]:
+        return dict(
+            self.conn.execute(
+                "SELECT * FROM tasks WHERE doc_id = ? ORDER BY enqueued_at DESC LIMIT 1", (doc_id,)
+            ).fetchone()
+        )
+
+    def documents(self, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
+        marks = ",".join("?" * len(doc_ids))
+        rows = self.conn.execute(f"SELECT * FROM documents WHERE id IN ({marks})", doc_ids)
+        return {r["id"]: dict(r) for r in rows}
 
     def chunks(self, doc_id: str) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM chunks WHERE doc_id = ? ORDER BY seq", (doc_id,))
@@ -97,6 +115,15 @@ class PostgresInspector:
 
     def document(self, doc_id: str) -> dict[str, Any]:
         return self._one("SELECT * FROM documents WHERE id = %s", (doc_id,))
+
+    def last_task(self, doc_id: str) -> dict[str, Any]:
+        return self._one(
+            "SELECT * FROM tasks WHERE doc_id = %s ORDER BY enqueued_at DESC LIMIT 1", (doc_id,)
+        )
+
+    def documents(self, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM documents WHERE id = ANY(%s)", (doc_ids,))
+        return {r["id"]: dict(r) for r in rows}
 
     def chunks(self, doc_id: str) -> list[dict[str, Any]]:
         rows = self.conn.execute(
