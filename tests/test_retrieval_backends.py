@@ -95,8 +95,7 @@ def test_both_backends_give_the_same_top_10(backends: dict[str, storage.Backend]
         terms = text.query_terms(question)
         found = {
             name: {
-                hit["content"]
-                for hit in b.store.search_chunks(datasets[name], [], terms, 10_000)
+                hit["content"] for hit in b.store.search_chunks(datasets[name], [], terms, 10_000)
             }
             for name, b in backends.items()
         }

@@ -313,3 +313,27 @@ def test_the_session_limits_are_set_on_every_pooled_connection(backend: storage.
             " current_setting('statement_timeout') AS statement"
         ).fetchone()
     assert shown == {"lock": "10s", "idle": "15s", "statement": "30s"}
+
+
+def test_admin_migrate_reports_the_version_without_the_password(
+    tmp_path: Path, pg_database: str
+) -> None:
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": pg_database}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-m", "api.admin", "migrate"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        for _ in range(2)  # the second finds the schema current
+    ]
+    for done in runs:
+        assert done.returncode == 0, done.stderr
+        assert PASSWORD not in done.stdout + done.stderr
+        assert done.stdout.strip() == (
+            f"postgresql storage at {pg_database.split('@')[1]}"
+            f" is at schema version {len(pg_schema.MIGRATIONS)}"
+        )
