@@ -7,10 +7,10 @@ raises only ``api.storage.errors`` and returns only ``api.storage.rows`` types.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from api.storage.rows import (
     ApiKeyRow,
@@ -209,6 +209,42 @@ class Migrations(Protocol):
         the schema version."""
 
 
+# The tables ``api.storage.data_copy`` moves between backends, in dependency order, each with its
+# key and the columns both backends store with the same values (api.storage.sqlite.codec).
+TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "api_keys": ("key_hash", ("key_hash", "prefix", "tenant_id", "name", "create_time",
+                              "revoked_time")),
+    "datasets": ("id", ("id", "tenant_id", "name", "avatar", "description", "embedding_model",
+                        "permission", "chunk_method", "parser_config", "pagerank", "language",
+                        "create_time", "update_time")),
+    "documents": ("id", ("id", "dataset_id", "name", "suffix", "type", "size", "location",
+                         "created_by", "chunk_method", "parser_config", "meta_fields", "status",
+                         "run", "progress", "progress_msg", "process_begin_at",
+                         "process_duration", "chunk_count", "token_count", "create_time",
+                         "update_time")),
+    "chunks": ("id", ("id", "doc_id", "dataset_id", "docnm", "content", "important_keywords",
+                      "questions", "available", "positions", "token_count", "create_time")),
+    "tasks": ("id", ("id", "doc_id", "dataset_id", "tenant_id", "turn", "state", "attempts",
+                     "lease_owner", "lease_expires", "enqueued_at", "started_at", "finished_at",
+                     "last_error")),
+}  # fmt: skip
+
+
+class Transfer(Protocol):
+    """Whole tables and uploaded files, for moving data between backends (api.storage.data_copy)."""
+
+    def rows(self, table: str) -> Iterator[dict[str, Any]]:
+        """Every row of ``table`` (a TABLES key), its TABLES columns only, in key order."""
+
+    def put_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert the rows whose key is not stored yet, in one transaction; returns how many."""
+
+    def has_file(self, document: Mapping[str, Any]) -> bool: ...
+    def open_file(self, document: Mapping[str, Any]) -> IO[bytes]: ...
+    def put_file(self, document: Mapping[str, Any], stream: IO[bytes]) -> None:
+        """Store the document's uploaded bytes (streamed; all of them or nothing)."""
+
+
 @dataclass(frozen=True)
 class Backend:
     """One backend's implementations of the seam, as ``open_backend`` returns them."""
@@ -219,6 +255,7 @@ class Backend:
     tasks: TaskQueue
     heartbeats: Heartbeats
     migrations: Migrations
+    transfer: Transfer
     # Close the calling thread's connections (threads that end, processes that stop; a forked
     # child never reuses its parent's connections anyway).
     close: Callable[[], None]

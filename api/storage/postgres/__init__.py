@@ -3,7 +3,8 @@
 ``connections``: the per-process pool (opened after fork, never inherited), transactions,
 session limits and error translation; ``schema``: the migrations under an advisory lock;
 ``document_state``: chunk writes shared by the repository and the queue; ``files``: uploaded
-bytes in the database; ``repository``: the Storage seam; ``tasks``: TaskQueue and Heartbeats.
+bytes in the database; ``repository``: the Storage seam; ``tasks``: TaskQueue and Heartbeats;
+``transfer``: whole tables and files for moving data between backends.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from api.storage.postgres.connections import connection, release_thread, seam, w
 from api.storage.postgres.repository import PostgresStorage
 from api.storage.postgres.schema import migrate
 from api.storage.postgres.tasks import PostgresHeartbeats, PostgresTaskQueue
+from api.storage.postgres.transfer import PostgresTransfer
 
 
 @seam
@@ -37,5 +39,6 @@ def open_postgres(data_dir: Path, url: str, opts: PoolSettings) -> Backend:
         tasks=PostgresTaskQueue(url, opts),
         heartbeats=PostgresHeartbeats(url, opts),
         migrations=migrations,
+        transfer=PostgresTransfer(data_dir, url, opts),
         close=release_thread,
     )

@@ -41,7 +41,7 @@ def _after_fork() -> None:
     # server a Terminate on sockets the parent still uses: keep them referenced, unused.
     _inherited.extend(_pools.values())
     _inherited.extend(_local.__dict__.get("listeners", {}).values())
-    _inherited.append(_local.__dict__.get("conn"))
+    _inherited.extend(_local.__dict__.get("current", {}).values())
     _pools.clear()
     global _pools_lock
     _pools_lock = threading.Lock()
@@ -156,7 +156,7 @@ def release_thread() -> None:
 @contextmanager
 def connection(url: str, options: PoolSettings) -> Iterator[psycopg.Connection[Any]]:
     """The thread's connection of the current transaction, or one from the pool."""
-    current: psycopg.Connection[Any] | None = getattr(_local, "conn", None)
+    current = _current().get(url)
     if current is not None:
         yield current
         return
@@ -176,14 +176,21 @@ def connection(url: str, options: PoolSettings) -> Iterator[psycopg.Connection[A
 def transaction(url: str, options: PoolSettings) -> Iterator[psycopg.Connection[Any]]:
     """One transaction, or a savepoint inside the thread's current one."""
     with connection(url, options) as conn:
-        outer = getattr(_local, "conn", None) is conn
-        _local.conn = conn
+        current = _current()
+        outer = current.get(url) is conn
+        current[url] = conn
         try:
             with conn.transaction():
                 yield conn
         finally:
             if not outer:
-                _local.conn = None
+                del current[url]
+
+
+def _current() -> dict[str, psycopg.Connection[Any]]:
+    """The thread's connections inside a transaction, by database URL."""
+    found: dict[str, psycopg.Connection[Any]] = _local.__dict__.setdefault("current", {})
+    return found
 
 
 def translated(exc: psycopg.Error, url: str) -> StorageError:
