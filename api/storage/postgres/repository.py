@@ -85,12 +85,15 @@ class PostgresStorage:
 
     def check_writes(self) -> None:
         with self._tx() as c:
-            c.execute("SET LOCAL lock_timeout = '1s'")
-            c.execute("SELECT pg_is_in_recovery() AS standby")
-            row = c.execute("SELECT pg_is_in_recovery() AS standby").fetchone()
-            if row and row["standby"]:
+            row = c.execute(
+                "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
+                " AS read_only"
+            ).fetchone()
+            if row and row["read_only"]:
                 raise Unavailable(
-                    "writes", f"Writes are blocked: {where(self.url)} is a read-only standby."
+                    "writes",
+                    f"Writes are blocked: {where(self.url)} is read-only (a standby, or"
+                    " default_transaction_read_only); point DATABASE_URL at the primary.",
                 )
 
     def check_files(self) -> None:
