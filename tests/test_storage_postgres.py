@@ -337,3 +337,30 @@ def test_admin_migrate_reports_the_version_without_the_password(
             f"postgresql storage at {pg_database.split('@')[1]}"
             f" is at schema version {len(pg_schema.MIGRATIONS)}"
         )
+
+
+def test_an_executor_without_its_database_logs_the_cause_never_the_password(
+    tmp_path: Path,
+) -> None:
+    from support.executors import executor_env
+    from support.waiting import free_port
+
+    url = f"postgresql://rf:{PASSWORD}@127.0.0.1:{free_port()}/ragflow"
+    log = tmp_path / "executor.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "api.task_executor", "--consumer-num", "1"],
+            cwd=ROOT,
+            env=executor_env(tmp_path / "data", DATABASE_URL=url, DB_CONNECT_TIMEOUT="1"),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(lambda: "cannot claim tasks" in log.read_text(), 60, "the executor's complaint")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    text = log.read_text()
+    assert PASSWORD not in text, text
+    assert "127.0.0.1" in text and "Traceback" not in text, text
