@@ -98,7 +98,7 @@ def pool(url: str, options: PoolSettings) -> ConnectionPool[Any]:
                 },
                 configure=_configure(options),
                 timeout=options.connect_timeout,
-                reconnect_timeout=0,  # keep trying while the server is away
+                reconnect_timeout=0,  # a failed attempt gives up; the next request tries anew
                 open=False,
                 name=f"ragflow-{os.getpid()}",
             )
