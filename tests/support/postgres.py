@@ -107,25 +107,7 @@ class Cluster:
             "--no-sync",
         )
         pwfile.unlink()
-        options = (
-            f"-c listen_addresses=127.0.0.1 -c port={self.port}"
-            f" -c unix_socket_directories={self.root} -c fsync=off"
-            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-            " -c shared_buffers=32MB"
-        )
-        self._pg(
-            "pg_ctl",
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.root / "server.log"),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            str(int(START_TIMEOUT)),
-            "start",
-        )
+        self._start_server()
         wait_for(
             lambda: (
                 self._pg(
@@ -137,6 +119,35 @@ class Cluster:
             "the test PostgreSQL to accept connections",
         )
         return self
+
+    def _start_server(self) -> None:
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port}"
+            f" -c unix_socket_directories={self.root} -c fsync=off"
+            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            " -c shared_buffers=32MB"
+        )
+        self._pg(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options,
+            "-w", "-t", str(int(START_TIMEOUT)), "start",
+        )  # fmt: skip
+
+    def shut_down(self) -> None:
+        """Fast shutdown: clients are disconnected, the server is gone until ``start_again``."""
+        self._pg("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def start_again(self) -> None:
+        self._start_server()
+        wait_for(
+            lambda: (
+                self._pg(
+                    "pg_isready", "-h", "127.0.0.1", "-p", str(self.port), check=False
+                ).returncode
+                == 0
+            ),
+            START_TIMEOUT,
+            "the test PostgreSQL to accept connections again",
+        )
 
     def restart(self) -> None:
         """Fast shutdown (clients disconnected), then start with the same options."""
