@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,3 +88,47 @@ def test_a_postgresql_restart_mid_ingest_loses_nothing(
         )
     )
     assert PASSWORD not in logs
+
+
+def test_two_bundles_share_one_database_upload_on_one_parse_on_the_other(
+    start_bundle: StartBundle, pg_database: str
+) -> None:
+    """Bundle A serves the API without executors (WS=0); bundle B, with its own DATA_DIR, only
+    parses: B's executors read A's uploads from the database. One of B's executors is killed
+    mid-task: the other finishes its task, nothing lost, no duplicate chunks."""
+    web = start_bundle(WS="0", DATABASE_URL=pg_database, EXECUTOR_HOST_ID="a")
+    workers = start_bundle(
+        WS="2",
+        DATABASE_URL=pg_database,
+        EXECUTOR_HOST_ID="b",
+        TASK_LEASE_SECONDS="5",
+        RAGFLOW_TEST_SECTION_DELAY="0.05",
+    )
+    assert web.env["DATA_DIR"] != workers.env["DATA_DIR"]
+    dataset = create_dataset(web.port, {"chunk_token_num": 32})
+    docs = upload(web.port, dataset, {f"doc{i}.txt": _text(f"doc{i}") for i in range(DOCS)})
+    start_parsing(web.port, dataset, docs)
+    inspect = PostgresInspector(pg_database)
+
+    def mid_task() -> dict[str, object] | None:
+        for doc in docs:
+            task = inspect.last_task(doc)
+            if task["state"] == "leased" and inspect.document(doc)["progress"] > 0.1:
+                return task
+        return None
+
+    victim = wait_for(mid_task, 60, "a task mid-flight on bundle B")
+    number = int(str(victim["lease_owner"]).rsplit("_", 1)[1])
+    os.kill(workers.host_pid(f"task_executor:task_executor_{number:02d}"), signal.SIGKILL)
+    wait_for(
+        lambda: all(inspect.document(d)["run"] == "3" for d in docs), 120, "every document DONE"
+    )
+    for doc in docs:
+        row = inspect.document(doc)
+        chunks = inspect.chunks(doc)
+        contents = [c["content"] for c in chunks]
+        assert chunks and len(contents) == len(set(contents)) == row["chunk_count"], doc
+        assert "Task started by b_" in row["progress_msg"], row["progress_msg"]
+    assert inspect.task(str(victim["id"]))["attempts"] >= 2
+    listed = json.loads(_get(workers.port, f"/api/v1/datasets/{dataset}/documents")[1])
+    assert listed["data"]["total"] == DOCS  # B's API sees what was uploaded through A
