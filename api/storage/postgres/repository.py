@@ -8,14 +8,14 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 
 from api import text
 from api.storage.base import PoolSettings
 from api.storage.errors import Conflict, NotFound, Unavailable
-from api.storage.files import LocalFileStore
+from api.storage.files import LocalFileStore, remove
 from api.storage.postgres import files as db_files
 from api.storage.postgres.connections import connection, seam, transaction, where
 from api.storage.postgres.document_state import (
@@ -256,35 +256,47 @@ class PostgresStorage:
     def add_documents(
         self, dataset: Mapping[str, Any], uploads: Sequence[Upload], created_by: str
     ) -> list[DocumentRow]:
-        """Store the files and their rows together, in one transaction: all, or none."""
+        """Store the files and their rows together, in one transaction: all, or none. Each
+        upload is staged in a local file first (as fast as the client sends it), so the
+        transaction copies from local disk and never waits on a client."""
         dataset_id = str(dataset["id"])
         ids: list[str] = []
-        with self._tx() as c:
+        staged: list[tuple[Path, IO[bytes]]] = []
+        try:
             for upload in uploads:
-                doc_id = uuid.uuid1().hex
-                name = _free_name(c, dataset_id, upload.name)
-                now = codec.now_ms()
-                c.execute(
-                    "INSERT INTO documents (id, dataset_id, name, suffix, type, size,"
-                    " location, created_by, chunk_method, parser_config, create_time,"
-                    " update_time) VALUES (%s, %s, %s, %s, %s, 0, %s, %s, %s, %s, %s, %s)",
-                    (
-                        doc_id,
-                        dataset_id,
-                        name,
-                        upload.suffix,
-                        upload.file_type,
-                        name,
-                        created_by,
-                        upload.chunk_method or dataset["chunk_method"],
-                        codec.encode("parser_config", dataset["parser_config"]),
-                        now,
-                        now,
-                    ),
-                )
-                size = db_files.write_blocks(c, doc_id, upload.stream)
-                c.execute("UPDATE documents SET size = %s WHERE id = %s", (size, doc_id))
-                ids.append(doc_id)
+                path, out, _ = self.files.stage(upload.stream)
+                staged.append((path, out))
+            with self._tx() as c:
+                for upload, (path, _) in zip(uploads, staged, strict=True):
+                    doc_id = uuid.uuid1().hex
+                    name = _free_name(c, dataset_id, upload.name)
+                    now = codec.now_ms()
+                    c.execute(
+                        "INSERT INTO documents (id, dataset_id, name, suffix, type, size,"
+                        " location, created_by, chunk_method, parser_config, create_time,"
+                        " update_time) VALUES (%s, %s, %s, %s, %s, 0, %s, %s, %s, %s, %s, %s)",
+                        (
+                            doc_id,
+                            dataset_id,
+                            name,
+                            upload.suffix,
+                            upload.file_type,
+                            name,
+                            created_by,
+                            upload.chunk_method or dataset["chunk_method"],
+                            codec.encode("parser_config", dataset["parser_config"]),
+                            now,
+                            now,
+                        ),
+                    )
+                    with self.files.storing(), path.open("rb") as local:
+                        size = db_files.write_blocks(c, doc_id, local)
+                    c.execute("UPDATE documents SET size = %s WHERE id = %s", (size, doc_id))
+                    ids.append(doc_id)
+        finally:
+            for _, out in staged:
+                out.close()
+            remove([path for path, _ in staged])
         return [d for d in (self.get_document(dataset_id, i) for i in ids) if d]
 
     def _document(self, clause: str, args: Sequence[Any]) -> DocumentRow | None:
