@@ -1,4 +1,4 @@
-"""Admin CLI: ``python -m api.admin {init,migrate,create-key,list-keys,revoke-key,status}``."""
+"""Admin CLI: ``python -m api.admin {init,migrate,create-key,list-keys,revoke-key,status,copy}``."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from api import auth, config, storage
+from api.storage import data_copy
+from shared import database_url
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,6 +27,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser(
         "status", help="every tenant's parse queue and every task executor, as JSON (operators)"
     )
+    move = sub.add_parser(
+        "copy",
+        help="copy keys, datasets, documents, files, chunks and tasks to another database,"
+        " verify counts and checksums (re-run after an interruption: nothing is duplicated)",
+    )
+    move.add_argument("--from", dest="source", required=True, help="source DATABASE_URL")
+    move.add_argument("--to", dest="target", required=True, help="target DATABASE_URL")
     args = parser.parse_args(argv)
     try:
         cfg = config.load()
@@ -37,8 +47,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _copy(args: argparse.Namespace, cfg: config.Config) -> int:
+    """SQLite's uploaded files live next to its database file (DATA_DIR/ragflow.db)."""
+    ends = []
+    for url in (args.source, args.target):
+        try:
+            parsed = database_url.parse(url)
+        except ValueError as exc:
+            print(f"admin: {url.split('://')[0]}:// URL refused: {exc}", file=sys.stderr)
+            return 2
+        data_dir = Path(parsed.path).parent if parsed.path is not None else cfg.data_dir
+        ends.append(storage.open_backend(data_dir, url, cfg.pool))
+    source, target = ends
+    if source.location == target.location:
+        print("admin: --from and --to name the same database", file=sys.stderr)
+        return 2
+    print(f"copying {source.name} {source.location} to {target.name} {target.location}")
+    report = data_copy.copy(source, target)
+    for line in report.lines():
+        print(line)
+    return 0 if report.ok else 1
+
+
 def _run(args: argparse.Namespace, cfg: config.Config) -> int:
-    backend = storage.open_backend(cfg.data_dir, cfg.database_url)
+    if args.command == "copy":
+        return _copy(args, cfg)
+    backend = storage.open_backend(cfg.data_dir, cfg.database_url, cfg.pool)
     store = backend.store
     if args.command in ("init", "migrate"):
         version = backend.migrations.migrate()

@@ -86,7 +86,7 @@ class App:
                 return route.handler(self.load_settings)
             cfg = self.load_settings()
             request.max_content_length = cfg.max_content_length
-            store = storage.open_backend(cfg.data_dir, cfg.database_url).store
+            store = storage.open_backend(cfg.data_dir, cfg.database_url, cfg.pool).store
             tenant = auth.tenant_for(request.headers.get("Authorization"), cfg.api_key, store)
             return route.handler(Ctx(request, store, tenant, cfg), **args)
         except RequestRedirect as redirect:
@@ -120,7 +120,9 @@ def _on_start(cfg: config.Config) -> None:
     """Once per process, at its first request: remove staged uploads no live process writes
     (left by a worker killed while storing one); safe while other workers upload."""
     try:
-        removed = storage.open_backend(cfg.data_dir, cfg.database_url).store.sweep_staging()
+        removed = storage.open_backend(
+            cfg.data_dir, cfg.database_url, cfg.pool
+        ).store.sweep_staging()
     except OSError as exc:
         log.warning("sweeping staged uploads failed: %s", exc)
         return

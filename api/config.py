@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from api import storage
 from shared import settings
 from shared.settings import ConfigError as ConfigError  # the one configuration error type
 
@@ -76,6 +77,7 @@ class Config:
     # DATABASE_URL[_FILE] as given ("": the default), checked by shared.database_url; only
     # api.storage.open_backend interprets it. Never logged: a URL may carry a password.
     database_url: str = field(default="", repr=False)
+    pool: storage.PoolSettings = field(default_factory=storage.PoolSettings)
 
 
 def load(
@@ -94,6 +96,11 @@ def load(
         min_free_disk=_int(found, "MIN_FREE_DISK"),
         debugpy_listen=None if debugpy is None else settings.split_host_port(debugpy),
         database_url=_str(found, "DATABASE_URL") or "",
+        pool=storage.PoolSettings(
+            size=_int(found, "DB_POOL_SIZE"),
+            connect_timeout=_int(found, "DB_CONNECT_TIMEOUT"),
+            statement_timeout_ms=_int(found, "DB_STATEMENT_TIMEOUT_MS"),
+        ),
     )
 
 

@@ -120,6 +120,7 @@ class Executor:
         limits: parse_limits.Limits,
         exit_when_stuck: bool = True,
         database_url: str = "",
+        pool: storage.PoolSettings | None = None,
     ) -> None:
         self.consumer = consumer
         self.exit_when_stuck = exit_when_stuck
@@ -128,7 +129,7 @@ class Executor:
         self.data_dir = data_dir
         self.settings = settings
         self.limits = limits
-        self.backend = storage.open_backend(data_dir, database_url)
+        self.backend = storage.open_backend(data_dir, database_url, pool)
         self.tasks = self.backend.tasks
         self.done = 0
         self.failed = 0
@@ -227,9 +228,15 @@ class Executor:
         log.info("executor %s stopped (done %d, failed %d)", self.consumer, self.done, self.failed)
 
     def _sleep(self, seconds: float) -> None:
+        """Idle until the next poll, or until the queue says work arrived (a backend that can
+        wake its executors: PostgreSQL's NOTIFY)."""
         end = time.monotonic() + seconds
         while not self.stopping and (left := end - time.monotonic()) > 0:
-            time.sleep(min(_STEP, left))
+            try:
+                if self.tasks.wait_for_work(min(_STEP, left)):
+                    return
+            except storage.Unavailable:
+                time.sleep(min(_STEP, left))
 
     def _supervise(self, task: storage.Task) -> storage.Task | None:
         """Run ``task`` in a worker thread; renew its lease and beat until it ends,
@@ -435,6 +442,7 @@ def build(
         parse_limits.load(env),
         exit_when_stuck,
         cfg.database_url,
+        cfg.pool,
     )
 
 

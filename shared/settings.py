@@ -841,6 +841,27 @@ SETTINGS: tuple[Setting, ...] = (
         file_variant=True,
     ),
     Setting(
+        "DB_POOL_SIZE",
+        integer(1, 100),
+        4,
+        "PostgreSQL: connections each web worker or executor process keeps at most",
+        app_env=True,
+    ),
+    Setting(
+        "DB_CONNECT_TIMEOUT",
+        integer(1, 300),
+        5,
+        "PostgreSQL: seconds to get a connection before a request fails with 503",
+        app_env=True,
+    ),
+    Setting(
+        "DB_STATEMENT_TIMEOUT_MS",
+        integer(100, 3_600_000),
+        30_000,
+        "PostgreSQL: milliseconds one statement may run before the server cancels it",
+        app_env=True,
+    ),
+    Setting(
         "RAGFLOW_API_KEY",
         API_KEY,
         None,

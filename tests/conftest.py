@@ -92,3 +92,31 @@ def start_bundle(tmp_path: Path) -> Iterator[StartBundle]:
 
 # --- application (api/): the WSGI app under Werkzeug's test client on a fresh DATA_DIR -------
 from support.api_client import api  # noqa: E402,F401  (fixture `api`)
+
+# --- storage backends (api/storage/postgres): a throwaway PostgreSQL cluster per session -------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """initdb into a temporary directory as a non-root user, on 127.0.0.1 and a free port;
+    stopped and removed at the end of the session. Never a system cluster."""
+    from support.postgres import start_cluster
+
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_database(pg_cluster: Any) -> Iterator[str]:
+    """A fresh, empty database of the session's cluster: its URL (with the password). Dropped
+    afterwards, with this process's pool of it."""
+    from api.storage.postgres.connections import close_pools, drop_listener
+
+    url = str(pg_cluster.create_database())
+    yield url
+    drop_listener(url, "ragflow_tasks")
+    close_pools(url)
+    pg_cluster.drop_database(url)

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from support.api_client import Api
 
-from api import storage
 from api.storage import chunk_id
 
 
@@ -190,7 +189,7 @@ def test_parse_queues_a_task_and_resets_the_document(api: Api, doc: dict[str, An
     state = _state(api, doc)
     assert state["run"] == "RUNNING" and state["chunk_count"] == 0 and state["progress"] == 0
     assert state["process_begin_at"].endswith("GMT")
-    tasks = storage.open_backend(api.data_dir).tasks
+    tasks = api.backend.tasks
     assert tasks.depth()["queued"] == 1
     status = api.ok("GET", "/v1/system/status")
     assert status["queue"]["queued"] == 1
@@ -200,7 +199,7 @@ def test_a_claimed_and_completed_task_makes_the_document_done(
     api: Api, doc: dict[str, Any]
 ) -> None:
     api.ok("POST", _parse(doc), json={"document_ids": [doc["id"]]})
-    tasks = storage.open_backend(api.data_dir).tasks
+    tasks = api.backend.tasks
     task = tasks.claim("test-consumer", 30)
     assert task is not None and task.doc_id == doc["id"]
     assert tasks.complete(task, [{"content": "parsed text", "token_count": 2}])
@@ -216,7 +215,7 @@ def test_a_claimed_and_completed_task_makes_the_document_done(
 
 def test_parsing_a_document_in_progress_is_refused(api: Api, doc: dict[str, Any]) -> None:
     api.ok("POST", _parse(doc), json={"document_ids": [doc["id"]]})
-    tasks = storage.open_backend(api.data_dir).tasks
+    tasks = api.backend.tasks
     task = tasks.claim("c", 30)
     assert task is not None and tasks.report_progress(task, 0.5, "halfway")
     message = api.error(102, "POST", _parse(doc), json={"document_ids": [doc["id"]]})
@@ -228,7 +227,7 @@ def test_stop_cancels_queued_and_running_documents(api: Api, doc: dict[str, Any]
     assert api.call("DELETE", _parse(doc), json={"document_ids": [doc["id"]]}) == {"code": 0}
     state = _state(api, doc)
     assert state["run"] == "CANCEL" and state["chunk_count"] == 0
-    tasks = storage.open_backend(api.data_dir).tasks
+    tasks = api.backend.tasks
     assert tasks.depth() == {"queued": 0, "running": 0, "expired": 0}
 
 

@@ -208,11 +208,11 @@ def test_delete_some_all_and_none(api: Api) -> None:
 
 def test_delete_removes_documents_and_files(api: Api) -> None:
     ds = api.dataset("a")
-    api.upload(ds["id"], ("a.txt", b"hello"))
-    folder = api.data_dir / "files" / ds["id"]
-    assert len(list(folder.iterdir())) == 1
+    (doc,) = api.upload(ds["id"], ("a.txt", b"hello"))
+    assert api.inspect.stored_files(ds["id"]) == [doc["id"]]
     api.ok("DELETE", "/api/v1/datasets", json={"ids": [ds["id"]]})
-    assert not folder.exists()
+    assert api.inspect.stored_files(ds["id"]) == []
+    assert not (api.data_dir / "files" / ds["id"]).exists()
 
 
 @pytest.mark.parametrize(
@@ -238,9 +238,9 @@ def test_delete_errors_delete_nothing(api: Api, ids: object, code: int, expected
 
 
 def test_tenants_do_not_see_each_other(api: Api, tmp_path: object) -> None:
-    from api import auth, storage
+    from api import auth
 
-    store = storage.open_backend(api.data_dir).store
+    store = api.backend.store
     store.add_key(auth.hash_key("other-key"), "other-ke", "tenant-b", "b")
     mine = api.dataset("mine")
     assert api.ok("GET", "/api/v1/datasets", key="other-key") == []

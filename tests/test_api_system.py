@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from support.api_client import KEY, Api
 
-from api import auth, config, storage
+from api import auth, config
 from api.routes import system
 from api.storage.sqlite.schema import MIGRATIONS
 
@@ -65,9 +65,9 @@ def test_status_shows_a_tenant_only_its_own_queue(api: Api, tmp_path: Path) -> N
 
     mine = api.dataset("mine")
     (doc,) = api.upload(mine["id"], ("a.txt", b"hello"))
-    other = Api(api.data_dir, RAGFLOW_API_KEY="another-tenant-key-0123")
+    other = Api(api.data_dir, **{**api.env, "RAGFLOW_API_KEY": "another-tenant-key-0123"})
     key = "ragflow-other-tenant-key-0123456789"
-    storage.open_backend(api.data_dir).store.add_key(auth.hash_key(key), key[:16], "tenant-b", "b")
+    api.backend.store.add_key(auth.hash_key(key), key[:16], "tenant-b", "b")
     theirs = other.ok("POST", "/api/v1/datasets", json={"name": "theirs"}, key=key)
     (their_doc,) = other.ok(
         "POST",
@@ -75,7 +75,7 @@ def test_status_shows_a_tenant_only_its_own_queue(api: Api, tmp_path: Path) -> N
         data={"file": [(io.BytesIO(b"x"), "b.txt")]},
         key=key,
     )
-    backend = storage.open_backend(api.data_dir)
+    backend = api.backend
     backend.tasks.enqueue_parse(mine["id"], [doc["id"]])
     backend.tasks.enqueue_parse(theirs["id"], [their_doc["id"]])
     backend.heartbeats.beat("host_0", host="secret-host", pid=4242, started_at=0, state="idle")
@@ -85,7 +85,7 @@ def test_status_shows_a_tenant_only_its_own_queue(api: Api, tmp_path: Path) -> N
     }  # fmt: skip
     assert other.ok("GET", "/v1/system/status", key=key)["queue"]["queued"] == 1
     assert api.error(0, "GET", "/v1/system/status", key=None) == "`Authorization` can't be empty"
-    report = json.loads(_admin(tmp_path, "status", data_dir=api.data_dir).stdout)
+    report = json.loads(_admin(tmp_path, "status", data_dir=api.data_dir, **api.env).stdout)
     assert report["queue"]["queued"] == 2
     assert [(e["host"], e["pid"]) for e in report["task_executors"]] == [("secret-host", 4242)]
 
@@ -193,12 +193,12 @@ def test_double_slashes_redirect(api: Api) -> None:
     assert response.headers["Location"].endswith("/api/v1/datasets")
 
 
+@pytest.mark.parametrize("api", ["sqlite"], indirect=True)  # SQLite's own file
 def test_a_database_that_is_not_one_answers_503_naming_it(api: Api) -> None:
     ds = api.dataset("keep")
     db = api.data_dir / "ragflow.db"
-    from api import storage
 
-    storage.open_backend(api.data_dir).close()
+    api.backend.close()
     saved = db.read_bytes()
     try:
         db.write_bytes(b"this is not a database" * 100)
@@ -210,16 +210,30 @@ def test_a_database_that_is_not_one_answers_503_naming_it(api: Api) -> None:
         assert body["code"] == 500 and str(db) in body["message"]
         assert "file is not a database" in body["message"]
     finally:
-        storage.open_backend(api.data_dir).close()
+        api.backend.close()
         db.write_bytes(saved)
     assert api.ok("GET", "/api/v1/datasets")[0]["id"] == ds["id"]
 
 
+def test_an_unreachable_postgresql_answers_503_without_the_password(tmp_path: Path) -> None:
+    from support.postgres import PASSWORD
+    from support.waiting import free_port
+
+    url = f"postgresql://rf:{PASSWORD}@127.0.0.1:{free_port()}/ragflow"
+    app = Api(tmp_path / "data", DATABASE_URL=url, DB_CONNECT_TIMEOUT="1")
+    for path in ("/api/v1/datasets", "/v1/system/healthz"):
+        response = app.raw("GET", path, key="ragflow-some-created-key-0123456789")
+        text = response.get_data(as_text=True)
+        assert response.status_code == 503, text
+        assert "Traceback" not in text and PASSWORD not in text
+        assert "127.0.0.1" in text, text
+
+
 def _admin(
-    tmp_path: Path, *args: str, data_dir: Path | None = None
+    tmp_path: Path, *args: str, data_dir: Path | None = None, **extra: str
 ) -> subprocess.CompletedProcess[str]:
     data = data_dir if data_dir is not None else tmp_path / "data"
-    env = {**os.environ, "DATA_DIR": str(data), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "DATA_DIR": str(data), "PYTHONPATH": str(ROOT), **extra}
     return subprocess.run(
         [sys.executable, "-m", "api.admin", *args],
         env=env,

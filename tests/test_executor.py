@@ -11,26 +11,30 @@ import io
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from support.backends import BACKENDS
 from support.executors import (
+    DATABASES,
     add_docs,
+    backend,
     chunk_rows,
     doc_rows,
     executor_env,
     executors,
     finished,
-    sqlite_conn,
+    inspect,
+    use_database,
 )
 from support.sample_files import make_pdf, make_zip_bomb
 from support.waiting import wait_for
@@ -55,34 +59,34 @@ def expected_contents(
     return [c["content"] for c in chunks]
 
 
-def task_of(data_dir: Path, doc_id: str) -> dict[str, object]:
-    conn = _c(data_dir)
-    row = conn.execute(
-        "SELECT * FROM tasks WHERE doc_id = ? ORDER BY enqueued_at DESC LIMIT 1", (doc_id,)
-    ).fetchone()
-    return dict(row)
+def task_of(data_dir: Path, doc_id: str) -> dict[str, Any]:
+    return inspect(data_dir).last_task(doc_id)
 
 
 def task_times(data_dir: Path, doc_id: str) -> tuple[float, float, float]:
     """(enqueued_at, started_at, finished_at) of the document's last task; 0 when unset."""
-    conn = _c(data_dir)
-    row = conn.execute(
-        "SELECT enqueued_at, COALESCE(started_at, 0), COALESCE(finished_at, 0) FROM tasks"
-        " WHERE doc_id = ? ORDER BY enqueued_at DESC LIMIT 1",
-        (doc_id,),
-    ).fetchone()
-    return float(row[0]), float(row[1]), float(row[2])
+    row = task_of(data_dir, doc_id)
+    return (
+        float(row["enqueued_at"]),
+        float(row["started_at"] or 0),
+        float(row["finished_at"] or 0),
+    )
 
 
 def leased_by(data_dir: Path, doc_id: str, consumer: str) -> bool:
     task = task_of(data_dir, doc_id)
     progress = doc_rows(data_dir, [doc_id])[doc_id]["progress"]
-    return task["state"] == "leased" and task["lease_owner"] == consumer and progress > 0.1
+    return bool(task["state"] == "leased" and task["lease_owner"] == consumer and progress > 0.1)
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
+@pytest.fixture(params=sorted(BACKENDS))
+def data_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """DATA_DIR of the executors, on each backend (PostgreSQL: a fresh database)."""
+    path = tmp_path / "data"
+    if request.param != "sqlite":
+        use_database(path, str(request.getfixturevalue("pg_database")))
+    yield path
+    DATABASES.pop(path, None)
 
 
 def test_every_task_is_processed_exactly_once_under_concurrency(
@@ -134,30 +138,23 @@ def test_a_duplicated_request_leaves_exactly_one_set_of_chunks(
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         assert [proc.wait(10) for proc in procs] == [0, 0, 0]
-    conn = _c(data_dir)
-    old_states = [
-        conn.execute("SELECT state FROM tasks WHERE id = ?", (t,)).fetchone()[0] for t in first
-    ]
+    old_states = [inspect(data_dir).task(t)["state"] for t in first]
     assert "cancelled" in old_states  # superseded while queued or mid-flight
     for (_, data), doc_id, old, new in zip(files, ids, first, second, strict=True):
         assert rows[doc_id]["run"] == "3"
         contents = [c["content"] for c in chunk_rows(data_dir, doc_id)]
         assert contents == expected_contents(data, "txt", tmp_path, {"chunk_token_num": 16})
         assert rows[doc_id]["chunk_count"] == len(contents)
-        states = dict(conn.execute("SELECT id, state FROM tasks WHERE doc_id = ?", (doc_id,)))
+        states = {t: inspect(data_dir).task(t)["state"] for t in (old, new)}
         assert states[new] == "done" and states[old] in ("cancelled", "done")
 
 
-def _c(data_dir: Path) -> sqlite3.Connection:
-    return sqlite_conn(data_dir)
-
-
 def _tasks(data_dir: Path) -> storage.TaskQueue:
-    return storage.open_backend(data_dir).tasks
+    return backend(data_dir).tasks
 
 
 def _heartbeats(data_dir: Path) -> storage.Heartbeats:
-    return storage.open_backend(data_dir).heartbeats
+    return backend(data_dir).heartbeats
 
 
 def test_sigkill_mid_task_is_completed_by_another_executor(data_dir: Path, tmp_path: Path) -> None:
@@ -466,7 +463,7 @@ def test_one_tenants_backlog_does_not_hold_back_another_tenants_document(
     """Tenant "big" queues 50 documents, then tenant "small" queues one: with one executor,
     small's document starts after big's document in progress and at most one more (first
     in, first out it would wait for all 49)."""
-    store = storage.open_backend(data_dir).store
+    store = backend(data_dir).store
     datasets, ids = {}, {}
     for tenant, count in (("big", 50), ("small", 1)):
         datasets[tenant] = store.create_dataset(tenant, {"name": tenant, "parser_config": {}})

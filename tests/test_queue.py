@@ -25,7 +25,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(params=sorted(BACKENDS))
 def under_test(request: pytest.FixtureRequest, data_dir: Path) -> tuple[storage.Backend, Inspector]:
-    return BACKENDS[request.param](data_dir)
+    return BACKENDS[request.param](data_dir, lambda: request.getfixturevalue("pg_database"))
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from ragflow_sdk import RAGFlow
-from support.executors import executors
+from support.backends import BACKENDS
+from support.executors import DATABASES, executors, use_database
 from support.gunicorn_server import rendered_gunicorn
 from support.waiting import free_port, wait_for
 
@@ -18,11 +19,20 @@ ROOT = Path(__file__).resolve().parent.parent
 KEY = "e2e-test-key-000001"
 
 
-@pytest.fixture(scope="module")
-def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+@pytest.fixture(scope="module", params=sorted(BACKENDS))
+def server_env(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """The server's and its executors' environment, on each backend (PostgreSQL: a fresh
+    database of the session's cluster)."""
     tmp = tmp_path_factory.mktemp("e2e")
-    return {
+    database = {}
+    if request.param != "sqlite":
+        database["DATABASE_URL"] = request.getfixturevalue("pg_cluster").create_database()
+        use_database(tmp / "data", database["DATABASE_URL"])
+    yield {
         **os.environ,
+        **database,
         "HOST_IP": "127.0.0.1",
         "HOST_PORT": str(free_port()),
         "DATA_DIR": str(tmp / "data"),
@@ -31,6 +41,7 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "PYTHONPATH": str(ROOT),
         "E2E_TMP": str(tmp),
     }
+    DATABASES.pop(tmp / "data", None)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from ragflow_sdk import RAGFlow
-from support.executors import executor_env, executors
+from support.backends import BACKENDS
+from support.executors import DATABASES, executor_env, executors, use_database
 from support.gunicorn_server import rendered_gunicorn
 from support.sample_files import make_docx, make_pdf
 from support.waiting import free_port
@@ -40,11 +41,15 @@ EXPECTED: dict[str, list[str]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """Gunicorn (2 workers) and 2 executors on one DATA_DIR."""
+@pytest.fixture(scope="module", params=sorted(BACKENDS))
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """Gunicorn (2 workers) and 2 executors on one DATA_DIR, on each backend."""
     tmp = tmp_path_factory.mktemp("parse_e2e")
     data_dir = tmp / "data"
+    if request.param != "sqlite":
+        use_database(data_dir, request.getfixturevalue("pg_cluster").create_database())
     port = free_port()
     env = executor_env(
         data_dir,
@@ -55,6 +60,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
     )
     with executors(data_dir, [1, 2], tmp, RAGFLOW_API_KEY=KEY), rendered_gunicorn(env, tmp) as base:
         yield base, data_dir
+    DATABASES.pop(data_dir, None)
 
 
 @pytest.mark.timeout(120)  # parse_documents polls without a deadline of its own

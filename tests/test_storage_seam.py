@@ -114,8 +114,12 @@ URLS = [
     ("sqlite://host/ragflow.db", False),
     ("sqlite:////srv/data/", False),
     ("sqlite:////srv/data/ragflow.db?mode=ro", False),
-    ("postgresql://user:secret@db:5432/ragflow", False),
-    ("postgres://user:secret@db/ragflow", False),
+    ("postgresql://user:secret@db:5432/ragflow", True),
+    ("postgres://user:secret@db/ragflow", True),
+    ("postgresql://user:secret@db:5432/", False),
+    ("postgresql://user:secret@:5432/ragflow", False),
+    ("postgresql://user:secret@db:99999/ragflow", False),
+    ("postgresql+psycopg://user:secret@db/ragflow", False),
     ("mysql://user:secret@db/ragflow", False),
     ("ragflow.db", False),
 ]
@@ -167,9 +171,10 @@ def test_the_file_variant_follows_the_same_rule(raw: str, accepted: bool, tmp_pa
         assert accepted
 
 
-def test_postgresql_is_refused_by_name() -> None:
-    with pytest.raises(config.ConfigError, match="PostgreSQL is not supported yet") as refused:
-        config.load({"DATABASE_URL": "postgresql://user:secret@db/ragflow"})
+def test_a_postgresql_url_without_a_database_is_refused_without_its_password() -> None:
+    hidden = re.escape("DATABASE_URL=(value hidden): invalid; accepted")
+    with pytest.raises(config.ConfigError, match=hidden) as refused:
+        config.load({"DATABASE_URL": "postgresql://user:secret@db/"})
     assert "secret" not in str(refused.value)
 
 
@@ -193,9 +198,11 @@ def _rendered_files(tmp: Path, **environ: str) -> dict[str, str]:
     return {p.name: p.read_text() for p in sorted(out.iterdir())}
 
 
+@pytest.mark.parametrize(
+    "url", ["sqlite:////srv/secret-place/ragflow.db", "postgresql://u:secret-place@db:5432/rf"]
+)
 @pytest.mark.parametrize("variant", ["DATABASE_URL", "DATABASE_URL_FILE"])
-def test_the_url_is_never_rendered(tmp_path: Path, variant: str) -> None:
-    url = "sqlite:////srv/secret-place/ragflow.db"
+def test_the_url_is_never_rendered(tmp_path: Path, variant: str, url: str) -> None:
     value = url
     if variant == "DATABASE_URL_FILE":
         value = str(tmp_path / "database-url")

@@ -241,4 +241,4 @@ def stop(ctx: Ctx, dataset_id: str) -> Response:
 
 
 def _tasks(ctx: Ctx) -> storage.TaskQueue:
-    return storage.open_backend(ctx.config.data_dir, ctx.config.database_url).tasks
+    return storage.open_backend(ctx.config.data_dir, ctx.config.database_url, ctx.config.pool).tasks

@@ -102,7 +102,7 @@ def healthz(load: Callable[[], config.Config]) -> Response:
     if cfg is None:
         checks = {"config": lambda: _raise_config(problem)}
     else:
-        store = storage.open_backend(cfg.data_dir, cfg.database_url).store
+        store = storage.open_backend(cfg.data_dir, cfg.database_url, cfg.pool).store
         settings = cfg
         checks = {
             "config": lambda: _raise_config(_settings_problem()),
@@ -129,5 +129,7 @@ def status(ctx: Ctx) -> Response:
     """What the caller's tenant may know: the version and its own parse queue. Nothing about
     other tenants or the machine (hosts, pids, executors): operators read those with
     ``python -m api.admin status`` on the host."""
-    tasks = storage.open_backend(ctx.config.data_dir, ctx.config.database_url).tasks
+    tasks = storage.open_backend(
+        ctx.config.data_dir, ctx.config.database_url, ctx.config.pool
+    ).tasks
     return ok({"version": VERSION, "queue": tasks.depth(tenant_id=ctx.tenant_id)})

@@ -1,9 +1,10 @@
 """Storage: the seam (``base``: protocols; ``rows``: the types crossing it; ``errors``: the only
-exceptions it raises), the file store (``files``, ``fs``) and the backends (``sqlite``).
+exceptions it raises), the file store (``files``, ``fs``) and the backends (``sqlite``,
+``postgres``).
 
-``open_backend`` is the one factory: DATABASE_URL picks the backend (today SQLite only; unset:
-DATA_DIR/ragflow.db). Nothing opens a connection at import; each backend opens this process's
-and thread's connection on first use.
+``open_backend`` is the one factory: DATABASE_URL picks the backend (unset: SQLite at
+DATA_DIR/ragflow.db; or PostgreSQL). Nothing opens a connection at import; each backend opens
+this process's connection (SQLite: and thread's; PostgreSQL: its pool) on first use.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from api.storage.base import (
     FileStore,
     Heartbeats,
     Migrations,
+    PoolSettings,
     Storage,
     TaskQueue,
 )
@@ -63,6 +65,7 @@ __all__ = [
     "Migrations",
     "NotFound",
     "Page",
+    "PoolSettings",
     "QueueDepth",
     "Storage",
     "StorageError",
@@ -77,17 +80,22 @@ __all__ = [
 DEFAULT_DB_NAME = "ragflow.db"
 
 
-def open_backend(data_dir: Path, url: str = "") -> Backend:
+def open_backend(data_dir: Path, url: str = "", pool: PoolSettings | None = None) -> Backend:
     """The backend DATABASE_URL ``url`` names ("" for the default: SQLite at
-    DATA_DIR/ragflow.db); uploaded files always live under ``data_dir``. Opens nothing yet.
-    ``url`` was validated with the same rule by the renderer and ``api.config``."""
+    DATA_DIR/ragflow.db); uploaded files live under ``data_dir`` (PostgreSQL: in the database,
+    ``data_dir`` caching them). ``pool``: a server backend's connection settings. Opens nothing
+    yet. ``url`` was validated with the same rule by the renderer and ``api.config``."""
     try:
         parsed = database_url.parse(url)
     except ValueError as exc:
         raise Unavailable(
             "db", f"DATABASE_URL is not usable: {exc}; accepted: {database_url.ACCEPTS}"
         ) from None
-    from api.storage.sqlite import open_sqlite  # the only backend so far
+    if parsed.scheme == "postgresql":
+        from api.storage.postgres import open_postgres
+
+        return open_postgres(data_dir, parsed.url, pool or PoolSettings())
+    from api.storage.sqlite import open_sqlite
 
     db_path = Path(parsed.path) if parsed.path is not None else data_dir / DEFAULT_DB_NAME
     return open_sqlite(data_dir, db_path)

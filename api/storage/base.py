@@ -7,10 +7,10 @@ raises only ``api.storage.errors`` and returns only ``api.storage.rows`` types.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from api.storage.rows import (
     ApiKeyRow,
@@ -169,6 +169,11 @@ class TaskQueue(Protocol):
     def depth(self, *, tenant_id: str | None = None) -> QueueDepth:
         """Counts of open tasks, all tenants' or one tenant's."""
 
+    def wait_for_work(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds; True as soon as a task was queued meanwhile (a
+        backend that is told: PostgreSQL's LISTEN), False when the time ran out (SQLite:
+        always; its executors poll)."""
+
 
 class Heartbeats(Protocol):
     """Task executors' liveness records."""
@@ -191,10 +196,57 @@ class Heartbeats(Protocol):
         ``stale_after`` seconds."""
 
 
+@dataclass(frozen=True)
+class PoolSettings:
+    """How a server backend (PostgreSQL) connects: DB_POOL_SIZE connections at most per
+    process, DB_CONNECT_TIMEOUT seconds to get one, DB_STATEMENT_TIMEOUT_MS per statement
+    (shared/settings.py documents each). SQLite ignores them."""
+
+    size: int = 4
+    connect_timeout: float = 5.0
+    statement_timeout_ms: int = 30_000
+
+
 class Migrations(Protocol):
     def migrate(self) -> int:
         """Bring the schema up to date (safe when several processes do it at once); returns
         the schema version."""
+
+
+# The tables ``api.storage.data_copy`` moves between backends, in dependency order, each with its
+# key and the columns both backends store with the same values (api.storage.sqlite.codec).
+TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "api_keys": ("key_hash", ("key_hash", "prefix", "tenant_id", "name", "create_time",
+                              "revoked_time")),
+    "datasets": ("id", ("id", "tenant_id", "name", "avatar", "description", "embedding_model",
+                        "permission", "chunk_method", "parser_config", "pagerank", "language",
+                        "create_time", "update_time")),
+    "documents": ("id", ("id", "dataset_id", "name", "suffix", "type", "size", "location",
+                         "created_by", "chunk_method", "parser_config", "meta_fields", "status",
+                         "run", "progress", "progress_msg", "process_begin_at",
+                         "process_duration", "chunk_count", "token_count", "create_time",
+                         "update_time")),
+    "chunks": ("id", ("id", "doc_id", "dataset_id", "docnm", "content", "important_keywords",
+                      "questions", "available", "positions", "token_count", "create_time")),
+    "tasks": ("id", ("id", "doc_id", "dataset_id", "tenant_id", "turn", "state", "attempts",
+                     "lease_owner", "lease_expires", "enqueued_at", "started_at", "finished_at",
+                     "last_error")),
+}  # fmt: skip
+
+
+class Transfer(Protocol):
+    """Whole tables and uploaded files, for moving data between backends (api.storage.data_copy)."""
+
+    def rows(self, table: str) -> Iterator[dict[str, Any]]:
+        """Every row of ``table`` (a TABLES key), its TABLES columns only, in key order."""
+
+    def put_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert the rows whose key is not stored yet, in one transaction; returns how many."""
+
+    def has_file(self, document: Mapping[str, Any]) -> bool: ...
+    def open_file(self, document: Mapping[str, Any]) -> IO[bytes]: ...
+    def put_file(self, document: Mapping[str, Any], stream: IO[bytes]) -> None:
+        """Store the document's uploaded bytes (streamed; all of them or nothing)."""
 
 
 @dataclass(frozen=True)
@@ -207,6 +259,7 @@ class Backend:
     tasks: TaskQueue
     heartbeats: Heartbeats
     migrations: Migrations
+    transfer: Transfer
     # Close the calling thread's connections (threads that end, processes that stop; a forked
     # child never reuses its parent's connections anyway).
     close: Callable[[], None]

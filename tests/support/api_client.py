@@ -12,6 +12,7 @@ from werkzeug.test import Client, TestResponse
 
 from api import config, storage
 from api.app import App, create_app
+from support.backends import BACKENDS, inspector
 
 KEY = "test-bootstrap-key"
 
@@ -21,10 +22,13 @@ class Api:
 
     def __init__(self, data_dir: Path, **env: str) -> None:
         self.data_dir = data_dir
-        self.app: App = create_app(
-            config.load({"DATA_DIR": str(data_dir), "RAGFLOW_API_KEY": KEY, **env})
-        )
+        self.env = env  # another app on the same storage: Api(api.data_dir, **api.env)
+        cfg = config.load({"DATA_DIR": str(data_dir), "RAGFLOW_API_KEY": KEY, **env})
+        self.app: App = create_app(cfg)
         self.client = Client(self.app)
+        # the app's backend, for what a test reads or moves behind the API's back
+        self.backend = storage.open_backend(data_dir, cfg.database_url, cfg.pool)
+        self.inspect = inspector(data_dir, cfg.database_url)
 
     def raw(self, method: str, path: str, key: str | None = KEY, **kwargs: Any) -> TestResponse:
         headers = dict(kwargs.pop("headers", {}))
@@ -81,7 +85,12 @@ class Api:
         return data
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    yield Api(tmp_path / "data")
-    storage.open_backend(tmp_path / "data").close()  # one DATA_DIR per test: close its connection
+@pytest.fixture(params=sorted(BACKENDS))
+def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Api]:
+    """The app on each backend of support.backends (PostgreSQL: a fresh database)."""
+    env = {}
+    if request.param != "sqlite":
+        env["DATABASE_URL"] = str(request.getfixturevalue("pg_database"))
+    app = Api(tmp_path / "data", **env)
+    yield app
+    app.backend.close()  # one DATA_DIR per test: close this thread's connection

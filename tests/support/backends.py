@@ -13,13 +13,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import psycopg
+from psycopg.rows import dict_row
+
 from api import storage
 from api.storage.sqlite import connections
 
 
 class Inspector(Protocol):
     def task(self, task_id: str) -> dict[str, Any]: ...
+    def last_task(self, doc_id: str) -> dict[str, Any]:
+        """The document's most recently queued task."""
+
     def document(self, doc_id: str) -> dict[str, Any]: ...
+    def documents(self, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The documents among ``doc_ids`` that exist, by id."""
+
     def chunks(self, doc_id: str) -> list[dict[str, Any]]:
         """The document's chunks, in insertion order."""
 
@@ -32,10 +41,18 @@ class Inspector(Protocol):
     def corrupt_parser_config(self, doc_id: str) -> None:
         """Store a parser_config that is not valid JSON (an older version's bug)."""
 
+    def stored_files(self, dataset_id: str) -> list[str]:
+        """The ids of the dataset's documents whose uploaded bytes are stored, sorted."""
+
 
 class SqliteInspector:
     def __init__(self, data_dir: Path) -> None:
         self.db_path = data_dir / "ragflow.db"
+        self.files_dir = data_dir / "files"
+
+    def stored_files(self, dataset_id: str) -> list[str]:
+        folder = self.files_dir / dataset_id
+        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -46,6 +63,18 @@ class SqliteInspector:
 
     def document(self, doc_id: str) -> dict[str, Any]:
         return dict(self.conn.execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone())
+
+    def last_task(self, doc_id: str) -> dict[str, Any]:
+        return dict(
+            self.conn.execute(
+                "SELECT * FROM tasks WHERE doc_id = ? ORDER BY enqueued_at DESC LIMIT 1", (doc_id,)
+            ).fetchone()
+        )
+
+    def documents(self, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
+        marks = ",".join("?" * len(doc_ids))
+        rows = self.conn.execute(f"SELECT * FROM documents WHERE id IN ({marks})", doc_ids)
+        return {r["id"]: dict(r) for r in rows}
 
     def chunks(self, doc_id: str) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM chunks WHERE doc_id = ? ORDER BY seq", (doc_id,))
@@ -63,8 +92,83 @@ class SqliteInspector:
         self.conn.execute("UPDATE documents SET parser_config = '{broken' WHERE id = ?", (doc_id,))
 
 
-BACKENDS: dict[str, Callable[[Path], tuple[storage.Backend, Inspector]]] = {
-    "sqlite": lambda data_dir: (storage.open_backend(data_dir), SqliteInspector(data_dir)),
+class PostgresInspector:
+    """Reads and moves rows over its own autocommit connection (the seam's pool untouched)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn: psycopg.Connection[dict[str, Any]] | None = None
+
+    @property
+    def conn(self) -> psycopg.Connection[dict[str, Any]]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
+        return self._conn
+
+    def _one(self, query: str, args: tuple[Any, ...]) -> dict[str, Any]:
+        row = self.conn.execute(query, args).fetchone()
+        assert row is not None, f"no row for {args}"
+        return dict(row)
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        return self._one("SELECT * FROM tasks WHERE id = %s", (task_id,))
+
+    def document(self, doc_id: str) -> dict[str, Any]:
+        return self._one("SELECT * FROM documents WHERE id = %s", (doc_id,))
+
+    def last_task(self, doc_id: str) -> dict[str, Any]:
+        return self._one(
+            "SELECT * FROM tasks WHERE doc_id = %s ORDER BY enqueued_at DESC LIMIT 1", (doc_id,)
+        )
+
+    def documents(self, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM documents WHERE id = ANY(%s)", (doc_ids,))
+        return {r["id"]: dict(r) for r in rows}
+
+    def chunks(self, doc_id: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT * FROM chunks WHERE doc_id = %s ORDER BY seq", (doc_id,)
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def expire(self, task_id: str) -> None:
+        self.conn.execute("UPDATE tasks SET lease_expires = 0 WHERE id = %s", (task_id,))
+
+    def silence_executors(self, seconds: float, *, but: str) -> None:
+        self.conn.execute(
+            "UPDATE executors SET last_beat = last_beat - %s WHERE consumer != %s", (seconds, but)
+        )
+
+    def corrupt_parser_config(self, doc_id: str) -> None:
+        self.conn.execute("UPDATE documents SET parser_config = '{broken' WHERE id = %s", (doc_id,))
+
+    def stored_files(self, dataset_id: str) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT DISTINCT b.doc_id FROM file_blocks b JOIN documents d ON d.id = b.doc_id"
+            " WHERE d.dataset_id = %s ORDER BY b.doc_id",
+            (dataset_id,),
+        ).fetchall()
+        return [str(r["doc_id"]) for r in rows]
+
+
+# A backend under test from (DATA_DIR, a function returning a fresh database's URL: only
+# backends that need a server call it, which starts the session's throwaway cluster).
+NewDatabase = Callable[[], str]
+
+
+def inspector(data_dir: Path, url: str) -> Inspector:
+    """The inspector of the database DATABASE_URL ``url`` names ("": SQLite under data_dir)."""
+    return PostgresInspector(url) if url.startswith("postgresql") else SqliteInspector(data_dir)
+
+
+def _postgres(data_dir: Path, new_database: NewDatabase) -> tuple[storage.Backend, Inspector]:
+    url = new_database()
+    return storage.open_backend(data_dir, url), PostgresInspector(url)
+
+
+BACKENDS: dict[str, Callable[[Path, NewDatabase], tuple[storage.Backend, Inspector]]] = {
+    "sqlite": lambda data_dir, _: (storage.open_backend(data_dir), SqliteInspector(data_dir)),
+    "postgresql": _postgres,
 }
 
 

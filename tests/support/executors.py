@@ -18,10 +18,25 @@ from api import storage
 from api.storage import Upload
 from api.storage.sqlite import connections as sqlite_connections
 from support import slowdown
-from support.backends import SqliteInspector
+from support.backends import Inspector, inspector
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 T = TypeVar("T")
+# DATA_DIR -> the DATABASE_URL its executors and helpers use (absent: SQLite under DATA_DIR);
+# a test parametrized over backends registers its database here (see use_database).
+DATABASES: dict[Path, str] = {}
+
+
+def use_database(data_dir: Path, url: str) -> None:
+    DATABASES[data_dir] = url
+
+
+def backend(data_dir: Path) -> storage.Backend:
+    return storage.open_backend(data_dir, DATABASES.get(data_dir, ""))
+
+
+def inspect(data_dir: Path) -> Inspector:
+    return inspector(data_dir, DATABASES.get(data_dir, ""))
 
 
 def add_docs(
@@ -29,7 +44,7 @@ def add_docs(
     files: list[tuple[str, bytes]],
     parser_config: Mapping[str, Any] | None = None,
 ) -> tuple[storage.Storage, storage.DatasetRow, list[storage.DocumentRow]]:
-    store = storage.open_backend(data_dir).store
+    store = backend(data_dir).store
     dataset = store.create_dataset(
         "tenant", {"name": "ds", "parser_config": dict(parser_config or {"chunk_token_num": 64})}
     )
@@ -46,10 +61,7 @@ def sqlite_conn(data_dir: Path) -> sqlite3.Connection:
 
 def doc_rows(data_dir: Path, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
     """The documents among ``doc_ids`` that exist, by id."""
-    conn = sqlite_conn(data_dir)
-    marks = ",".join("?" * len(doc_ids))
-    rows = conn.execute(f"SELECT * FROM documents WHERE id IN ({marks})", doc_ids).fetchall()
-    return {r["id"]: dict(r) for r in rows}
+    return inspect(data_dir).documents(doc_ids)
 
 
 def finished(data_dir: Path, doc_ids: list[str]) -> dict[str, dict[str, Any]] | None:
@@ -59,6 +71,8 @@ def finished(data_dir: Path, doc_ids: list[str]) -> dict[str, dict[str, Any]] | 
 
 def executor_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TASK_", "PARSE_"))}
+    if data_dir in DATABASES:
+        env["DATABASE_URL"] = DATABASES[data_dir]
     env.update(
         DATA_DIR=str(data_dir),
         PYTHONPATH=str(ROOT),
@@ -100,4 +114,4 @@ def executors(
 
 
 def chunk_rows(data_dir: Path, doc_id: str) -> list[dict[str, Any]]:
-    return SqliteInspector(data_dir).chunks(doc_id)
+    return inspect(data_dir).chunks(doc_id)

@@ -3,7 +3,8 @@
 ``connections``: per-process and per-thread connections, the writer lock, file identity, error
 translation and health probes; ``schema``: the migrations and their runner; ``codec``: values
 to columns and back; ``document_state``: writes on a document that the repository and the queue
-share; ``repository``: the Storage seam; ``tasks``: the TaskQueue and Heartbeats seams.
+share; ``repository``: the Storage seam; ``tasks``: the TaskQueue and Heartbeats seams;
+``transfer``: whole tables and files for moving data between backends.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from api.storage.sqlite.connections import close_all, connection, seam
 from api.storage.sqlite.repository import SqliteStorage
 from api.storage.sqlite.schema import migrate
 from api.storage.sqlite.tasks import SqliteHeartbeats, SqliteTaskQueue
+from api.storage.sqlite.transfer import SqliteTransfer
 
 
 @seam
@@ -36,5 +38,6 @@ def open_sqlite(data_dir: Path, db_path: Path) -> Backend:
         tasks=SqliteTaskQueue(db_path),
         heartbeats=SqliteHeartbeats(db_path),
         migrations=SqliteMigrations(db_path),
+        transfer=SqliteTransfer(data_dir, db_path),
         close=close_all,
     )

@@ -1,16 +1,22 @@
-"""The SQLite row codec: the seam's row types from stored rows (JSON columns decoded, booleans
+"""The row codec: the seam's row types from stored rows (JSON columns decoded, booleans
 from integers) and column values from Python values; chunk ids, timestamps, LIKE and FTS5
-query text (chunk ids come from rows.chunk_id, the same for every backend)."""
+query text. The PostgreSQL backend stores the same column values and decodes its rows here too;
+chunk ids come from rows.chunk_id, the same for every backend."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from api.storage.rows import ApiKeyRow, ChunkRow, DatasetRow, DocumentRow
+
+
+class Record(Protocol):
+    """A stored row read by column name (sqlite3.Row, or a dict)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 def now_ms() -> int:
@@ -43,7 +49,7 @@ def _json(raw: object) -> Any:
     return json.loads(raw) if isinstance(raw, str) else raw
 
 
-def api_key(r: sqlite3.Row) -> ApiKeyRow:
+def api_key(r: Record) -> ApiKeyRow:
     return {
         "prefix": r["prefix"],
         "tenant_id": r["tenant_id"],
@@ -53,7 +59,7 @@ def api_key(r: sqlite3.Row) -> ApiKeyRow:
     }
 
 
-def dataset(r: sqlite3.Row) -> DatasetRow:
+def dataset(r: Record) -> DatasetRow:
     return {
         "id": r["id"],
         "tenant_id": r["tenant_id"],
@@ -74,7 +80,7 @@ def dataset(r: sqlite3.Row) -> DatasetRow:
     }
 
 
-def document(r: sqlite3.Row) -> DocumentRow:
+def document(r: Record) -> DocumentRow:
     return {
         "id": r["id"],
         "dataset_id": r["dataset_id"],
@@ -100,7 +106,7 @@ def document(r: sqlite3.Row) -> DocumentRow:
     }
 
 
-def chunk(r: sqlite3.Row) -> ChunkRow:
+def chunk(r: Record) -> ChunkRow:
     return {
         "id": r["id"],
         "doc_id": r["doc_id"],

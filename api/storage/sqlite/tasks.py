@@ -461,6 +461,11 @@ class SqliteTaskQueue:
         ).fetchone()
         return QueueDepth(queued=int(row[0]), running=int(row[1]), expired=int(row[2]))
 
+    def wait_for_work(self, timeout: float) -> bool:
+        """SQLite cannot tell another process that a task was queued: executors poll."""
+        time.sleep(max(timeout, 0.0))
+        return False
+
 
 @seam
 class SqliteHeartbeats:

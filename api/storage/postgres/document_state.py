@@ -1,0 +1,106 @@
+"""Writes on one document that both the repository and the task queue make inside their own
+transactions (PostgreSQL): its chunks with their counts and full-text vectors, and the
+cancelling of its open tasks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+
+from api import text
+from api.storage.errors import NotFound
+from api.storage.rows import chunk_id
+from api.storage.sqlite.codec import json_list
+
+# The weighted vector of a chunk from the words api.text finds (no PostgreSQL parser: both
+# backends index the same words): content D, title C, keywords B, questions A.
+FTS_VALUE = (
+    "setweight(array_to_tsvector(%s::text[]), 'D') || setweight(array_to_tsvector(%s::text[]),"
+    " 'C') || setweight(array_to_tsvector(%s::text[]), 'B')"
+    " || setweight(array_to_tsvector(%s::text[]), 'A')"
+)
+
+
+def _title(name: str) -> str:
+    stem, dot, _ = name.rpartition(".")
+    return stem if dot and stem else name
+
+
+def fts_words(content: str, docnm: str, keywords: Any, questions: Any) -> tuple[list[str], ...]:
+    """The four word lists of FTS_VALUE (distinct words: a tsvector keeps lexemes once)."""
+
+    def words(value: Any) -> list[str]:
+        if isinstance(value, list | tuple):
+            value = " ".join(str(v) for v in value)
+        return list(dict.fromkeys(text.tokens(str(value or ""))))
+
+    return words(content), words(_title(docnm)), words(keywords), words(questions)
+
+
+def refresh_counts(conn: psycopg.Connection[Any], doc_id: str) -> tuple[int, int]:
+    row = conn.execute(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(token_count), 0) AS t FROM chunks WHERE doc_id = %s",
+        (doc_id,),
+    ).fetchone()
+    counts = (int(row["n"]), int(row["t"])) if row else (0, 0)
+    conn.execute(
+        "UPDATE documents SET chunk_count = %s, token_count = %s WHERE id = %s", (*counts, doc_id)
+    )
+    return counts
+
+
+def replace_document_chunks(
+    conn: psycopg.Connection[Any], doc_id: str, chunks: Sequence[Mapping[str, Any]]
+) -> tuple[int, int]:
+    """Replace every chunk of ``doc_id`` inside the caller's transaction (the SQLite backend's
+    rules: identical contents collapse, a disabled document's chunks are never available)."""
+    doc = conn.execute(
+        "SELECT dataset_id, name, status FROM documents WHERE id = %s", (doc_id,)
+    ).fetchone()
+    if doc is None:
+        raise NotFound(f"Document {doc_id} does not exist")
+    conn.execute("DELETE FROM chunks WHERE doc_id = %s", (doc_id,))
+    created = time.time()
+    rows = []
+    for chunk in chunks:
+        content = str(chunk.get("content", ""))
+        tokens = chunk.get("token_count")
+        keywords, questions = chunk.get("important_keywords"), chunk.get("questions")
+        rows.append(
+            (
+                chunk_id(content, doc_id),
+                doc_id,
+                doc["dataset_id"],
+                doc["name"],
+                content,
+                json_list(keywords),
+                json_list(questions),
+                1 if chunk.get("available", True) and doc["status"] == "1" else 0,
+                json_list(chunk.get("positions")),
+                int(tokens) if isinstance(tokens, int) else text.count_tokens(content),
+                created,
+                *fts_words(content, str(doc["name"]), keywords, questions),
+            )
+        )
+    if rows:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO chunks (id, doc_id, dataset_id, docnm, content, important_keywords,"
+                " questions, available, positions, token_count, create_time, fts)"
+                f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {FTS_VALUE})"
+                " ON CONFLICT (id) DO NOTHING",
+                rows,
+            )
+    return refresh_counts(conn, doc_id)
+
+
+def cancel_open_tasks(conn: psycopg.Connection[Any], doc_id: str, reason: str, now: float) -> None:
+    conn.execute(
+        "UPDATE tasks SET state = 'cancelled', finished_at = %s, lease_owner = NULL,"
+        " lease_expires = NULL, last_error = %s WHERE doc_id = %s"
+        " AND state IN ('queued', 'leased')",
+        (now, reason, doc_id),
+    )

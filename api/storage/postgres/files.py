@@ -1,0 +1,69 @@
+"""Uploaded files in PostgreSQL (table ``file_blocks``: 1 MiB bytea blocks per document), so
+any executor on any machine parses any upload. Streamed both ways: an upload is written block
+by block inside the transaction that records it, and read back block by block into a local
+cache file (DATA_DIR/files/<dataset>/<document>, written atomically) that parsers open by
+path. A document's bytes never change, so a cached file stays valid until it is deleted."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import psycopg
+
+from api.storage import files as local
+from api.storage import fs
+from api.storage.errors import NotFound
+
+BLOCK = 1024 * 1024
+
+
+def write_blocks(conn: psycopg.Connection[Any], doc_id: str, stream: IO[bytes]) -> int:
+    """Store ``stream`` as the document's blocks (the caller's transaction); returns its size."""
+    size = 0
+    n = 0
+    while block := stream.read(BLOCK):
+        conn.execute(
+            "INSERT INTO file_blocks (doc_id, n, data) VALUES (%s, %s, %s)", (doc_id, n, block)
+        )
+        size += len(block)
+        n += 1
+    return size
+
+
+def materialize(
+    conn: psycopg.Connection[Any], cache: local.LocalFileStore, document: Mapping[str, Any]
+) -> Path:
+    """The document's local copy, fetched block by block when missing."""
+    final = cache.file_path(document)
+    if final.exists():
+        return final
+    found = conn.execute("SELECT 1 FROM documents WHERE id = %s", (str(document["id"]),))
+    if found.fetchone() is None:
+        raise NotFound(f"Document {document['id']} does not exist")
+    cache.dataset_folder(str(document["dataset_id"]))
+    with cache.storing():
+        staged, out = fs.stage(cache.files_dir)
+    try:
+        with out:
+            n = 0
+            while True:
+                row = conn.execute(
+                    "SELECT data FROM file_blocks WHERE doc_id = %s AND n = %s",
+                    (str(document["id"]), n),
+                ).fetchone()
+                if row is None:
+                    break
+                with cache.storing():
+                    out.write(row["data"])
+                n += 1
+            with cache.storing():
+                out.flush()
+                os.fsync(out.fileno())
+                os.replace(staged, final)
+    except BaseException:
+        local.remove([staged])
+        raise
+    return final

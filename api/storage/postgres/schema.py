@@ -1,0 +1,154 @@
+"""Every DDL statement of the PostgreSQL backend, as numbered migrations, and their runner.
+
+Migration N brings the schema from version N-1 to N (table ``schema_version``). The runner
+holds a transaction-level advisory lock, so many processes on many machines starting at once
+apply each migration exactly once: the others wait for the lock, then see the new version.
+
+The columns mirror the SQLite backend's (the same row codec reads both): JSON as text,
+booleans as integers, times as epoch numbers. Full-text search uses ``fts``, a weighted
+tsvector of the words api.text finds (content D, title C, keywords B, questions A) under a
+GIN index PostgreSQL maintains.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+ADVISORY_LOCK = 0x52474C54  # "RGLT"
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema (the SQLite backend's migrations 1 and 2)
+    """
+    CREATE TABLE api_keys (
+        key_hash TEXT PRIMARY KEY,
+        prefix TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        create_time BIGINT NOT NULL,
+        revoked_time BIGINT
+    );
+    CREATE TABLE datasets (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        avatar TEXT,
+        description TEXT,
+        embedding_model TEXT NOT NULL DEFAULT '',
+        permission TEXT NOT NULL DEFAULT 'me',
+        chunk_method TEXT NOT NULL DEFAULT 'naive',
+        parser_config TEXT NOT NULL DEFAULT '{}',
+        pagerank INTEGER NOT NULL DEFAULT 0,
+        language TEXT NOT NULL DEFAULT 'English',
+        create_time BIGINT NOT NULL,
+        update_time BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX datasets_tenant_name ON datasets(tenant_id, lower(name));
+    CREATE TABLE documents (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+        id TEXT PRIMARY KEY,
+        dataset_id TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        suffix TEXT NOT NULL,
+        type TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        location TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        chunk_method TEXT NOT NULL,
+        parser_config TEXT NOT NULL DEFAULT '{}',
+        meta_fields TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL DEFAULT '1',
+        run TEXT NOT NULL DEFAULT '0',
+        progress DOUBLE PRECISION NOT NULL DEFAULT 0,
+        progress_msg TEXT NOT NULL DEFAULT '',
+        process_begin_at DOUBLE PRECISION,
+        process_duration DOUBLE PRECISION NOT NULL DEFAULT 0,
+        chunk_count INTEGER NOT NULL DEFAULT 0,
+        token_count INTEGER NOT NULL DEFAULT 0,
+        create_time BIGINT NOT NULL,
+        update_time BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX documents_dataset_name ON documents(dataset_id, name);
+    CREATE INDEX documents_dataset_time ON documents(dataset_id, create_time);
+    CREATE TABLE file_blocks (
+        doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        n INTEGER NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (doc_id, n)
+    );
+    CREATE TABLE chunks (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        dataset_id TEXT NOT NULL,
+        docnm TEXT NOT NULL,
+        content TEXT NOT NULL,
+        important_keywords TEXT NOT NULL DEFAULT '[]',
+        questions TEXT NOT NULL DEFAULT '[]',
+        available INTEGER NOT NULL DEFAULT 1,
+        positions TEXT NOT NULL DEFAULT '[]',
+        token_count INTEGER NOT NULL DEFAULT 0,
+        create_time DOUBLE PRECISION NOT NULL,
+        fts TSVECTOR NOT NULL DEFAULT ''::tsvector
+    );
+    CREATE INDEX chunks_doc ON chunks(doc_id, seq);
+    CREATE INDEX chunks_dataset ON chunks(dataset_id);
+    CREATE INDEX chunks_fts ON chunks USING GIN (fts);
+    CREATE TABLE tasks (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+        id TEXT PRIMARY KEY,
+        doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        dataset_id TEXT NOT NULL,
+        tenant_id TEXT NOT NULL DEFAULT '',
+        turn BIGINT NOT NULL DEFAULT 0,
+        state TEXT NOT NULL CHECK (state IN ('queued','leased','done','failed','cancelled')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        lease_owner TEXT,
+        lease_expires DOUBLE PRECISION,
+        enqueued_at DOUBLE PRECISION NOT NULL,
+        started_at DOUBLE PRECISION,
+        finished_at DOUBLE PRECISION,
+        last_error TEXT
+    );
+    CREATE INDEX tasks_fair ON tasks(state, lease_expires, turn, enqueued_at, seq);
+    CREATE INDEX tasks_tenant_turn ON tasks(tenant_id, state, turn);
+    CREATE INDEX tasks_doc ON tasks(doc_id);
+    CREATE TABLE executors (
+        consumer TEXT PRIMARY KEY,
+        host TEXT NOT NULL, pid INTEGER NOT NULL,
+        current_task TEXT, done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
+        started_at DOUBLE PRECISION NOT NULL, last_beat DOUBLE PRECISION NOT NULL,
+        state TEXT NOT NULL
+    );
+    """,
+)
+
+
+def version(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL AS present").fetchone()
+    if not row or not _first(row):
+        return 0
+    found = conn.execute("SELECT version FROM schema_version").fetchone()
+    return int(_first(found)) if found else 0
+
+
+def migrate(conn: psycopg.Connection[Any]) -> int:
+    """Bring the schema up to date; safe when many processes do it at once."""
+    if version(conn) >= len(MIGRATIONS):
+        return len(MIGRATIONS)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        current = version(conn)
+        if current == 0 and conn.execute("SELECT 1 FROM schema_version").fetchone() is None:
+            conn.execute("INSERT INTO schema_version VALUES (0)")
+        for number in range(current, len(MIGRATIONS)):
+            conn.execute(MIGRATIONS[number].encode())  # several statements: simple protocol
+        conn.execute("UPDATE schema_version SET version = %s", (len(MIGRATIONS),))
+    return len(MIGRATIONS)
+
+
+def _first(row: Any) -> Any:
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]

@@ -1,0 +1,80 @@
+"""The Transfer seam on PostgreSQL: whole tables (read through a server-side cursor) and
+uploaded files (streamed block by block), for api.storage.data_copy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from psycopg.rows import dict_row
+
+from api.storage import files as local
+from api.storage.base import TABLES, PoolSettings
+from api.storage.postgres import files as db_files
+from api.storage.postgres.connections import connection, seam, transaction
+from api.storage.postgres.document_state import FTS_VALUE, fts_words
+
+FETCH = 1000
+
+
+@seam
+class PostgresTransfer:
+    def __init__(self, data_dir: Path, url: str, options: PoolSettings) -> None:
+        self.url = url
+        self.options = options
+        self.cache = local.LocalFileStore(data_dir)
+
+    def rows(self, table: str) -> Iterator[dict[str, Any]]:
+        key, columns = TABLES[table]
+        with transaction(self.url, self.options) as c:
+            cursor = c.cursor(name=f"transfer_{table}", row_factory=dict_row)
+            cursor.itersize = FETCH
+            cursor.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {key}")
+            yield from cursor
+
+    def put_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        key, columns = TABLES[table]
+        marks = ", ".join(["%s"] * len(columns))
+        names = ", ".join(columns)
+        if table == "chunks":
+            names += ", fts"
+            marks += f", {FTS_VALUE}"
+        added = 0
+        with transaction(self.url, self.options) as c:
+            for row in rows:
+                values = [row[col] for col in columns]
+                if table == "chunks":
+                    values.extend(
+                        fts_words(
+                            str(row["content"]),
+                            str(row["docnm"]),
+                            json.loads(row["important_keywords"]),
+                            json.loads(row["questions"]),
+                        )
+                    )
+                added += c.execute(
+                    f"INSERT INTO {table} ({names}) VALUES ({marks})"
+                    f" ON CONFLICT ({key}) DO NOTHING",
+                    values,
+                ).rowcount
+        return added
+
+    def has_file(self, document: Mapping[str, Any]) -> bool:
+        if int(document["size"]) == 0:
+            return True
+        with connection(self.url, self.options) as c:
+            found = c.execute(
+                "SELECT 1 FROM file_blocks WHERE doc_id = %s AND n = 0", (str(document["id"]),)
+            )
+            return found.fetchone() is not None
+
+    def open_file(self, document: Mapping[str, Any]) -> IO[bytes]:
+        with connection(self.url, self.options) as c:
+            return db_files.materialize(c, self.cache, document).open("rb")
+
+    def put_file(self, document: Mapping[str, Any], stream: IO[bytes]) -> None:
+        with transaction(self.url, self.options) as c:
+            c.execute("DELETE FROM file_blocks WHERE doc_id = %s", (str(document["id"]),))
+            db_files.write_blocks(c, str(document["id"]), stream)

@@ -1,0 +1,129 @@
+"""Enqueue-to-claim latency of an idle task executor, SQLite (polling every
+TASK_POLL_INTERVAL_MS) side by side with PostgreSQL (woken by LISTEN/NOTIFY), interleaved in
+one run.
+
+One real ``python -m api.task_executor`` per backend waits idle; the benchmark queues one small
+document at a random moment and waits until the document shows the claim (polled every
+millisecond). PostgreSQL: ``--database-url``, or a throwaway cluster (initdb as a
+non-root user on 127.0.0.1, removed at the end; tests/support/postgres.py).
+
+    .venv/bin/python -m bench.queue_wakeup [--samples 20] [--database-url postgresql://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from api import storage
+from bench import REPO_ROOT
+
+POLL_MS = 500  # the default TASK_POLL_INTERVAL_MS
+
+
+def _executor(data_dir: Path, url: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATA_DIR": str(data_dir),
+        "PYTHONPATH": str(REPO_ROOT),
+        "EXECUTOR_HOST_ID": "bench",
+        "TASK_POLL_INTERVAL_MS": str(POLL_MS),
+    }
+    if url:
+        env["DATABASE_URL"] = url
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.task_executor", "--consumer-num", "1"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _sample(backend: storage.Backend, dataset: Any, n: int) -> float:
+    """Seconds from the enqueue until the document shows its claim ("Task started by ...",
+    written by the claiming transaction), polled every millisecond: an upper bound."""
+    upload = storage.Upload(f"d{n}.txt", "txt", "doc", io.BytesIO(b"a few words"))
+    (doc,) = backend.store.add_documents(dataset, [upload], "t")
+    enqueued = time.monotonic()
+    backend.tasks.enqueue_parse(dataset["id"], [doc["id"]])
+    while (waited := time.monotonic() - enqueued) < 30:
+        row = backend.store.get_document(dataset["id"], doc["id"])
+        if row is not None and "Task started" in row["progress_msg"]:
+            return waited
+        time.sleep(0.001)
+    raise RuntimeError(f"document {doc['id']} was not claimed within 30 s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.queue_wakeup", description=__doc__)
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--database-url", default="")
+    args = parser.parse_args(argv)
+    cluster = None
+    url = args.database_url
+    if not url:
+        sys.path.insert(0, str(REPO_ROOT / "tests"))
+        from support.postgres import start_cluster
+
+        cluster = start_cluster()
+        url = cluster.create_database()
+    procs = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            backends = {
+                "sqlite": storage.open_backend(Path(tmp) / "sqlite"),
+                "postgresql": storage.open_backend(Path(tmp) / "postgresql", url),
+            }
+            datasets = {
+                name: b.store.create_dataset("t", {"name": "bench", "parser_config": {}})
+                for name, b in backends.items()
+            }
+            procs = [_executor(Path(tmp) / "sqlite", ""), _executor(Path(tmp) / "postgresql", url)]
+            deadline = time.monotonic() + 60
+            while not all(  # both executors started and idle
+                any(e["state"] == "idle" for e in b.heartbeats.executors())
+                for b in backends.values()
+            ):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the executors did not start within 60 s")
+                time.sleep(0.05)
+            latencies: dict[str, list[float]] = {name: [] for name in backends}
+            rng = random.Random(1)
+            for n in range(args.samples):
+                for name in rng.sample(sorted(backends), 2):  # interleaved, order shuffled
+                    time.sleep(rng.uniform(0.1, 0.6))  # a random phase of the poll
+                    latencies[name].append(_sample(backends[name], datasets[name], n))
+            for name, values in latencies.items():
+                ms = sorted(v * 1000 for v in values)
+                print(
+                    f"{name:10s} enqueue-to-claim: p50 {statistics.median(ms):7.1f} ms,"
+                    f" p95 {ms[int(0.95 * (len(ms) - 1))]:7.1f} ms, max {ms[-1]:7.1f} ms"
+                    f" ({len(ms)} samples)"
+                )
+            ratio = statistics.median(latencies["sqlite"]) / statistics.median(
+                latencies["postgresql"]
+            )
+            print(f"median ratio sqlite/postgresql: {ratio:.1f}x")
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        if cluster is not None:
+            cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
