@@ -16,12 +16,11 @@ from api.storage.rows import chunk_id
 from api.storage.sqlite.codec import json_list
 
 # The weighted vector of a chunk from the words api.text finds (no PostgreSQL parser: both
-# backends index the same words): content D, title C, keywords B, questions A.
-FTS_VALUE = (
-    "setweight(array_to_tsvector(%s::text[]), 'D') || setweight(array_to_tsvector(%s::text[]),"
-    " 'C') || setweight(array_to_tsvector(%s::text[]), 'B')"
-    " || setweight(array_to_tsvector(%s::text[]), 'A')"
-)
+# backends index the same words): content D, title C, keywords B, questions A. Each group has its
+# own position (1-4): PostgreSQL keeps a weight only on a position, and a lexeme without one
+# would match a query restricted to the content's weight (`'word':D`) from any group.
+FTS_VALUE = "%s::tsvector"
+_GROUPS = ((1, "D"), (2, "C"), (3, "B"), (4, "A"))
 
 
 def _title(name: str) -> str:
@@ -29,15 +28,28 @@ def _title(name: str) -> str:
     return stem if dot and stem else name
 
 
-def fts_words(content: str, docnm: str, keywords: Any, questions: Any) -> tuple[list[str], ...]:
-    """The four word lists of FTS_VALUE (distinct words: a tsvector keeps lexemes once)."""
+def _lexeme(word: str) -> str:
+    """A word as a quoted tsvector lexeme (quotes and backslashes doubled)."""
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def fts_words(content: str, docnm: str, keywords: Any, questions: Any) -> tuple[str]:
+    """The parameter of FTS_VALUE: the tsvector text of the four word groups."""
 
     def words(value: Any) -> list[str]:
         if isinstance(value, list | tuple):
             value = " ".join(str(v) for v in value)
         return list(dict.fromkeys(text.tokens(str(value or ""))))
 
-    return words(content), words(_title(docnm)), words(keywords), words(questions)
+    positions: dict[str, list[str]] = {}
+    for (position, weight), group in zip(
+        _GROUPS,
+        (words(content), words(_title(docnm)), words(keywords), words(questions)),
+        strict=True,
+    ):
+        for word in group:
+            positions.setdefault(word, []).append(f"{position}{weight}")
+    return (" ".join(f"{_lexeme(w)}:{','.join(p)}" for w, p in positions.items()),)
 
 
 def refresh_counts(conn: psycopg.Connection[Any], doc_id: str) -> tuple[int, int]:

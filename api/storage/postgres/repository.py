@@ -49,6 +49,10 @@ _DATASET_SELECT = (
 # backend's bm25 column weights)
 _WEIGHTS = "'{0.25, 0.5, 0.75, 1.0}'"
 _QUERY = "(SELECT string_agg(quote_literal(t), ' | ')::tsquery FROM unnest(%s::text[]) t)"
+# the same, for the content's words only (weight D), as RAGFlow's chunk-list keywords filter
+_CONTENT_QUERY = (
+    "(SELECT string_agg(quote_literal(t) || ':D', ' | ')::tsquery FROM unnest(%s::text[]) t)"
+)
 
 
 def _ints(row: Mapping[str, Any], *names: str) -> dict[str, Any]:
@@ -439,7 +443,7 @@ class PostgresStorage:
             args.append(chunk)
         terms = text.query_terms(keywords) if keywords else []
         if terms:
-            where_.append(f"c.fts @@ {_QUERY}")
+            where_.append(f"c.fts @@ {_CONTENT_QUERY}")
             args.append(terms)  # type: ignore[arg-type]
         clause = " AND ".join(where_)
         with self._read() as c:
