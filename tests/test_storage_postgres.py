@@ -191,16 +191,20 @@ def test_any_process_reads_an_upload_through_its_own_file_cache(
 
 def test_an_enqueue_wakes_a_waiting_executor_at_once(backend: storage.Backend) -> None:
     dataset_id, (doc, _) = add_documents(backend.store, "t", ["a.txt", "b.txt"], {})
-    assert backend.tasks.wait_for_work(0.05) is False  # LISTEN is set up; nothing queued
     woke: list[float] = []
+    early: list[bool] = []
+    listening = threading.Event()
 
     def wait() -> None:
+        early.append(backend.tasks.wait_for_work(0.05))  # sets up this thread's LISTEN
+        listening.set()
         if backend.tasks.wait_for_work(30):
             woke.append(time.monotonic())
 
     waiter = threading.Thread(target=wait)
     waiter.start()
-    time.sleep(0)  # the waiter's LISTEN connection is this thread's own: it exists already
+    assert listening.wait(30), "the waiter did not start listening"
+    assert early == [False], "woken with nothing queued"
     enqueued = time.monotonic()
     backend.tasks.enqueue_parse(dataset_id, [doc])
     waiter.join(30)
