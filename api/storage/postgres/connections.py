@@ -97,6 +97,9 @@ def pool(url: str, options: PoolSettings) -> ConnectionPool[Any]:
                     "application_name": "ragflow-bundle",
                 },
                 configure=_configure(options),
+                # a connection is checked (one round trip) before it is handed out, so the
+                # first request after a server restart gets a new one instead of failing
+                check=ConnectionPool.check_connection,
                 timeout=options.connect_timeout,
                 reconnect_timeout=0,  # a failed attempt gives up; the next request tries anew
                 open=False,
