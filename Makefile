@@ -72,7 +72,7 @@ system-deps:
 	    echo "installing:$$missing"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	  else echo "not root: cannot install$$missing (install them as root; the tests that need them fail without them)"; fi; \
+	  else echo "not root: cannot install$$missing (install them as root; the tests that need them say so)"; fi; \
 	fi
 
 lint: venv
