@@ -25,7 +25,8 @@ COPY pyproject.toml uv.lock ./
 RUN python3 -m venv /opt/uv \
  && /opt/uv/bin/pip install --quiet "uv==${UV_VERSION}" \
  && /opt/uv/bin/uv venv --python python3 /app/.venv \
- && /opt/uv/bin/uv sync --frozen --no-dev --no-install-project
+ && /opt/uv/bin/uv sync --frozen --no-dev --no-install-project \
+ && find /app/.venv -name '*.js.map' -delete  # JavaScript source maps (Swagger UI): never served
 COPY . .
 # Bytecode for everything under /app, dependencies included: the runtime user cannot write
 # __pycache__, and unchecked-hash .pyc files stay valid whatever COPY does to mtimes (the image
