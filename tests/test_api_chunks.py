@@ -90,6 +90,17 @@ def test_add_errors(
     assert api.ok("GET", _chunks(doc))["total"] == 0
 
 
+def test_a_word_longer_than_postgresqls_lexemes_is_stored_and_found(
+    api: Api, doc: dict[str, Any]
+) -> None:
+    """PostgreSQL indexes at most 2,046 bytes of a word; both backends store and find it."""
+    word = "x" * 3000
+    added = api.add_chunk(doc["dataset_id"], doc["id"], f"{word} tail")
+    found = api.ok("GET", _chunks(doc, f"?keywords={word}"))
+    assert [c["id"] for c in found["chunks"]] == [added["id"]]
+    assert found["chunks"][0]["content"] == f"{word} tail"
+
+
 def test_adding_the_same_content_twice_overwrites_the_chunk(api: Api, doc: dict[str, Any]) -> None:
     first = api.add_chunk(doc["dataset_id"], doc["id"], "same", important_keywords=["k"])
     again = api.add_chunk(doc["dataset_id"], doc["id"], "same", questions=["q?"])

@@ -28,9 +28,19 @@ def _title(name: str) -> str:
     return stem if dot and stem else name
 
 
+LEXEME_BYTES = 2046  # PostgreSQL's longest lexeme, in UTF-8 bytes
+
+
+def fit_lexeme(word: str) -> str:
+    """The word as PostgreSQL can index and query it: its first LEXEME_BYTES bytes (whole
+    characters). Index and queries cut alike, so a longer word still finds itself."""
+    data = word.encode("utf-8")
+    return word if len(data) <= LEXEME_BYTES else data[:LEXEME_BYTES].decode("utf-8", "ignore")
+
+
 def _lexeme(word: str) -> str:
-    """A word as a quoted tsvector lexeme (quotes and backslashes doubled)."""
-    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+    """A word as a quoted tsvector lexeme (cut to fit, quotes and backslashes doubled)."""
+    return "'" + fit_lexeme(word).replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def fts_words(content: str, docnm: str, keywords: Any, questions: Any) -> tuple[str]:

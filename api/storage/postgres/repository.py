@@ -21,6 +21,7 @@ from api.storage.postgres.connections import connection, seam, transaction, wher
 from api.storage.postgres.document_state import (
     FTS_VALUE,
     cancel_open_tasks,
+    fit_lexeme,
     fts_words,
     refresh_counts,
     replace_document_chunks,
@@ -444,7 +445,7 @@ class PostgresStorage:
         terms = text.query_terms(keywords) if keywords else []
         if terms:
             where_.append(f"c.fts @@ {_CONTENT_QUERY}")
-            args.append(terms)  # type: ignore[arg-type]
+            args.append([fit_lexeme(t) for t in terms])  # type: ignore[arg-type]
         clause = " AND ".join(where_)
         with self._read() as c:
             total = int(
@@ -554,7 +555,7 @@ class PostgresStorage:
         if not terms or not dataset_ids:
             return []
         where_ = ["c.fts @@ q.query", "c.available = 1", "c.dataset_id = ANY(%s)"]
-        args: list[Any] = [list(terms), list(dataset_ids)]
+        args: list[Any] = [[fit_lexeme(t) for t in terms], list(dataset_ids)]
         if doc_ids:
             where_.append("c.doc_id = ANY(%s)")
             args.append(list(doc_ids))
