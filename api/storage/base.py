@@ -214,7 +214,7 @@ class Migrations(Protocol):
 
 
 # The tables ``api.storage.data_copy`` moves between backends, in dependency order, each with its
-# key and the columns both backends store with the same values (api.storage.sqlite.codec).
+# key and the columns both backends store with the same values (api.storage.codec).
 TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "api_keys": ("key_hash", ("key_hash", "prefix", "tenant_id", "name", "create_time",
                               "revoked_time")),

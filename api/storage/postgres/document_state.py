@@ -11,9 +11,9 @@ from typing import Any
 import psycopg
 
 from api import text
+from api.storage.codec import json_list
 from api.storage.errors import NotFound
 from api.storage.rows import chunk_id
-from api.storage.sqlite.codec import json_list
 
 # The weighted vector of a chunk from the words api.text finds (no PostgreSQL parser: both
 # backends index the same words): content D, title C, keywords B, questions A. Each group has its

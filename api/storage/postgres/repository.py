@@ -13,6 +13,7 @@ from typing import IO, Any
 import psycopg
 
 from api import text
+from api.storage import codec
 from api.storage.base import PoolSettings
 from api.storage.errors import Conflict, NotFound, Unavailable
 from api.storage.files import LocalFileStore, remove
@@ -37,7 +38,6 @@ from api.storage.rows import (
     Upload,
     chunk_id,
 )
-from api.storage.sqlite import codec
 
 _DATASET_SELECT = (
     "SELECT d.*, (SELECT COUNT(*) FROM documents WHERE dataset_id = d.id) AS document_count,"

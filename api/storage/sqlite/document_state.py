@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from api import text
+from api.storage.codec import json_list
 from api.storage.errors import NotFound
 from api.storage.rows import chunk_id
-from api.storage.sqlite.codec import json_list
 
 
 def refresh_counts(conn: sqlite3.Connection, doc_id: str) -> tuple[int, int]:

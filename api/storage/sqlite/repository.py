@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from api import text
+from api.storage import codec
 from api.storage import files as file_store
 from api.storage.errors import Conflict, NotFound
 from api.storage.files import LocalFileStore
@@ -25,7 +26,6 @@ from api.storage.rows import (
     Upload,
     chunk_id,
 )
-from api.storage.sqlite import codec
 from api.storage.sqlite.connections import check_read, connection, probe_writes, seam, transaction
 from api.storage.sqlite.document_state import (
     cancel_open_tasks,

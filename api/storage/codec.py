@@ -1,7 +1,6 @@
-"""The row codec: the seam's row types from stored rows (JSON columns decoded, booleans
-from integers) and column values from Python values; chunk ids, timestamps, LIKE and FTS5
-query text. The PostgreSQL backend stores the same column values and decodes its rows here too;
-chunk ids come from rows.chunk_id, the same for every backend."""
+"""The row codec of both backends (they store the same column values): the seam's row types from
+stored rows (JSON columns decoded, booleans from integers), column values from Python values,
+timestamps, LIKE and FTS5 query text. Chunk ids come from rows.chunk_id."""
 
 from __future__ import annotations
 
