@@ -267,9 +267,9 @@ def test_bidi_controls_are_refused_in_document_names(
 
 
 def test_the_docs_table_is_generated_from_the_limits() -> None:
-    document = limits.DOCS.read_text(encoding="utf-8")
-    assert limits.markdown_table() in document, "run: python -m api.limits --update-docs"
-    assert limits.with_table(document) == document
+    document = limits.DOCS_TABLE.path.read_text(encoding="utf-8")
+    assert limits.DOCS_TABLE.markdown() in document, "run: python -m api.limits --update-docs"
+    assert limits.DOCS_TABLE.applied(document) == document
 
 
 def test_the_openapi_document_carries_the_limits(api: Api) -> None:

@@ -118,8 +118,8 @@ def test_the_web_app_does_not_load_the_parsing_libraries() -> None:
 
 
 def test_docs_file_types_md_is_generated_from_the_registry() -> None:
-    document = filetypes.DOCS.read_text(encoding="utf-8")
-    assert filetypes.with_table(document) == document, (
+    document = filetypes.DOCS_TABLE.path.read_text(encoding="utf-8")
+    assert filetypes.DOCS_TABLE.applied(document) == document, (
         "docs/file-types.md is stale: run `python -m api.filetypes --update-docs`"
     )
     for suffix in SUFFIXES:
