@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench import REPO_ROOT
 
@@ -67,6 +70,17 @@ class LoadResult:
         data.pop("failures_at")
         data.update(failed=self.failed, ok=self.ok, rps=round(self.rps, 1))
         return data
+
+
+def summarise(results: Sequence[LoadResult]) -> dict[str, Any]:
+    """One cell of interleaved rounds: median throughput and latencies, every failure, each run."""
+    return {
+        "rps": statistics.median(r.rps for r in results),
+        "p50_ms": statistics.median(r.p50_ms for r in results),
+        "p99_ms": statistics.median(r.p99_ms for r in results),
+        "failed": sum(r.failed for r in results),
+        "runs": [r.as_dict() for r in results],
+    }
 
 
 def wrk_available() -> bool:

@@ -14,18 +14,16 @@ Target: on/off ping throughput >= 0.95 (metrics cost under 5 %).
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
-from typing import Any
 
 from bench.bundle import Bundle, free_port
 from bench.client import PING
-from bench.load import LoadResult, RequestSpec, run_load
+from bench.load import LoadResult, RequestSpec, run_load, summarise
 from bench.report import Panel, Run, table, verdict
 
 NAME = "metrics_overhead"
@@ -53,16 +51,6 @@ def scraping(port: int) -> Iterator[list[int]]:
     finally:
         stop.set()
         thread.join(10)
-
-
-def summarise(results: list[LoadResult]) -> dict[str, Any]:
-    return {
-        "rps": statistics.median(r.rps for r in results),
-        "p50_ms": statistics.median(r.p50_ms for r in results),
-        "p99_ms": statistics.median(r.p99_ms for r in results),
-        "failed": sum(r.failed for r in results),
-        "runs": [r.as_dict() for r in results],
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,17 +20,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import socket
-import statistics
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 from bench.bundle import Bundle
 from bench.client import PING, Client, seed_corpus
 from bench.corpus import Corpus
-from bench.load import LoadResult, RequestSpec, run_load
+from bench.load import LoadResult, RequestSpec, run_load, summarise
 from bench.report import Panel, Run, table, verdict
 
 NAME = "proxy"
@@ -61,16 +59,6 @@ def slow_clients(port: int, count: int) -> Iterator[int]:
         for sock in held:
             with contextlib.suppress(OSError):
                 sock.close()
-
-
-def summarise(results: list[LoadResult]) -> dict[str, Any]:
-    return {
-        "rps": statistics.median(r.rps for r in results),
-        "p50_ms": statistics.median(r.p50_ms for r in results),
-        "p99_ms": statistics.median(r.p99_ms for r in results),
-        "failed": sum(r.failed for r in results),
-        "runs": [r.as_dict() for r in results],
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,6 @@ POST /api/v1/retrieval over 10k chunks, at 32 and 64 connections, DURATION secon
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 from bench.bundle import APP, READY_PATH, Bundle
 from bench.client import PING, Client, seed_corpus
 from bench.corpus import Corpus
-from bench.load import LoadResult, RequestSpec, run_load
+from bench.load import LoadResult, RequestSpec, run_load, summarise
 from bench.report import Panel, Run, table, verdict
 
 NAME = "web_throughput"
@@ -69,11 +68,7 @@ def measure(
                 "endpoint": endpoint,
                 "connections": conns,
                 "bundle": name,
-                "rps": statistics.median(r.rps for r in results),
-                "p50_ms": statistics.median(r.p50_ms for r in results),
-                "p99_ms": statistics.median(r.p99_ms for r in results),
-                "failed": sum(r.failed for r in results),
-                "runs": [r.as_dict() for r in results],
+                **summarise(results),
             }
         )
     return rows

@@ -13,7 +13,6 @@ renderer's default (no GUNICORN_* set) must be within 5% of the best configurati
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from contextlib import ExitStack
 from dataclasses import replace
@@ -23,7 +22,7 @@ from typing import Any
 from bench.bundle import Bundle
 from bench.client import PING, Client, seed_corpus
 from bench.corpus import Corpus
-from bench.load import LoadResult, RequestSpec, run_load
+from bench.load import LoadResult, RequestSpec, run_load, summarise
 from bench.report import Panel, Run, table, verdict
 
 NAME = "worker_classes"
@@ -108,11 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             "clients": clients,
             "config": name,
             "gunicorn": described[name],
-            "rps": statistics.median(r.rps for r in runs),
-            "p50_ms": statistics.median(r.p50_ms for r in runs),
-            "p99_ms": statistics.median(r.p99_ms for r in runs),
-            "failed": sum(r.failed for r in runs),
-            "runs": [r.as_dict() for r in runs],
+            **summarise(runs),
         }
         for (clients, name), runs in results.items()
     ]
