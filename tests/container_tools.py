@@ -1,6 +1,6 @@
 """Build and run the bundle's image with buildah/podman on a machine without a Docker engine.
 
-Test support for ``tests/test_container.py`` (see ``/work/shared/container-recipe.md``):
+Test support for ``tests/test_container.py``:
 
 - vfs storage, chroot isolation, runc with cgroupfs and explicit ulimits on every call;
 - a local Debian bookworm + python3 base image made with debootstrap (no registry is reachable),

@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from api.storage.rows import ApiKeyRow, ChunkRow, DatasetRow, DocumentRow
+from api.storage.rows import ApiKeyRow, ChunkRow, DatasetRow, DocumentRow, Task
 
 
 class Record(Protocol):
@@ -144,3 +144,18 @@ def like(value: str) -> str:
 
 def fts_query(terms: Sequence[str]) -> str:
     return " OR ".join(f'"{t}"' for t in terms)
+
+
+def append_msg(old: str, line: str) -> str:
+    """A document's progress message with one more line."""
+    return f"{old}\n{line}" if old else line
+
+
+def stamp(now: float) -> str:
+    """The time prefix of a progress-message line."""
+    return time.strftime("%H:%M:%S", time.localtime(now))
+
+
+def owned(task: Task) -> tuple[str, str, int]:
+    """The fencing key of a claimed task: (id, lease_owner, attempts), in that order."""
+    return (task.id, task.lease_owner, task.attempts)

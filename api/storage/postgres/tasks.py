@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
+from api.storage import codec
 from api.storage.base import PoolSettings
 from api.storage.errors import StorageError
 from api.storage.postgres.connections import (
@@ -62,17 +63,9 @@ def _remove_chunks(c: _Rows, doc_id: str) -> None:
     replace_document_chunks(c.conn, doc_id, [])
 
 
-def _append_msg(old: str, line: str) -> str:
-    return f"{old}\n{line}" if old else line
-
-
 def _doc_msg(conn: _Rows, doc_id: str) -> str:
     row = conn.execute("SELECT progress_msg FROM documents WHERE id = %s", (doc_id,)).fetchone()
     return str(row[0] or "") if row else ""
-
-
-def _stamp(now: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(now))
 
 
 def _next_turn(c: _Rows, tenant_id: str) -> int:
@@ -109,7 +102,7 @@ def _give_up(c: _Rows, row: tuple[Any, ...], now: float) -> None:
         " WHERE id = %s",
         (
             RUN_FAIL,
-            _append_msg(_doc_msg(c, doc_id), f"[ERROR] Task {reason}"),
+            codec.append_msg(_doc_msg(c, doc_id), f"[ERROR] Task {reason}"),
             int(now * 1000),
             doc_id,
         ),
@@ -174,10 +167,6 @@ class _Connected:
 _OWNED = "id = %s AND state = 'leased' AND lease_owner = %s AND attempts = %s"
 
 
-def _owned(task: Task) -> tuple[str, str, int]:
-    return (task.id, task.lease_owner, task.attempts)
-
-
 @seam
 class PostgresTaskQueue(_Connected):
     """The TaskQueue seam on the tasks and documents tables."""
@@ -207,7 +196,7 @@ class PostgresTaskQueue(_Connected):
                     " process_begin_at = %s, process_duration = 0, chunk_count = 0,"
                     " token_count = 0,"
                     " update_time = %s WHERE id = %s",
-                    (RUN_RUNNING, f"{_stamp(now)} Task queued.", now, int(now * 1000), doc_id),
+                    (RUN_RUNNING, f"{codec.stamp(now)} Task queued.", now, int(now * 1000), doc_id),
                 )
                 task_id = uuid.uuid1().hex
                 c.execute(
@@ -241,7 +230,9 @@ class PostgresTaskQueue(_Connected):
                     " progress_msg = %s, update_time = %s WHERE id = %s",
                     (
                         RUN_CANCEL,
-                        _append_msg(str(found[0] or ""), f"{_stamp(now)} Task cancelled."),
+                        codec.append_msg(
+                            str(found[0] or ""), f"{codec.stamp(now)} Task cancelled."
+                        ),
                         int(now * 1000),
                         doc_id,
                     ),
@@ -294,9 +285,9 @@ class PostgresTaskQueue(_Connected):
                     " process_begin_at = COALESCE(process_begin_at, %s) WHERE id = %s",
                     (
                         RUN_RUNNING,
-                        _append_msg(
+                        codec.append_msg(
                             str(doc[4] or ""),
-                            f"{_stamp(now)} Task started by {consumer} (attempt {attempts}).",
+                            f"{codec.stamp(now)} Task started by {consumer} (attempt {attempts}).",
                         ),
                         now,
                         doc_id,
@@ -325,7 +316,7 @@ class PostgresTaskQueue(_Connected):
         with self._tx() as c:
             cur = c.execute(
                 f"UPDATE tasks SET lease_expires = %s WHERE {_OWNED}",
-                (time.time() + lease_seconds, *_owned(task)),
+                (time.time() + lease_seconds, *codec.owned(task)),
             )
             return bool(cur.rowcount == 1)
 
@@ -333,10 +324,15 @@ class PostgresTaskQueue(_Connected):
         """Set the document's progress (0..1) and append ``message`` to its
         progress_msg, only while the claim is current. False means stop working."""
         with self._tx() as c:
-            if c.execute(f"SELECT 1 FROM tasks WHERE {_OWNED}", _owned(task)).fetchone() is None:
+            if (
+                c.execute(f"SELECT 1 FROM tasks WHERE {_OWNED}", codec.owned(task)).fetchone()
+                is None
+            ):
                 return False
             if message:
-                msg = _append_msg(_doc_msg(c, task.doc_id), f"{_stamp(time.time())} {message}")
+                msg = codec.append_msg(
+                    _doc_msg(c, task.doc_id), f"{codec.stamp(time.time())} {message}"
+                )
                 c.execute(
                     "UPDATE documents SET progress = %s, progress_msg = %s WHERE id = %s",
                     (progress, msg, task.doc_id),
@@ -357,7 +353,9 @@ class PostgresTaskQueue(_Connected):
         changed, when the claim is no longer current."""
         now = time.time()
         with self._tx() as c:
-            row = c.execute(f"SELECT started_at FROM tasks WHERE {_OWNED}", _owned(task)).fetchone()
+            row = c.execute(
+                f"SELECT started_at FROM tasks WHERE {_OWNED}", codec.owned(task)
+            ).fetchone()
             if row is None:
                 return False
             begin = c.execute(
@@ -368,9 +366,9 @@ class PostgresTaskQueue(_Connected):
             total = max(
                 now - float(begin[0] if begin and begin[0] is not None else row[0] or now), 0
             )
-            msg = _append_msg(
+            msg = codec.append_msg(
                 _doc_msg(c, task.doc_id),
-                f"{_stamp(now)} {chunk_count} chunks, {token_count} tokens."
+                f"{codec.stamp(now)} {chunk_count} chunks, {token_count} tokens."
                 f" Task done ({duration:.2f}s)",
             )
             c.execute(
@@ -424,7 +422,7 @@ class PostgresTaskQueue(_Connected):
             cur = c.execute(
                 "UPDATE tasks SET state = 'failed', finished_at = %s, lease_owner = NULL,"
                 f" lease_expires = NULL, last_error = %s WHERE {_OWNED}",
-                (now, error, *_owned(task)),
+                (now, error, *codec.owned(task)),
             )
             if cur.rowcount != 1:
                 return False
@@ -434,7 +432,7 @@ class PostgresTaskQueue(_Connected):
                 " token_count = 0, update_time = %s WHERE id = %s",
                 (
                     RUN_FAIL,
-                    _append_msg(_doc_msg(c, task.doc_id), f"[ERROR] {error}"),
+                    codec.append_msg(_doc_msg(c, task.doc_id), f"[ERROR] {error}"),
                     int(now * 1000),
                     task.doc_id,
                 ),
@@ -451,14 +449,17 @@ class PostgresTaskQueue(_Connected):
             cur = c.execute(
                 "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_expires = NULL,"
                 f" attempts = {attempts} WHERE {_OWNED}",
-                _owned(task),
+                codec.owned(task),
             )
             if cur.rowcount != 1:
                 return False
             note = f"Task handed back by {task.lease_owner}" + (f": {reason}" if reason else ".")
             c.execute(
                 "UPDATE documents SET progress = 0, progress_msg = %s WHERE id = %s",
-                (_append_msg(_doc_msg(c, task.doc_id), f"{_stamp(now)} {note}"), task.doc_id),
+                (
+                    codec.append_msg(_doc_msg(c, task.doc_id), f"{codec.stamp(now)} {note}"),
+                    task.doc_id,
+                ),
             )
             return True
 

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from api.storage import codec
 from api.storage.errors import StorageError
 from api.storage.rows import (
     RUN_CANCEL,
@@ -41,17 +42,9 @@ def _remove_chunks(conn: sqlite3.Connection, doc_id: str) -> None:
     replace_document_chunks(conn, doc_id, [])
 
 
-def _append_msg(old: str, line: str) -> str:
-    return f"{old}\n{line}" if old else line
-
-
 def _doc_msg(conn: sqlite3.Connection, doc_id: str) -> str:
     row = conn.execute("SELECT progress_msg FROM documents WHERE id = ?", (doc_id,)).fetchone()
     return str(row[0] or "") if row else ""
-
-
-def _stamp(now: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(now))
 
 
 def _next_turn(c: sqlite3.Connection, tenant_id: str) -> int:
@@ -88,7 +81,7 @@ def _give_up(c: sqlite3.Connection, row: tuple[Any, ...], now: float) -> None:
         " WHERE id = ?",
         (
             RUN_FAIL,
-            _append_msg(_doc_msg(c, doc_id), f"[ERROR] Task {reason}"),
+            codec.append_msg(_doc_msg(c, doc_id), f"[ERROR] Task {reason}"),
             int(now * 1000),
             doc_id,
         ),
@@ -132,10 +125,6 @@ def _next_ready(c: sqlite3.Connection, now: float) -> Any:
 _OWNED = "id = ? AND state = 'leased' AND lease_owner = ? AND attempts = ?"
 
 
-def _owned(task: Task) -> tuple[str, str, int]:
-    return (task.id, task.lease_owner, task.attempts)
-
-
 @seam
 class SqliteTaskQueue:
     """The TaskQueue seam on the tasks and documents tables."""
@@ -171,7 +160,7 @@ class SqliteTaskQueue:
                     "UPDATE documents SET run = ?, progress = 0, progress_msg = ?,"
                     " process_begin_at = ?, process_duration = 0, chunk_count = 0, token_count = 0,"
                     " update_time = ? WHERE id = ?",
-                    (RUN_RUNNING, f"{_stamp(now)} Task queued.", now, int(now * 1000), doc_id),
+                    (RUN_RUNNING, f"{codec.stamp(now)} Task queued.", now, int(now * 1000), doc_id),
                 )
                 task_id = uuid.uuid1().hex
                 c.execute(
@@ -204,7 +193,9 @@ class SqliteTaskQueue:
                     " progress_msg = ?, update_time = ? WHERE id = ?",
                     (
                         RUN_CANCEL,
-                        _append_msg(str(found[0] or ""), f"{_stamp(now)} Task cancelled."),
+                        codec.append_msg(
+                            str(found[0] or ""), f"{codec.stamp(now)} Task cancelled."
+                        ),
                         int(now * 1000),
                         doc_id,
                     ),
@@ -257,9 +248,9 @@ class SqliteTaskQueue:
                     " process_begin_at = COALESCE(process_begin_at, ?) WHERE id = ?",
                     (
                         RUN_RUNNING,
-                        _append_msg(
+                        codec.append_msg(
                             str(doc[4] or ""),
-                            f"{_stamp(now)} Task started by {consumer} (attempt {attempts}).",
+                            f"{codec.stamp(now)} Task started by {consumer} (attempt {attempts}).",
                         ),
                         now,
                         doc_id,
@@ -289,7 +280,7 @@ class SqliteTaskQueue:
         with transaction(c):
             cur = c.execute(
                 f"UPDATE tasks SET lease_expires = ? WHERE {_OWNED}",
-                (time.time() + lease_seconds, *_owned(task)),
+                (time.time() + lease_seconds, *codec.owned(task)),
             )
             return cur.rowcount == 1
 
@@ -298,10 +289,15 @@ class SqliteTaskQueue:
         progress_msg, only while the claim is current. False means stop working."""
         c = self.conn
         with transaction(c):
-            if c.execute(f"SELECT 1 FROM tasks WHERE {_OWNED}", _owned(task)).fetchone() is None:
+            if (
+                c.execute(f"SELECT 1 FROM tasks WHERE {_OWNED}", codec.owned(task)).fetchone()
+                is None
+            ):
                 return False
             if message:
-                msg = _append_msg(_doc_msg(c, task.doc_id), f"{_stamp(time.time())} {message}")
+                msg = codec.append_msg(
+                    _doc_msg(c, task.doc_id), f"{codec.stamp(time.time())} {message}"
+                )
                 c.execute(
                     "UPDATE documents SET progress = ?, progress_msg = ? WHERE id = ?",
                     (progress, msg, task.doc_id),
@@ -322,7 +318,9 @@ class SqliteTaskQueue:
         now = time.time()
         contents = [str(chunk.get("content", "")) for chunk in chunks]
         with words_prepared(contents), transaction(c):
-            row = c.execute(f"SELECT started_at FROM tasks WHERE {_OWNED}", _owned(task)).fetchone()
+            row = c.execute(
+                f"SELECT started_at FROM tasks WHERE {_OWNED}", codec.owned(task)
+            ).fetchone()
             if row is None:
                 return False
             begin = c.execute(
@@ -333,9 +331,9 @@ class SqliteTaskQueue:
             total = max(
                 now - float(begin[0] if begin and begin[0] is not None else row[0] or now), 0
             )
-            msg = _append_msg(
+            msg = codec.append_msg(
                 _doc_msg(c, task.doc_id),
-                f"{_stamp(now)} {chunk_count} chunks, {token_count} tokens."
+                f"{codec.stamp(now)} {chunk_count} chunks, {token_count} tokens."
                 f" Task done ({duration:.2f}s)",
             )
             c.execute(
@@ -392,7 +390,7 @@ class SqliteTaskQueue:
             cur = c.execute(
                 "UPDATE tasks SET state = 'failed', finished_at = ?, lease_owner = NULL,"
                 f" lease_expires = NULL, last_error = ? WHERE {_OWNED}",
-                (now, error, *_owned(task)),
+                (now, error, *codec.owned(task)),
             )
             if cur.rowcount != 1:
                 return False
@@ -402,7 +400,7 @@ class SqliteTaskQueue:
                 " token_count = 0, update_time = ? WHERE id = ?",
                 (
                     RUN_FAIL,
-                    _append_msg(_doc_msg(c, task.doc_id), f"[ERROR] {error}"),
+                    codec.append_msg(_doc_msg(c, task.doc_id), f"[ERROR] {error}"),
                     int(now * 1000),
                     task.doc_id,
                 ),
@@ -420,14 +418,17 @@ class SqliteTaskQueue:
             cur = c.execute(
                 "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_expires = NULL,"
                 f" attempts = {attempts} WHERE {_OWNED}",
-                _owned(task),
+                codec.owned(task),
             )
             if cur.rowcount != 1:
                 return False
             note = f"Task handed back by {task.lease_owner}" + (f": {reason}" if reason else ".")
             c.execute(
                 "UPDATE documents SET progress = 0, progress_msg = ? WHERE id = ?",
-                (_append_msg(_doc_msg(c, task.doc_id), f"{_stamp(now)} {note}"), task.doc_id),
+                (
+                    codec.append_msg(_doc_msg(c, task.doc_id), f"{codec.stamp(now)} {note}"),
+                    task.doc_id,
+                ),
             )
             return True
 
