@@ -184,10 +184,17 @@ def test_file_log_target_writes_one_log_per_process(
             "proxy.err.log", "task_executor_00.log",
             "task_executor_00.err.log"} <= names  # fmt: skip
     # nginx's access line: one JSON object, the same fields as every program's lines
-    proxy_lines = [json.loads(line) for line in (logs / "proxy.log").read_text().splitlines()]
-    ping = [r for r in proxy_lines if "/v1/system/ping" in r["request"]]
-    assert ping and ping[0]["program"] == "proxy" and ping[0]["logger"] == "nginx.access"
-    assert ping[0]["client"] == "127.0.0.1" and ping[0]["status"] == 200
+    # (nginx writes it after the response and supervisord copies it later: wait for it too)
+    def proxy_line() -> dict[str, Any] | None:
+        for line in (logs / "proxy.log").read_text().splitlines():
+            record = json.loads(line)
+            if "/v1/system/ping" in record["request"]:
+                return dict(record)
+        return None
+
+    ping = wait_for(proxy_line, 10, "the access log line in proxy.log")
+    assert ping["program"] == "proxy" and ping["logger"] == "nginx.access"
+    assert ping["client"] == "127.0.0.1" and ping["status"] == 200
     assert "supervisord started" in (logs / "supervisord.log").read_text()
     code, _ = exec_run.stop()
     assert code == 0, exec_run.output()
