@@ -3,7 +3,7 @@
 Recording is on when PROMETHEUS_MULTIPROC_DIR is set (the renderer sets it for every program
 when METRICS_PORT is set): each process writes its values to files in that directory, and the
 `metrics` program (api.metrics_exporter) adds them up. Without it every function here returns at
-once. The metrics are created on first use, never at import.
+once. The metrics are created on first use (or by prepare()), never at import.
 
 Labels are bounded: ``route`` is the URL rule's template (``unmatched`` for a path no rule
 matches), ``method`` one of METHODS or ``other``, ``code`` the envelope code (``""`` for a
@@ -83,6 +83,12 @@ def _metrics() -> _Metrics:
             buckets=TASK_BUCKETS,
         ),
     )
+
+
+def prepare() -> None:
+    """Create the metrics now (a Gunicorn master, before it forks the workers that use them)."""
+    if enabled():
+        _metrics()
 
 
 def instrument(app: WSGIApplication) -> WSGIApplication:

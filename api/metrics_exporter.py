@@ -214,19 +214,30 @@ class BundleCollector:
     memory_limits: Mapping[str, int]  # program group -> bytes
     multiproc_dir: str = ""
     database_url: str = field(default="", repr=False)  # may carry a password: never shown
+    # scrapes run in threads: one at a time retires dead processes and reads the directory
+    recorded_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        if self.multiproc_dir:
-            forget_dead_processes(self.multiproc_dir)
-
+        yield from self._recorded()
         yield from self._programs(CounterMetricFamily, GaugeMetricFamily)
         yield from self._queue(GaugeMetricFamily)
         yield from self._storage(GaugeMetricFamily)
         info = GaugeMetricFamily("ragflow_build_info", "The bundle's version", labels=["version"])
         info.add_metric([VERSION], 1)
         yield info
+
+    def _recorded(self) -> list[Any]:
+        """What the web workers and executors recorded, read after retiring dead processes."""
+        if not self.multiproc_dir:
+            return []
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        with self.recorded_lock:
+            retire_dead_processes(self.multiproc_dir)
+            reader = MultiProcessCollector(None, self.multiproc_dir)  # type: ignore[no-untyped-call]
+            return list(reader.collect())  # type: ignore[no-untyped-call]
 
     def _programs(self, counter: Any, gauge: Any) -> Iterator[Any]:
         try:
@@ -353,20 +364,68 @@ def memory_limits(environ: Mapping[str, str]) -> dict[str, int]:
     }
 
 
-def forget_dead_processes(directory: str) -> None:
-    """Mark dead the processes whose live gauges are still on disk (a Gunicorn master that died
-    with its workers cannot mark them in child_exit): their in-flight counts must not linger."""
-    from prometheus_client import multiprocess
+RETIRED = "retired"  # counter_retired.db, histogram_retired.db: the sums of dead processes
+FOLDED_TYPES = ("counter", "histogram")
 
-    for path in Path(directory).glob("gauge_live*_*.db"):
-        pid = path.stem.rsplit("_", 1)[-1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            multiprocess.mark_process_dead(int(pid), directory)  # type: ignore[no-untyped-call]
+
+def _dead_pid(path: Path) -> int | None:
+    """The pid in a multiprocess file's name (``<type>_[<mode>_]<pid>.db``) when it is dead."""
+    pid = path.stem.rsplit("_", 1)[-1]
+    if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        return int(pid)
+    return None
+
+
+def retire_dead_processes(directory: str) -> int:
+    """Tidy PROMETHEUS_MULTIPROC_DIR of the processes that died; the number of files folded.
+
+    - Live gauges of a dead process are forgotten (a Gunicorn master that died with its workers
+      cannot mark them in child_exit): their in-flight counts must not linger.
+    - Counters and histograms of dead processes are added into one ``<type>_retired.db`` each and
+      their files removed. Gunicorn replaces a worker every MAX_REQUESTS requests, and each one
+      leaves its files: without folding, the directory and the cost of every scrape grow with the
+      requests served (hundreds of files an hour on a busy bundle), while the sums stay the same.
+
+    Run by the exporter alone, before MultiProcessCollector reads the directory, so no scrape
+    sees a dead process twice. The new sums are written beside and renamed into place, then the
+    folded files removed: an exporter killed between the two counts those processes again once
+    (a step up, never a counter going down)."""
+    from prometheus_client import multiprocess
+    from prometheus_client.mmap_dict import MmapedDict
+
+    folder = Path(directory)
+    for path in folder.glob("gauge_live*_*.db"):
+        pid = _dead_pid(path)
+        if pid is not None:
+            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+    folded = 0
+    for kind in FOLDED_TYPES:
+        dead = [path for path in folder.glob(f"{kind}_*.db") if _dead_pid(path) is not None]
+        if not dead:
+            continue
+        retired = folder / f"{kind}_{RETIRED}.db"
+        sums: dict[str, float] = {}
+        for path in [retired, *dead] if retired.exists() else dead:
+            values = MmapedDict.read_all_values_from_file(str(path))  # type: ignore[no-untyped-call]
+            for key, value, _timestamp, _position in values:
+                sums[key] = sums.get(key, 0.0) + value
+        staged = folder / f".{kind}_{RETIRED}.staged"  # not *.db: never read half written
+        staged.unlink(missing_ok=True)
+        out = MmapedDict(str(staged))  # type: ignore[no-untyped-call]
+        try:
+            for key, value in sums.items():
+                out.write_value(key, value, 0.0)  # type: ignore[no-untyped-call]
+        finally:
+            out.close()  # type: ignore[no-untyped-call]
+        os.replace(staged, retired)
+        for path in dead:
+            path.unlink(missing_ok=True)
+        folded += len(dead)
+    return folded
 
 
 def build_registry(environ: Mapping[str, str]) -> tuple[Any, ProgramTracker]:
     from prometheus_client import CollectorRegistry
-    from prometheus_client.multiprocess import MultiProcessCollector
 
     cfg = config.load(environ)
     registry = CollectorRegistry(auto_describe=False)
@@ -383,8 +442,6 @@ def build_registry(environ: Mapping[str, str]) -> tuple[Any, ProgramTracker]:
             cfg.database_url,
         )
     )
-    if directory:  # after the bundle collector, which forgets dead processes first
-        MultiProcessCollector(registry, directory)  # type: ignore[no-untyped-call]
     return registry, tracker
 
 

@@ -16,6 +16,7 @@ BENCHMARKS = (
     "ingestion",
     "abusive",
     "proxy",
+    "metrics_overhead",
 )
 
 

@@ -336,7 +336,11 @@ def metrics_overhead(doc: dict[str, Any]) -> str:
             _header(doc),
             f"Metrics `on` (METRICS_PORT set, scraped every {p['scrape_interval_s']} s) and `off` "
             f"side by side, {p['connections']} connections, {p['rounds']} interleaved rounds of "
-            f"{p['duration_s']} s per cell (median), driver {p['load_driver']}.",
+            f"{p['duration_s']} s per cell (median), driver {p['load_driver']}. "
+            f"{p['scrapes']} scrapes, median / max "
+            f"{p['scrape_ms_median_max'][0]} / {p['scrape_ms_median_max'][1]} ms; "
+            f"{p['metrics_files_at_end']} files in the multiprocess directory at the end (the "
+            "exporter folds the files of replaced workers).",
             md_table(
                 ["endpoint", "metrics", "req/s", "p50 ms", "p99 ms", "failed"],
                 [

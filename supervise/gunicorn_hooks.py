@@ -41,6 +41,7 @@ from typing import Any
 
 from gunicorn.workers.sync import SyncWorker
 
+from api import metrics
 from shared import parent_death
 from shared.settings import BY_NAME
 
@@ -134,9 +135,13 @@ def _recycles() -> Any:
 
 
 def on_starting(server: Any) -> None:
-    """In the master at start: export the recycle counts (at 0) from the start."""
+    """In the master at start: export the recycle counts (at 0) from the start, and create the
+    application's metrics here, so that every worker inherits them: a worker that replaces
+    another (every GUNICORN_MAX_REQUESTS requests) then only opens its files on its first
+    request (about 1 ms) instead of building every metric again (about 5 ms)."""
     if os.environ.get(METRICS_DIR_VARIABLE):
         _recycles()
+        metrics.prepare()
 
 
 def worker_abort(worker: Any) -> None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from api.metrics_exporter import (
     ProcessStat,
     ProgramTracker,
-    forget_dead_processes,
+    retire_dead_processes,
     memory_limits,
     process_tree,
     read_stat,
@@ -60,11 +64,50 @@ def test_live_gauges_of_dead_processes_are_forgotten(tmp_path: Path) -> None:
     dead = 2**22 + 12345  # above the kernel's pid_max: never a live process
     (tmp_path / f"gauge_livesum_{dead}.db").write_bytes(b"")
     (tmp_path / f"gauge_livesum_{os.getpid()}.db").write_bytes(b"")
-    (tmp_path / f"counter_{dead}.db").write_bytes(b"")
-    forget_dead_processes(str(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [f"gauge_livesum_{os.getpid()}.db", f"counter_{dead}.db"]  # counters are kept
-    )
+    retire_dead_processes(str(tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == [f"gauge_livesum_{os.getpid()}.db"]
+
+
+RECORD = """
+from prometheus_client import Counter, Histogram
+requests = Counter("t_requests", "requests", ["route"])
+requests.labels("/a").inc({a})
+requests.labels("/b").inc({b})
+Histogram("t_seconds", "seconds", buckets=(0.1, 1.0)).observe({seconds})
+"""
+
+
+def _samples(directory: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    collector = MultiProcessCollector(None, str(directory))  # type: ignore[no-untyped-call]
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in collector.collect()  # type: ignore[no-untyped-call]
+        for sample in family.samples
+    }
+
+
+def test_counters_and_histograms_of_dead_processes_fold_into_one_file(tmp_path: Path) -> None:
+    """Every replaced Gunicorn worker leaves its files; the exporter folds them, sums unchanged."""
+    environ = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for round_, (a, b, seconds) in enumerate(((1, 2, 0.05), (10, 0, 0.5), (100, 7, 5.0))):
+        # real processes that record and exit: their pids are dead when retiring
+        code = RECORD.format(a=a, b=b, seconds=seconds)
+        subprocess.run([sys.executable, "-c", code], env=environ, check=True, timeout=60)
+        before = _samples(tmp_path)
+        folded = retire_dead_processes(str(tmp_path))
+        assert folded == 2  # this process's counter and histogram files
+        assert _samples(tmp_path) == before  # the same sums, from fewer files
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            "counter_retired.db",
+            "histogram_retired.db",
+        ], f"round {round_}"
+    totals = _samples(tmp_path)
+    assert totals[("t_requests_total", (("route", "/a"),))] == 111
+    assert totals[("t_requests_total", (("route", "/b"),))] == 9
+    assert totals[("t_seconds_count", ())] == 3
+    assert totals[("t_seconds_bucket", (("le", "0.1"),))] == 1
+    assert totals[("t_seconds_bucket", (("le", "1.0"),))] == 2
+    assert retire_dead_processes(str(tmp_path)) == 0  # nothing left to fold
 
 
 def test_memory_limits_per_program_group() -> None:
