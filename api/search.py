@@ -197,6 +197,7 @@ def retrieve(
             "vector_similarity": 0.0,
             "term_similarity": similarity,
             "positions": row["positions"],
+            "doc_type_kwd": "",  # RAGFlow's: "" for a text chunk (images are not parsed here)
         }
         if with_highlight:
             item["highlight"] = highlight(str(row["content"]), terms)

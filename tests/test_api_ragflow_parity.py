@@ -306,6 +306,34 @@ def test_retrieval_total_and_doc_aggs_count_the_requested_page(api: Api) -> None
     assert beyond == {"chunks": [], "doc_aggs": [], "total": 0}
 
 
+# the keys of a retrieved chunk in RAGFlow v0.22.1 (Dealer.retrieval, renamed by retrieval_test;
+# "vector" popped)
+RAGFLOW_RETRIEVAL_KEYS = {
+    "id",
+    "content_ltks",
+    "content",
+    "document_id",
+    "document_keyword",
+    "dataset_id",
+    "important_keywords",
+    "image_id",
+    "similarity",
+    "vector_similarity",
+    "term_similarity",
+    "positions",
+    "doc_type_kwd",
+    "highlight",
+}
+
+
+def test_retrieved_chunks_have_ragflows_keys(api: Api, doc: dict[str, Any]) -> None:
+    api.add_chunk(doc["dataset_id"], doc["id"], "apples and pears")
+    body = {"question": "apples", "dataset_ids": [doc["dataset_id"]]}
+    (chunk,) = api.ok("POST", "/api/v1/retrieval", json=body)["chunks"]
+    assert set(chunk) - {"questions"} == RAGFLOW_RETRIEVAL_KEYS  # questions: the table
+    assert chunk["doc_type_kwd"] == "" and chunk["image_id"] == ""
+
+
 @pytest.mark.parametrize(
     ("highlight", "highlighted"),
     [
@@ -344,7 +372,21 @@ def test_chunk_keywords_filter_matches_content_not_document_name(
 ) -> None:
     api.add_chunk(doc["dataset_id"], doc["id"], "apples")
     assert api.ok("GET", f"{_chunks(doc)}?keywords=zebra")["total"] == 0
-    assert api.ok("GET", f"{_chunks(doc)}?keywords=apples")["total"] == 1
+    found = api.ok("GET", f"{_chunks(doc)}?keywords=apples")
+    assert found["total"] == 1
+    assert found["chunks"][0]["content"] == "apples"  # the stored content: see the table
+
+
+def test_a_chunk_added_to_a_disabled_document_is_retrieved_once_enabled(
+    api: Api, doc: dict[str, Any]
+) -> None:
+    path = f"{DATASETS}/{doc['dataset_id']}/documents/{doc['id']}"
+    api.ok("PUT", path, json={"enabled": 0})
+    api.add_chunk(doc["dataset_id"], doc["id"], "apples")
+    body = {"question": "apples", "dataset_ids": [doc["dataset_id"]]}
+    assert api.ok("POST", "/api/v1/retrieval", json=body)["total"] == 0
+    api.ok("PUT", path, json={"enabled": 1})
+    assert api.ok("POST", "/api/v1/retrieval", json=body)["total"] == 1
 
 
 def test_adding_existing_content_replaces_the_chunk_and_counts_one_more(
