@@ -167,23 +167,22 @@ def retrieve(
         if similarity >= similarity_threshold:
             scored.append((-similarity, rank, similarity, candidate))
     scored.sort()  # best similarity first, then search rank; ranks are unique: rows never compare
-    aggs: dict[str, dict[str, Any]] = {}
-    for *_, candidate in scored:
-        agg = aggs.get(candidate["doc_id"])
-        if agg is None:
-            agg = aggs[candidate["doc_id"]] = {
-                "doc_name": candidate["docnm"],
-                "doc_id": candidate["doc_id"],
-                "count": 0,
-            }
-        agg["count"] += 1
     shown = scored[page.offset : page.offset + page.size]
     full = storage.chunks_by_id([candidate["id"] for *_, candidate in shown])
     chunks = []
+    aggs: dict[str, dict[str, Any]] = {}
     for _, _, similarity, candidate in shown:
         row = full.get(candidate["id"])
         if row is None:  # deleted since the search
             continue
+        agg = aggs.get(row["doc_id"])
+        if agg is None:
+            agg = aggs[row["doc_id"]] = {
+                "doc_name": row["docnm"],
+                "doc_id": row["doc_id"],
+                "count": 0,
+            }
+        agg["count"] += 1
         item: dict[str, Any] = {
             "id": row["id"],
             "content": row["content"],
@@ -198,12 +197,15 @@ def retrieve(
             "vector_similarity": 0.0,
             "term_similarity": similarity,
             "positions": row["positions"],
+            "doc_type_kwd": "",  # RAGFlow's: "" for a text chunk (images are not parsed here)
         }
         if with_highlight:
             item["highlight"] = highlight(str(row["content"]), terms)
         chunks.append(item)
+    # RAGFlow's dealer (v0.22.1) counts and aggregates after cutting the requested page out
+    # of its re-ranking window: total and doc_aggs describe the chunks of this page
     return {
         "chunks": chunks,
         "doc_aggs": sorted(aggs.values(), key=lambda a: -int(a["count"])),
-        "total": len(scored),
+        "total": len(chunks),
     }

@@ -300,11 +300,14 @@ def list_of(item: Check) -> Check:
 
 @dataclass(frozen=True)
 class Schema:
-    """An object whose known fields each have a check; unknown fields are rejected."""
+    """An object whose known fields each have a check; unknown fields are rejected, or with
+    ``ignore_unknown`` left out of the result (RAGFlow's handlers that read their body with
+    ``req.get`` ignore what they do not read)."""
 
     fields: Mapping[str, Check]
     required: frozenset[str] = frozenset()
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    ignore_unknown: bool = False
 
     def __call__(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -316,7 +319,8 @@ class Schema:
         for name, raw in value.items():
             check = self.fields.get(name)
             if check is None:
-                errors.append(FieldError("Extra inputs are not permitted", raw, (str(name),)))
+                if not self.ignore_unknown:
+                    errors.append(FieldError("Extra inputs are not permitted", raw, (str(name),)))
                 continue
             try:
                 out[name] = check(raw)
@@ -332,7 +336,7 @@ class Schema:
         schema: dict[str, Any] = {
             "type": "object",
             "properties": {name: json_schema(check) for name, check in self.fields.items()},
-            "additionalProperties": False,
+            "additionalProperties": self.ignore_unknown,
         }
         if self.required:
             schema["required"] = sorted(self.required)

@@ -66,6 +66,16 @@ class Client:
         )
         return dict(data)
 
+    def matches(self, question: str, dataset_ids: Sequence[str]) -> int:
+        """How many chunks the question finds among the default 1,024 candidates: retrieval's
+        total counts one page (as RAGFlow's), so the page is as large as the candidates."""
+        data = self.call(
+            "POST",
+            "/api/v1/retrieval",
+            json={"question": question, "dataset_ids": list(dataset_ids), "page_size": 1024},
+        )
+        return int(data["total"])
+
     def wait_documents(
         self, dataset_id: str, expected: int, deadline_s: float, poll_s: float = 0.1
     ) -> float:

@@ -126,7 +126,7 @@ def retrieval_latency(bundle: Bundle, corpus: Corpus) -> dict[str, Any]:
     dataset_id, _ = seed_corpus(client, bundle.data_dir, corpus.chunks(BIG_CHUNKS), documents=20)
     seed_s = time.monotonic() - started
     question = corpus.question()
-    matched = client.retrieve(question, [dataset_id])["total"]
+    matched = client.matches(question, [dataset_id])
     spec = client.retrieval_spec(question, [dataset_id])
     run_load(bundle.base_url, [spec], 1, 1.0)  # warm-up
     # Windows of LATENCY_SECONDS, the one with the median p99 reported: a burst of other

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus = Corpus()
         dataset_id, _ = seed_corpus(client, data_dir, corpus.chunks(CHUNKS))
         question = corpus.question()
-        matched = client.retrieve(question, [dataset_id])["total"]
+        matched = client.matches(question, [dataset_id])
         print(f"seeded {CHUNKS} chunks; question {question!r} matches {matched}")
         dev = stack.enter_context(
             Bundle(root / "dev", mode="dev", data_dir=data_dir, api_key=prod.api_key)

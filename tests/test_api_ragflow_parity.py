@@ -277,11 +277,87 @@ def test_retrieval_reads_numbers_as_ragflow_and_ignores_unknown_keys(
         "top_k": "10",
         "unknown_key": {"anything": True},
     }
-    found = api.ok("POST", "/api/v1/retrieval", json=payload)
-    assert found["total"] == 3 and len(found["chunks"]) == 1
+    pages = [
+        api.ok("POST", "/api/v1/retrieval", json={**payload, "page": str(n)}) for n in (1, 2, 3)
+    ]
+    assert pages[2] == api.ok("POST", "/api/v1/retrieval", json=payload)
+    assert [(p["total"], len(p["chunks"])) for p in pages] == [(1, 1)] * 3  # the page's count
+    assert len({p["chunks"][0]["id"] for p in pages}) == 3
 
 
-# --- chunks --------------------------------------------------------------------------------
+def test_retrieval_total_and_doc_aggs_count_the_requested_page(api: Api) -> None:
+    """RAGFlow's dealer cuts the page out of its re-ranking window, then counts the page's
+    chunks above the threshold as total and aggregates them per document."""
+    ds = api.dataset("a")
+    fruit, nuts = api.upload(ds["id"], ("fruit.txt", b"x"), ("nuts.txt", b"y"))
+    for n in range(3):
+        api.add_chunk(ds["id"], fruit["id"], f"apples and pears {n}")
+        api.add_chunk(ds["id"], nuts["id"], f"apples and walnuts {n}")
+    base = {"question": "apples", "dataset_ids": [ds["id"]], "page_size": 4}
+    first = api.ok("POST", "/api/v1/retrieval", json=base)
+    assert first["total"] == len(first["chunks"]) == 4
+    assert sum(a["count"] for a in first["doc_aggs"]) == 4
+    second = api.ok("POST", "/api/v1/retrieval", json={**base, "page": 2})
+    assert second["total"] == len(second["chunks"]) == 2
+    assert sum(a["count"] for a in second["doc_aggs"]) == 2
+    seen = [c["id"] for c in first["chunks"] + second["chunks"]]
+    assert len(set(seen)) == 6  # the pages do not overlap (see the differences table)
+    beyond = api.ok("POST", "/api/v1/retrieval", json={**base, "page": 3})
+    assert beyond == {"chunks": [], "doc_aggs": [], "total": 0}
+
+
+# the keys of a retrieved chunk in RAGFlow v0.22.1 (Dealer.retrieval, renamed by retrieval_test;
+# "vector" popped)
+RAGFLOW_RETRIEVAL_KEYS = {
+    "id",
+    "content_ltks",
+    "content",
+    "document_id",
+    "document_keyword",
+    "dataset_id",
+    "important_keywords",
+    "image_id",
+    "similarity",
+    "vector_similarity",
+    "term_similarity",
+    "positions",
+    "doc_type_kwd",
+    "highlight",
+}
+
+
+def test_retrieved_chunks_have_ragflows_keys(api: Api, doc: dict[str, Any]) -> None:
+    api.add_chunk(doc["dataset_id"], doc["id"], "apples and pears")
+    body = {"question": "apples", "dataset_ids": [doc["dataset_id"]]}
+    (chunk,) = api.ok("POST", "/api/v1/retrieval", json=body)["chunks"]
+    assert set(chunk) - {"questions"} == RAGFLOW_RETRIEVAL_KEYS  # questions: the table
+    assert chunk["doc_type_kwd"] == "" and chunk["image_id"] == ""
+
+
+@pytest.mark.parametrize(
+    ("highlight", "highlighted"),
+    [
+        (None, True),
+        (True, True),
+        (False, True),
+        (0, True),
+        ("no", True),
+        ("false", False),
+        ("False", False),
+    ],
+)
+def test_retrieval_highlight_is_off_only_for_the_strings_false(
+    api: Api, doc: dict[str, Any], highlight: Any, highlighted: bool
+) -> None:
+    api.add_chunk(doc["dataset_id"], doc["id"], "apples and pears")
+    body = {"question": "apples", "dataset_ids": [doc["dataset_id"]]}
+    if highlight is not None:
+        body["highlight"] = highlight
+    chunk = api.ok("POST", "/api/v1/retrieval", json=body)["chunks"][0]
+    if highlighted:
+        assert chunk["highlight"] == "<em>apples</em> and pears"
+    else:
+        assert "highlight" not in chunk
 
 
 def test_important_keywords_are_kept_as_given(api: Api, doc: dict[str, Any]) -> None:
@@ -296,7 +372,94 @@ def test_chunk_keywords_filter_matches_content_not_document_name(
 ) -> None:
     api.add_chunk(doc["dataset_id"], doc["id"], "apples")
     assert api.ok("GET", f"{_chunks(doc)}?keywords=zebra")["total"] == 0
-    assert api.ok("GET", f"{_chunks(doc)}?keywords=apples")["total"] == 1
+    found = api.ok("GET", f"{_chunks(doc)}?keywords=apples")
+    assert found["total"] == 1
+    assert found["chunks"][0]["content"] == "apples"  # the stored content: see the table
+
+
+def test_a_chunk_added_to_a_disabled_document_is_retrieved_once_enabled(
+    api: Api, doc: dict[str, Any]
+) -> None:
+    path = f"{DATASETS}/{doc['dataset_id']}/documents/{doc['id']}"
+    api.ok("PUT", path, json={"enabled": 0})
+    api.add_chunk(doc["dataset_id"], doc["id"], "apples")
+    body = {"question": "apples", "dataset_ids": [doc["dataset_id"]]}
+    assert api.ok("POST", "/api/v1/retrieval", json=body)["total"] == 0
+    api.ok("PUT", path, json={"enabled": 1})
+    assert api.ok("POST", "/api/v1/retrieval", json=body)["total"] == 1
+
+
+def test_adding_existing_content_replaces_the_chunk_and_counts_one_more(
+    api: Api, doc: dict[str, Any]
+) -> None:
+    """RAGFlow's add_chunk overwrites the chunk (same id) and still calls
+    increment_chunk_num(1); rm_chunk decrements by the number deleted."""
+    first = api.add_chunk(doc["dataset_id"], doc["id"], "same", important_keywords=["k"])
+    other = api.add_chunk(doc["dataset_id"], doc["id"], "other")
+    again = api.add_chunk(doc["dataset_id"], doc["id"], "same", questions=["q?"])
+    assert again["id"] == first["id"] and again["questions"] == ["q?"]
+    listed = api.ok("GET", _chunks(doc))
+    assert [c["id"] for c in listed["chunks"]] == [first["id"], other["id"]]
+    assert listed["total"] == 2 and listed["doc"]["chunk_count"] == 3
+    assert listed["chunks"][0]["important_keywords"] == []
+    dataset = api.ok("GET", f"{DATASETS}?id={doc['dataset_id']}")[0]
+    assert dataset["chunk_count"] == 3
+    api.ok("DELETE", _chunks(doc), json={"chunk_ids": [other["id"]]})
+    assert api.documents(doc["dataset_id"])["docs"][0]["chunk_count"] == 2
+    api.ok("DELETE", _chunks(doc), json={"chunk_ids": None})
+    assert api.documents(doc["dataset_id"])["docs"][0]["chunk_count"] == 1
+    assert api.ok("GET", _chunks(doc))["total"] == 0
+
+
+def test_chunk_update_keeps_the_count(api: Api, doc: dict[str, Any]) -> None:
+    chunk = api.add_chunk(doc["dataset_id"], doc["id"], "same")
+    api.add_chunk(doc["dataset_id"], doc["id"], "same")
+    api.ok("PUT", _chunks(doc) + f"/{chunk['id']}", json={"content": "new words here"})
+    state = api.documents(doc["dataset_id"])["docs"][0]
+    assert state["chunk_count"] == 2 and state["token_count"] == 3
+
+
+def test_parsing_counts_the_chunks_anew(api: Api, doc: dict[str, Any]) -> None:
+    for _ in range(2):
+        api.add_chunk(doc["dataset_id"], doc["id"], "same")
+    assert api.documents(doc["dataset_id"])["docs"][0]["chunk_count"] == 2
+    api.ok("POST", f"{DATASETS}/{doc['dataset_id']}/chunks", json={"document_ids": [doc["id"]]})
+    assert api.documents(doc["dataset_id"])["docs"][0]["chunk_count"] == 0
+
+
+# --- keys a handler does not read ----------------------------------------------------------
+
+
+def test_unknown_keys_in_chunk_bodies_are_ignored(api: Api, doc: dict[str, Any]) -> None:
+    added = api.ok("POST", _chunks(doc), json={"content": "apples", "color": "red", "id": "x"})
+    chunk = added["chunk"]
+    assert chunk["content"] == "apples" and chunk["id"] != "x"
+    path = _chunks(doc) + f"/{chunk['id']}"
+    assert api.ok("PUT", path, json={"content": "pears", "bogus": [1]}) is None
+    assert api.ok("GET", _chunks(doc))["chunks"][0]["content"] == "pears"
+    api.ok("DELETE", _chunks(doc), json={"chunk_ids": [chunk["id"]], "all": True})
+    assert api.ok("GET", _chunks(doc))["total"] == 0
+
+
+def test_unknown_keys_do_not_hide_a_known_fields_error(api: Api, doc: dict[str, Any]) -> None:
+    body = {"content": "x", "questions": "q", "color": "red"}
+    assert api.error(102, "POST", _chunks(doc), json=body) == "`questions` is required to be a list"
+    path = f"{DATASETS}/{doc['dataset_id']}/documents/{doc['id']}"
+    message = api.error(101, "PUT", path, json={"enabled": 2, "color": "red"})
+    assert message.startswith("Field: <enabled> - Message: <Input should be 0 or 1>")
+    assert "color" not in message
+
+
+def test_unknown_keys_in_document_bodies_are_ignored(api: Api, doc: dict[str, Any]) -> None:
+    ds = doc["dataset_id"]
+    path = f"{DATASETS}/{ds}/documents/{doc['id']}"
+    updated = api.ok("PUT", path, json={"name": "renamed.txt", "size": 1, "run": "DONE"})
+    assert updated["name"] == "renamed.txt" and updated["size"] == doc["size"]
+    assert updated["run"] == "UNSTART"
+    parse = {"document_ids": [doc["id"]], "priority": 1}
+    assert api.ok("POST", f"{DATASETS}/{ds}/chunks", json=parse) is None
+    api.ok("DELETE", f"{DATASETS}/{ds}/documents", json={"ids": [doc["id"]], "force": True})
+    assert api.documents(ds)["total"] == 0
 
 
 # --- updates -------------------------------------------------------------------------------

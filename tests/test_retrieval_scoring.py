@@ -95,17 +95,17 @@ def _reference(
         if similarity >= threshold:
             scored.append((-similarity, rank, row))
     scored.sort(key=lambda item: (item[0], item[1]))
-    counts: dict[str, int] = {}
-    for _, _, row in scored:
-        counts[row["doc_id"]] = counts.get(row["doc_id"], 0) + 1
     shown = scored[page.offset : page.offset + page.size]
+    counts: dict[str, int] = {}  # RAGFlow's dealer: total and aggregates of the page
+    for _, _, row in shown:
+        counts[row["doc_id"]] = counts.get(row["doc_id"], 0) + 1
     return {
         "chunks": [
             (row["id"], -neg, row["positions"], _plain_highlight(row["content"], terms))
             for neg, _, row in shown
         ],
         "doc_aggs": sorted(counts.items(), key=lambda kv: -kv[1]),
-        "total": len(scored),
+        "total": len(shown),
     }
 
 

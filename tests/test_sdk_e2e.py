@@ -128,6 +128,26 @@ def test_documents_chunks_and_retrieval(rag: RAGFlow) -> None:
     rag.delete_datasets(ids=[ds.id])
 
 
+def test_content_added_again_counts_and_unread_keys_are_ignored(rag: RAGFlow) -> None:
+    """RAGFlow's add_chunk replaces a chunk of the same content and still counts one more;
+    its update handlers ignore keys they do not read (the SDK sends update dicts as given)."""
+    ds = rag.create_dataset(name="e2e counts")
+    (doc,) = ds.upload_documents([{"display_name": "notes.txt", "blob": b"notes"}])
+    first = doc.add_chunk(content="Tides follow the moon.", important_keywords=["tide"])
+    again = doc.add_chunk(content="Tides follow the moon.")
+    assert again.id == first.id and again.important_keywords == []
+    assert [c.id for c in doc.list_chunks()] == [first.id]
+    assert ds.list_documents(id=doc.id)[0].chunk_count == 2
+    assert rag.list_datasets(id=ds.id)[0].chunk_count == 2
+    again.update({"content": "Tides follow the moon and the sun.", "color": "blue"})
+    assert doc.list_chunks()[0].content == "Tides follow the moon and the sun."
+    doc.update({"name": "tides.txt", "color": "blue"})
+    assert doc.name == "tides.txt" and ds.list_documents(id=doc.id)[0].name == "tides.txt"
+    doc.delete_chunks(ids=[first.id])
+    assert doc.list_chunks() == [] and ds.list_documents(id=doc.id)[0].chunk_count == 1
+    rag.delete_datasets(ids=[ds.id])
+
+
 def test_parse_start_and_stop(rag: RAGFlow) -> None:
     ds = rag.create_dataset(name="e2e parse")
     (doc,) = ds.upload_documents([{"display_name": "p.txt", "blob": b"one\ntwo\nthree"}])

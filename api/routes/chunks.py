@@ -88,7 +88,8 @@ def _chunk_fields(wording: str) -> dict[str, Any]:
     }
 
 
-ADD = Schema({"content": lambda v: v, **_chunk_fields("is required to be")})
+# RAGFlow's chunk handlers read their fields with req.get: other keys are ignored
+ADD = Schema({"content": lambda v: v, **_chunk_fields("is required to be")}, ignore_unknown=True)
 
 
 def _chunk_size_checked(req: dict[str, Any]) -> dict[str, Any]:
@@ -118,15 +119,9 @@ def add(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
         raise argument_error(format_errors([bad]))
     if not isinstance(content, str) or not content.strip():
         raise data_error("`content` is required")
-    fields = {**req, "content": content}
-    try:
-        row = ctx.storage.add_chunk(doc, fields)
-    except storage.Conflict:
-        # The id is a hash of content and document: the same content again replaces the
-        # chunk, as RAGFlow's document store does.
-        replaced = {"important_keywords": [], "questions": [], **fields}
-        same = storage.chunk_id(content, document_id)
-        row = ctx.storage.update_chunk(document_id, same, replaced)
+    # The id is a hash of content and document: the same content again replaces the chunk
+    # and, as in RAGFlow, the document's chunk_count still grows by one.
+    row = ctx.storage.add_chunk(doc, {**req, "content": content})
     return ok({"chunk": serialize.new_chunk(row)})
 
 
@@ -136,7 +131,8 @@ UPDATE = Schema(
         **_chunk_fields("should be"),
         "available": lambda v: boolean(v) if isinstance(v, bool) else integer(0, 1)(v),
         "positions": optional(list_of(list_of(integer()))),
-    }
+    },
+    ignore_unknown=True,
 )
 
 
@@ -161,7 +157,7 @@ def update(ctx: Ctx, dataset_id: str, document_id: str, chunk_id: str) -> Respon
     return ok()
 
 
-DELETE = Schema({"chunk_ids": optional(list_of(string()))})
+DELETE = Schema({"chunk_ids": optional(list_of(string()))}, ignore_unknown=True)
 
 
 def delete(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
@@ -186,7 +182,7 @@ def delete(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
 
 # --- parsing ---------------------------------------------------------------------------
 
-PARSE = Schema({"document_ids": optional(list_of(string()))})
+PARSE = Schema({"document_ids": optional(list_of(string()))}, ignore_unknown=True)
 
 
 def _document_ids(ctx: Ctx) -> tuple[list[str], list[str]]:

@@ -141,6 +141,7 @@ def _enabled(value: Any) -> int:
     return int(value)
 
 
+# RAGFlow's update_doc reads its fields with req.get: other keys are ignored
 UPDATE = Schema(
     {
         "name": string(),
@@ -151,7 +152,8 @@ UPDATE = Schema(
         "chunk_count": lambda v: v,
         "token_count": lambda v: v,
         "progress": lambda v: v,
-    }
+    },
+    ignore_unknown=True,
 )
 
 
@@ -227,7 +229,7 @@ def download(ctx: Ctx, dataset_id: str, document_id: str) -> Response:
     )
 
 
-DELETE = Schema({"ids": optional(list_of(string()))})
+DELETE = Schema({"ids": optional(list_of(string()))}, ignore_unknown=True)
 
 
 def delete(ctx: Ctx, dataset_id: str) -> Response:

@@ -52,9 +52,9 @@ FIELDS: dict[str, Check] = {
     "similarity_threshold": _coerced(float, number()),
     "vector_similarity_weight": _coerced(float, number()),
     "top_k": _coerced(int, integer(1, limits.TOP_K.value)),
-    "highlight": lambda v: v if isinstance(v, bool) else string()(v),
+    "highlight": lambda v: v,  # RAGFlow compares it with "False" and "false" only
 }
-RETRIEVAL = Schema(FIELDS)
+RETRIEVAL = Schema(FIELDS, ignore_unknown=True)
 
 
 def _present(payload: dict[str, Any]) -> dict[str, Any]:
@@ -80,8 +80,11 @@ OPERATORS = (
 _CONDITION = Schema(
     {"name": string(), "comparison_operator": literal(*OPERATORS), "value": lambda v: v},
     required=frozenset({"name", "comparison_operator"}),
+    ignore_unknown=True,  # RAGFlow's convert_conditions reads these three
 )
-METADATA_CONDITION = Schema({"logic": literal("and"), "conditions": list_of(_CONDITION)})
+METADATA_CONDITION = Schema(
+    {"logic": literal("and"), "conditions": list_of(_CONDITION)}, ignore_unknown=True
+)
 METADATA = Schema({"metadata_condition": METADATA_CONDITION})
 
 
@@ -177,7 +180,7 @@ def retrieval(ctx: Ctx) -> Response:
     doc_ids = raw.get("document_ids", [])
     if not isinstance(doc_ids, list) or not all(isinstance(i, str) for i in doc_ids):
         raise data_error("`documents` should be a list")
-    req = validate(RETRIEVAL, {k: v for k, v in raw.items() if k in FIELDS})
+    req = validate(RETRIEVAL, raw)
     condition = validate(METADATA, {"metadata_condition": raw.get("metadata_condition") or {}})
     condition = condition["metadata_condition"]
     search_text("question", req["question"])
@@ -193,7 +196,9 @@ def retrieval(ctx: Ctx) -> Response:
         doc_ids = selected or []
     if not req["question"]:  # RAGFlow's retriever answers an empty question at once
         return ok({"total": 0, "chunks": [], "doc_aggs": {}})
-    highlight = req.get("highlight", True) not in (False, "False", "false")
+    # RAGFlow turns highlighting off for the strings "False" and "false" only: a JSON false
+    # highlights, and a client reading each chunk's highlight finds it
+    highlight = req.get("highlight") not in ("False", "false")
     result = search.retrieve(
         ctx.storage,
         dataset_ids=[str(d["id"]) for d in datasets],

@@ -100,9 +100,17 @@ class Storage(FileStore, Protocol):
         self, doc_id: str, page: Page, keywords: str = "", chunk: str = ""
     ) -> tuple[list[ChunkRow], int]: ...
     def get_chunk(self, doc_id: str, chunk: str) -> ChunkRow | None: ...
-    def add_chunk(self, doc: Mapping[str, Any], fields: Mapping[str, Any]) -> ChunkRow: ...
-    def update_chunk(self, doc_id: str, chunk: str, changes: Mapping[str, Any]) -> ChunkRow: ...
-    def delete_chunks(self, doc_id: str, chunk_ids: Sequence[str] | None) -> int: ...
+    def add_chunk(self, doc: Mapping[str, Any], fields: Mapping[str, Any]) -> ChunkRow:
+        """Add a chunk; the same content again replaces that chunk (same id). Either way the
+        document's chunk_count grows by one (RAGFlow's counter)."""
+
+    def update_chunk(self, doc_id: str, chunk: str, changes: Mapping[str, Any]) -> ChunkRow:
+        """Change a chunk's fields; chunk_count stays."""
+
+    def delete_chunks(self, doc_id: str, chunk_ids: Sequence[str] | None) -> int:
+        """Delete the chunks (None: all of the document's); chunk_count drops by the number
+        deleted, which is returned."""
+
     def replace_chunks(self, doc_id: str, chunks: Sequence[ChunkInput]) -> tuple[int, int]:
         """Replace every chunk of the document in one transaction (bulk loads, benchmarks);
         returns (chunk_count, token_count)."""

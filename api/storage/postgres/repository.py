@@ -22,9 +22,9 @@ from api.storage.postgres.connections import connection, seam, transaction, wher
 from api.storage.postgres.document_state import (
     FTS_VALUE,
     cancel_open_tasks,
+    count_chunk_change,
     fit_lexeme,
     fts_words,
-    refresh_counts,
     replace_document_chunks,
 )
 from api.storage.rows import (
@@ -472,12 +472,17 @@ class PostgresStorage:
         new_id = chunk_id(content, doc_id)
         keywords, questions = fields.get("important_keywords"), fields.get("questions")
         with self._tx() as c:
-            if c.execute("SELECT 1 FROM chunks WHERE id = %s", (new_id,)).fetchone():
-                raise Conflict(f"Chunk {new_id} with the same content already exists")
+            # the same content again replaces the chunk (its id is a hash of content and
+            # document), as RAGFlow's document store does, and still counts one more
             c.execute(
                 "INSERT INTO chunks (id, doc_id, dataset_id, docnm, content, important_keywords,"
                 " questions, available, token_count, create_time, fts)"
-                f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {FTS_VALUE})",
+                f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {FTS_VALUE})"
+                " ON CONFLICT (id) DO UPDATE SET"
+                " important_keywords = excluded.important_keywords,"
+                " questions = excluded.questions, available = excluded.available,"
+                " positions = excluded.positions, create_time = excluded.create_time,"
+                " fts = excluded.fts",
                 (
                     new_id,
                     doc_id,
@@ -492,7 +497,7 @@ class PostgresStorage:
                     *fts_words(content, str(doc["name"]), keywords, questions),
                 ),
             )
-            refresh_counts(c, doc_id)
+            count_chunk_change(c, doc_id, 1)
         found = self.get_chunk(doc_id, new_id)
         if found is None:
             raise NotFound(new_id)
@@ -520,7 +525,7 @@ class PostgresStorage:
                     row["important_keywords"],
                     row["questions"],
                 )
-            refresh_counts(c, doc_id)
+            count_chunk_change(c, doc_id, 0)
         found = self.get_chunk(doc_id, chunk)
         if found is None:
             raise NotFound(chunk)
@@ -535,7 +540,7 @@ class PostgresStorage:
                     "DELETE FROM chunks WHERE doc_id = %s AND id = ANY(%s)",
                     (doc_id, list(chunk_ids)),
                 ).rowcount
-            refresh_counts(c, doc_id)
+            count_chunk_change(c, doc_id, -int(deleted))
         return int(deleted)
 
     def replace_chunks(self, doc_id: str, chunks: Sequence[Mapping[str, Any]]) -> tuple[int, int]:

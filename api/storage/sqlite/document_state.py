@@ -25,6 +25,18 @@ def refresh_counts(conn: sqlite3.Connection, doc_id: str) -> tuple[int, int]:
     return counts
 
 
+def count_chunk_change(conn: sqlite3.Connection, doc_id: str, added: int) -> None:
+    """Move the document's chunk_count by ``added`` (negative: removed) and store the sum of
+    its chunks' tokens. The count is RAGFlow's counter, not a recount: adding content that
+    already exists replaces that chunk and still counts one more (its add_chunk); a parse
+    sets it anew (refresh_counts)."""
+    conn.execute(
+        "UPDATE documents SET chunk_count = chunk_count + ?, token_count ="
+        " (SELECT COALESCE(SUM(token_count), 0) FROM chunks WHERE doc_id = ?) WHERE id = ?",
+        (added, doc_id, doc_id),
+    )
+
+
 def replace_document_chunks(
     conn: sqlite3.Connection, doc_id: str, chunks: Sequence[Mapping[str, Any]]
 ) -> tuple[int, int]:

@@ -29,7 +29,7 @@ from api.storage.rows import (
 from api.storage.sqlite.connections import check_read, connection, probe_writes, seam, transaction
 from api.storage.sqlite.document_state import (
     cancel_open_tasks,
-    refresh_counts,
+    count_chunk_change,
     replace_document_chunks,
 )
 
@@ -435,12 +435,15 @@ class SqliteStorage:
         content = str(fields["content"])
         new_id = chunk_id(content, doc_id)
         with transaction(self.conn) as c:
-            if c.execute("SELECT 1 FROM chunks WHERE id = ?", (new_id,)).fetchone():
-                raise Conflict(f"Chunk {new_id} with the same content already exists")
+            # the same content again replaces the chunk (its id is a hash of content and
+            # document), as RAGFlow's document store does, and still counts one more
             c.execute(
                 "INSERT INTO chunks (id, doc_id, dataset_id, docnm, content, important_keywords,"
                 " questions, available, token_count, create_time)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                " important_keywords = excluded.important_keywords,"
+                " questions = excluded.questions, available = excluded.available,"
+                " positions = excluded.positions, create_time = excluded.create_time",
                 (
                     new_id,
                     doc_id,
@@ -454,7 +457,7 @@ class SqliteStorage:
                     time.time(),
                 ),
             )
-            refresh_counts(c, doc_id)
+            count_chunk_change(c, doc_id, 1)
         found = self.get_chunk(doc_id, new_id)
         if found is None:
             raise NotFound(new_id)
@@ -475,7 +478,7 @@ class SqliteStorage:
                 )
                 if cur.rowcount != 1:
                     raise NotFound(chunk)
-            refresh_counts(c, doc_id)
+            count_chunk_change(c, doc_id, 0)
         found = self.get_chunk(doc_id, chunk)
         if found is None:
             raise NotFound(chunk)
@@ -492,7 +495,7 @@ class SqliteStorage:
                     ).rowcount
                     for cid in chunk_ids
                 )
-            refresh_counts(c, doc_id)
+            count_chunk_change(c, doc_id, -deleted)
         return deleted
 
     def replace_chunks(self, doc_id: str, chunks: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
