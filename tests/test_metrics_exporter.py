@@ -13,10 +13,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from api.metrics_exporter import (
     ProcessStat,
     ProgramTracker,
-    retire_dead_processes,
     memory_limits,
     process_tree,
     read_stat,
+    retire_dead_processes,
 )
 
 
