@@ -17,6 +17,7 @@ BENCHMARKS = (
     "abusive",
     "proxy",
     "metrics_overhead",
+    "scale_out",
 )
 
 

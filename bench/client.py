@@ -100,10 +100,12 @@ class Client:
         )
 
 
-def seed_chunks(data_dir: Path, doc_ids: Sequence[str], contents: Sequence[str]) -> None:
+def seed_chunks(
+    data_dir: Path, doc_ids: Sequence[str], contents: Sequence[str], database_url: str = ""
+) -> None:
     """Store `contents` as chunks spread evenly over `doc_ids`, one transaction per document,
     through api.storage (much faster than one HTTP request per chunk)."""
-    backend = storage.open_backend(data_dir)
+    backend = storage.open_backend(data_dir, database_url)
     per_doc = -(-len(contents) // len(doc_ids))
     try:
         for i, doc_id in enumerate(doc_ids):
@@ -114,11 +116,15 @@ def seed_chunks(data_dir: Path, doc_ids: Sequence[str], contents: Sequence[str])
 
 
 def seed_corpus(
-    client: Client, data_dir: Path, contents: Sequence[str], documents: int = 10
+    client: Client,
+    data_dir: Path,
+    contents: Sequence[str],
+    documents: int = 10,
+    database_url: str = "",
 ) -> tuple[str, list[str]]:
     """A dataset with `documents` documents holding `contents` as chunks: (dataset id, doc ids)."""
     dataset_id = client.create_dataset(f"bench-{time.time_ns()}")
     files = [(f"seed{i:03d}.txt", b"seed document\n") for i in range(documents)]
     doc_ids = client.upload(dataset_id, files)
-    seed_chunks(data_dir, doc_ids, contents)
+    seed_chunks(data_dir, doc_ids, contents, database_url)
     return dataset_id, doc_ids

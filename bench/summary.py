@@ -356,6 +356,42 @@ def metrics_overhead(doc: dict[str, Any]) -> str:
     )
 
 
+def scale_out(doc: dict[str, Any]) -> str:
+    p = doc["parameters"]
+    return "\n\n".join(
+        [
+            _header(doc),
+            f"Plain-text ingestion of {p['documents']} documents per cell, {p['rounds']} "
+            f"interleaved rounds (median), GUNICORN_WORKERS={p['gunicorn_workers']}; PostgreSQL: "
+            f"{p['postgresql']}. Two-process ceiling each round: {doc['cpu_ceiling_rounds']}.",
+            md_table(
+                ["backend", "WS", "docs/s"],
+                [[r["backend"], r["ws"], r["docs_per_s"]] for r in doc["docs_per_s"]],
+            ),
+            f"Retrieval over {p['chunks']:,} chunks (median of 3 interleaved windows per cell):",
+            md_table(
+                ["backend", "connections", "seed s", "p50 ms", "p99 ms", "req/s", "failed"],
+                [
+                    [
+                        r["backend"],
+                        r["connections"],
+                        r["seed_s"],
+                        r["p50_ms"],
+                        r["p99_ms"],
+                        r["rps"],
+                        r["failed"],
+                    ]
+                    for r in doc["retrieval"]
+                ],
+            ),
+            md_table(
+                ["target", "measured", "goal", "verdict"],
+                [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in doc["targets"]],
+            ),
+        ]
+    )
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "web_throughput": ("1. Web throughput and latency", web_throughput),
     "worker_classes": ("2. Worker class and count", worker_classes),
@@ -365,6 +401,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "abusive": ("6. Abusive requests", abusive),
     "proxy": ("7. The nginx proxy: cost and slow clients", proxy),
     "metrics_overhead": ("8. What the Prometheus metrics cost", metrics_overhead),
+    "scale_out": ("9. PostgreSQL: executor scaling, two bundles, retrieval", scale_out),
 }
 
 
