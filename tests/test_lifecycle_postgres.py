@@ -15,7 +15,9 @@ import json
 import os
 import signal
 import socket
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,15 @@ import psycopg
 import pytest
 from conftest import StartBundle
 from support.backends import PostgresInspector
+from support.fleet import bundle_connections
 from support.http_load import LoadGenerator
 from support.postgres import PASSWORD, Cluster, start_cluster
 from support.ragflow_client import API_KEY, create_dataset, start_parsing, upload
 from support.supervised import SupervisedRun
 from support.waiting import wait_for
+
+from renderer.cli import machine_host
+from shared.settings import resolve
 
 DOCS = 6
 
@@ -165,6 +171,11 @@ def test_a_web_bundle_and_an_executor_bundle_share_one_database(
     assert inspect.task(str(victim["id"]))["attempts"] >= 2
     listed = json.loads(_get(web.port, f"/api/v1/datasets/{dataset}/documents")[1])
     assert listed["data"]["total"] == DOCS
+    # the executor bundle's probe (docs/fleet.md): supervisorctl status, 3 once one has stopped
+    wait_for(lambda: workers.ctl("status").returncode == 0, 30, "every executor RUNNING again")
+    assert workers.ctl("stop", "task_executor:task_executor_01").returncode == 0
+    probe = workers.ctl("status")
+    assert probe.returncode == 3 and "STOPPED" in probe.stdout, probe.stdout
 
 
 def _wait_for_requests(load: LoadGenerator, requests: int) -> None:
@@ -178,9 +189,10 @@ def test_restart_web_on_one_of_two_bundles_under_load_fails_no_request(
     """Two ROLE=all bundles ingest from one database while bundle A's API, under a bounded load
     of database reads, has its web program restarted: no request fails, every document ends
     DONE once."""
-    a = start_bundle(DATABASE_URL=pg_database, EXECUTOR_HOST_ID="a")
-    b = start_bundle(DATABASE_URL=pg_database, EXECUTOR_HOST_ID="b",
+    a = start_bundle(DATABASE_URL=pg_database, EXECUTOR_HOST_ID="a", DB_POOL_SIZE="2")
+    b = start_bundle(DATABASE_URL=pg_database, EXECUTOR_HOST_ID="b", DB_POOL_SIZE="2",
                      RAGFLOW_TEST_SECTION_DELAY="0.02")  # fmt: skip
+    connections = ConnectionSampler(pg_database)
     dataset = create_dataset(b.port, {"chunk_token_num": 32})
     docs = upload(b.port, dataset, {f"doc{i}.txt": _text(f"doc{i}") for i in range(DOCS)})
     start_parsing(b.port, dataset, docs)
@@ -197,6 +209,44 @@ def test_restart_web_on_one_of_two_bundles_under_load_fails_no_request(
     assert "web: stopped" in result.stdout and "web: started" in result.stdout
     assert outcome.failed == 0, outcome.errors
     _all_done_once(PostgresInspector(pg_database), docs)
+    # the sizing formula of docs/fleet.md bounds what the two bundles really opened
+    most = connections.stop()
+    bound = sum(bundle_connections(_values(run)) for run in (a, b))
+    print(f"two bundles: at most {most} connections seen; the formula allows {bound}")
+    assert 0 < most <= bound
+
+
+def _values(run: SupervisedRun) -> Mapping[str, Any]:
+    """The resolved settings of a running test bundle (its environment, as rendered)."""
+    return resolve(run.env, {}, {"RAGFLOW_MODE": "production"}, machine_host(), lambda p: "").values
+
+
+class ConnectionSampler:
+    """Counts the database's client connections (other than its own) from a thread, every
+    0.1 s, for at most ``max_seconds``; ``stop`` returns the highest count seen."""
+
+    def __init__(self, url: str, max_seconds: float = 300) -> None:
+        self.url = url
+        self.most = 0
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + max_seconds
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.is_set() and time.monotonic() < self._deadline:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND application_name LIKE 'ragflow-bundle%'"
+                ).fetchone()
+                self.most = max(self.most, int(row[0]) if row else 0)
+                self._stop.wait(0.1)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(10)
+        return self.most
 
 
 def test_sigterm_to_one_of_two_bundles_mid_ingest_leaves_every_document_done(
