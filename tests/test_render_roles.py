@@ -166,3 +166,14 @@ def test_print_config_shows_the_role_and_its_files(tmp_path: Path) -> None:
     assert document["settings"]["DATABASE_URL"]["value"] == "(set, hidden)"
     assert document["files"] == ["supervisord.conf"]
     assert [step["program"] for step in document["stop_budget"]["order"]] == ["task_executor"]
+
+
+def test_an_executor_bundle_may_use_host_port_for_its_metrics(tmp_path: Path) -> None:
+    """It listens on no HOST_PORT, so METRICS_PORT may equal it (ROLE=web may not)."""
+    code, err, out = _render(tmp_path / "executor", ROLE="executor", DATABASE_URL=PG,
+                             HOST_PORT="9380", METRICS_PORT="9380")  # fmt: skip
+    assert code == 0, err
+    assert _programs(out) == {"metrics", "task_executor_00"}
+    code, err, _ = _render(tmp_path / "web", ROLE="web", DATABASE_URL=PG, HOST_PORT="9380",
+                           METRICS_PORT="9380")  # fmt: skip
+    assert code == 2 and "METRICS_PORT=9380: the HTTP server already listens" in err, err
