@@ -15,8 +15,10 @@ import jinja2
 
 from renderer.filters import FILTERS
 from shared.settings import (
+    EXECUTOR_ROLES,
     GRACEFUL_TIMEOUT_FLAG,
     SETTINGS,
+    WEB_ROLES,
     ConfigError,
     Resolved,
     Value,
@@ -60,13 +62,13 @@ class StopStep:
 
 def has_web(values: Mapping[str, Value]) -> bool:
     """Whether a production bundle serves HTTP: socket holders and web (ROLE all or web)."""
-    return values["RAGFLOW_MODE"] == "production" and values["ROLE"] != "executor"
+    return values["RAGFLOW_MODE"] == "production" and values["ROLE"] in WEB_ROLES
 
 
 def has_executors(values: Mapping[str, Value]) -> bool:
     """Whether a production bundle runs task executors (ROLE all or executor, WS above 0)."""
     production = values["RAGFLOW_MODE"] == "production"
-    return production and values["ROLE"] != "web" and _int(values["WS"]) > 0
+    return production and values["ROLE"] in EXECUTOR_ROLES and _int(values["WS"]) > 0
 
 
 def has_proxy(values: Mapping[str, Value]) -> bool:

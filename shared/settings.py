@@ -1092,7 +1092,7 @@ def _cross_check(values: Mapping[str, Value]) -> list[str]:
             "them or unset SUPERVISOR_INET_HTTP_SERVER"
         )
     metrics_port = values["METRICS_PORT"]
-    serves_http = values["ROLE"] != "executor"  # ROLE=executor listens on no HOST_PORT
+    serves_http = values["ROLE"] in WEB_ROLES  # ROLE=executor listens on no HOST_PORT
     if metrics_port is not None and serves_http and metrics_port == values["HOST_PORT"]:
         problems.append(
             f"METRICS_PORT={metrics_port}: the HTTP server already listens on this port "

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from api.storage.base import PoolSettings
+from shared.settings import EXECUTOR_ROLES, WEB_ROLES
 
 LISTEN_PER_EXECUTOR = 1
 METRICS_POOL = PoolSettings().size
@@ -26,7 +27,7 @@ def bundle_connections(values: Mapping[str, Any]) -> int:
     """The most connections one production bundle with these resolved settings may open."""
     pool = int(values["DB_POOL_SIZE"])
     role = values["ROLE"]
-    workers = int(values["GUNICORN_WORKERS"]) if role != "executor" else 0
-    executors = int(values["WS"]) if role != "web" else 0
+    workers = int(values["GUNICORN_WORKERS"]) if role in WEB_ROLES else 0
+    executors = int(values["WS"]) if role in EXECUTOR_ROLES else 0
     metrics = METRICS_POOL if values["METRICS_PORT"] is not None else 0
     return workers * pool + executors * (pool + LISTEN_PER_EXECUTOR) + metrics
