@@ -469,8 +469,9 @@ def report_invalid(error: ConfigError, err: TextIO) -> None:
         err.write(f"  - {problem}\n")
 
 
-# Gunicorn started directly has no proxy in front of it (and needs no nginx installed).
-STANDALONE_GUNICORN_FLAGS = {"RAGFLOW_MODE": "production", "PROXY": "none"}
+# Gunicorn started directly has no proxy in front of it (and needs no nginx installed); it is
+# the web part of a bundle whatever ROLE says (no executors or socket holders are rendered).
+STANDALONE_GUNICORN_FLAGS = {"RAGFLOW_MODE": "production", "PROXY": "none", "ROLE": "all"}
 
 
 def standalone_gunicorn_conf(environ: Mapping[str, str], err: TextIO = sys.stderr) -> str:

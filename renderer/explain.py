@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from shared.settings import MODES, OWN_PREFIXES, SETTINGS, Setting
+from shared.settings import MODES, OWN_PREFIXES, ROLES, SETTINGS, Setting, role_names
 
 
 def _modes(setting: Setting) -> str:
-    return "all" if setting.modes == frozenset(MODES) else ", ".join(sorted(setting.modes))
+    modes = "all" if setting.modes == frozenset(MODES) else ", ".join(sorted(setting.modes))
+    if setting.roles == frozenset(ROLES):
+        return modes
+    return f"{modes} (ROLE {role_names(setting.roles)})"
 
 
 def _names(setting: Setting) -> str:

@@ -15,8 +15,10 @@ import jinja2
 
 from renderer.filters import FILTERS
 from shared.settings import (
+    EXECUTOR_ROLES,
     GRACEFUL_TIMEOUT_FLAG,
     SETTINGS,
+    WEB_ROLES,
     ConfigError,
     Resolved,
     Value,
@@ -58,8 +60,19 @@ class StopStep:
     at_once: bool = False  # stopped by the launcher as soon as the shutdown starts
 
 
+def has_web(values: Mapping[str, Value]) -> bool:
+    """Whether a production bundle serves HTTP: socket holders and web (ROLE all or web)."""
+    return values["RAGFLOW_MODE"] == "production" and values["ROLE"] in WEB_ROLES
+
+
+def has_executors(values: Mapping[str, Value]) -> bool:
+    """Whether a production bundle runs task executors (ROLE all or executor, WS above 0)."""
+    production = values["RAGFLOW_MODE"] == "production"
+    return production and values["ROLE"] in EXECUTOR_ROLES and _int(values["WS"]) > 0
+
+
 def has_proxy(values: Mapping[str, Value]) -> bool:
-    return values["RAGFLOW_MODE"] == "production" and values["PROXY"] == "nginx"
+    return has_web(values) and values["PROXY"] == "nginx"
 
 
 def has_metrics(values: Mapping[str, Value]) -> bool:
@@ -82,13 +95,14 @@ def stop_plan(values: Mapping[str, Value]) -> tuple[StopStep, ...]:
         # nginx drains requests in flight (worker_shutdown_timeout = GUNICORN_GRACEFUL_TIMEOUT).
         steps.append(StopStep("proxy", 20, web_stop))
         steps.append(StopStep("web", 10, WEB_AFTER_PROXY_STOPWAITSECS))
-    else:
+    elif has_web(values):
         steps.append(StopStep("web", 10, web_stop))
-    if _int(values["WS"]) > 0:
+    if has_executors(values):
         steps.append(StopStep("task_executor", 5, task_stop + 1, at_once=True))
     if has_metrics(values):
         steps.append(StopStep("metrics", 2, METRICS_STOPWAITSECS, at_once=True))
-    steps.append(StopStep("socket_holder", 1, SOCKET_HOLDER_STOPWAITSECS, at_once=True))
+    if has_web(values):
+        steps.append(StopStep("socket_holder", 1, SOCKET_HOLDER_STOPWAITSECS, at_once=True))
     return tuple(steps)
 
 
@@ -106,6 +120,7 @@ def budget_problems(values: Mapping[str, Value]) -> list[str]:
     if total <= limit:
         return []
     parts = " + ".join(f"{step.program} {step.stopwaitsecs}" for step in plan if not step.at_once)
+    parts = f"{parts}; " if parts else ""
     graceful = (
         f"the {GRACEFUL_TIMEOUT_FLAG} in GUNICORN_CMD_ARGS"
         if graceful_timeout_in(_str_or_none(values.get("GUNICORN_CMD_ARGS"))) is not None
@@ -113,7 +128,7 @@ def budget_problems(values: Mapping[str, Value]) -> list[str]:
     )
     alongside = ", ".join(f"{step.program} {step.stopwaitsecs}" for step in plan if step.at_once)
     return [
-        f"STOP_GRACE_SECONDS={limit}: the worst-case shutdown takes {total} s ({parts}; "
+        f"STOP_GRACE_SECONDS={limit}: the worst-case shutdown takes {total} s ({parts}"
         f"alongside: {alongside}); lower {graceful} or TASK_STOP_TIMEOUT, or "
         "raise STOP_GRACE_SECONDS (and the orchestrator's grace period with it)"
     ]
@@ -123,7 +138,7 @@ def unix_sockets(values: Mapping[str, Value]) -> list[str]:
     """Every unix socket the bundle creates in SUPERVISOR_RUN_DIR."""
     run_dir = str(values["SUPERVISOR_RUN_DIR"])
     paths = [f"{run_dir}/supervisor.sock"]
-    if values["RAGFLOW_MODE"] == "production":
+    if has_web(values):
         paths += [f"{run_dir}/holder-{n}.sock" for n in range(SOCKET_HOLDER_COPIES)]
         if has_proxy(values):
             paths.append(f"{run_dir}/web.sock")
@@ -185,7 +200,8 @@ def _environment() -> jinja2.Environment:
 
 
 def render(resolved: Resolved, output_dir: str) -> list[RenderedFile]:
-    """Render supervisord.conf (gunicorn.conf.py in production, nginx.conf with the proxy)."""
+    """Render supervisord.conf (gunicorn.conf.py when it serves HTTP in production, nginx.conf
+    with the proxy)."""
     problems = budget_problems(resolved.values) + socket_path_problems(resolved.values)
     if problems:
         raise ConfigError(problems)
@@ -208,6 +224,9 @@ def render(resolved: Resolved, output_dir: str) -> list[RenderedFile]:
             for n in range(SOCKET_HOLDER_COPIES)
             for word in ("--holder", f"{run_dir}/holder-{n}.sock")
         ],
+        "role": values["ROLE"],
+        "web": has_web(values),
+        "executors": has_executors(values),
         "proxy": has_proxy(values),
         "metrics": has_metrics(values),
         "upstream_socket": f"{run_dir}/web.sock",
@@ -244,7 +263,7 @@ def render(resolved: Resolved, output_dir: str) -> list[RenderedFile]:
                 0o600 if values["SUPERVISOR_PASSWORD"] is not None else 0o640,
             )
         ]
-        if resolved.mode == "production":
+        if has_web(values):
             files.append(RenderedFile(GUNICORN_CONF, render_template("gunicorn.conf.py.j2"), 0o640))
         if has_proxy(values):
             files.append(RenderedFile(NGINX_CONF, render_template("nginx.conf.j2"), 0o640))

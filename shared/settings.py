@@ -25,6 +25,11 @@ MODES = ("production", "dev")
 ALL_MODES = frozenset(MODES)
 PRODUCTION = frozenset({"production"})
 DEV = frozenset({"dev"})
+# ROLE: which programs a production bundle runs (see renderer.render.has_web/has_executors).
+ROLES = ("all", "web", "executor")
+ALL_ROLES = frozenset(ROLES)
+WEB_ROLES = frozenset({"all", "web"})
+EXECUTOR_ROLES = frozenset({"all", "executor"})
 
 # Unknown variables with these prefixes are probably typos of ours.
 OWN_PREFIXES = (
@@ -101,6 +106,7 @@ class Setting:
     help: str
     default_doc: str = ""  # how a computed default is described
     modes: frozenset[str] = ALL_MODES
+    roles: frozenset[str] = ALL_ROLES  # the ROLEs whose programs use it (production)
     app_env: bool = False  # the application reads it (rendered into environment= unless secret)
     secret: bool = False  # never rendered, never printed
     file_variant: bool = False  # NAME_FILE names a file holding the value
@@ -432,6 +438,14 @@ SETTINGS: tuple[Setting, ...] = (
         app_env=True,
     ),
     Setting(
+        "ROLE",
+        choice(*ROLES),
+        "all",
+        "which programs this bundle runs (production): all; web (socket holders, proxy, web; "
+        "no task executors); executor (only the WS task executors, no HTTP port). web and "
+        "executor share one PostgreSQL database (DATABASE_URL) with other bundles",
+    ),
+    Setting(
         "APP_DIR",
         PATH,
         _app_dir,
@@ -475,6 +489,7 @@ SETTINGS: tuple[Setting, ...] = (
         default_doc="WEB_CONCURRENCY, else 2 x CPUs + 1 (CPUs: affinity capped by the "
         "cgroup quota)",
         modes=PRODUCTION,
+        roles=WEB_ROLES,
     ),
     Setting(
         "GUNICORN_WORKER_CLASS",
@@ -568,6 +583,7 @@ SETTINGS: tuple[Setting, ...] = (
         "socket; none: Gunicorn listens on HOST_IP:HOST_PORT itself (only behind another "
         "buffering proxy: slow clients tie up sync workers)",
         modes=PRODUCTION,
+        roles=WEB_ROLES,
     ),
     Setting(
         "NGINX_BIN",
@@ -576,6 +592,7 @@ SETTINGS: tuple[Setting, ...] = (
         "nginx executable (PROXY=nginx)",
         default_doc="nginx found on PATH",
         modes=PRODUCTION,
+        roles=WEB_ROLES,
     ),
     Setting(
         "PROXY_WORKERS",
@@ -636,7 +653,14 @@ SETTINGS: tuple[Setting, ...] = (
         "address the metrics endpoint listens on (METRICS_PORT)",
         modes=PRODUCTION,
     ),
-    Setting("WS", integer(0, 64), 1, "task-executor programs (0 = web only)", modes=PRODUCTION),
+    Setting(
+        "WS",
+        integer(0, 64),
+        1,
+        "task-executor programs (0 = web only)",
+        modes=PRODUCTION,
+        roles=EXECUTOR_ROLES,
+    ),
     Setting(
         "EXECUTOR_MAX_MEMORY",
         optional(byte_size(16 * 1024**2, 1 << 40)),
@@ -978,7 +1002,7 @@ def _read_layers(
                 default = setting.default
                 values[setting.name] = default(values, host) if callable(default) else default
             except NoDefault as error:
-                if values.get("RAGFLOW_MODE") in setting.modes:
+                if values.get("RAGFLOW_MODE") in setting.modes and _in_role(setting, values):
                     problems.append(f"{setting.name}: no value: {error}")
                 values[setting.name] = None  # not used in this mode
             except KeyError:
@@ -1020,7 +1044,8 @@ def resolve(
     problems.extend(_cross_check(values))
     if problems:
         raise ConfigError(problems)
-    return Resolved(values, sources, tuple(_mode_warnings(values, sources)))
+    warnings = _mode_warnings(values, sources) + _role_warnings(values, sources)
+    return Resolved(values, sources, tuple(warnings))
 
 
 def _app_reads(setting: Setting, values: Mapping[str, Value]) -> bool:
@@ -1067,7 +1092,8 @@ def _cross_check(values: Mapping[str, Value]) -> list[str]:
             "them or unset SUPERVISOR_INET_HTTP_SERVER"
         )
     metrics_port = values["METRICS_PORT"]
-    if metrics_port is not None and metrics_port == values["HOST_PORT"]:
+    serves_http = values["ROLE"] in WEB_ROLES  # ROLE=executor listens on no HOST_PORT
+    if metrics_port is not None and serves_http and metrics_port == values["HOST_PORT"]:
         problems.append(
             f"METRICS_PORT={metrics_port}: the HTTP server already listens on this port "
             "(HOST_PORT); choose another port for the metrics endpoint"
@@ -1085,7 +1111,57 @@ def _cross_check(values: Mapping[str, Value]) -> list[str]:
             f"GUNICORN_THREADS={threads}: threads need GUNICORN_WORKER_CLASS=gthread; "
             "set it or use GUNICORN_THREADS=1"
         )
+    return problems + _role_problems(values)
+
+
+def _role_problems(values: Mapping[str, Value]) -> list[str]:
+    """ROLE combinations that make no sense (each a separate problem, all reported at once)."""
+    role = values["ROLE"]
+    if role == "all":
+        return []
+    problems = []
+    if values["RAGFLOW_MODE"] == "dev":
+        problems.append(
+            f"ROLE={role} with dev mode: the dev server is one process serving the API and "
+            "parsing in-process; use ROLE=all with --dev-mode, or production mode"
+        )
+    raw_url = values["DATABASE_URL"]
+    if database_url.parse(str(raw_url or "")).scheme == "sqlite":
+        shown = "unset (SQLite at DATA_DIR/ragflow.db)" if raw_url is None else "a SQLite URL"
+        problems.append(
+            f"ROLE={role} with DATABASE_URL {shown}: a split role shares one database with "
+            "other bundles, and a SQLite file belongs to one machine; set DATABASE_URL (or "
+            "DATABASE_URL_FILE) to postgresql://user:password@host:port/database, or use ROLE=all"
+        )
+    if role == "executor" and values["WS"] == 0:
+        problems.append(
+            "ROLE=executor with WS=0: an executor bundle runs only the WS task executors, so it "
+            "would run nothing; set WS to 1 or more, or use ROLE=web"
+        )
     return problems
+
+
+def _in_role(setting: Setting, values: Mapping[str, Value]) -> bool:
+    """Whether this bundle's ROLE runs a program that uses ``setting`` (True while unknown)."""
+    role = values.get("ROLE")
+    return role is None or role in setting.roles
+
+
+def role_names(roles: frozenset[str]) -> str:
+    """``roles`` in the table's order, for messages and docs: "all or web"."""
+    return " or ".join(role for role in ROLES if role in roles)
+
+
+def _role_warnings(values: Mapping[str, Value], sources: Mapping[str, str]) -> list[str]:
+    role = values["ROLE"]
+    return [
+        f"{s.name} is set but applies only with ROLE={role_names(s.roles)}; ignored with "
+        f"ROLE={role}"
+        for s in SETTINGS
+        if sources.get(s.name) != "default"
+        and values["RAGFLOW_MODE"] in s.modes
+        and not _in_role(s, values)
+    ]
 
 
 def _mode_warnings(values: Mapping[str, Value], sources: Mapping[str, str]) -> list[str]:

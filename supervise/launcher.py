@@ -3,8 +3,9 @@
 Runs supervisord's main loop in this process (so supervisord itself is PID 1 and reaps orphans with
 its waitpid(-1) loop) and replicates `supervisor.supervisord.main`'s restart loop. Two additions:
 
-- When every process of a program is FATAL (web, socket_holder, or all task executors), log one line
-  naming the program and its last error, shut everything down and exit 1. supervisord alone would
+- When every process of a program is FATAL (web, socket_holder, or all task executors: with
+  ROLE=executor the executors are the whole bundle), log one line naming the program and its
+  last error, shut everything down and exit 1. supervisord alone would
   keep running without the service, or exit 0.
 - When supervisord starts stopping, send the stop signal to the task executors and the socket
   holders at once: the executors finish or hand back their task while the proxy and web drain,
@@ -36,8 +37,8 @@ its waitpid(-1) loop) and replicates `supervisor.supervisord.main`'s restart loo
   nginx (`proxy`) gets HUP and re-reads nginx.conf. supervisord.conf is not re-read (that is
   `supervisorctl reread && supervisorctl update`, or `supervisorctl reload` for a full restart).
   SIGTTIN and SIGTTOU go to the Gunicorn master too (one worker more or fewer). In dev mode
-  (no Gunicorn) SIGHUP keeps supervisord's meaning and SIGTTIN/SIGTTOU are ignored, with a log
-  line. docs/operations.md lists every signal.
+  and with ROLE=executor (no Gunicorn) SIGHUP keeps supervisord's meaning and SIGTTIN/SIGTTOU
+  are ignored, with a log line. docs/operations.md lists every signal.
 - supervisord applies its `umask=` only when it daemonizes; the launcher runs it in the
   foreground, so it applies the configured umask itself, before it creates any file or child.
 - Without SUPERVISOR_USER/SUPERVISOR_PASSWORD the renderer deliberately protects the control socket
@@ -323,7 +324,8 @@ class LauncherSupervisor(Supervisor):  # type: ignore[misc]
         if not self.serves_with_gunicorn():
             if signum in RELOAD_SIGNALS:
                 return False  # dev mode: supervisord's restart
-            self.options.logger.info(f"received {name}: ignored (no Gunicorn in dev mode)")
+            why = "dev mode" if WEB_GROUP in self.process_groups else "ROLE=executor"
+            self.options.logger.info(f"received {name}: ignored (no Gunicorn in {why})")
             return True
         sent = []
         for group_name in targets:

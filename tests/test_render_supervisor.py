@@ -20,7 +20,14 @@ from support.rendered import expected_argv, parse_supervisord, pinned_environ
 
 from renderer.cli import REFERENCE_DIR, machine_host, main
 from renderer.render import app_environment
-from shared.settings import SETTINGS, ConfigError, Resolved, format_value, resolve
+from shared.settings import (
+    SETTINGS,
+    ConfigError,
+    Resolved,
+    format_value,
+    parse_env_file,
+    resolve,
+)
 
 CREATED_DIRS = ("SUPERVISOR_RUN_DIR", "LOG_DIR")  # main creates these: keep them under tmp
 
@@ -59,6 +66,13 @@ VARIANTS = {
                   ()),
     "inet-server": ({"SUPERVISOR_INET_HTTP_SERVER": "127.0.0.1:9001", "SUPERVISOR_USER": "ops",
                      "SUPERVISOR_PASSWORD": "secret"}, ()),
+    "role-web": ({"ROLE": "web", "DATABASE_URL": "postgresql://u:pw@db:5432/rf"}, ()),
+    "role-web-metrics-no-proxy": ({"ROLE": "web", "DATABASE_URL": "postgresql://u:pw@db/rf",
+                                   "METRICS_PORT": "9381", "PROXY": "none"}, ()),
+    "role-executor": ({"ROLE": "executor", "WS": "3", "DATABASE_URL": "postgres://u:pw@db/rf"},
+                      ()),
+    "role-executor-metrics": ({"ROLE": "executor", "DATABASE_URL": "postgresql://u:pw@db/rf",
+                               "METRICS_PORT": "9381"}, ()),
 }  # fmt: skip
 
 
@@ -157,7 +171,8 @@ def test_reference_inputs_render_configs_supervisor_accepts(tmp_path: Path, env_
     assert code == 0, err
     processes, unknown = parse_supervisord(output_dir / "supervisord.conf")
     assert unknown == []
-    assert "web" in processes
+    role = parse_env_file(env_file.read_text(), env_file.name).get("ROLE", "all")
+    assert ("web" in processes) is (role != "executor")
 
 
 # --- no injection: arbitrary strings into every setting --------------------------------------

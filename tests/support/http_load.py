@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -20,7 +21,8 @@ class LoadResult:
 
 
 class LoadGenerator:
-    """`clients` threads each GET `path` in a loop until stopped or a bound is hit.
+    """`clients` threads each GET `path` (with `headers`, e.g. the API key) in a loop until
+    stopped or a bound is hit.
 
     A fresh connection per request, so every request goes through accept(): refused or reset
     connections while no server holds the socket show up as failures.
@@ -34,8 +36,10 @@ class LoadGenerator:
         max_seconds: float = 60.0,
         max_requests: int = 200_000,
         timeout: float = 30.0,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.port = port
+        self.headers = dict(headers or {})
         self.path = path
         self.clients = clients
         self.max_seconds = max_seconds
@@ -49,7 +53,7 @@ class LoadGenerator:
     def _one_request(self) -> str | None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         try:
-            conn.request("GET", self.path)
+            conn.request("GET", self.path, headers=self.headers)
             response = conn.getresponse()
             response.read()
             if response.status != 200:

@@ -93,7 +93,9 @@ def expected_argv(values: Mapping[str, Any], output_dir: Path) -> dict[str, list
     run = str(values["SUPERVISOR_RUN_DIR"])
     if values["RAGFLOW_MODE"] == "dev":
         return {"web": [py, "-m", "api.ragflow_server", "--debug"]}
-    proxy = values["PROXY"] == "nginx"
+    role = values["ROLE"]  # all: every program; web: no executors; executor: only executors
+    web = role != "executor"
+    proxy = web and values["PROXY"] == "nginx"
     holders = [f"{run}/holder-0.sock", f"{run}/holder-1.sock"]
     holder_args = ["--holder", holders[0], "--holder", holders[1]]
     upstream = ["--upstream", f"{run}/web.sock"] if proxy else []
@@ -119,7 +121,9 @@ def expected_argv(values: Mapping[str, Any], output_dir: Path) -> dict[str, list
             py, "-m", "api.metrics_exporter", "--host", str(values["METRICS_HOST"]),
             "--port", str(values["METRICS_PORT"]),
         ]  # fmt: skip
-    for number in range(int(values["WS"])):
+    if not web:
+        argv = {name: words for name, words in argv.items() if name == "metrics"}
+    for number in range(int(values["WS"]) if role != "web" else 0):
         argv[f"task_executor_{number:02d}"] = [
             py, "-m", "api.task_executor", "--consumer-num", str(number),
         ]  # fmt: skip
