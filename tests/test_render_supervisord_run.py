@@ -183,6 +183,7 @@ def test_file_log_target_writes_one_log_per_process(
     assert {"supervisord.log", "web.log", "web.err.log", "socket_holder_0.log", "proxy.log",
             "proxy.err.log", "task_executor_00.log",
             "task_executor_00.err.log"} <= names  # fmt: skip
+
     # nginx's access line: one JSON object, the same fields as every program's lines
     # (nginx writes it after the response and supervisord copies it later: wait for it too)
     def proxy_line() -> dict[str, Any] | None:

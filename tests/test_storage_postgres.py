@@ -309,7 +309,7 @@ def test_a_server_restart_is_unavailable_then_service_resumes(
 
 def test_the_session_limits_are_set_on_every_pooled_connection(backend: storage.Backend) -> None:
     backend.store.list_keys()
-    url = backend.store.url  # type: ignore[attr-defined]
+    url = backend.store.db.url  # type: ignore[attr-defined]
     with pg_connections.connection(url, storage.PoolSettings()) as conn:
         shown = conn.execute(
             "SELECT current_setting('lock_timeout') AS lock,"

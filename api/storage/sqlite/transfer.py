@@ -9,7 +9,9 @@ from typing import IO, Any
 
 from api.storage.base import TABLES
 from api.storage.files import LocalFileStore, remove
-from api.storage.sqlite.connections import connection, seam, transaction
+from api.storage.sqlite.connections import connection, seam
+from api.storage.sqlite.dialect import SqliteDialect
+from api.storage.transfer_sql import put_rows
 
 
 @seam
@@ -17,6 +19,7 @@ class SqliteTransfer:
     def __init__(self, data_dir: Path, db_path: Path) -> None:
         self.db_path = db_path
         self.files = LocalFileStore(data_dir)
+        self.db = SqliteDialect(data_dir, db_path)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -28,16 +31,7 @@ class SqliteTransfer:
             yield dict(row)
 
     def put_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        _, columns = TABLES[table]
-        added = 0
-        with transaction(self.conn) as c:
-            for row in rows:
-                added += c.execute(
-                    f"INSERT OR IGNORE INTO {table} ({', '.join(columns)})"
-                    f" VALUES ({', '.join('?' * len(columns))})",
-                    [row[col] for col in columns],
-                ).rowcount
-        return added
+        return put_rows(self.db, table, rows)
 
     def has_file(self, document: Mapping[str, Any]) -> bool:
         return self.files.file_path(document).exists()

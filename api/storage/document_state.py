@@ -1,0 +1,107 @@
+"""Writes on one document that both the repository and the task queue make inside their own
+transactions, on either backend: its chunks with their counts (and full-text index), and the
+cancelling of its open tasks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from api import text
+from api.storage.codec import json_list
+from api.storage.dialect import Dialect, Session
+from api.storage.errors import NotFound
+from api.storage.rows import chunk_id
+
+CHUNK_COLUMNS = (
+    "id",
+    "doc_id",
+    "dataset_id",
+    "docnm",
+    "content",
+    "important_keywords",
+    "questions",
+    "available",
+    "positions",
+    "token_count",
+    "create_time",
+)
+
+
+def insert_sql(
+    table: str, columns: Sequence[str], index: Mapping[str, tuple[str, Any]], tail: str = ""
+) -> str:
+    """An INSERT of ``columns`` and of a dialect's index columns ``index`` (Dialect.chunk_index:
+    each with its own placeholder) into ``table``."""
+    names = [*columns, *index]
+    marks = ["?"] * len(columns) + [mark for mark, _ in index.values()]
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(marks)}){tail}"
+
+
+def refresh_counts(c: Session, doc_id: str) -> tuple[int, int]:
+    row = c.execute(
+        "SELECT COUNT(*), COALESCE(SUM(token_count), 0) FROM chunks WHERE doc_id = ?", (doc_id,)
+    ).fetchone()
+    counts = (int(row[0]), int(row[1]))
+    c.execute(
+        "UPDATE documents SET chunk_count = ?, token_count = ? WHERE id = ?", (*counts, doc_id)
+    )
+    return counts
+
+
+def replace_document_chunks(
+    db: Dialect, c: Session, doc_id: str, chunks: Sequence[Mapping[str, Any]]
+) -> tuple[int, int]:
+    """Replace every chunk of ``doc_id`` inside the caller's transaction.
+
+    Each chunk: ``content`` (str), optional ``important_keywords``, ``questions``,
+    ``positions`` (lists), ``available`` (bool; a disabled document's chunks are never
+    available), ``token_count`` (int; counted with api.text when absent). Identical
+    contents collapse into one chunk (same id). Updates the document's
+    chunk_count/token_count and returns them."""
+    doc = c.execute(
+        "SELECT dataset_id, name, status FROM documents WHERE id = ?", (doc_id,)
+    ).fetchone()
+    if doc is None:
+        raise NotFound(f"Document {doc_id} does not exist")
+    dataset_id, name, status = doc[0], str(doc[1]), doc[2]
+    c.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+    created = time.time()
+    sql = ""
+    rows = []
+    for chunk in chunks:
+        content = str(chunk.get("content", ""))
+        tokens = chunk.get("token_count")
+        keywords, questions = chunk.get("important_keywords"), chunk.get("questions")
+        index = db.chunk_index(content, name, keywords, questions)
+        sql = sql or insert_sql("chunks", CHUNK_COLUMNS, index, " ON CONFLICT (id) DO NOTHING")
+        rows.append(
+            (
+                chunk_id(content, doc_id),
+                doc_id,
+                dataset_id,
+                name,
+                content,
+                json_list(keywords),
+                json_list(questions),
+                1 if chunk.get("available", True) and status == "1" else 0,
+                json_list(chunk.get("positions")),
+                int(tokens) if isinstance(tokens, int) else text.count_tokens(content),
+                created,
+                *(value for _, value in index.values()),
+            )
+        )
+    if rows:
+        c.executemany(sql, rows)
+    return refresh_counts(c, doc_id)
+
+
+def cancel_open_tasks(c: Session, doc_id: str, reason: str, now: float) -> None:
+    """End the document's queued or leased tasks (a running executor notices at its next
+    check, its claim no longer current)."""
+    c.execute(
+        "UPDATE tasks SET state = 'cancelled', finished_at = ?, lease_owner = NULL,"
+        " lease_expires = NULL, last_error = ? WHERE doc_id = ? AND state IN ('queued', 'leased')",
+        (now, reason, doc_id),
+    )
