@@ -14,7 +14,7 @@ from api.storage.dialect import Dialect, Session
 from api.storage.errors import NotFound
 from api.storage.rows import chunk_id
 
-CHUNK_COLUMNS = (
+CHUNK_ROW_COLUMNS = (
     "id",
     "doc_id",
     "dataset_id",
@@ -75,7 +75,7 @@ def replace_document_chunks(
         tokens = chunk.get("token_count")
         keywords, questions = chunk.get("important_keywords"), chunk.get("questions")
         index = db.chunk_index(content, name, keywords, questions)
-        sql = sql or insert_sql("chunks", CHUNK_COLUMNS, index, " ON CONFLICT (id) DO NOTHING")
+        sql = sql or insert_sql("chunks", CHUNK_ROW_COLUMNS, index, " ON CONFLICT (id) DO NOTHING")
         rows.append(
             (
                 chunk_id(content, doc_id),

@@ -15,6 +15,7 @@ from api.storage import codec
 from api.storage import files as file_store
 from api.storage.dialect import Dialect, Row, Session, seam
 from api.storage.document_state import (
+    CHUNK_ROW_COLUMNS,
     cancel_open_tasks,
     insert_sql,
     refresh_counts,
@@ -41,18 +42,8 @@ _DATASET_SELECT = (
     " (SELECT COALESCE(SUM(token_count), 0) FROM documents WHERE dataset_id = d.id) AS token_num"
     " FROM datasets d"
 )
-_ADDED_CHUNK = (
-    "id",
-    "doc_id",
-    "dataset_id",
-    "docnm",
-    "content",
-    "important_keywords",
-    "questions",
-    "available",
-    "token_count",
-    "create_time",
-)
+# a chunk added by hand has no positions
+_ADDED_CHUNK = tuple(c for c in CHUNK_ROW_COLUMNS if c != "positions")
 
 
 def _dataset(row: Row) -> DatasetRow:
@@ -97,6 +88,18 @@ class SqlStorage:
     def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         with self.db.read() as c:
             return list(c.execute(sql, args).fetchall())
+
+    def _page(
+        self, select: str, table: str, clause: str, args: Sequence[Any], order: str, page: Page
+    ) -> tuple[list[Row], int]:
+        """One page of ``select WHERE clause ORDER BY order``, and how many rows match."""
+        with self.db.read() as c:
+            total = c.execute(f"SELECT COUNT(*) FROM {table} WHERE {clause}", args).fetchone()
+            rows = c.execute(
+                f"{select} WHERE {clause} ORDER BY {order} LIMIT ? OFFSET ?",
+                (*args, page.size, page.offset),
+            ).fetchall()
+        return list(rows), int(total[0])
 
     # keys ----------------------------------------------------------------------------
     def add_key(self, key_hash: str, prefix: str, tenant_id: str, name: str) -> None:
@@ -184,17 +187,17 @@ class SqlStorage:
         if name:
             where.append(self.db.same_name("d.name"))
             args.append(name)
-        clause = " AND ".join(where)
         order = "update_time" if orderby == "update_time" else "create_time"
         direction = "DESC" if desc else "ASC"  # ties: insertion order, same direction
-        with self.db.read() as c:
-            total = c.execute(f"SELECT COUNT(*) FROM datasets d WHERE {clause}", args).fetchone()
-            rows = c.execute(
-                f"{_DATASET_SELECT} WHERE {clause} ORDER BY d.{order} {direction},"
-                f" d.{self.db.rowid} {direction} LIMIT ? OFFSET ?",
-                (*args, page.size, page.offset),
-            ).fetchall()
-        return [_dataset(r) for r in rows], int(total[0])
+        rows, total = self._page(
+            _DATASET_SELECT,
+            "datasets d",
+            " AND ".join(where),
+            args,
+            f"d.{order} {direction}, d.{self.db.rowid} {direction}",
+            page,
+        )
+        return [_dataset(r) for r in rows], total
 
     def update_dataset(
         self, tenant_id: str, dataset_id: str, changes: Mapping[str, Any]
@@ -331,17 +334,17 @@ class SqlStorage:
         if flt.create_time_to:
             where.append("create_time <= ?")
             args.append(flt.create_time_to)  # type: ignore[arg-type]
-        clause = " AND ".join(where)
         order = flt.orderby if flt.orderby in ("update_time", "name", "size") else "create_time"
         direction = "DESC" if flt.desc else "ASC"  # ties: insertion order, same direction
-        with self.db.read() as c:
-            total = c.execute(f"SELECT COUNT(*) FROM documents WHERE {clause}", args).fetchone()
-            rows = c.execute(
-                f"SELECT * FROM documents WHERE {clause} ORDER BY {order} {direction},"
-                f" {self.db.rowid} {direction} LIMIT ? OFFSET ?",
-                (*args, page.size, page.offset),
-            ).fetchall()
-        return [codec.document(r) for r in rows], int(total[0])
+        rows, total = self._page(
+            "SELECT * FROM documents",
+            "documents",
+            " AND ".join(where),
+            args,
+            f"{order} {direction}, {self.db.rowid} {direction}",
+            page,
+        )
+        return [codec.document(r) for r in rows], total
 
     def update_document(
         self, doc: Mapping[str, Any], changes: Mapping[str, Any], reset: bool = False
@@ -423,14 +426,10 @@ class SqlStorage:
             condition, more = self.db.content_match(terms)
             where.append(condition)
             args.extend(more)
-        clause = " AND ".join(where)
-        with self.db.read() as c:
-            total = c.execute(f"SELECT COUNT(*) FROM chunks c WHERE {clause}", args).fetchone()
-            rows = c.execute(
-                f"SELECT c.* FROM chunks c WHERE {clause} ORDER BY c.seq LIMIT ? OFFSET ?",
-                (*args, page.size, page.offset),
-            ).fetchall()
-        return [codec.chunk(r) for r in rows], int(total[0])
+        rows, total = self._page(
+            "SELECT c.* FROM chunks c", "chunks c", " AND ".join(where), args, "c.seq", page
+        )
+        return [codec.chunk(r) for r in rows], total
 
     def get_chunk(self, doc_id: str, chunk: str) -> ChunkRow | None:
         row = self._one("SELECT * FROM chunks WHERE doc_id = ? AND id = ?", (doc_id, chunk))

@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from api.storage.base import Backend, PoolSettings
-from api.storage.postgres.connections import connection, release_thread, seam, where
+from api.storage.dialect import seam
+from api.storage.postgres.connections import connection, release_thread, where
 from api.storage.postgres.dialect import PostgresDialect
 from api.storage.postgres.schema import migrate
 from api.storage.postgres.transfer import PostgresTransfer
@@ -24,12 +25,11 @@ from api.storage.repository_sql import SqlStorage
 
 @seam
 class PostgresMigrations:
-    def __init__(self, url: str, options: PoolSettings) -> None:
-        self.url = url
-        self.options = options
+    def __init__(self, db: PostgresDialect) -> None:
+        self.db = db
 
     def migrate(self) -> int:
-        with connection(self.url, self.options) as conn:  # a new connection migrates
+        with connection(self.db.url, self.db.options) as conn:  # a new connection migrates
             return migrate(conn)
 
 
@@ -41,7 +41,7 @@ def open_postgres(data_dir: Path, url: str, opts: PoolSettings) -> Backend:
         store=SqlStorage(db, data_dir),
         tasks=SqlTaskQueue(db),
         heartbeats=SqlHeartbeats(db),
-        migrations=PostgresMigrations(url, opts),
-        transfer=PostgresTransfer(data_dir, url, opts),
+        migrations=PostgresMigrations(db),
+        transfer=PostgresTransfer(db),
         close=release_thread,
     )

@@ -6,12 +6,11 @@ A URL's password never reaches a message: messages name the host, port and datab
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -219,26 +218,3 @@ def translated(exc: psycopg.Error, url: str) -> StorageError:
             "Service resumes as soon as it answers again.",
         )
     return BackendError(f"The PostgreSQL database {place} failed: {exc} ({type(exc).__name__}).")
-
-
-_C = TypeVar("_C", bound=type)
-
-
-def seam(cls: _C) -> _C:
-    """Class decorator: every public method of ``cls`` (whose instances have ``url``) raises
-    the seam's errors, never ``psycopg.Error``."""
-    for name, attr in list(vars(cls).items()):
-        if not name.startswith("_") and callable(attr):
-            setattr(cls, name, _translating(attr))
-    return cls
-
-
-def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except psycopg.Error as exc:
-            raise translated(exc, self.url) from None
-
-    return call

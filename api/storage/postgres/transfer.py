@@ -4,15 +4,14 @@ uploaded files (streamed block by block), for api.storage.data_copy."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import IO, Any
 
 from psycopg.rows import dict_row
 
-from api.storage import files as local
-from api.storage.base import TABLES, PoolSettings
+from api.storage.base import TABLES
+from api.storage.dialect import seam
 from api.storage.postgres import files as db_files
-from api.storage.postgres.connections import connection, seam, transaction
+from api.storage.postgres.connections import connection, transaction
 from api.storage.postgres.dialect import PostgresDialect
 from api.storage.transfer_sql import put_rows
 
@@ -21,11 +20,11 @@ FETCH = 1000
 
 @seam
 class PostgresTransfer:
-    def __init__(self, data_dir: Path, url: str, options: PoolSettings) -> None:
-        self.url = url
-        self.options = options
-        self.cache = local.LocalFileStore(data_dir)
-        self.db = PostgresDialect(data_dir, url, options)
+    def __init__(self, db: PostgresDialect) -> None:
+        self.db = db
+        self.url = db.url
+        self.options = db.options
+        self.cache = db.files
 
     def rows(self, table: str) -> Iterator[dict[str, Any]]:
         key, columns = TABLES[table]

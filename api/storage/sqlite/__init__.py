@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from api.storage.base import Backend
+from api.storage.dialect import seam
 from api.storage.queue_sql import SqlHeartbeats, SqlTaskQueue
 from api.storage.repository_sql import SqlStorage
-from api.storage.sqlite.connections import close_all, connection, seam
+from api.storage.sqlite.connections import close_all, connection
 from api.storage.sqlite.dialect import SqliteDialect
 from api.storage.sqlite.schema import migrate
 from api.storage.sqlite.transfer import SqliteTransfer
@@ -23,11 +24,11 @@ from api.storage.sqlite.transfer import SqliteTransfer
 class SqliteMigrations:
     """The Migrations seam on one database file."""
 
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = db_path
+    def __init__(self, db: SqliteDialect) -> None:
+        self.db = db
 
     def migrate(self) -> int:
-        return migrate(connection(self.db_path))  # opening migrates; this reports the version
+        return migrate(connection(self.db.db_path))  # opening migrates; this reports the version
 
 
 def open_sqlite(data_dir: Path, db_path: Path) -> Backend:
@@ -38,7 +39,7 @@ def open_sqlite(data_dir: Path, db_path: Path) -> Backend:
         store=SqlStorage(db, data_dir),
         tasks=SqlTaskQueue(db),
         heartbeats=SqlHeartbeats(db),
-        migrations=SqliteMigrations(db_path),
-        transfer=SqliteTransfer(data_dir, db_path),
+        migrations=SqliteMigrations(db),
+        transfer=SqliteTransfer(db),
         close=close_all,
     )
