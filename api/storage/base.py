@@ -25,6 +25,7 @@ from api.storage.rows import (
     Task,
     Upload,
 )
+from shared import settings
 
 # A chunk given to storage: ``content`` (str), optional ``important_keywords``, ``questions``,
 # ``positions`` (lists), ``available`` (bool), ``token_count`` (int). Identical contents of
@@ -196,15 +197,26 @@ class Heartbeats(Protocol):
         ``stale_after`` seconds."""
 
 
+def _table_default(name: str) -> int:
+    """A setting's default, from the one settings table (shared/settings.py)."""
+    default = settings.BY_NAME[name].default
+    if not isinstance(default, int):
+        raise TypeError(f"{name}: the settings table gives no integer default")
+    return default
+
+
 @dataclass(frozen=True)
 class PoolSettings:
-    """How a server backend (PostgreSQL) connects: DB_POOL_SIZE connections at most per
-    process, DB_CONNECT_TIMEOUT seconds to get one, DB_STATEMENT_TIMEOUT_MS per statement
-    (shared/settings.py documents each). SQLite ignores them."""
+    """How a server backend (PostgreSQL) connects: at most DB_POOL_SIZE connections per
+    process, DB_CONNECT_TIMEOUT seconds to get one; each session's DB_STATEMENT_TIMEOUT_MS,
+    DB_LOCK_TIMEOUT_MS and DB_IDLE_IN_TRANSACTION_TIMEOUT_MS (shared/settings.py documents
+    each and gives the defaults). SQLite ignores them."""
 
-    size: int = 4
-    connect_timeout: float = 5.0
-    statement_timeout_ms: int = 30_000
+    size: int = _table_default("DB_POOL_SIZE")
+    connect_timeout: float = _table_default("DB_CONNECT_TIMEOUT")
+    statement_timeout_ms: int = _table_default("DB_STATEMENT_TIMEOUT_MS")
+    lock_timeout_ms: int = _table_default("DB_LOCK_TIMEOUT_MS")
+    idle_in_transaction_timeout_ms: int = _table_default("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS")
 
 
 class Migrations(Protocol):

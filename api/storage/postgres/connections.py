@@ -22,13 +22,6 @@ from api.storage.base import PoolSettings
 from api.storage.errors import BackendError, Conflict, StorageError, Unavailable
 from api.storage.postgres.schema import migrate
 
-# A session waiting this long for a row or table lock gives up (Unavailable("writes")); a
-# session idle this long inside a transaction (a frozen or stopped client) is ended by the
-# server, its locks released: a stuck process never blocks the others for longer.
-LOCK_TIMEOUT_MS = 10_000
-IDLE_IN_TRANSACTION_TIMEOUT_MS = 15_000
-
-
 _pools: dict[tuple[int, str, PoolSettings], ConnectionPool[Any]] = {}
 _inherited: list[Any] = []  # a parent's pools: kept, never used nor closed
 _pools_lock = threading.Lock()
@@ -60,6 +53,12 @@ def where(url: str) -> str:
 
 
 def _configure(options: PoolSettings) -> Callable[[psycopg.Connection[Any]], None]:
+    """Every pooled session's limits: a statement running past DB_STATEMENT_TIMEOUT_MS is
+    cancelled; one waiting DB_LOCK_TIMEOUT_MS for a row or table lock gives up
+    (Unavailable("writes")); a session idle DB_IDLE_IN_TRANSACTION_TIMEOUT_MS inside a
+    transaction (a frozen or stopped client) is ended by the server, its locks released: a
+    stuck process never blocks the others for longer."""
+
     def configure(conn: psycopg.Connection[Any]) -> None:
         conn.autocommit = True
         migrate(conn)  # a version check once the schema is current
@@ -69,8 +68,8 @@ def _configure(options: PoolSettings) -> Callable[[psycopg.Connection[Any]], Non
             " set_config('idle_in_transaction_session_timeout', %s, false)",
             (
                 str(options.statement_timeout_ms),
-                str(min(LOCK_TIMEOUT_MS, options.statement_timeout_ms)),
-                str(IDLE_IN_TRANSACTION_TIMEOUT_MS),
+                str(min(options.lock_timeout_ms, options.statement_timeout_ms)),
+                str(options.idle_in_transaction_timeout_ms),
             ),
         )
 
