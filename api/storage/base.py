@@ -1,8 +1,10 @@
 """The storage seam: what the rest of the application codes against.
 
-A backend (today ``api.storage.sqlite``; PostgreSQL next) implements every protocol here,
-raises only ``api.storage.errors`` and returns only ``api.storage.rows`` types.
-``api.storage.open_backend`` is the one factory that picks it from DATABASE_URL.
+A backend (``api.storage.sqlite``, ``api.storage.postgres``) implements every protocol here,
+raises only ``api.storage.errors`` and returns only ``api.storage.rows`` types; the queue and the
+repository are one implementation for both (``queue_sql``, ``repository_sql``) over each
+backend's ``api.storage.dialect.Dialect``. ``api.storage.open_backend`` is the one factory that
+picks the backend from DATABASE_URL.
 """
 
 from __future__ import annotations
