@@ -1,8 +1,9 @@
 """The PostgreSQL backend (api.storage.postgres) on a throwaway cluster: a pool per process
 opened after fork, migrations under an advisory lock with many processes starting at once,
-uploads streamed in and out of the database, executors woken by NOTIFY, a stopped client
-inside a transaction blocking nobody, connection loss as Unavailable, and the password in no
-message."""
+uploads streamed in and out of the database, executors woken by NOTIFY, the session limits
+(DB_LOCK_TIMEOUT_MS, DB_IDLE_IN_TRANSACTION_TIMEOUT_MS): a stopped client inside a transaction
+blocking nobody, a held lock failing the waiter fast; connection loss as Unavailable, and the
+password in no message."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from support.backends import PostgresInspector, add_documents
 from support.postgres import PASSWORD, Cluster, start_cluster
 from support.waiting import wait_for
 
-from api import storage
+from api import config, storage
+from api.config import ConfigError
 from api.storage.postgres import connections as pg_connections
 from api.storage.postgres import schema as pg_schema
 
@@ -80,7 +82,8 @@ def test_a_forked_child_opens_its_own_pool_and_the_parent_keeps_working(
 MIGRATE_AT_ONCE = r"""
 import sys, time
 from pathlib import Path
-from api import storage
+from api import config, storage
+from api.config import ConfigError
 start = float(sys.argv[3])
 while time.time() < start:
     time.sleep(0.001)
@@ -139,7 +142,8 @@ import io, resource, sys
 from pathlib import Path
 sys.path.insert(0, "tests")
 from test_storage_postgres import _Bytes
-from api import storage
+from api import config, storage
+from api.config import ConfigError
 size = int(sys.argv[3])
 backend = storage.open_backend(Path(sys.argv[1]), sys.argv[2])
 dataset = backend.store.create_dataset("t", {"name": "big", "parser_config": {}})
@@ -334,6 +338,21 @@ def test_the_session_limits_are_set_on_every_pooled_connection(
             " current_setting('idle_in_transaction_session_timeout') AS idle"
         ).fetchone()
     assert shown == {"lock": "10s", "idle": "15s"}
+
+
+def test_the_session_limits_are_settings_of_the_one_table() -> None:
+    env = {"DB_LOCK_TIMEOUT_MS": "700", "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS": "9000"}
+    pool = config.load(env).pool
+    assert (pool.lock_timeout_ms, pool.idle_in_transaction_timeout_ms) == (700, 9000)
+    assert config.load({}).pool == storage.PoolSettings()  # the same defaults, from the table
+    for name, raw in [
+        ("DB_LOCK_TIMEOUT_MS", "0"),
+        ("DB_LOCK_TIMEOUT_MS", "10s"),
+        ("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "999"),
+        ("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "86400001"),
+    ]:
+        with pytest.raises(ConfigError, match=f"{name}={raw!r}: invalid; accepted: an integer"):
+            config.load({name: raw})
 
 
 def test_a_lock_held_past_the_lock_timeout_fails_the_waiter_fast_and_clearly(

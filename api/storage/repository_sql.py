@@ -313,7 +313,8 @@ class SqlStorage:
     def list_documents(
         self, dataset_id: str, flt: DocumentFilter, page: Page
     ) -> tuple[list[DocumentRow], int]:
-        where, args = ["dataset_id = ?"], [dataset_id]
+        where = ["dataset_id = ?"]
+        args: list[Any] = [dataset_id]
         if flt.keywords:
             where.append(f"name {self.db.like} ? ESCAPE '\\'")
             args.append(codec.like(flt.keywords))
@@ -330,10 +331,10 @@ class SqlStorage:
                 args.extend(more)
         if flt.create_time_from:
             where.append("create_time >= ?")
-            args.append(flt.create_time_from)  # type: ignore[arg-type]
+            args.append(flt.create_time_from)
         if flt.create_time_to:
             where.append("create_time <= ?")
-            args.append(flt.create_time_to)  # type: ignore[arg-type]
+            args.append(flt.create_time_to)
         order = flt.orderby if flt.orderby in ("update_time", "name", "size") else "create_time"
         direction = "DESC" if flt.desc else "ASC"  # ties: insertion order, same direction
         rows, total = self._page(
