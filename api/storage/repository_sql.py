@@ -315,26 +315,21 @@ class SqlStorage:
     ) -> tuple[list[DocumentRow], int]:
         where = ["dataset_id = ?"]
         args: list[Any] = [dataset_id]
-        if flt.keywords:
-            where.append(f"name {self.db.like} ? ESCAPE '\\'")
-            args.append(codec.like(flt.keywords))
-        if flt.doc_id:
-            where.append("id = ?")
-            args.append(flt.doc_id)
-        if flt.name:
-            where.append("name = ?")
-            args.append(flt.name)
+        for condition, value in (  # each filter that is set: its condition and argument
+            (f"name {self.db.like} ? ESCAPE '\\'", flt.keywords and codec.like(flt.keywords)),
+            ("id = ?", flt.doc_id),
+            ("name = ?", flt.name),
+            ("create_time >= ?", flt.create_time_from),
+            ("create_time <= ?", flt.create_time_to),
+        ):
+            if value:
+                where.append(condition)
+                args.append(value)
         for column, values in (("suffix", flt.suffixes), ("run", flt.runs)):
             if values:
                 condition, more = self.db.among(column, values)
                 where.append(condition)
                 args.extend(more)
-        if flt.create_time_from:
-            where.append("create_time >= ?")
-            args.append(flt.create_time_from)
-        if flt.create_time_to:
-            where.append("create_time <= ?")
-            args.append(flt.create_time_to)
         order = flt.orderby if flt.orderby in ("update_time", "name", "size") else "create_time"
         direction = "DESC" if flt.desc else "ASC"  # ties: insertion order, same direction
         rows, total = self._page(
