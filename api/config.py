@@ -100,6 +100,8 @@ def load(
             size=_int(found, "DB_POOL_SIZE"),
             connect_timeout=_int(found, "DB_CONNECT_TIMEOUT"),
             statement_timeout_ms=_int(found, "DB_STATEMENT_TIMEOUT_MS"),
+            lock_timeout_ms=_int(found, "DB_LOCK_TIMEOUT_MS"),
+            idle_in_transaction_timeout_ms=_int(found, "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS"),
         ),
     )
 

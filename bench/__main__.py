@@ -7,18 +7,9 @@ import subprocess
 import sys
 
 from bench import REPO_ROOT
+from bench.summary import SECTIONS
 
-BENCHMARKS = (
-    "web_throughput",
-    "worker_classes",
-    "operations",
-    "memory",
-    "ingestion",
-    "abusive",
-    "proxy",
-    "metrics_overhead",
-    "scale_out",
-)
+BENCHMARKS = tuple(SECTIONS)  # every benchmark with a section in docs/BENCHMARKS.md, in its order
 
 
 def main(argv: list[str]) -> int:

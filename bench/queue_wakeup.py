@@ -1,6 +1,6 @@
 """Enqueue-to-claim latency of an idle task executor, SQLite (polling every
 TASK_POLL_INTERVAL_MS) side by side with PostgreSQL (woken by LISTEN/NOTIFY), interleaved in
-one run.
+one run; the figures go to bench/results/queue_wakeup.json (+ .png) and docs/BENCHMARKS.md.
 
 One real ``python -m api.task_executor`` per backend waits idle; the benchmark queues one small
 document at a random moment and waits until the document shows the claim (polled every
@@ -27,8 +27,11 @@ from typing import Any
 
 from api import storage
 from bench import REPO_ROOT
+from bench.report import Panel, Run, table, verdict
 
+NAME = "queue_wakeup"
 POLL_MS = 500  # the default TASK_POLL_INTERVAL_MS
+TARGET_MS = 50  # the issue's target for PostgreSQL's enqueue-to-claim
 
 
 def _executor(data_dir: Path, url: str) -> subprocess.Popen[bytes]:
@@ -67,10 +70,11 @@ def _sample(backend: storage.Backend, dataset: Any, n: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.queue_wakeup", description=__doc__)
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=__doc__)
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--database-url", default="")
     args = parser.parse_args(argv)
+    run = Run(NAME)
     cluster = None
     url = args.database_url
     if not url:
@@ -105,24 +109,68 @@ def main(argv: list[str] | None = None) -> int:
                 for name in rng.sample(sorted(backends), 2):  # interleaved, order shuffled
                     time.sleep(rng.uniform(0.1, 0.6))  # a random phase of the poll
                     latencies[name].append(_sample(backends[name], datasets[name], n))
-            for name, values in latencies.items():
-                ms = sorted(v * 1000 for v in values)
-                print(
-                    f"{name:10s} enqueue-to-claim: p50 {statistics.median(ms):7.1f} ms,"
-                    f" p95 {ms[int(0.95 * (len(ms) - 1))]:7.1f} ms, max {ms[-1]:7.1f} ms"
-                    f" ({len(ms)} samples)"
-                )
-            ratio = statistics.median(latencies["sqlite"]) / statistics.median(
-                latencies["postgresql"]
-            )
-            print(f"median ratio sqlite/postgresql: {ratio:.1f}x")
     finally:
         for proc in procs:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         if cluster is not None:
             cluster.stop()
+    rows = {name: _summary(values) for name, values in latencies.items()}
+    ratio = rows["sqlite"]["p50_ms"] / max(rows["postgresql"]["p50_ms"], 1e-9)
+    measured = rows["postgresql"]["p50_ms"]
+    targets = [
+        {
+            "target": "postgresql enqueue-to-claim p50 (LISTEN/NOTIFY)",
+            "measured": measured,
+            "goal": f"< {TARGET_MS} ms",
+            "verdict": verdict(measured, TARGET_MS, higher_is_better=False),
+        },
+        {
+            "target": "sqlite p50 / postgresql p50",
+            "measured": round(ratio, 1),
+            "goal": "-",
+            "verdict": "-",
+        },
+    ]
+    print(
+        table(
+            ["backend", "samples", "p50 ms", "p95 ms", "max ms"],
+            [[n, r["samples"], r["p50_ms"], r["p95_ms"], r["max_ms"]] for n, r in rows.items()],
+        )
+    )
+    print()
+    print(
+        table(
+            ["target", "measured", "goal", "verdict"],
+            [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets],
+        )
+    )
+    run.save(
+        {
+            "parameters": {"samples": args.samples, "poll_interval_ms": POLL_MS},
+            "backends": [{"backend": n, **r} for n, r in rows.items()],
+            "targets": targets,
+        },
+        [
+            Panel(
+                "enqueue-to-claim",
+                "ms",
+                ["p50", "p95", "max"],
+                {n: [r["p50_ms"], r["p95_ms"], r["max_ms"]] for n, r in rows.items()},
+            )
+        ],
+    )
     return 0
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    ms = sorted(v * 1000 for v in values)
+    return {
+        "samples": len(ms),
+        "p50_ms": round(statistics.median(ms), 1),
+        "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 1),
+        "max_ms": round(ms[-1], 1),
+    }
 
 
 if __name__ == "__main__":

@@ -392,6 +392,30 @@ def scale_out(doc: dict[str, Any]) -> str:
     )
 
 
+def queue_wakeup(doc: dict[str, Any]) -> str:
+    p = doc["parameters"]
+    return "\n\n".join(
+        [
+            _header(doc),
+            f"An idle executor per backend, {p['samples']} documents queued at random moments on "
+            f"each, interleaved: SQLite polls every {p['poll_interval_ms']} ms "
+            "(TASK_POLL_INTERVAL_MS), PostgreSQL wakes on LISTEN/NOTIFY. Enqueue to the claim "
+            "written in the document.",
+            md_table(
+                ["backend", "samples", "p50 ms", "p95 ms", "max ms"],
+                [
+                    [b["backend"], b["samples"], b["p50_ms"], b["p95_ms"], b["max_ms"]]
+                    for b in doc["backends"]
+                ],
+            ),
+            md_table(
+                ["target", "measured", "goal", "verdict"],
+                [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in doc["targets"]],
+            ),
+        ]
+    )
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "web_throughput": ("1. Web throughput and latency", web_throughput),
     "worker_classes": ("2. Worker class and count", worker_classes),
@@ -401,7 +425,8 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "abusive": ("6. Abusive requests", abusive),
     "proxy": ("7. The nginx proxy: cost and slow clients", proxy),
     "metrics_overhead": ("8. What the Prometheus metrics cost", metrics_overhead),
-    "scale_out": ("9. PostgreSQL: executor scaling, two bundles, retrieval", scale_out),
+    "queue_wakeup": ("9. Waking an idle executor: LISTEN/NOTIFY against polling", queue_wakeup),
+    "scale_out": ("10. PostgreSQL: executor scaling, two bundles, retrieval", scale_out),
 }
 
 

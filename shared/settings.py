@@ -886,6 +886,22 @@ SETTINGS: tuple[Setting, ...] = (
         app_env=True,
     ),
     Setting(
+        "DB_LOCK_TIMEOUT_MS",
+        integer(100, 3_600_000),
+        10_000,
+        "PostgreSQL: milliseconds a statement waits for a lock another session holds before it"
+        " fails with 503 (at most DB_STATEMENT_TIMEOUT_MS)",
+        app_env=True,
+    ),
+    Setting(
+        "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+        integer(1000, 86_400_000),
+        15_000,
+        "PostgreSQL: milliseconds a session may sit idle inside a transaction (a frozen process)"
+        " before the server ends it and releases its locks",
+        app_env=True,
+    ),
+    Setting(
         "RAGFLOW_API_KEY",
         API_KEY,
         None,

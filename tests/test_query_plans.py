@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.backends import SqliteStore
 
 from api import storage
 from api.storage import Page
-from api.storage.sqlite.repository import SqliteStorage
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,8 @@ def per_row_fts_scans(plan: list[PlanRow]) -> list[str]:
 @pytest.fixture(params=[False, True], ids=["fresh", "analyzed"])
 def seeded(
     tmp_path: Path, request: pytest.FixtureRequest
-) -> tuple[SqliteStorage, storage.DocumentRow]:
-    store = SqliteStorage(tmp_path)
+) -> tuple[SqliteStore, storage.DocumentRow]:
+    store = SqliteStore(tmp_path)
     ds = store.create_dataset("t", {"name": "ds", "chunk_method": "naive", "parser_config": {}})
     doc = store.add_documents(ds, [storage.Upload("a.txt", "txt", "doc", io.BytesIO(b"x"))], "t")[0]
     words = ["alpha", "beta", "gamma", "delta", "epsilon"]
@@ -70,7 +70,7 @@ def seeded(
 
 
 def test_the_checker_finds_the_old_per_row_join(tmp_path: Path) -> None:
-    store = SqliteStorage(tmp_path)
+    store = SqliteStore(tmp_path)
     doc = {"id": "d"}
     old = (
         "SELECT COUNT(*) FROM chunks c JOIN chunks_fts f ON f.rowid = c.seq"
@@ -80,7 +80,7 @@ def test_the_checker_finds_the_old_per_row_join(tmp_path: Path) -> None:
 
 
 def test_no_statement_scans_the_fts_table_per_row(
-    seeded: tuple[SqliteStorage, storage.DocumentRow],
+    seeded: tuple[SqliteStore, storage.DocumentRow],
 ) -> None:
     store, doc = seeded
     statements: list[str] = []

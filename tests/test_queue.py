@@ -13,9 +13,9 @@ import pytest
 from support.backends import BACKENDS, Inspector, SqliteInspector, add_documents
 
 from api import config, storage
+from api.storage import queue_sql
 from api.storage.sqlite import connections as sqlite_connection
 from api.storage.sqlite import schema as sqlite_schema
-from api.storage.sqlite import tasks as sqlite_queue
 
 
 @pytest.fixture
@@ -434,7 +434,7 @@ def test_claims_and_turns_are_index_look_ups(
     conn: sqlite3.Connection, sqlite_tasks: storage.TaskQueue
 ) -> None:
     for sql, args in [
-        (sqlite_queue._FIRST_QUEUED, ()),
+        (queue_sql.candidate_queries("rowid")[0], ()),
         ("SELECT MAX(turn) FROM tasks WHERE tenant_id = ? AND state = 'queued'", ("t",)),
         (
             "SELECT turn FROM tasks WHERE state = 'queued' AND lease_expires IS NULL"

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.backends import SqliteStore
 
 from api import search, storage, text
 from api.storage import Page
 from api.storage.sqlite.connections import MMAP_SIZE, connection
-from api.storage.sqlite.repository import SqliteStorage
 
 WORDS = [
     "apple",
@@ -112,7 +112,7 @@ def _reference(
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     data_dir: Path = tmp_path_factory.mktemp("scoring")
-    store = SqliteStorage(data_dir)
+    store = SqliteStore(data_dir)
     ds = store.create_dataset("t", {"name": "ds", "chunk_method": "naive", "parser_config": {}})
     uploads = [storage.Upload(n, "txt", "doc", io.BytesIO(b"x")) for n in NAMES]
     docs = store.add_documents(ds, uploads, "t")

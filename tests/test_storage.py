@@ -14,21 +14,21 @@ from typing import Any
 
 import pytest
 import xxhash
+from support.backends import SqliteStore
 from support.waiting import wait_for
 
 from api import storage
+from api.storage import document_state
 from api.storage.sqlite import connections as sqlite_backend
-from api.storage.sqlite import document_state
-from api.storage.sqlite.repository import SqliteStorage
 from api.storage.sqlite.schema import MIGRATIONS, migrate
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStorage:
-    return SqliteStorage(tmp_path)
+def store(tmp_path: Path) -> SqliteStore:
+    return SqliteStore(tmp_path)
 
 
-def _doc(store: SqliteStorage, name: str = "a.txt") -> storage.DocumentRow:
+def _doc(store: SqliteStore, name: str = "a.txt") -> storage.DocumentRow:
     ds = store.create_dataset("t", {"name": "ds", "chunk_method": "naive", "parser_config": {}})
     upload = storage.Upload(name, "txt", "doc", io.BytesIO(b"bytes"))
     return store.add_documents(ds, [upload], "t")[0]
@@ -93,7 +93,7 @@ def test_writers_queue_on_the_writer_lock_and_time_out_naming_the_holder(
     for the first (and gets Unavailable naming the lock and its holder when BUSY_TIMEOUT_MS
     passes), then writes."""
     monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT_MS", 300)
-    store = SqliteStorage(tmp_path)
+    store = SqliteStore(tmp_path)
     outcome: list[str] = []
     release = threading.Event()
     written = threading.Event()
@@ -147,7 +147,7 @@ def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
 
 
 def test_replace_document_chunks_in_the_callers_transaction(
-    store: SqliteStorage, tmp_path: Path
+    store: SqliteStore, tmp_path: Path
 ) -> None:
     doc = _doc(store)
     conn = sqlite_backend.connection(tmp_path / "ragflow.db")
@@ -157,7 +157,7 @@ def test_replace_document_chunks_in_the_callers_transaction(
         {"content": "first piece"},  # same content: same id, kept once
     ]
     with sqlite_backend.transaction(conn):
-        counts = document_state.replace_document_chunks(conn, doc["id"], chunks)
+        counts = document_state.replace_document_chunks(store.db, conn, doc["id"], chunks)
         assert conn.in_transaction
     assert counts[0] == 2 and counts[1] == 7 + 2
     expected_id = xxhash.xxh64(("first piece" + doc["id"]).encode()).hexdigest()
@@ -166,27 +166,29 @@ def test_replace_document_chunks_in_the_callers_transaction(
     assert store.get_document(doc["dataset_id"], doc["id"])["chunk_count"] == 2  # type: ignore[index]
 
     with pytest.raises(RuntimeError), sqlite_backend.transaction(conn):
-        document_state.replace_document_chunks(conn, doc["id"], [{"content": "replacement"}])
+        document_state.replace_document_chunks(
+            store.db, conn, doc["id"], [{"content": "replacement"}]
+        )
         raise RuntimeError("the caller fails after replacing")
     assert store.list_chunks(doc["id"], storage.Page())[1] == 2  # rolled back with the caller
     assert store.search_chunks([doc["dataset_id"]], [], ["replacement"], 10) == []
 
 
 def test_a_disabled_documents_new_chunks_are_not_available(
-    store: SqliteStorage, tmp_path: Path
+    store: SqliteStore, tmp_path: Path
 ) -> None:
     doc = store.update_document(_doc(store), {"status": "0"})
     conn = sqlite_backend.connection(tmp_path / "ragflow.db")
     with sqlite_backend.transaction(conn):
-        document_state.replace_document_chunks(conn, doc["id"], [{"content": "hidden words"}])
+        document_state.replace_document_chunks(
+            store.db, conn, doc["id"], [{"content": "hidden words"}]
+        )
     assert store.search_chunks([doc["dataset_id"]], [], ["hidden"], 10) == []
     store.update_document(doc, {"status": "1"})
     assert len(store.search_chunks([doc["dataset_id"]], [], ["hidden"], 10)) == 1
 
 
-def test_fts_index_follows_updates_deletes_and_cascades(
-    store: SqliteStorage, tmp_path: Path
-) -> None:
+def test_fts_index_follows_updates_deletes_and_cascades(store: SqliteStore, tmp_path: Path) -> None:
     doc = _doc(store, "Quarterly Report.txt")
     chunk = store.add_chunk(doc, {"content": "revenue grew"})
     ds = [doc["dataset_id"]]
@@ -209,7 +211,7 @@ class _FailingStream(io.BytesIO):
         raise OSError("client went away")
 
 
-def test_an_upload_that_fails_midway_leaves_nothing(store: SqliteStorage) -> None:
+def test_an_upload_that_fails_midway_leaves_nothing(store: SqliteStore) -> None:
     ds = store.create_dataset("t", {"name": "ds", "chunk_method": "naive", "parser_config": {}})
     uploads = [
         storage.Upload("ok.txt", "txt", "doc", io.BytesIO(b"fine")),
@@ -222,7 +224,7 @@ def test_an_upload_that_fails_midway_leaves_nothing(store: SqliteStorage) -> Non
     assert list((store.files.files_dir / ".staging").iterdir()) == []
 
 
-def test_name_conflicts(store: SqliteStorage) -> None:
+def test_name_conflicts(store: SqliteStore) -> None:
     a = store.create_dataset("t", {"name": "A"})
     store.create_dataset("t", {"name": "B"})
     with pytest.raises(storage.Conflict, match="Dataset name 'b' already exists"):
@@ -230,7 +232,7 @@ def test_name_conflicts(store: SqliteStorage) -> None:
     assert store.create_dataset("other", {"name": "a"})["name"] == "a"
 
 
-def test_a_deleted_database_is_refused_and_never_recreated(store: SqliteStorage) -> None:
+def test_a_deleted_database_is_refused_and_never_recreated(store: SqliteStore) -> None:
     store.create_dataset("t", {"name": "kept"})
     store.db_path.unlink()
     with pytest.raises(storage.Unavailable, match="was deleted while the service was running"):
@@ -243,7 +245,7 @@ def test_a_deleted_database_is_refused_and_never_recreated(store: SqliteStorage)
 
 
 def test_a_replaced_database_is_refused_until_the_original_is_back(
-    store: SqliteStorage,
+    store: SqliteStore,
 ) -> None:
     store.create_dataset("t", {"name": "kept"})
     saved = store.db_path.with_name("saved.db")
@@ -267,7 +269,7 @@ def test_a_replaced_database_is_refused_until_the_original_is_back(
 
 def test_new_database_files_are_private(tmp_path: Path) -> None:
     data = tmp_path / "fresh" / "data"
-    store = SqliteStorage(data)
+    store = SqliteStore(data)
     store.create_dataset("t", {"name": "a"})
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in [data, *data.iterdir()]}
     assert modes == {
@@ -280,7 +282,7 @@ def test_new_database_files_are_private(tmp_path: Path) -> None:
 
 
 def test_writer_lock_probe_answers_fast_and_reports_a_long_hold(
-    store: SqliteStorage, monkeypatch: pytest.MonkeyPatch
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import fcntl
     import time
@@ -309,7 +311,7 @@ def test_writer_lock_probe_answers_fast_and_reports_a_long_hold(
 
 
 def test_a_database_restored_while_nothing_has_it_open_is_adopted(
-    store: SqliteStorage,
+    store: SqliteStore,
 ) -> None:
     store.create_dataset("t", {"name": "before-backup"})
     backup = store.db_path.with_name("backup.db")
@@ -325,7 +327,7 @@ def test_a_database_restored_while_nothing_has_it_open_is_adopted(
 
 
 def test_sqlites_own_lock_held_outside_the_protocol_is_reported_after_a_while(
-    store: SqliteStorage, monkeypatch: pytest.MonkeyPatch
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A program that writes without the writer lock (the sqlite3 shell) holds SQLite's own
     write lock: the probe answers within about half a second and reports it once it lasts."""

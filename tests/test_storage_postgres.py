@@ -1,8 +1,9 @@
 """The PostgreSQL backend (api.storage.postgres) on a throwaway cluster: a pool per process
 opened after fork, migrations under an advisory lock with many processes starting at once,
-uploads streamed in and out of the database, executors woken by NOTIFY, a stopped client
-inside a transaction blocking nobody, connection loss as Unavailable, and the password in no
-message."""
+uploads streamed in and out of the database, executors woken by NOTIFY, the session limits
+(DB_LOCK_TIMEOUT_MS, DB_IDLE_IN_TRANSACTION_TIMEOUT_MS): a stopped client inside a transaction
+blocking nobody, a held lock failing the waiter fast; connection loss as Unavailable, and the
+password in no message."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from support.backends import PostgresInspector, add_documents
 from support.postgres import PASSWORD, Cluster, start_cluster
 from support.waiting import wait_for
 
-from api import storage
+from api import config, storage
+from api.config import ConfigError
 from api.storage.postgres import connections as pg_connections
 from api.storage.postgres import schema as pg_schema
 
@@ -80,7 +82,8 @@ def test_a_forked_child_opens_its_own_pool_and_the_parent_keeps_working(
 MIGRATE_AT_ONCE = r"""
 import sys, time
 from pathlib import Path
-from api import storage
+from api import config, storage
+from api.config import ConfigError
 start = float(sys.argv[3])
 while time.time() < start:
     time.sleep(0.001)
@@ -139,7 +142,8 @@ import io, resource, sys
 from pathlib import Path
 sys.path.insert(0, "tests")
 from test_storage_postgres import _Bytes
-from api import storage
+from api import config, storage
+from api.config import ConfigError
 size = int(sys.argv[3])
 backend = storage.open_backend(Path(sys.argv[1]), sys.argv[2])
 dataset = backend.store.create_dataset("t", {"name": "big", "parser_config": {}})
@@ -213,15 +217,18 @@ def test_an_enqueue_wakes_a_waiting_executor_at_once(backend: storage.Backend) -
     assert woke[0] - enqueued < 5, "woken by the notification, not by a timeout"
 
 
+# argv: url, task id, DB_IDLE_IN_TRANSACTION_TIMEOUT_MS of the client that stops
 LOCK_AND_STOP = r"""
 import os, signal, sys
 from api.storage import PoolSettings
 from api.storage.postgres import connections
-with connections.transaction(sys.argv[1], PoolSettings()) as conn:
+options = PoolSettings(idle_in_transaction_timeout_ms=int(sys.argv[3]))
+with connections.transaction(sys.argv[1], options) as conn:
     conn.execute("SELECT id FROM tasks WHERE id = %s FOR UPDATE", (sys.argv[2],))
     print("locked", flush=True)
     os.kill(os.getpid(), signal.SIGSTOP)
 """
+IDLE_MS = 2000
 
 
 def test_a_client_stopped_inside_a_transaction_blocks_no_one(
@@ -230,7 +237,7 @@ def test_a_client_stopped_inside_a_transaction_blocks_no_one(
     dataset_id, docs = add_documents(backend.store, "t", ["a.txt", "b.txt"], {})
     first, second = backend.tasks.enqueue_parse(dataset_id, docs)
     frozen = subprocess.Popen(
-        [sys.executable, "-c", LOCK_AND_STOP, pg_database, first],
+        [sys.executable, "-c", LOCK_AND_STOP, pg_database, first, str(IDLE_MS)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -244,11 +251,11 @@ def test_a_client_stopped_inside_a_transaction_blocks_no_one(
         task = backend.tasks.claim("c_other", 30)
         assert task is not None and task.id == second
         assert time.monotonic() - started < 5
-        # the server ends the stopped session (idle_in_transaction_session_timeout): its task
+        # the server ends the stopped session (DB_IDLE_IN_TRANSACTION_TIMEOUT_MS): its task
         # becomes claimable again without anyone touching the stopped process
         claimed = wait_for(
             lambda: backend.tasks.claim("c_other", 30),
-            pg_connections.IDLE_IN_TRANSACTION_TIMEOUT_MS / 1000 + 20,
+            IDLE_MS / 1000 + 20,
             "the stopped client's lock to be released",
         )
         assert claimed.id == first
@@ -307,16 +314,68 @@ def test_a_server_restart_is_unavailable_then_service_resumes(
     assert "PANIC" not in own_cluster.log()
 
 
-def test_the_session_limits_are_set_on_every_pooled_connection(backend: storage.Backend) -> None:
+LIMITS = storage.PoolSettings(
+    size=2, statement_timeout_ms=20_000, lock_timeout_ms=700, idle_in_transaction_timeout_ms=9000
+)
+
+
+def test_the_session_limits_are_set_on_every_pooled_connection(
+    tmp_path: Path, pg_database: str
+) -> None:
+    backend = storage.open_backend(tmp_path, pg_database, LIMITS)
     backend.store.list_keys()
-    url = backend.store.url  # type: ignore[attr-defined]
-    with pg_connections.connection(url, storage.PoolSettings()) as conn:
+    with pg_connections.connection(pg_database, LIMITS) as conn:
         shown = conn.execute(
             "SELECT current_setting('lock_timeout') AS lock,"
             " current_setting('idle_in_transaction_session_timeout') AS idle,"
             " current_setting('statement_timeout') AS statement"
         ).fetchone()
-    assert shown == {"lock": "10s", "idle": "15s", "statement": "30s"}
+    assert shown == {"lock": "700ms", "idle": "9s", "statement": "20s"}
+    defaults = storage.PoolSettings()  # the settings table's defaults
+    with pg_connections.connection(pg_database, defaults) as conn:
+        shown = conn.execute(
+            "SELECT current_setting('lock_timeout') AS lock,"
+            " current_setting('idle_in_transaction_session_timeout') AS idle"
+        ).fetchone()
+    assert shown == {"lock": "10s", "idle": "15s"}
+
+
+def test_the_session_limits_are_settings_of_the_one_table() -> None:
+    env = {"DB_LOCK_TIMEOUT_MS": "700", "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS": "9000"}
+    pool = config.load(env).pool
+    assert (pool.lock_timeout_ms, pool.idle_in_transaction_timeout_ms) == (700, 9000)
+    assert config.load({}).pool == storage.PoolSettings()  # the same defaults, from the table
+    for name, raw in [
+        ("DB_LOCK_TIMEOUT_MS", "0"),
+        ("DB_LOCK_TIMEOUT_MS", "10s"),
+        ("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "999"),
+        ("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "86400001"),
+    ]:
+        with pytest.raises(ConfigError, match=f"{name}={raw!r}: invalid; accepted: an integer"):
+            config.load({name: raw})
+
+
+def test_a_lock_held_past_the_lock_timeout_fails_the_waiter_fast_and_clearly(
+    tmp_path: Path, pg_database: str
+) -> None:
+    """Another session holds the datasets table; a write that needs it waits no longer than
+    DB_LOCK_TIMEOUT_MS (not the statement timeout, not forever), then fails with the seam's
+    Unavailable("writes") naming the cause; once the lock is gone, the write succeeds."""
+    backend = storage.open_backend(tmp_path, pg_database, LIMITS)
+    backend.store.list_keys()  # migrated, pooled
+    with psycopg.connect(pg_database) as holder:  # a transaction until the block ends
+        holder.execute("LOCK TABLE datasets IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        with pytest.raises(storage.Unavailable) as blocked:
+            backend.store.create_dataset("t", {"name": "waits"})
+        waited = time.monotonic() - started
+        assert blocked.value.component == "writes"
+        assert "lock timeout" in str(blocked.value) and "another session holds a lock" in str(
+            blocked.value
+        )
+        assert PASSWORD not in str(blocked.value)
+        assert LIMITS.lock_timeout_ms / 1000 <= waited < LIMITS.statement_timeout_ms / 1000 / 2
+    assert backend.store.create_dataset("t", {"name": "waits"})["name"] == "waits"
 
 
 def test_admin_migrate_reports_the_version_without_the_password(

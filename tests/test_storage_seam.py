@@ -104,6 +104,69 @@ def test_the_scan_lets_plain_code_and_prose_through() -> None:
     assert violations(source, "sample.py") == []
 
 
+# --- one queue and one repository: the backends differ only behind the Dialect -------------
+
+SHARED_SQL = (
+    "dialect.py",
+    "document_state.py",
+    "queue_sql.py",
+    "repository_sql.py",
+    "transfer_sql.py",
+)
+# spellings only one engine speaks: they belong to a backend's dialect
+DIALECT_ONLY = re.compile(
+    r"%s|\bFOR UPDATE\b|SKIP LOCKED|COLLATE|\bILIKE\b|= ANY\(|\browid\b|\bGREATEST\(|\bMAX\(\w+ -"
+    r"|INSERT OR |chunks_fts|\bfts\b|tsvector|tsquery|pg_notify|\bbm25\(|PRAGMA",
+    re.I,
+)
+
+
+def dialect_violations(source: str, name: str) -> list[str]:
+    """Imports of a driver or a backend, and one engine's spellings in SQL text (docstrings,
+    which may name them, aside)."""
+    found = []
+    tree = ast.parse(source, name)
+    prose = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            modules = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+            )
+            for module in modules:
+                if module.split(".")[0] in DRIVERS or module.startswith(
+                    ("api.storage.sqlite", "api.storage.postgres")
+                ):
+                    found.append(f"{name}:{line}: imports {module}")
+        text = node.value if isinstance(node, ast.Constant) else None
+        if isinstance(text, str) and id(node) not in prose and (match := DIALECT_ONLY.search(text)):
+            found.append(f"{name}:{line}: one engine's SQL: {match.group(0)!r}")
+    return found
+
+
+def test_the_shared_queue_and_repository_speak_no_engines_dialect() -> None:
+    found = [v for name in SHARED_SQL for v in dialect_violations((SEAM / name).read_text(), name)]
+    assert found == [], "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import psycopg",
+        "from api.storage.postgres.fulltext import fts_words",
+        'q = "SELECT id FROM tasks LIMIT 1 FOR UPDATE SKIP LOCKED"',
+        'q = "SELECT 1 FROM documents WHERE id = %s"',
+        'q = "name = ? COLLATE NOCASE"',
+        'q = "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?"',
+        'q = "INSERT OR IGNORE INTO chunks (id) VALUES (?)"',
+    ],
+)
+def test_the_dialect_scan_catches_each_kind(source: str) -> None:
+    assert dialect_violations(source, "sample.py")
+
+
 # --- DATABASE_URL: one rule, both ends ----------------------------------------------------
 
 URLS = [

@@ -1,8 +1,10 @@
 """The storage seam: what the rest of the application codes against.
 
-A backend (today ``api.storage.sqlite``; PostgreSQL next) implements every protocol here,
-raises only ``api.storage.errors`` and returns only ``api.storage.rows`` types.
-``api.storage.open_backend`` is the one factory that picks it from DATABASE_URL.
+A backend (``api.storage.sqlite``, ``api.storage.postgres``) implements every protocol here,
+raises only ``api.storage.errors`` and returns only ``api.storage.rows`` types; the queue and the
+repository are one implementation for both (``queue_sql``, ``repository_sql``) over each
+backend's ``api.storage.dialect.Dialect``. ``api.storage.open_backend`` is the one factory that
+picks the backend from DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from api.storage.rows import (
     Task,
     Upload,
 )
+from shared import settings
 
 # A chunk given to storage: ``content`` (str), optional ``important_keywords``, ``questions``,
 # ``positions`` (lists), ``available`` (bool), ``token_count`` (int). Identical contents of
@@ -204,15 +207,26 @@ class Heartbeats(Protocol):
         ``stale_after`` seconds."""
 
 
+def _table_default(name: str) -> int:
+    """A setting's default, from the one settings table (shared/settings.py)."""
+    default = settings.BY_NAME[name].default
+    if not isinstance(default, int):
+        raise TypeError(f"{name}: the settings table gives no integer default")
+    return default
+
+
 @dataclass(frozen=True)
 class PoolSettings:
-    """How a server backend (PostgreSQL) connects: DB_POOL_SIZE connections at most per
-    process, DB_CONNECT_TIMEOUT seconds to get one, DB_STATEMENT_TIMEOUT_MS per statement
-    (shared/settings.py documents each). SQLite ignores them."""
+    """How a server backend (PostgreSQL) connects: at most DB_POOL_SIZE connections per
+    process, DB_CONNECT_TIMEOUT seconds to get one; each session's DB_STATEMENT_TIMEOUT_MS,
+    DB_LOCK_TIMEOUT_MS and DB_IDLE_IN_TRANSACTION_TIMEOUT_MS (shared/settings.py documents
+    each and gives the defaults). SQLite ignores them."""
 
-    size: int = 4
-    connect_timeout: float = 5.0
-    statement_timeout_ms: int = 30_000
+    size: int = _table_default("DB_POOL_SIZE")
+    connect_timeout: float = _table_default("DB_CONNECT_TIMEOUT")
+    statement_timeout_ms: int = _table_default("DB_STATEMENT_TIMEOUT_MS")
+    lock_timeout_ms: int = _table_default("DB_LOCK_TIMEOUT_MS")
+    idle_in_transaction_timeout_ms: int = _table_default("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS")
 
 
 class Migrations(Protocol):

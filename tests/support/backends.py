@@ -17,7 +17,22 @@ import psycopg
 from psycopg.rows import dict_row
 
 from api import storage
+from api.storage.repository_sql import SqlStorage
 from api.storage.sqlite import connections
+from api.storage.sqlite.dialect import SqliteDialect
+
+
+class SqliteStore(SqlStorage):
+    """The Storage seam on SQLite with its database file and this thread's connection, for the
+    tests of what is particular to SQLite (pragmas, plans, the writer lock)."""
+
+    def __init__(self, data_dir: Path, db_path: Path | None = None) -> None:
+        self.db_path = db_path if db_path is not None else data_dir / "ragflow.db"
+        super().__init__(SqliteDialect(data_dir, self.db_path), data_dir)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return connections.connection(self.db_path)
 
 
 class Inspector(Protocol):

@@ -6,12 +6,11 @@ A URL's password never reaches a message: messages name the host, port and datab
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -22,13 +21,6 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from api.storage.base import PoolSettings
 from api.storage.errors import BackendError, Conflict, StorageError, Unavailable
 from api.storage.postgres.schema import migrate
-
-# A session waiting this long for a row or table lock gives up (Unavailable("writes")); a
-# session idle this long inside a transaction (a frozen or stopped client) is ended by the
-# server, its locks released: a stuck process never blocks the others for longer.
-LOCK_TIMEOUT_MS = 10_000
-IDLE_IN_TRANSACTION_TIMEOUT_MS = 15_000
-
 
 _pools: dict[tuple[int, str, PoolSettings], ConnectionPool[Any]] = {}
 _inherited: list[Any] = []  # a parent's pools: kept, never used nor closed
@@ -61,6 +53,12 @@ def where(url: str) -> str:
 
 
 def _configure(options: PoolSettings) -> Callable[[psycopg.Connection[Any]], None]:
+    """Every pooled session's limits: a statement running past DB_STATEMENT_TIMEOUT_MS is
+    cancelled; one waiting DB_LOCK_TIMEOUT_MS for a row or table lock gives up
+    (Unavailable("writes")); a session idle DB_IDLE_IN_TRANSACTION_TIMEOUT_MS inside a
+    transaction (a frozen or stopped client) is ended by the server, its locks released: a
+    stuck process never blocks the others for longer."""
+
     def configure(conn: psycopg.Connection[Any]) -> None:
         conn.autocommit = True
         migrate(conn)  # a version check once the schema is current
@@ -70,8 +68,8 @@ def _configure(options: PoolSettings) -> Callable[[psycopg.Connection[Any]], Non
             " set_config('idle_in_transaction_session_timeout', %s, false)",
             (
                 str(options.statement_timeout_ms),
-                str(min(LOCK_TIMEOUT_MS, options.statement_timeout_ms)),
-                str(IDLE_IN_TRANSACTION_TIMEOUT_MS),
+                str(min(options.lock_timeout_ms, options.statement_timeout_ms)),
+                str(options.idle_in_transaction_timeout_ms),
             ),
         )
 
@@ -219,26 +217,3 @@ def translated(exc: psycopg.Error, url: str) -> StorageError:
             "Service resumes as soon as it answers again.",
         )
     return BackendError(f"The PostgreSQL database {place} failed: {exc} ({type(exc).__name__}).")
-
-
-_C = TypeVar("_C", bound=type)
-
-
-def seam(cls: _C) -> _C:
-    """Class decorator: every public method of ``cls`` (whose instances have ``url``) raises
-    the seam's errors, never ``psycopg.Error``."""
-    for name, attr in list(vars(cls).items()):
-        if not name.startswith("_") and callable(attr):
-            setattr(cls, name, _translating(attr))
-    return cls
-
-
-def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except psycopg.Error as exc:
-            raise translated(exc, self.url) from None
-
-    return call

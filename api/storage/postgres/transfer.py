@@ -3,28 +3,28 @@ uploaded files (streamed block by block), for api.storage.data_copy."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import IO, Any
 
 from psycopg.rows import dict_row
 
-from api.storage import files as local
-from api.storage.base import TABLES, PoolSettings
+from api.storage.base import TABLES
+from api.storage.dialect import seam
 from api.storage.postgres import files as db_files
-from api.storage.postgres.connections import connection, seam, transaction
-from api.storage.postgres.document_state import FTS_VALUE, fts_words
+from api.storage.postgres.connections import connection, transaction
+from api.storage.postgres.dialect import PostgresDialect
+from api.storage.transfer_sql import put_rows
 
 FETCH = 1000
 
 
 @seam
 class PostgresTransfer:
-    def __init__(self, data_dir: Path, url: str, options: PoolSettings) -> None:
-        self.url = url
-        self.options = options
-        self.cache = local.LocalFileStore(data_dir)
+    def __init__(self, db: PostgresDialect) -> None:
+        self.db = db
+        self.url = db.url
+        self.options = db.options
+        self.cache = db.files
 
     def rows(self, table: str) -> Iterator[dict[str, Any]]:
         key, columns = TABLES[table]
@@ -35,31 +35,7 @@ class PostgresTransfer:
             yield from cursor
 
     def put_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        key, columns = TABLES[table]
-        marks = ", ".join(["%s"] * len(columns))
-        names = ", ".join(columns)
-        if table == "chunks":
-            names += ", fts"
-            marks += f", {FTS_VALUE}"
-        added = 0
-        with transaction(self.url, self.options) as c:
-            for row in rows:
-                values = [row[col] for col in columns]
-                if table == "chunks":
-                    values.extend(
-                        fts_words(
-                            str(row["content"]),
-                            str(row["docnm"]),
-                            json.loads(row["important_keywords"]),
-                            json.loads(row["questions"]),
-                        )
-                    )
-                added += c.execute(
-                    f"INSERT INTO {table} ({names}) VALUES ({marks})"
-                    f" ON CONFLICT ({key}) DO NOTHING",
-                    values,
-                ).rowcount
-        return added
+        return put_rows(self.db, table, rows)
 
     def has_file(self, document: Mapping[str, Any]) -> bool:
         if int(document["size"]) == 0:

@@ -5,15 +5,14 @@ database file's identity, and the translation of SQLite's errors into the seam's
 from __future__ import annotations
 
 import fcntl
-import functools
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO
 
 from api import text
 from api.storage import fs
@@ -343,29 +342,6 @@ def translated(exc: sqlite3.Error, db_path: Path | None) -> StorageError:
     name = str(getattr(exc, "sqlite_errorname", "")) or type(exc).__name__
     where = db_path if db_path is not None else "the database"
     return BackendError(f"The database {where} failed: {exc} ({name}).")
-
-
-_C = TypeVar("_C", bound=type)
-
-
-def seam(cls: _C) -> _C:
-    """Class decorator: every public method of ``cls`` (whose instances have ``db_path``)
-    raises the seam's errors, never ``sqlite3.Error``."""
-    for name, attr in list(vars(cls).items()):
-        if not name.startswith("_") and callable(attr):
-            setattr(cls, name, _translating(attr))
-    return cls
-
-
-def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
-            raise translated(exc, getattr(self, "db_path", None)) from exc
-
-    return call
 
 
 # -- health probes --------------------------------------------------------------------------

@@ -125,7 +125,7 @@ MIGRATIONS: tuple[str, ...] = (
     # 2: fair claims across tenants. A task carries its tenant and a turn: the tenant's next
     # turn when it was queued (one more than its last queued task, and never earlier than the
     # queue's lowest queued turn). Executors claim the lowest turn first, then the oldest, so
-    # tenants take turns instead of one tenant's backlog delaying everyone (sqlite/tasks.py).
+    # tenants take turns instead of one tenant's backlog delaying everyone (queue_sql.py).
     """
     ALTER TABLE tasks ADD COLUMN tenant_id TEXT NOT NULL DEFAULT '';
     ALTER TABLE tasks ADD COLUMN turn INTEGER NOT NULL DEFAULT 0;

@@ -2,42 +2,29 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import IO, Any
 
 from api.storage.base import TABLES
-from api.storage.files import LocalFileStore, remove
-from api.storage.sqlite.connections import connection, seam, transaction
+from api.storage.dialect import seam
+from api.storage.files import remove
+from api.storage.sqlite.dialect import SqliteDialect
+from api.storage.transfer_sql import put_rows
 
 
 @seam
 class SqliteTransfer:
-    def __init__(self, data_dir: Path, db_path: Path) -> None:
-        self.db_path = db_path
-        self.files = LocalFileStore(data_dir)
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        return connection(self.db_path)
+    def __init__(self, db: SqliteDialect) -> None:
+        self.db = db
+        self.files = db.files
 
     def rows(self, table: str) -> Iterator[dict[str, Any]]:
         key, columns = TABLES[table]
-        for row in self.conn.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {key}"):
+        for row in self.db.conn.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {key}"):
             yield dict(row)
 
     def put_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        _, columns = TABLES[table]
-        added = 0
-        with transaction(self.conn) as c:
-            for row in rows:
-                added += c.execute(
-                    f"INSERT OR IGNORE INTO {table} ({', '.join(columns)})"
-                    f" VALUES ({', '.join('?' * len(columns))})",
-                    [row[col] for col in columns],
-                ).rowcount
-        return added
+        return put_rows(self.db, table, rows)
 
     def has_file(self, document: Mapping[str, Any]) -> bool:
         return self.files.file_path(document).exists()

@@ -1,5 +1,5 @@
-"""The durable parse-task queue and executor heartbeats on PostgreSQL (the SQLite backend's
-rules, in PostgreSQL's dialect).
+"""The durable parse-task queue and executor heartbeats, in SQL both backends run (their
+differences behind api.storage.dialect).
 
 Every operation runs in one transaction on the ``tasks``, ``documents`` and ``executors``
 tables (docs/architecture.md). A task is claimed with a lease (visibility timeout). The
@@ -9,10 +9,10 @@ hold back another's documents. ``(lease_owner, attempts)`` is the fencing token:
 claim that is still current may report progress, complete, fail or release, so a retried or
 duplicated task leaves exactly one set of chunks.
 
-Claims lock the candidate row with ``FOR UPDATE SKIP LOCKED``: executors on many machines
-claim different tasks at once, none waits for another's transaction. Each method runs in one
-transaction from the process's pool, or a savepoint inside the thread's open one (as
-``complete_and_claim`` does). Every enqueue NOTIFYs channel ``ragflow_tasks``.
+Writes run in the dialect's transaction: SQLite's single writer (BEGIN IMMEDIATE after the
+writer lock), or PostgreSQL's, whose claims lock the candidate row with ``FOR UPDATE SKIP
+LOCKED`` so that executors on many machines claim different tasks at once. Inside a thread's
+open transaction (as ``complete_and_claim`` does) an operation is a savepoint.
 """
 
 from __future__ import annotations
@@ -20,24 +20,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import psycopg
-from psycopg.rows import tuple_row
-
 from api.storage import codec
-from api.storage.base import PoolSettings
+from api.storage.dialect import Dialect, Session, seam
+from api.storage.document_state import cancel_open_tasks, replace_document_chunks
 from api.storage.errors import StorageError
-from api.storage.postgres.connections import (
-    connection,
-    drop_listener,
-    listener,
-    seam,
-    transaction,
-)
-from api.storage.postgres.document_state import cancel_open_tasks, replace_document_chunks
 from api.storage.rows import (
     RUN_CANCEL,
     RUN_DONE,
@@ -49,26 +38,16 @@ from api.storage.rows import (
 )
 
 
-class _Rows:
-    """A connection whose statements return plain tuples (this module reads by position)."""
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.conn = conn
-
-    def execute(self, query: str, args: Sequence[Any] = ()) -> Any:
-        return self.conn.cursor(row_factory=tuple_row).execute(query, args)
+def _remove_chunks(db: Dialect, c: Session, doc_id: str) -> None:
+    replace_document_chunks(db, c, doc_id, [])
 
 
-def _remove_chunks(c: _Rows, doc_id: str) -> None:
-    replace_document_chunks(c.conn, doc_id, [])
-
-
-def _doc_msg(conn: _Rows, doc_id: str) -> str:
-    row = conn.execute("SELECT progress_msg FROM documents WHERE id = %s", (doc_id,)).fetchone()
+def _doc_msg(c: Session, doc_id: str) -> str:
+    row = c.execute("SELECT progress_msg FROM documents WHERE id = ?", (doc_id,)).fetchone()
     return str(row[0] or "") if row else ""
 
 
-def _next_turn(c: _Rows, tenant_id: str) -> int:
+def _next_turn(c: Session, tenant_id: str) -> int:
     """The turn of a task the tenant queues now: one after its last queued task, and never
     before the lowest turn still queued. Claims take the lowest turn first (ties: the oldest
     first), so a tenant with one document waits for at most one queued document of each
@@ -76,7 +55,7 @@ def _next_turn(c: _Rows, tenant_id: str) -> int:
     document at a time alternates with the others instead of overtaking them. Two index
     look-ups (tasks_tenant_turn, tasks_fair)."""
     last = c.execute(
-        "SELECT MAX(turn) FROM tasks WHERE tenant_id = %s AND state = 'queued'", (tenant_id,)
+        "SELECT MAX(turn) FROM tasks WHERE tenant_id = ? AND state = 'queued'", (tenant_id,)
     ).fetchone()[0]
     lowest = c.execute(
         "SELECT turn FROM tasks WHERE state = 'queued' AND lease_expires IS NULL"
@@ -85,21 +64,21 @@ def _next_turn(c: _Rows, tenant_id: str) -> int:
     return max(int(last or 0) + 1, int(lowest[0]) if lowest is not None else 1)
 
 
-def _give_up(c: _Rows, row: tuple[Any, ...], now: float) -> None:
+def _give_up(db: Dialect, c: Session, row: tuple[Any, ...], now: float) -> None:
     task_id, doc_id, attempts, last_error = row[0], row[1], row[3], row[4]
     reason = (
         f"gave up after {attempts - 1} attempts"
         f" (last: {last_error or 'the executor stopped before finishing'})"
     )
     c.execute(
-        "UPDATE tasks SET state = 'failed', attempts = %s, lease_owner = NULL,"
-        " lease_expires = NULL, finished_at = %s, last_error = %s WHERE id = %s",
+        "UPDATE tasks SET state = 'failed', attempts = ?, lease_owner = NULL,"
+        " lease_expires = NULL, finished_at = ?, last_error = ? WHERE id = ?",
         (attempts - 1, now, reason, task_id),
     )
-    _remove_chunks(c, doc_id)
+    _remove_chunks(db, c, doc_id)
     c.execute(
-        "UPDATE documents SET run = %s, progress = -1, progress_msg = %s, update_time = %s"
-        " WHERE id = %s",
+        "UPDATE documents SET run = ?, progress = -1, progress_msg = ?, update_time = ?"
+        " WHERE id = ?",
         (
             RUN_FAIL,
             codec.append_msg(_doc_msg(c, doc_id), f"[ERROR] Task {reason}"),
@@ -109,67 +88,61 @@ def _give_up(c: _Rows, row: tuple[Any, ...], now: float) -> None:
     )
 
 
-_READY = "(state = 'queued' OR (state = 'leased' AND lease_expires < %s))"
-_CANDIDATE = (
-    "SELECT id, doc_id, dataset_id, attempts + 1, last_error, state, lease_owner,"
-    " enqueued_at, seq, turn FROM tasks"
-)
-# A queued task never has a lease_expires (every path that queues one clears it), so the
-# queued look-up walks the tasks_fair index in (turn, enqueued_at, rowid) order and stops
-# at the first row: a claim costs the same with 10 or 10,000 tasks queued (one OR query
-# sorted the whole queue each time, inside the write lock). Leased tasks with an expired
-# lease are few (one per executor that died) and sorted.
-_FIRST_QUEUED = (
-    f"{_CANDIDATE} WHERE state = 'queued' AND lease_expires IS NULL"
-    " ORDER BY turn, enqueued_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED"
-)
-_FIRST_EXPIRED = (
-    f"{_CANDIDATE} WHERE state = 'leased' AND lease_expires < %s"
-    " ORDER BY turn, enqueued_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED"
-)
+_READY = "(state = 'queued' OR (state = 'leased' AND lease_expires < ?))"
 
 
-def _next_ready(c: _Rows, now: float) -> Any:
+def candidate_queries(rowid: str) -> tuple[str, str]:
+    """The look-ups of the next queued task and of the next task whose lease ran out.
+
+    A queued task never has a lease_expires (every path that queues one clears it), so the
+    queued look-up walks the tasks_fair index in (turn, enqueued_at, insertion) order and stops
+    at the first row: a claim costs the same with 10 or 10,000 tasks queued (one OR query
+    sorted the whole queue each time, inside the write lock). Leased tasks with an expired
+    lease are few (one per executor that died) and sorted."""
+    select = (
+        "SELECT id, doc_id, dataset_id, attempts + 1, last_error, state, lease_owner,"
+        f" enqueued_at, {rowid}, turn FROM tasks"
+    )
+    order = f" ORDER BY turn, enqueued_at, {rowid} LIMIT 1"
+    return (
+        f"{select} WHERE state = 'queued' AND lease_expires IS NULL{order}",
+        f"{select} WHERE state = 'leased' AND lease_expires < ?{order}",
+    )
+
+
+def _next_ready(db: Dialect, c: Session, now: float) -> Any:
     """The task to claim next (queued, or leased with the lease run out): the lowest turn,
     then the oldest (see _next_turn)."""
+    queued, expired = candidate_queries(db.rowid)
     found = [
         row
         for row in (
-            c.execute(_FIRST_QUEUED).fetchone(),
-            c.execute(_FIRST_EXPIRED, (now,)).fetchone(),
+            c.execute(queued + db.skip_locked).fetchone(),
+            c.execute(expired + db.skip_locked, (now,)).fetchone(),
         )
         if row is not None
     ]
     return min(found, key=lambda row: (row[9], row[7], row[8])) if found else None
 
 
-CHANNEL = "ragflow_tasks"
+_OWNED = "id = ? AND state = 'leased' AND lease_owner = ? AND attempts = ?"
+_ATTEMPT_UNCOUNTED = "CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
 
 
-class _Connected:
-    """The pool a seam class uses, and its transactions with positional rows."""
-
-    def __init__(self, url: str, options: PoolSettings) -> None:
-        self.url = url
-        self.options = options
-
-    @contextmanager
-    def _tx(self) -> Iterator[_Rows]:
-        with transaction(self.url, self.options) as conn:
-            yield _Rows(conn)
-
-    @contextmanager
-    def _read(self) -> Iterator[_Rows]:
-        with connection(self.url, self.options) as conn:
-            yield _Rows(conn)
-
-
-_OWNED = "id = %s AND state = 'leased' AND lease_owner = %s AND attempts = %s"
+def _parser_config(raw: Any) -> dict[str, Any]:
+    try:
+        config = json.loads(raw) if raw else {}
+    except ValueError:  # a broken config must not wedge the claim loop
+        config = {}
+    return config if isinstance(config, dict) else {}
 
 
 @seam
-class PostgresTaskQueue(_Connected):
+class SqlTaskQueue:
     """The TaskQueue seam on the tasks and documents tables."""
+
+    def __init__(self, db: Dialect) -> None:
+        self.db = db
 
     def enqueue_parse(self, dataset_id: str, doc_ids: Sequence[str]) -> list[str]:
         """Reset each document (RUNNING, progress 0, counts 0, chunks removed), cancel
@@ -177,36 +150,33 @@ class PostgresTaskQueue(_Connected):
         Documents not in ``dataset_id`` raise ``LookupError`` and nothing changes."""
         now = time.time()
         task_ids: list[str] = []
-        with self._tx() as c:
-            owner = c.execute(
-                "SELECT tenant_id FROM datasets WHERE id = %s", (dataset_id,)
-            ).fetchone()
-            tenant_id = str(owner[0]) if owner is not None else ""
+        with self.db.write() as c:
+            owner = c.execute("SELECT tenant_id FROM datasets WHERE id = ?", (dataset_id,))
+            found_owner = owner.fetchone()
+            tenant_id = str(found_owner[0]) if found_owner is not None else ""
             for doc_id in doc_ids:
                 found = c.execute(
-                    "SELECT 1 FROM documents WHERE id = %s AND dataset_id = %s",
-                    (doc_id, dataset_id),
+                    "SELECT 1 FROM documents WHERE id = ? AND dataset_id = ?", (doc_id, dataset_id)
                 ).fetchone()
                 if found is None:
                     raise LookupError(f"Document {doc_id} is not in dataset {dataset_id}")
-                cancel_open_tasks(c.conn, doc_id, "superseded by a new parse request", now)
-                _remove_chunks(c, doc_id)
+                cancel_open_tasks(c, doc_id, "superseded by a new parse request", now)
+                _remove_chunks(self.db, c, doc_id)
                 c.execute(
-                    "UPDATE documents SET run = %s, progress = 0, progress_msg = %s,"
-                    " process_begin_at = %s, process_duration = 0, chunk_count = 0,"
-                    " token_count = 0,"
-                    " update_time = %s WHERE id = %s",
+                    "UPDATE documents SET run = ?, progress = 0, progress_msg = ?,"
+                    " process_begin_at = ?, process_duration = 0, chunk_count = 0, token_count = 0,"
+                    " update_time = ? WHERE id = ?",
                     (RUN_RUNNING, f"{codec.stamp(now)} Task queued.", now, int(now * 1000), doc_id),
                 )
                 task_id = uuid.uuid1().hex
                 c.execute(
                     "INSERT INTO tasks (id, doc_id, dataset_id, tenant_id, turn, state, attempts,"
-                    " enqueued_at) VALUES (%s, %s, %s, %s, %s, 'queued', 0, %s)",
+                    " enqueued_at) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?)",
                     (task_id, doc_id, dataset_id, tenant_id, _next_turn(c, tenant_id), now),
                 )
                 task_ids.append(task_id)
-            if task_ids:  # delivered at commit: executors waiting in wait_for_work wake up
-                c.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+            if task_ids:
+                self.db.notify_enqueued(c)
         return task_ids
 
     def cancel_parse(self, dataset_id: str, doc_ids: Sequence[str]) -> int:
@@ -215,19 +185,19 @@ class PostgresTaskQueue(_Connected):
         number of documents changed."""
         now = time.time()
         changed = 0
-        with self._tx() as c:
+        with self.db.write() as c:
             for doc_id in doc_ids:
                 found = c.execute(
-                    "SELECT progress_msg FROM documents WHERE id = %s AND dataset_id = %s",
+                    "SELECT progress_msg FROM documents WHERE id = ? AND dataset_id = ?",
                     (doc_id, dataset_id),
                 ).fetchone()
                 if found is None:
                     continue
-                cancel_open_tasks(c.conn, doc_id, "cancelled", now)
-                _remove_chunks(c, doc_id)
+                cancel_open_tasks(c, doc_id, "cancelled", now)
+                _remove_chunks(self.db, c, doc_id)
                 c.execute(
-                    "UPDATE documents SET run = %s, progress = 0, chunk_count = 0, token_count = 0,"
-                    " progress_msg = %s, update_time = %s WHERE id = %s",
+                    "UPDATE documents SET run = ?, progress = 0, chunk_count = 0, token_count = 0,"
+                    " progress_msg = ?, update_time = ? WHERE id = ?",
                     (
                         RUN_CANCEL,
                         codec.append_msg(
@@ -254,35 +224,35 @@ class PostgresTaskQueue(_Connected):
         ``max_attempts`` is failed instead (document FAIL with the reason) and the
         next candidate is tried. Returns None when nothing is ready."""
         now = time.time()
-        with self._read() as c:
+        with self.db.read() as c:
             ready = c.execute(f"SELECT 1 FROM tasks WHERE {_READY} LIMIT 1", (now,)).fetchone()
-        if ready is None:  # the idle poll stays a cheap read: no row locked
+        if ready is None:  # the idle poll stays a cheap read: no lock taken
             return None
-        with self._tx() as c:
+        with self.db.write() as c:
             while True:
-                row = _next_ready(c, now)
+                row = _next_ready(self.db, c, now)
                 if row is None:
                     return None
                 if row[5] == "leased":
                     row = (*row[:4], f"the lease of {row[6]} expired before it finished")
                 if row[3] > max_attempts:
-                    _give_up(c, row, now)
+                    _give_up(self.db, c, row, now)
                     continue
                 task_id, doc_id, dataset_id, attempts = row[0], row[1], row[2], row[3]
                 expires = now + lease_seconds
                 c.execute(
-                    "UPDATE tasks SET state = 'leased', attempts = %s, lease_owner = %s,"
-                    " lease_expires = %s, started_at = %s, last_error = %s WHERE id = %s",
+                    "UPDATE tasks SET state = 'leased', attempts = ?, lease_owner = ?,"
+                    " lease_expires = ?, started_at = ?, last_error = ? WHERE id = ?",
                     (attempts, consumer, expires, now, row[4], task_id),
                 )
                 doc = c.execute(
                     "SELECT name, suffix, chunk_method, parser_config, progress_msg FROM documents"
-                    " WHERE id = %s",
+                    " WHERE id = ?",
                     (doc_id,),
                 ).fetchone()
                 c.execute(
-                    "UPDATE documents SET run = %s, progress = 0, progress_msg = %s,"
-                    " process_begin_at = COALESCE(process_begin_at, %s) WHERE id = %s",
+                    "UPDATE documents SET run = ?, progress = 0, progress_msg = ?,"
+                    " process_begin_at = COALESCE(process_begin_at, ?) WHERE id = ?",
                     (
                         RUN_RUNNING,
                         codec.append_msg(
@@ -293,10 +263,6 @@ class PostgresTaskQueue(_Connected):
                         doc_id,
                     ),
                 )
-                try:
-                    config = json.loads(doc[3]) if doc[3] else {}
-                except ValueError:  # a broken config must not wedge the claim loop
-                    config = {}
                 return Task(
                     id=task_id,
                     doc_id=doc_id,
@@ -307,23 +273,23 @@ class PostgresTaskQueue(_Connected):
                     name=str(doc[0] or ""),
                     suffix=str(doc[1] or ""),
                     chunk_method=str(doc[2] or "naive"),
-                    parser_config=config if isinstance(config, dict) else {},
+                    parser_config=_parser_config(doc[3]),
                 )
 
     def renew(self, task: Task, lease_seconds: float) -> bool:
         """Extend the lease. False when the claim is no longer current (cancelled,
         superseded, or reclaimed by another executor after the lease ran out)."""
-        with self._tx() as c:
+        with self.db.write() as c:
             cur = c.execute(
-                f"UPDATE tasks SET lease_expires = %s WHERE {_OWNED}",
+                f"UPDATE tasks SET lease_expires = ? WHERE {_OWNED}",
                 (time.time() + lease_seconds, *codec.owned(task)),
             )
-            return bool(cur.rowcount == 1)
+            return cur.rowcount == 1
 
     def report_progress(self, task: Task, progress: float, message: str = "") -> bool:
         """Set the document's progress (0..1) and append ``message`` to its
         progress_msg, only while the claim is current. False means stop working."""
-        with self._tx() as c:
+        with self.db.write() as c:
             if (
                 c.execute(f"SELECT 1 FROM tasks WHERE {_OWNED}", codec.owned(task)).fetchone()
                 is None
@@ -334,13 +300,11 @@ class PostgresTaskQueue(_Connected):
                     _doc_msg(c, task.doc_id), f"{codec.stamp(time.time())} {message}"
                 )
                 c.execute(
-                    "UPDATE documents SET progress = %s, progress_msg = %s WHERE id = %s",
+                    "UPDATE documents SET progress = ?, progress_msg = ? WHERE id = ?",
                     (progress, msg, task.doc_id),
                 )
             else:
-                c.execute(
-                    "UPDATE documents SET progress = %s WHERE id = %s", (progress, task.doc_id)
-                )
+                c.execute("UPDATE documents SET progress = ? WHERE id = ?", (progress, task.doc_id))
             return True
 
     def complete(
@@ -352,16 +316,17 @@ class PostgresTaskQueue(_Connected):
         (progress 1.0, process_duration, ``Task done (X.XXs)``). False, with nothing
         changed, when the claim is no longer current."""
         now = time.time()
-        with self._tx() as c:
+        contents = [str(chunk.get("content", "")) for chunk in chunks]
+        with self.db.prepared(contents), self.db.write() as c:
             row = c.execute(
                 f"SELECT started_at FROM tasks WHERE {_OWNED}", codec.owned(task)
             ).fetchone()
             if row is None:
                 return False
             begin = c.execute(
-                "SELECT process_begin_at FROM documents WHERE id = %s", (task.doc_id,)
+                "SELECT process_begin_at FROM documents WHERE id = ?", (task.doc_id,)
             ).fetchone()
-            chunk_count, token_count = replace_document_chunks(c.conn, task.doc_id, chunks)
+            chunk_count, token_count = replace_document_chunks(self.db, c, task.doc_id, chunks)
             duration = max(now - float(row[0] or now), 0.0)
             total = max(
                 now - float(begin[0] if begin and begin[0] is not None else row[0] or now), 0
@@ -372,9 +337,9 @@ class PostgresTaskQueue(_Connected):
                 f" Task done ({duration:.2f}s)",
             )
             c.execute(
-                "UPDATE documents SET run = %s, progress = 1.0, progress_msg = %s,"
-                " process_duration = %s, chunk_count = %s, token_count = %s, update_time = %s"
-                " WHERE id = %s",
+                "UPDATE documents SET run = ?, progress = 1.0, progress_msg = ?,"
+                " process_duration = ?, chunk_count = ?, token_count = ?, update_time = ?"
+                " WHERE id = ?",
                 (
                     RUN_DONE,
                     msg,
@@ -386,8 +351,8 @@ class PostgresTaskQueue(_Connected):
                 ),
             )
             c.execute(
-                "UPDATE tasks SET state = 'done', finished_at = %s, lease_owner = NULL,"
-                " lease_expires = NULL WHERE id = %s",
+                "UPDATE tasks SET state = 'done', finished_at = ?, lease_owner = NULL,"
+                " lease_expires = NULL WHERE id = ?",
                 (now, task.id),
             )
             return True
@@ -406,7 +371,8 @@ class PostgresTaskQueue(_Connected):
         Returns (completed, next task or None). Nothing is claimed when the completion is
         refused, and a failing claim never undoes the completion (it rolls back to a savepoint
         and the caller claims again the usual way)."""
-        with self._tx():
+        contents = [str(chunk.get("content", "")) for chunk in chunks]
+        with self.db.prepared(contents), self.db.write():
             if not self.complete(task, chunks):
                 return False, None
             try:
@@ -418,18 +384,18 @@ class PostgresTaskQueue(_Connected):
         """End the task for good: the document becomes FAIL, progress -1, with
         ``[ERROR] <error>`` appended. False when the claim is no longer current."""
         now = time.time()
-        with self._tx() as c:
+        with self.db.write() as c:
             cur = c.execute(
-                "UPDATE tasks SET state = 'failed', finished_at = %s, lease_owner = NULL,"
-                f" lease_expires = NULL, last_error = %s WHERE {_OWNED}",
+                "UPDATE tasks SET state = 'failed', finished_at = ?, lease_owner = NULL,"
+                f" lease_expires = NULL, last_error = ? WHERE {_OWNED}",
                 (now, error, *codec.owned(task)),
             )
             if cur.rowcount != 1:
                 return False
-            _remove_chunks(c, task.doc_id)
+            _remove_chunks(self.db, c, task.doc_id)
             c.execute(
-                "UPDATE documents SET run = %s, progress = -1, progress_msg = %s, chunk_count = 0,"
-                " token_count = 0, update_time = %s WHERE id = %s",
+                "UPDATE documents SET run = ?, progress = -1, progress_msg = ?, chunk_count = 0,"
+                " token_count = 0, update_time = ? WHERE id = ?",
                 (
                     RUN_FAIL,
                     codec.append_msg(_doc_msg(c, task.doc_id), f"[ERROR] {error}"),
@@ -444,8 +410,10 @@ class PostgresTaskQueue(_Connected):
         attempt not counted (``count_attempt``: counted, for a task that may be the reason the
         executor has to stop), document progress reset. False when no longer ours."""
         now = time.time()
-        attempts = "attempts" if count_attempt else "GREATEST(attempts - 1, 0)"
-        with self._tx() as c:
+        attempts = (
+            "attempts" if count_attempt else "CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
+        )
+        with self.db.write() as c:
             cur = c.execute(
                 "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_expires = NULL,"
                 f" attempts = {attempts} WHERE {_OWNED}",
@@ -455,13 +423,21 @@ class PostgresTaskQueue(_Connected):
                 return False
             note = f"Task handed back by {task.lease_owner}" + (f": {reason}" if reason else ".")
             c.execute(
-                "UPDATE documents SET progress = 0, progress_msg = %s WHERE id = %s",
+                "UPDATE documents SET progress = 0, progress_msg = ? WHERE id = ?",
                 (
                     codec.append_msg(_doc_msg(c, task.doc_id), f"{codec.stamp(now)} {note}"),
                     task.doc_id,
                 ),
             )
             return True
+
+    def oldest_pending_age(self) -> float:
+        """Seconds the oldest task waiting for an executor (queued, or leased with its lease run
+        out) has waited since it was enqueued; 0 when none waits."""
+        now = time.time()
+        with self.db.read() as c:
+            row = c.execute(f"SELECT MIN(enqueued_at) FROM tasks WHERE {_READY}", (now,)).fetchone()
+        return max(0.0, now - float(row[0])) if row and row[0] is not None else 0.0
 
     def depth(self, *, tenant_id: str | None = None) -> QueueDepth:
         """Counts of open tasks: ``queued`` (waiting), ``running`` (leased, lease
@@ -471,43 +447,31 @@ class PostgresTaskQueue(_Connected):
         scope = ""
         args: list[Any] = [now, now]
         if tenant_id is not None:
-            scope = " AND dataset_id IN (SELECT id FROM datasets WHERE tenant_id = %s)"
+            scope = " AND dataset_id IN (SELECT id FROM datasets WHERE tenant_id = ?)"
             args.append(tenant_id)
-        with self._read() as c:
+        with self.db.read() as c:
             row = c.execute(
                 "SELECT"
                 " COUNT(*) FILTER (WHERE state = 'queued'),"
-                " COUNT(*) FILTER (WHERE state = 'leased' AND lease_expires >= %s),"
-                " COUNT(*) FILTER (WHERE state = 'leased' AND lease_expires < %s)"
+                " COUNT(*) FILTER (WHERE state = 'leased' AND lease_expires >= ?),"
+                " COUNT(*) FILTER (WHERE state = 'leased' AND lease_expires < ?)"
                 f" FROM tasks WHERE state IN ('queued', 'leased'){scope}",
                 args,
             ).fetchone()
         return QueueDepth(queued=int(row[0]), running=int(row[1]), expired=int(row[2]))
 
-    def oldest_pending_age(self) -> float:
-        """Seconds the oldest task waiting for an executor (queued, or leased with its lease run
-        out) has waited since it was enqueued; 0 when none waits."""
-        now = time.time()
-        with self._read() as c:
-            row = c.execute(f"SELECT MIN(enqueued_at) FROM tasks WHERE {_READY}", (now,)).fetchone()
-        return max(0.0, now - float(row[0])) if row and row[0] is not None else 0.0
-
     def wait_for_work(self, timeout: float) -> bool:
-        """LISTEN on CHANNEL (a connection of this process and thread kept for it, outside the
-        pool); True as soon as an enqueue's NOTIFY arrives."""
-        conn = listener(self.url, self.options, CHANNEL)
-        try:
-            for _ in conn.notifies(timeout=max(timeout, 0.0), stop_after=1):
-                return True
-        except psycopg.Error:
-            drop_listener(self.url, CHANNEL)
-            raise
-        return False
+        """Wait at most ``timeout`` seconds; True as soon as a task was queued meanwhile
+        (PostgreSQL's LISTEN), False when the time ran out (SQLite: always; it polls)."""
+        return self.db.wait_for_work(timeout)
 
 
 @seam
-class PostgresHeartbeats(_Connected):
+class SqlHeartbeats:
     """The Heartbeats seam on the executors table."""
+
+    def __init__(self, db: Dialect) -> None:
+        self.db = db
 
     def beat(
         self,
@@ -522,11 +486,11 @@ class PostgresHeartbeats(_Connected):
         failed: int = 0,
     ) -> None:
         """Record an executor's liveness (upsert into ``executors``)."""
-        with self._tx() as c:
+        with self.db.write() as c:
             c.execute(
                 "INSERT INTO executors"
                 " (consumer, host, pid, current_task, done, failed, started_at, last_beat, state)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (consumer) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
                 " current_task = excluded.current_task, done = excluded.done,"
                 " failed = excluded.failed, started_at = excluded.started_at,"
@@ -539,11 +503,10 @@ class PostgresHeartbeats(_Connected):
         not beaten for ``stale_after`` seconds (dead or hung). A cleanly stopped
         executor has state ``stopped`` and is not stale."""
         now = time.time()
-        with self._read() as c:
+        with self.db.read() as c:
             rows = c.execute(
                 "SELECT consumer, host, pid, current_task, done, failed, started_at, last_beat,"
-                " state"
-                " FROM executors ORDER BY consumer"
+                " state FROM executors ORDER BY consumer"
             ).fetchall()
         return [
             ExecutorStatus(

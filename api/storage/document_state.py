@@ -1,36 +1,61 @@
-"""Writes on one document that both the HTTP repository and the task queue make inside their
-own transactions: its chunks with their counts, and the cancelling of its open tasks."""
+"""Writes on one document that both the repository and the task queue make inside their own
+transactions, on either backend: its chunks with their counts (and full-text index), and the
+cancelling of its open tasks."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from api import text
 from api.storage.codec import json_list
+from api.storage.dialect import Dialect, Session
 from api.storage.errors import NotFound
 from api.storage.rows import chunk_id
 
+CHUNK_ROW_COLUMNS = (
+    "id",
+    "doc_id",
+    "dataset_id",
+    "docnm",
+    "content",
+    "important_keywords",
+    "questions",
+    "available",
+    "positions",
+    "token_count",
+    "create_time",
+)
 
-def refresh_counts(conn: sqlite3.Connection, doc_id: str) -> tuple[int, int]:
-    row = conn.execute(
+
+def insert_sql(
+    table: str, columns: Sequence[str], index: Mapping[str, tuple[str, Any]], tail: str = ""
+) -> str:
+    """An INSERT of ``columns`` and of a dialect's index columns ``index`` (Dialect.chunk_index:
+    each with its own placeholder) into ``table``."""
+    names = [*columns, *index]
+    marks = ["?"] * len(columns) + [mark for mark, _ in index.values()]
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(marks)}){tail}"
+
+
+def refresh_counts(c: Session, doc_id: str) -> tuple[int, int]:
+    row = c.execute(
         "SELECT COUNT(*), COALESCE(SUM(token_count), 0) FROM chunks WHERE doc_id = ?", (doc_id,)
     ).fetchone()
     counts = (int(row[0]), int(row[1]))
-    conn.execute(
+    c.execute(
         "UPDATE documents SET chunk_count = ?, token_count = ? WHERE id = ?", (*counts, doc_id)
     )
     return counts
 
 
-def count_chunk_change(conn: sqlite3.Connection, doc_id: str, added: int) -> None:
+def count_chunk_change(c: Session, doc_id: str, added: int) -> None:
     """Move the document's chunk_count by ``added`` (negative: removed) and store the sum of
     its chunks' tokens. The count is RAGFlow's counter, not a recount: adding content that
     already exists replaces that chunk and still counts one more (its add_chunk); a parse
     sets it anew (refresh_counts)."""
-    conn.execute(
+    c.execute(
         "UPDATE documents SET chunk_count = chunk_count + ?, token_count ="
         " (SELECT COALESCE(SUM(token_count), 0) FROM chunks WHERE doc_id = ?) WHERE id = ?",
         (added, doc_id, doc_id),
@@ -38,7 +63,7 @@ def count_chunk_change(conn: sqlite3.Connection, doc_id: str, added: int) -> Non
 
 
 def replace_document_chunks(
-    conn: sqlite3.Connection, doc_id: str, chunks: Sequence[Mapping[str, Any]]
+    db: Dialect, c: Session, doc_id: str, chunks: Sequence[Mapping[str, Any]]
 ) -> tuple[int, int]:
     """Replace every chunk of ``doc_id`` inside the caller's transaction.
 
@@ -47,41 +72,47 @@ def replace_document_chunks(
     available), ``token_count`` (int; counted with api.text when absent). Identical
     contents collapse into one chunk (same id). Updates the document's
     chunk_count/token_count and returns them."""
-    doc = conn.execute(
+    doc = c.execute(
         "SELECT dataset_id, name, status FROM documents WHERE id = ?", (doc_id,)
     ).fetchone()
     if doc is None:
         raise NotFound(f"Document {doc_id} does not exist")
-    conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+    dataset_id, name, status = doc[0], str(doc[1]), doc[2]
+    c.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
     created = time.time()
+    sql = ""
+    rows = []
     for chunk in chunks:
         content = str(chunk.get("content", ""))
         tokens = chunk.get("token_count")
-        conn.execute(
-            "INSERT OR IGNORE INTO chunks (id, doc_id, dataset_id, docnm, content,"
-            " important_keywords, questions, available, positions, token_count, create_time)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        keywords, questions = chunk.get("important_keywords"), chunk.get("questions")
+        index = db.chunk_index(content, name, keywords, questions)
+        sql = sql or insert_sql("chunks", CHUNK_ROW_COLUMNS, index, " ON CONFLICT (id) DO NOTHING")
+        rows.append(
             (
                 chunk_id(content, doc_id),
                 doc_id,
-                doc["dataset_id"],
-                doc["name"],
+                dataset_id,
+                name,
                 content,
-                json_list(chunk.get("important_keywords")),
-                json_list(chunk.get("questions")),
-                1 if chunk.get("available", True) and doc["status"] == "1" else 0,
+                json_list(keywords),
+                json_list(questions),
+                1 if chunk.get("available", True) and status == "1" else 0,
                 json_list(chunk.get("positions")),
                 int(tokens) if isinstance(tokens, int) else text.count_tokens(content),
                 created,
-            ),
+                *(value for _, value in index.values()),
+            )
         )
-    return refresh_counts(conn, doc_id)
+    if rows:
+        c.executemany(sql, rows)
+    return refresh_counts(c, doc_id)
 
 
-def cancel_open_tasks(conn: sqlite3.Connection, doc_id: str, reason: str, now: float) -> None:
+def cancel_open_tasks(c: Session, doc_id: str, reason: str, now: float) -> None:
     """End the document's queued or leased tasks (a running executor notices at its next
     check, its claim no longer current)."""
-    conn.execute(
+    c.execute(
         "UPDATE tasks SET state = 'cancelled', finished_at = ?, lease_owner = NULL,"
         " lease_expires = NULL, last_error = ? WHERE doc_id = ? AND state IN ('queued', 'leased')",
         (now, reason, doc_id),

@@ -1,0 +1,213 @@
+"""The Dialect of PostgreSQL (api.storage.dialect): the pool's sessions with ``?`` placeholders
+and rows read by position or name, claims that skip locked rows, the tsvector index the shared
+code fills (postgres/fulltext.py), LISTEN/NOTIFY, uploads stored in the database."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, cast
+
+import psycopg
+from psycopg.rows import RowMaker
+
+from api.storage import codec
+from api.storage.base import PoolSettings
+from api.storage.dialect import SearchRow, Session
+from api.storage.errors import StorageError, Unavailable
+from api.storage.files import LocalFileStore
+from api.storage.postgres import files as db_files
+from api.storage.postgres.connections import (
+    connection,
+    drop_listener,
+    listener,
+    transaction,
+    translated,
+    where,
+)
+from api.storage.postgres.fulltext import (
+    ANY_CONTENT_WORD,
+    ANY_WORD,
+    FTS_VALUE,
+    WEIGHTS,
+    fit_lexeme,
+    fts_words,
+)
+
+CHANNEL = "ragflow_tasks"  # every enqueue NOTIFYs it; waiting executors LISTEN
+
+
+@functools.lru_cache(maxsize=512)
+def _placeholders(sql: str) -> str:
+    """The shared code's ``?`` placeholders in psycopg's spelling (a literal % doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Row:
+    """A row read by position or by column name (as sqlite3.Row)."""
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, names: Mapping[str, int], values: Sequence[Any]) -> None:
+        self._names = names
+        self._values = values
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._values[self._names[key] if isinstance(key, str) else key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def _row_factory(cursor: Any) -> RowMaker[_Row]:
+    names = {column.name: i for i, column in enumerate(cursor.description or ())}
+    return functools.partial(_Row, names)
+
+
+class _Session:
+    """One pooled connection speaking the shared code's SQL."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, args: Sequence[Any] = (), /) -> Any:
+        return self.conn.cursor(row_factory=_row_factory).execute(_placeholders(sql), args)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(_placeholders(sql), rows)
+            return cursor
+
+
+class PostgresDialect:
+    """PostgreSQL's sessions and spellings for the shared SQL code."""
+
+    driver_errors: tuple[type[Exception], ...] = (psycopg.Error,)
+    rowid = "seq"  # an identity column: insertion order
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+    like = "ILIKE"
+
+    def __init__(self, data_dir: Path, url: str, options: PoolSettings) -> None:
+        self.url = url
+        self.options = options
+        self.files = LocalFileStore(data_dir)  # the local cache of uploaded files
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with connection(self.url, self.options) as conn:
+            yield _Session(conn)
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        with transaction(self.url, self.options) as conn:
+            yield _Session(conn)
+
+    def translated(self, exc: Exception) -> StorageError:
+        error = translated(cast(psycopg.Error, exc), self.url)
+        error.__suppress_context__ = True  # the driver's words are in the message already
+        return error
+
+    def same_name(self, column: str) -> str:
+        return f"lower({column}) = lower(?)"
+
+    def among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?)", [list(values)]
+
+    # -- full text: the fts column (postgres/fulltext.py) -----------------------------------
+    def prepared(self, contents: Sequence[str]) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def chunk_index(
+        self, content: str, docnm: str, keywords: Any, questions: Any
+    ) -> Mapping[str, tuple[str, Any]]:
+        return {"fts": (FTS_VALUE, fts_words(content, docnm, keywords, questions))}
+
+    def reindex_chunks(self, c: Session, clause: str, args: Sequence[Any]) -> None:
+        rows = c.execute(
+            f"SELECT seq, content, docnm, important_keywords, questions FROM chunks WHERE {clause}",
+            args,
+        ).fetchall()
+        for seq, content, docnm, keywords, questions in rows:
+            words = fts_words(
+                content, docnm, codec.json_list_value(keywords), codec.json_list_value(questions)
+            )
+            c.execute(f"UPDATE chunks SET fts = {FTS_VALUE} WHERE seq = ?", (words, seq))
+
+    def content_match(self, terms: Sequence[str]) -> tuple[str, list[Any]]:
+        return f"c.fts @@ {ANY_CONTENT_WORD}", [[fit_lexeme(t) for t in terms]]
+
+    def search(
+        self,
+        c: Session,
+        dataset_ids: Sequence[str],
+        doc_ids: Sequence[str],
+        terms: Sequence[str],
+        limit: int,
+    ) -> Iterable[SearchRow]:
+        """The GIN index on ``fts`` finds the candidates; ``bm25`` carries the negated weighted
+        rank (lower is better, as SQLite's)."""
+        conditions = ["c.fts @@ q.query", "c.available = 1", "c.dataset_id = ANY(?)"]
+        args: list[Any] = [[fit_lexeme(t) for t in terms], list(dataset_ids)]
+        if doc_ids:
+            conditions.append("c.doc_id = ANY(?)")
+            args.append(list(doc_ids))
+        return c.execute(
+            "SELECT c.id, c.doc_id, c.docnm, c.content, c.important_keywords, c.questions,"
+            f" -ts_rank({WEIGHTS}, c.fts, q.query) AS bm25 FROM chunks c, {ANY_WORD} AS q(query)"
+            f" WHERE {' AND '.join(conditions)} ORDER BY bm25, c.seq LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+
+    # -- the queue: LISTEN/NOTIFY ---------------------------------------------------------------
+    def notify_enqueued(self, c: Session) -> None:
+        c.execute("SELECT pg_notify(?, '')", (CHANNEL,))  # delivered at commit
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """LISTEN on CHANNEL (a connection of this process and thread kept for it, outside the
+        pool); True as soon as an enqueue's NOTIFY arrives."""
+        conn = listener(self.url, self.options, CHANNEL)
+        try:
+            for _ in conn.notifies(timeout=max(timeout, 0.0), stop_after=1):
+                return True
+        except psycopg.Error:
+            drop_listener(self.url, CHANNEL)
+            raise
+        return False
+
+    # -- uploaded files in the database (postgres/files.py), and health -----------------------
+    def store_upload(self, c: Session, staged: Path, document: Mapping[str, Any]) -> Path | None:
+        conn = cast(_Session, c).conn
+        with self.files.storing(), staged.open("rb") as local:
+            db_files.write_blocks(conn, str(document["id"]), local)
+        return None  # the bytes roll back with the transaction
+
+    def file_path(self, document: Mapping[str, Any]) -> Path:
+        with connection(self.url, self.options) as conn:
+            return db_files.materialize(conn, self.files, document)
+
+    def check_read(self) -> None:
+        try:
+            with connection(self.url, self.options) as conn:
+                conn.execute("SELECT 1 FROM datasets LIMIT 1").fetchone()
+        except psycopg.Error as exc:
+            raise Unavailable(
+                "db",
+                f"The PostgreSQL database {where(self.url)} does not answer: {type(exc).__name__}.",
+            ) from None
+
+    def check_writes(self) -> None:
+        with self.write() as c:
+            row = c.execute(
+                "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
+            ).fetchone()
+            if row and row[0]:
+                raise Unavailable(
+                    "writes",
+                    f"Writes are blocked: {where(self.url)} is read-only (a standby, or"
+                    " default_transaction_read_only); point DATABASE_URL at the primary.",
+                )
