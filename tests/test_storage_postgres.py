@@ -427,3 +427,37 @@ def test_an_executor_without_its_database_logs_the_cause_never_the_password(
     text = log.read_text()
     assert PASSWORD not in text, text
     assert "127.0.0.1" in text and "Traceback" not in text, text
+
+
+class _Explained:
+    """A session that answers each statement with its plan (EXPLAIN) instead of its rows."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def execute(self, sql: str, args: Any = ()) -> Any:
+        return self.session.execute(f"EXPLAIN {sql}", args)
+
+
+def test_search_candidates_come_from_the_full_text_index_whatever_the_statistics(
+    backend: storage.Backend, pg_database: str
+) -> None:
+    """Statistics taken before a bulk ingest into a new dataset estimate it at one row: the
+    planner must still take the candidates from the GIN index, not test every chunk of the
+    dataset against the query (migration 2)."""
+    store = backend.store
+    _, (old_doc,) = add_documents(store, "t", ["old.txt"], {})
+    store.replace_chunks(old_doc, [{"content": f"alpha beta {n}"} for n in range(2000)])
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("ANALYZE")  # the statistics know nothing of the next dataset
+    fresh, (doc,) = add_documents(store, "t", ["new.txt"], {})
+    store.replace_chunks(doc, [{"content": f"gamma delta {n}"} for n in range(3000)])
+    dialect = store.db  # type: ignore[attr-defined]
+    with dialect.read() as session:
+        plan = "\n".join(
+            str(row[0]) for row in dialect.search(_Explained(session), [fresh], [], ["gamma"], 1024)
+        )
+    assert "chunks_fts" in plan, plan
+    assert "chunks_dataset" not in plan, plan
+    found = store.search_chunks([fresh], [], ["gamma"], 1024)
+    assert len(found) == 1024 and all(hit["doc_id"] == doc for hit in found)

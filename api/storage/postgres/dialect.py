@@ -28,11 +28,9 @@ from api.storage.postgres.connections import (
     where,
 )
 from api.storage.postgres.fulltext import (
-    ANY_CONTENT_WORD,
-    ANY_WORD,
     FTS_VALUE,
     WEIGHTS,
-    fit_lexeme,
+    any_word,
     fts_words,
 )
 
@@ -139,7 +137,7 @@ class PostgresDialect:
             c.execute(f"UPDATE chunks SET fts = {FTS_VALUE} WHERE seq = ?", (words, seq))
 
     def content_match(self, terms: Sequence[str]) -> tuple[str, list[Any]]:
-        return f"c.fts @@ {ANY_CONTENT_WORD}", [[fit_lexeme(t) for t in terms]]
+        return "c.fts @@ ?::tsquery", [any_word(terms, "D")]
 
     def search(
         self,
@@ -152,13 +150,14 @@ class PostgresDialect:
         """The GIN index on ``fts`` finds the candidates; ``bm25`` carries the negated weighted
         rank (lower is better, as SQLite's)."""
         conditions = ["c.fts @@ q.query", "c.available = 1", "c.dataset_id = ANY(?)"]
-        args: list[Any] = [[fit_lexeme(t) for t in terms], list(dataset_ids)]
+        args: list[Any] = [any_word(terms), list(dataset_ids)]
         if doc_ids:
             conditions.append("c.doc_id = ANY(?)")
             args.append(list(doc_ids))
         return c.execute(
             "SELECT c.id, c.doc_id, c.docnm, c.content, c.important_keywords, c.questions,"
-            f" -ts_rank({WEIGHTS}, c.fts, q.query) AS bm25 FROM chunks c, {ANY_WORD} AS q(query)"
+            f" -ts_rank({WEIGHTS}, c.fts, q.query) AS bm25"
+            " FROM chunks c, CAST(? AS tsquery) AS q(query)"
             f" WHERE {' AND '.join(conditions)} ORDER BY bm25, c.seq LIMIT ?",
             (*args, limit),
         ).fetchall()

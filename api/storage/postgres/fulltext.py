@@ -4,6 +4,7 @@ index, and the queries that find candidates in it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from api import text
@@ -32,7 +33,8 @@ def fit_lexeme(word: str) -> str:
 
 
 def _lexeme(word: str) -> str:
-    """A word as a quoted tsvector lexeme (cut to fit, quotes and backslashes doubled)."""
+    """A word as a quoted tsvector or tsquery lexeme (cut to fit, quotes and backslashes
+    doubled)."""
     return "'" + fit_lexeme(word).replace("\\", "\\\\").replace("'", "''") + "'"
 
 
@@ -58,9 +60,14 @@ def fts_words(content: str, docnm: str, keywords: Any, questions: Any) -> str:
 # ts_rank weights {D, C, B, A}: content 1, title 2, keywords 3, questions 4 (as the SQLite
 # backend's bm25 column weights)
 WEIGHTS = "'{0.25, 0.5, 0.75, 1.0}'"
-# a query matching any of the words (its one parameter: the words, fit_lexeme'd, as an array)
-ANY_WORD = "(SELECT string_agg(quote_literal(t), ' | ')::tsquery FROM unnest(?::text[]) t)"
-# the same, for the content's words only (weight D), as RAGFlow's chunk-list keywords filter
-ANY_CONTENT_WORD = (
-    "(SELECT string_agg(quote_literal(t) || ':D', ' | ')::tsquery FROM unnest(?::text[]) t)"
-)
+
+
+def any_word(terms: Sequence[str], weight: str = "") -> str:
+    """The text of a tsquery matching any of ``terms`` (fit_lexeme'd and quoted), in the
+    fields of ``weight`` only when given (``D``: the content, as RAGFlow's chunk-list keywords
+    filter). It is passed as a parameter (``?::tsquery``), never built in SQL from the words:
+    with a constant query the planner takes the candidates from the GIN index and estimates
+    them from the column's statistics, where a query computed inside the statement made it
+    test every chunk of the dataset instead."""
+    suffix = f":{weight}" if weight else ""
+    return " | ".join(_lexeme(term) + suffix for term in terms)
