@@ -214,6 +214,7 @@ class BundleCollector:
     memory_limits: Mapping[str, int]  # program group -> bytes
     multiproc_dir: str = ""
     database_url: str = field(default="", repr=False)  # may carry a password: never shown
+    pool: storage.PoolSettings = field(default_factory=storage.PoolSettings)
     # scrapes run in threads: one at a time retires dead processes and reads the directory
     recorded_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -316,7 +317,7 @@ class BundleCollector:
             "Seconds since each running executor's last heartbeat",
             labels=["executor"],
         )
-        backend = storage.open_backend(self.data_dir, self.database_url)
+        backend = storage.open_backend(self.data_dir, self.database_url, self.pool)
         try:
             for name, count in backend.tasks.depth().items():
                 depth.add_metric([name], count)
@@ -440,6 +441,7 @@ def build_registry(environ: Mapping[str, str]) -> tuple[Any, ProgramTracker]:
             memory_limits(environ),
             directory,
             cfg.database_url,
+            cfg.pool,
         )
     )
     return registry, tracker

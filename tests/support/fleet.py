@@ -6,8 +6,7 @@ pg_stat_activity while real bundles run (tests/test_lifecycle_postgres.py).
   connects lazily, after the fork);
 - each task executor: its pool, at most DB_POOL_SIZE (two threads use it at once: claims,
   renewals and heartbeats, and the parsing worker), plus one LISTEN connection outside the pool;
-- the metrics exporter (METRICS_PORT set): a pool of PoolSettings' default size (it does not
-  read DB_POOL_SIZE);
+- the metrics exporter (METRICS_PORT set): its pool, at most DB_POOL_SIZE;
 - the socket holders, nginx and supervisord: none.
 """
 
@@ -16,11 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from api.storage.base import PoolSettings
 from shared.settings import EXECUTOR_ROLES, WEB_ROLES
 
 LISTEN_PER_EXECUTOR = 1
-METRICS_POOL = PoolSettings().size
 
 
 def bundle_connections(values: Mapping[str, Any]) -> int:
@@ -29,5 +26,5 @@ def bundle_connections(values: Mapping[str, Any]) -> int:
     role = values["ROLE"]
     workers = int(values["GUNICORN_WORKERS"]) if role in WEB_ROLES else 0
     executors = int(values["WS"]) if role in EXECUTOR_ROLES else 0
-    metrics = METRICS_POOL if values["METRICS_PORT"] is not None else 0
+    metrics = pool if values["METRICS_PORT"] is not None else 0
     return workers * pool + executors * (pool + LISTEN_PER_EXECUTOR) + metrics
