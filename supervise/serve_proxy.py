@@ -7,6 +7,10 @@ serves the socket it inherits instead of binding the port (the holders report a 
 naming HOST_PORT). The parent-death signal the launcher gave this process (SIGTERM, nginx's fast
 stop) survives the exec, so a SIGKILLed supervisord leaves no nginx behind; the exec keeps the
 pid, so supervisord's stop signal (QUIT: graceful) reaches the nginx master itself.
+
+With LOG_FORMAT=json nginx runs under supervise.nginx_errors instead of the exec: the same
+command, its error log rewritten as JSON lines, every signal passed to the nginx master and its
+exit status passed back.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import pwd
 import sys
 from collections.abc import Sequence
 
-from shared.logformat import plain_line
+from shared.logformat import json_enabled, plain_line
+from supervise.nginx_errors import relay
 from supervise.socket_holder import (
     TCP,
     HolderUnavailableError,
@@ -49,6 +54,8 @@ def main(argv: Sequence[str]) -> int:
     os.set_inheritable(fd, True)
     environ = {**os.environ, "NGINX": f"{fd};"}
     argv_out = nginx_argv(command, os.geteuid(), os.getegid())
+    if json_enabled(environ):
+        return relay(argv_out, environ)
     try:
         os.execve(argv_out[0], argv_out, environ)
     except OSError as exc:
