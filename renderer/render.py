@@ -14,6 +14,7 @@ from pathlib import Path
 import jinja2
 
 from renderer.filters import FILTERS
+from shared.ports import HTTP_PORT_FILE, METRICS_PORT_FILE
 from shared.settings import (
     GRACEFUL_TIMEOUT_FLAG,
     SETTINGS,
@@ -212,6 +213,10 @@ def render(resolved: Resolved, output_dir: str) -> list[RenderedFile]:
         "metrics": has_metrics(values),
         "upstream_socket": f"{run_dir}/web.sock",
         "bind": f"{bind_host}:{values['HOST_PORT']}",
+        "http_port_file": f"{run_dir}/{HTTP_PORT_FILE}",
+        "metrics_port_file": f"{run_dir}/{METRICS_PORT_FILE}",
+        # HOST_PORT=0: serve_proxy writes nginx's listen directive for the port the holders bound
+        "nginx_listen_conf": f"{run_dir}/nginx-listen.conf",
         "gunicorn_conf": f"{output_dir.rstrip('/') or '/'}/{GUNICORN_CONF}",
         "nginx_conf": f"{output_dir.rstrip('/') or '/'}/{NGINX_CONF}",
         "nginx_prefix": f"{run_dir.rstrip('/')}/",

@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 from support import ragflow_client as client
-from support.waiting import free_port, wait_for
+from support.waiting import wait_for
 
 from shared.logformat import JsonFormatter
 
@@ -59,7 +59,7 @@ def _traffic(port: int) -> None:
 
 
 def test_every_line_of_every_log_file_is_one_json_object(start_bundle: Any) -> None:
-    run = start_bundle(LOG_FORMAT="json", LOG_TARGET="file", METRICS_PORT=str(free_port()))
+    run = start_bundle(LOG_FORMAT="json", LOG_TARGET="file", METRICS_PORT="0")
     _traffic(run.port)
     logs = Path(run.env["LOG_DIR"])
 
@@ -96,7 +96,7 @@ def test_every_line_of_every_log_file_is_one_json_object(start_bundle: Any) -> N
 
 
 def test_every_line_on_stdout_and_stderr_is_one_json_object(start_bundle: Any) -> None:
-    run = start_bundle(LOG_FORMAT="json", METRICS_PORT=str(free_port()))
+    run = start_bundle(LOG_FORMAT="json", METRICS_PORT="0")
     _traffic(run.port)
 
     def executor_done() -> bool:
