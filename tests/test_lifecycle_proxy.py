@@ -18,6 +18,7 @@ import psutil
 import pytest
 from conftest import StartBundle
 from support.http_load import LoadGenerator
+from support.ports import listening_port
 from support.rendered_bundle import bundle_environment, render_bundle
 from support.slow_clients import (
     SLOW_BODY,
@@ -27,7 +28,7 @@ from support.slow_clients import (
     read_answer,
 )
 from support.supervised import APP_DIR, PYTHON, SupervisedRun
-from support.waiting import free_port, wait_for
+from support.waiting import wait_for
 
 
 def _progress(load: LoadGenerator, requests: int = 200) -> None:
@@ -255,9 +256,8 @@ def test_restart_proxy_under_load_fails_no_request(start_bundle: StartBundle) ->
 def test_rendered_gunicorn_conf_alone_still_binds_host_ip_and_port(tmp_path: Path) -> None:
     """`gunicorn -c gunicorn.conf.py api.wsgi:application` without supervisord (and without the
     proxy or the holders) serves HOST_IP:HOST_PORT itself; a forged X-Forwarded-For from its TCP
-    peer is not believed."""
-    port = free_port()
-    env = bundle_environment(tmp_path, port, {})
+    peer is not believed. HOST_PORT=0: Gunicorn binds a free port, read back from the kernel."""
+    env = bundle_environment(tmp_path, 0, {})
     conf = render_bundle(env)
     log = tmp_path / "gunicorn.out"
     with open(log, "wb") as out:
@@ -267,6 +267,7 @@ def test_rendered_gunicorn_conf_alone_still_binds_host_ip_and_port(tmp_path: Pat
             cwd=APP_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
+        port = listening_port(proc.pid)
 
         def pong() -> bool:
             try:

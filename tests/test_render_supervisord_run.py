@@ -23,8 +23,11 @@ from typing import Any
 import psutil
 import pytest
 from supervisor.xmlrpc import SupervisorTransport
+from support.ports import HTTP_PORT_FILE, port_from_file
 from support.rendered import APP_DIR, pinned_environ
-from support.waiting import free_port, wait_for
+from support.waiting import wait_for
+
+from shared.ports import read_port
 
 PROGRAMS = {"socket_holder_0", "socket_holder_1", "web", "proxy", "task_executor_00",
             "task_executor_01"}  # fmt: skip
@@ -32,11 +35,11 @@ PROGRAMS = {"socket_holder_0", "socket_holder_1", "web", "proxy", "task_executor
 
 class ExecRun:
     def __init__(self, tmp_path: Path, *flags: str, **overrides: str) -> None:
-        self.port = free_port()
         self.run_dir = tmp_path / "run"
         self.log = tmp_path / "exec.log"
+        self._port = 0  # HOST_PORT=0: read back from the port file once bound
         self.env = {
-            **pinned_environ(tmp_path, HOST_IP="127.0.0.1", HOST_PORT=str(self.port), **overrides),
+            **pinned_environ(tmp_path, HOST_IP="127.0.0.1", HOST_PORT="0", **overrides),
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         }
         with open(self.log, "ab") as log:
@@ -45,6 +48,15 @@ class ExecRun:
                  sys.executable, "render_config.py", *flags, "--exec"],
                 cwd=APP_DIR, env=self.env, stdout=log, stderr=log, start_new_session=True,
             )  # fmt: skip
+
+    @property
+    def port(self) -> int:
+        if not self._port:
+            self._port = port_from_file(self.run_dir / HTTP_PORT_FILE, 60, self.running)
+        return self._port
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
 
     def program(self, name: str) -> psutil.Process:
         """The process of program ``name`` (a direct child of PID 1)."""
@@ -90,6 +102,8 @@ class ExecRun:
         )  # fmt: skip
 
     def get(self, path: str) -> str | None:
+        if not self._port and read_port(self.run_dir / HTTP_PORT_FILE) is None:
+            return None  # not bound yet
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
                 return str(r.read().decode())
