@@ -24,7 +24,7 @@ import contextlib
 import random
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -113,18 +113,20 @@ def listening_port(pid: int, timeout: float = 30, exclude: frozenset[int] = froz
 
 
 def start_on_candidate_port(
-    start: Callable[[int], T], attempts: int = START_ATTEMPTS, timeout: float = 120
+    start: Callable[[int], T],
+    attempts: int = START_ATTEMPTS,
+    timeout: float = 120,
+    candidates: Sequence[int] = CANDIDATE_PORTS,
 ) -> T:
     """``start(port)`` on a candidate port; again on another while it raises PortInUseError,
     at most ``attempts`` times and until ``timeout`` seconds have passed."""
     deadline = time.monotonic() + timeout
     tried: list[int] = []
-    for _ in range(attempts):
-        port = random.choice([p for p in CANDIDATE_PORTS if p not in tried])
+    for port in random.sample(candidates, min(attempts, len(candidates))):
         tried.append(port)
         try:
             return start(port)
         except PortInUseError:
             if time.monotonic() >= deadline:
                 break
-    raise AssertionError(f"every candidate port was in use: {tried}")
+    raise AssertionError(f"every candidate port tried was in use: {tried}")
