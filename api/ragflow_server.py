@@ -57,8 +57,8 @@ def start_serving_process_extras(cfg: config.Config) -> None:
     if cfg.debugpy_listen is not None:
         import debugpy
 
-        debugpy.listen(cfg.debugpy_listen)
-        log.info("debugpy listening on %s:%d", *cfg.debugpy_listen)
+        host, port = debugpy.listen(cfg.debugpy_listen)  # port 0: the one it bound
+        log.info("debugpy listening on %s:%d", host, port)
     from api import task_executor
 
     task_executor.start_in_process()

@@ -248,13 +248,13 @@ LISTEN_PORT = Parser(
 )
 
 
-def _host_port(raw: str) -> str:
+def _host_port(raw: str, port_parser: Callable[[str], Value] = _port) -> str:
     host, sep, port = raw.rpartition(":")
     if not sep:
         raise ValueError
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    address = _host(host)
-    return f"[{address}]:{_port(port)}" if ":" in address else f"{address}:{_port(port)}"
+    address, number = _host(host), port_parser(port)
+    return f"[{address}]:{number}" if ":" in address else f"{address}:{number}"
 
 
 def _inet_server(raw: str) -> str:
@@ -273,10 +273,13 @@ def _debugpy_listen(raw: str) -> str | None:
         return None
     if re.fullmatch(r"[0-9]+", value):
         return str(_port(value))
-    return _host_port(value)
+    return _host_port(value, LISTEN_PORT.parse)  # host:0: debugpy binds a free port
 
 
-DEBUGPY_LISTEN = Parser(_debugpy_listen, "port or host:port; empty or 0 turns debugpy off")
+DEBUGPY_LISTEN = Parser(
+    _debugpy_listen,
+    "port or host:port (host:0: a free port, logged once bound); empty or 0 turns debugpy off",
+)
 
 
 def _ip_list(raw: str) -> str:

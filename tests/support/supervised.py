@@ -68,11 +68,12 @@ class SupervisedRun:
 
     @property
     def port(self) -> int:
-        """The service port; with a port file, read back once the run has bound it."""
-        if self._port is None:
-            assert self.port_file is not None
-            self._port = port_from_file(self.port_file, 60, self._running)
-        return self._port
+        """The service port; with a port file, read back once the run has bound it, and read
+        again each time (a restarted development server binds a new one)."""
+        if self._port is not None:
+            return self._port
+        assert self.port_file is not None
+        return port_from_file(self.port_file, 60, self._running)
 
     @property
     def metrics_port(self) -> int:
