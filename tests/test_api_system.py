@@ -139,7 +139,7 @@ def test_config_errors_name_the_setting(env: dict[str, str], match: str) -> None
 
 def test_config_errors_list_every_problem() -> None:
     with pytest.raises(config.ConfigError) as caught:
-        config.load({"HOST_PORT": "0", "TASK_MAX_ATTEMPTS": "0", "LOG_FORMAT": "xml"})
+        config.load({"HOST_PORT": "65536", "TASK_MAX_ATTEMPTS": "0", "LOG_FORMAT": "xml"})
     assert [p.split("=")[0] for p in caught.value.problems] == [
         "HOST_PORT", "TASK_MAX_ATTEMPTS", "LOG_FORMAT"
     ]  # fmt: skip
