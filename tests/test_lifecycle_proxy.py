@@ -166,11 +166,26 @@ def test_logs_show_the_real_client_and_never_a_forged_x_forwarded_for(
         ), line[0]
 
 
+# LOG_FORMAT=json: the proxy program is the error-log relay (supervise.nginx_errors), nginx's
+# master its child; every signal and the exit status pass through it.
+LOG_FORMATS = pytest.mark.parametrize("log_format", ["text", "json"])
+
+
+def _nginx_master(run: SupervisedRun, log_format: str) -> psutil.Process:
+    proxy = psutil.Process(run.host_pid("proxy"))
+    if log_format == "text":
+        return proxy  # serve_proxy exec'd nginx
+    (master,) = wait_for(proxy.children, 10, "nginx under the relay")
+    return master
+
+
+@LOG_FORMATS
 def test_hup_proxy_reloads_nginx_under_load_without_a_failed_request(
-    start_bundle: StartBundle,
+    start_bundle: StartBundle, log_format: str
 ) -> None:
-    run = start_bundle(WS="0")
-    master = psutil.Process(run.host_pid("proxy"))
+    run = start_bundle(WS="0", LOG_FORMAT=log_format)
+    proxy = run.host_pid("proxy")
+    master = _nginx_master(run, log_format)
     old_workers = {child.pid for child in master.children()}
     with LoadGenerator(run.port, clients=4, max_seconds=60) as load:
         _progress(load)
@@ -183,7 +198,7 @@ def test_hup_proxy_reloads_nginx_under_load_without_a_failed_request(
         outcome = load.stop()
     print(f"signal HUP proxy: {outcome.failed} failed of {outcome.total} requests")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert run.host_pid("proxy") == master.pid  # same master, new workers
+    assert run.host_pid("proxy") == proxy and master.is_running()  # same master, new workers
     assert outcome.failed == 0, outcome.errors
     assert "reconfiguring" in run.stderr()
 
@@ -223,11 +238,12 @@ def test_sigkill_socket_holder_then_restart_web_under_load_fails_no_request(
     assert after_restart.failed == 0, after_restart.errors
 
 
+@LOG_FORMATS
 def test_proxy_that_cannot_start_stops_the_bundle_with_exit_1_naming_it(
-    start_bundle: StartBundle,
+    start_bundle: StartBundle, log_format: str
 ) -> None:
     started = time.monotonic()
-    run = start_bundle(wait=False, WS="0", NGINX_BIN="/nonexistent/nginx")
+    run = start_bundle(wait=False, WS="0", NGINX_BIN="/nonexistent/nginx", LOG_FORMAT=log_format)
     code = run.wait_exit(60)
     elapsed = time.monotonic() - started
     fatal = [line for line in run.stdout().splitlines() if "is FATAL" in line]
@@ -237,8 +253,11 @@ def test_proxy_that_cannot_start_stops_the_bundle_with_exit_1_naming_it(
     assert "cannot run /nonexistent/nginx" in fatal[0] and "PROXY=none" in fatal[0]
 
 
-def test_restart_proxy_under_load_fails_no_request(start_bundle: StartBundle) -> None:
-    run = start_bundle(WS="0")
+@LOG_FORMATS
+def test_restart_proxy_under_load_fails_no_request(
+    start_bundle: StartBundle, log_format: str
+) -> None:
+    run = start_bundle(WS="0", LOG_FORMAT=log_format)
     old = run.host_pid("proxy")
     with LoadGenerator(run.port, clients=4, max_seconds=60) as load:
         _progress(load)
