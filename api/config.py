@@ -70,7 +70,8 @@ class Config:
     api_key: str | None
     log_format: str
     host_ip: str
-    host_port: int
+    host_port: int  # 0: the port the kernel picked is in run_dir/http.port (shared/ports.py)
+    run_dir: Path
     mode: str
     min_free_disk: int  # healthz fails below this many free bytes
     debugpy_listen: tuple[str, int] | None = None  # dev mode only
@@ -92,6 +93,7 @@ def load(
         log_format=_text(found, "LOG_FORMAT"),
         host_ip=_text(found, "HOST_IP"),
         host_port=_int(found, "HOST_PORT"),
+        run_dir=Path(_text(found, "SUPERVISOR_RUN_DIR")),
         mode=_text(found, "RAGFLOW_MODE"),
         min_free_disk=_int(found, "MIN_FREE_DISK"),
         debugpy_listen=None if debugpy is None else settings.split_host_port(debugpy),

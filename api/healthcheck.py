@@ -7,8 +7,10 @@ does not restart the service for a fault a restart cannot fix.
 
 For the container HEALTHCHECK and Kubernetes probes. Reads HOST_IP and HOST_PORT through the
 settings contract (shared/settings.py, as every program does; a wildcard HOST_IP is probed on
-loopback). Prints one line saying what was checked and why it failed. An invalid setting is
-reported as unhealthy (exit 1, not 2: Docker reserves a HEALTHCHECK's exit code 2).
+loopback); with HOST_PORT=0 the port is the one the bundle bound, from
+SUPERVISOR_RUN_DIR/http.port (shared/ports.py). Prints one line saying what was checked and why
+it failed. An invalid setting is reported as unhealthy (exit 1, not 2: Docker reserves a
+HEALTHCHECK's exit code 2).
 """
 
 from __future__ import annotations
@@ -22,19 +24,37 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 
 from api import config
+from shared import ports
 
 HEALTHZ_PATH = "/v1/system/healthz"
 PING_PATH = "/v1/system/ping"
 WILDCARD_HOSTS = {"0.0.0.0", "::"}
 
 
+class NoPortError(Exception):
+    """HOST_PORT=0 and no port recorded (the bundle has not bound it yet, or no longer runs)."""
+
+
 def default_url(environ: Mapping[str, str], path: str = HEALTHZ_PATH) -> str:
-    """The URL at HOST_IP:HOST_PORT; config.ConfigError when either is invalid."""
+    """The URL at HOST_IP:HOST_PORT; config.ConfigError when either is invalid, NoPortError
+    when HOST_PORT=0 and the port file names no port."""
     cfg = config.load(environ)
     host = "127.0.0.1" if cfg.host_ip in WILDCARD_HOSTS else cfg.host_ip
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{cfg.host_port}{path}"
+    port = cfg.host_port
+    if port == 0:
+        port_file = cfg.run_dir / ports.HTTP_PORT_FILE
+        try:
+            port = ports.read_port(port_file) or 0
+        except (OSError, ValueError) as exc:
+            raise NoPortError(f"HOST_PORT=0 and {port_file} is unreadable: {exc}") from exc
+        if not port:
+            raise NoPortError(
+                f"HOST_PORT=0 and {port_file} does not exist: the bundle has not bound its "
+                "port (yet)"
+            )
+    return f"http://{host}:{port}{path}"
 
 
 def check(url: str, timeout: float, live: bool = False) -> str | None:
@@ -76,6 +96,9 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         url = args.url or default_url(environ, PING_PATH if args.live else HEALTHZ_PATH)
     except config.ConfigError as exc:
         print(f"unhealthy: the configuration is invalid: {exc}", file=sys.stderr)
+        return 1
+    except NoPortError as exc:
+        print(f"unhealthy: {exc}", file=sys.stderr)
         return 1
     problem = check(url, args.timeout, args.live)
     if problem is None:

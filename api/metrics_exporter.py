@@ -37,6 +37,7 @@ from typing import Any
 from api import config, logs, storage
 from api.metrics import MULTIPROC_DIR
 from api.routes.system import VERSION
+from shared import ports
 
 log = logging.getLogger("api.metrics_exporter")
 
@@ -450,7 +451,8 @@ def build_registry(environ: Mapping[str, str]) -> tuple[Any, ProgramTracker]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m api.metrics_exporter", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, required=True, help="0: a free port")
+    parser.add_argument("--port-file", help="file to write the bound port to (shared/ports.py)")
     args = parser.parse_args(argv)
     try:
         logs.setup(config.load().log_format)
@@ -469,10 +471,19 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    address = ports.address_text(server.socket.getsockname())
+    if args.port_file:
+        try:
+            ports.write_port(args.port_file, server.server_port)
+        except OSError as exc:
+            problem = f"cannot write the port file {args.port_file} ({exc.strerror})"
+            print(f"metrics_exporter: {problem}", file=sys.stderr)
+            server.shutdown()
+            return 1
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    log.info("serving metrics on http://%s:%d/metrics", args.host, args.port)
+    log.info("listening on %s: serving metrics on http://%s/metrics", address, address)
     tracker.run(stop)
     server.shutdown()
     return 0

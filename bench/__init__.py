@@ -3,7 +3,12 @@
 See docs/BENCHMARKS.md for the figures and how to run them.
 """
 
+import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The test support package (tests/support, imported as `support` as in the tests) is the one
+# home of the helpers benchmarks share with the tests: ports read back after binding port 0.
+if str(REPO_ROOT / "tests") not in sys.path:
+    sys.path.append(str(REPO_ROOT / "tests"))
 RESULTS_DIR = REPO_ROOT / "bench" / "results"

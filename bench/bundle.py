@@ -1,9 +1,11 @@
 """Start and stop a rendered bundle (or the plain supervisord + Gunicorn baseline) for a benchmark.
 
 `Bundle` renders the configuration with `render_config.py --output-dir` into a temporary work
-directory, starts `python -m supervise.launcher -c supervisord.conf` in its own session on a free
-127.0.0.1 port, waits for the first healthy response with a deadline, and on exit stops it with
-SIGTERM (the container's stop signal) and kills whatever of its process tree is still alive.
+directory, starts `python -m supervise.launcher -c supervisord.conf` in its own session with
+HOST_PORT=0 (the port it binds is read back: the bundle's port file, or the listening socket of
+the plain baseline's Gunicorn; tests/support/ports.py), waits for the first healthy response with
+a deadline, and on exit stops it with SIGTERM (the container's stop signal) and kills whatever of
+its process tree is still alive.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import http.client
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 import psutil
+from support.ports import HTTP_PORT_FILE, METRICS_PORT_FILE, listening_port, port_from_file
 
 from bench import REPO_ROOT
 
@@ -30,13 +32,6 @@ APP = "api.wsgi:application"
 READY_PATH = "/v1/system/healthz"
 START_DEADLINE_S = 60.0
 STOP_DEADLINE_S = 45.0
-
-
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago (bind port 0, read it, release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_status(port: int, path: str, timeout: float = 1.0) -> int | None:
@@ -117,7 +112,7 @@ class Bundle:
         self.plain = plain
         self.ready_path = ready_path
         self.gunicorn_extra = gunicorn_extra
-        self.port = free_port()
+        self._port = 0  # HOST_PORT=0: read back once bound (port)
         self.out_dir = workdir / "conf"
         self.run_dir = workdir / "run"
         self.data_dir = data_dir if data_dir is not None else workdir / "data"
@@ -125,7 +120,7 @@ class Bundle:
         self.env = {
             **os.environ,
             "HOST_IP": "127.0.0.1",
-            "HOST_PORT": str(self.port),
+            "HOST_PORT": "0",
             "DATA_DIR": str(self.data_dir),
             "SUPERVISOR_RUN_DIR": str(self.run_dir),
             "RAGFLOW_API_KEY": self.api_key,
@@ -134,6 +129,30 @@ class Bundle:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "supervisord.out"
         self._known: dict[int, psutil.Process] = {}
+
+    @property
+    def port(self) -> int:
+        """The port the bundle bound (HOST_PORT=0), waiting for it within START_DEADLINE_S."""
+        if not self._port:
+            if self.proc is None:
+                raise RuntimeError("the port of a bundle that was not launched")
+            if self.plain:  # Gunicorn alone binds port 0: its listening socket
+                self._port = listening_port(self.proc.pid, START_DEADLINE_S)
+            else:
+                port_file = self.run_dir / HTTP_PORT_FILE
+                self._port = port_from_file(port_file, START_DEADLINE_S, self._alive)
+        return self._port
+
+    @property
+    def metrics_port(self) -> int:
+        """The metrics endpoint's port (METRICS_PORT=0: from its port file)."""
+        port_file = self.run_dir / METRICS_PORT_FILE
+        return int(self.env.get("METRICS_PORT") or 0) or port_from_file(
+            port_file, START_DEADLINE_S, self._alive
+        )
+
+    def _alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     @property
     def base_url(self) -> str:

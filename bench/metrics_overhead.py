@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
-from bench.bundle import Bundle, free_port
+from bench.bundle import Bundle
 from bench.client import PING
 from bench.load import LoadResult, RequestSpec, run_load, summarise
 from bench.report import Panel, Run, table, verdict
@@ -63,12 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median)")
     args = parser.parse_args(argv)
     run = Run(NAME)
-    metrics_port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp, ExitStack() as stack:
         root = Path(tmp)
         data_dir = root / "data"
         on = stack.enter_context(
-            Bundle(root / "on", data_dir=data_dir, settings={"METRICS_PORT": str(metrics_port)})
+            Bundle(root / "on", data_dir=data_dir, settings={"METRICS_PORT": "0"})
         )
         on.start()
         off = stack.enter_context(Bundle(root / "off", data_dir=data_dir, api_key=on.api_key))
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             for spec in specs.values():
                 run_load(bundle.base_url, [spec], 8, 1.0)
         cells: dict[tuple[str, str], list[LoadResult]] = {}
-        with scraping(metrics_port) as scrapes:
+        with scraping(on.metrics_port) as scrapes:
             for round_ in range(args.rounds):
                 order = ("on", "off") if round_ % 2 == 0 else ("off", "on")
                 for endpoint, spec in specs.items():

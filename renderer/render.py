@@ -14,6 +14,7 @@ from pathlib import Path
 import jinja2
 
 from renderer.filters import FILTERS
+from shared.ports import HTTP_PORT_FILE, METRICS_PORT_FILE
 from shared.settings import (
     EXECUTOR_ROLES,
     GRACEFUL_TIMEOUT_FLAG,
@@ -30,6 +31,8 @@ TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "deploy" / "templates"
 SUPERVISORD_CONF = "supervisord.conf"
 GUNICORN_CONF = "gunicorn.conf.py"
 NGINX_CONF = "nginx.conf"
+# HOST_PORT=0: nginx.conf includes this file of SUPERVISOR_RUN_DIR, which serve_proxy writes
+NGINX_LISTEN_CONF = "nginx-listen.conf"
 SOCKET_HOLDER_STOPWAITSECS = 2
 # Two socket holders keep the listening sockets: a killed one takes its copies back from the other.
 SOCKET_HOLDER_COPIES = 2
@@ -231,6 +234,10 @@ def render(resolved: Resolved, output_dir: str) -> list[RenderedFile]:
         "metrics": has_metrics(values),
         "upstream_socket": f"{run_dir}/web.sock",
         "bind": f"{bind_host}:{values['HOST_PORT']}",
+        "http_port_file": f"{run_dir}/{HTTP_PORT_FILE}",
+        "metrics_port_file": f"{run_dir}/{METRICS_PORT_FILE}",
+        # HOST_PORT=0: serve_proxy writes nginx's listen directive for the port the holders bound
+        "nginx_listen_conf": f"{run_dir}/{NGINX_LISTEN_CONF}",
         "gunicorn_conf": f"{output_dir.rstrip('/') or '/'}/{GUNICORN_CONF}",
         "nginx_conf": f"{output_dir.rstrip('/') or '/'}/{NGINX_CONF}",
         "nginx_prefix": f"{run_dir.rstrip('/')}/",

@@ -66,6 +66,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+def json_enabled(environ: Mapping[str, str]) -> bool:
+    """Whether LOG_FORMAT (as the rendered programs receive it) asks for JSON lines."""
+    return environ.get("LOG_FORMAT", "").strip().lower() == "json"
+
+
+def json_line(time: str, level: str, program: str, pid: int, logger: str, message: str) -> str:
+    """The JSON object of one line without extra keys, for a program that is not a Python logger
+    (plain_line; nginx's error log, supervise.nginx_errors)."""
+    entry = {
+        "time": time,
+        "level": level,
+        "program": program,
+        "pid": pid,
+        "logger": logger,
+        "message": message,
+    }
+    return json.dumps(entry, ensure_ascii=False)
+
+
 def plain_line(
     message: str,
     level: str = "INFO",
@@ -76,14 +95,7 @@ def plain_line(
     serve_proxy): ``message`` itself, or with LOG_FORMAT=json the same JSON object as
     JsonFormatter's."""
     env = os.environ if environ is None else environ
-    if env.get("LOG_FORMAT", "").strip().lower() != "json":
+    if not json_enabled(env):
         return message
-    entry = {
-        "time": iso_time(time.time()),
-        "level": level,
-        "program": program_name(env),
-        "pid": os.getpid(),
-        "logger": logger or program_name(env),
-        "message": message,
-    }
-    return json.dumps(entry, ensure_ascii=False)
+    program = program_name(env)
+    return json_line(iso_time(time.time()), level, program, os.getpid(), logger or program, message)

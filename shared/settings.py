@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from shared import database_url
+from shared.ports import HTTP_PORT_FILE, METRICS_PORT_FILE
 
 Value = str | int | bool | None
 MODES = ("production", "dev")
@@ -246,16 +247,20 @@ def _port(raw: str) -> int:
     return int(integer(1, 65535).parse(raw) or 0)
 
 
-PORT = Parser(_port, "a port from 1 to 65535")
+# A listener the bundle binds itself may take 0: the kernel picks a free port, and the program
+# that binds it writes the port to a file in SUPERVISOR_RUN_DIR (shared/ports.py).
+LISTEN_PORT = Parser(
+    integer(0, 65535).parse, "a port from 1 to 65535, or 0 (the kernel picks a free port)"
+)
 
 
-def _host_port(raw: str) -> str:
+def _host_port(raw: str, port_parser: Callable[[str], Value] = _port) -> str:
     host, sep, port = raw.rpartition(":")
     if not sep:
         raise ValueError
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    address = _host(host)
-    return f"[{address}]:{_port(port)}" if ":" in address else f"{address}:{_port(port)}"
+    address, number = _host(host), port_parser(port)
+    return f"[{address}]:{number}" if ":" in address else f"{address}:{number}"
 
 
 def _inet_server(raw: str) -> str:
@@ -274,10 +279,13 @@ def _debugpy_listen(raw: str) -> str | None:
         return None
     if re.fullmatch(r"[0-9]+", value):
         return str(_port(value))
-    return _host_port(value)
+    return _host_port(value, LISTEN_PORT.parse)  # host:0: debugpy binds a free port
 
 
-DEBUGPY_LISTEN = Parser(_debugpy_listen, "port or host:port; empty or 0 turns debugpy off")
+DEBUGPY_LISTEN = Parser(
+    _debugpy_listen,
+    "port or host:port (host:0: a free port, logged once bound); empty or 0 turns debugpy off",
+)
 
 
 def _ip_list(raw: str) -> str:
@@ -469,9 +477,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "HOST_PORT",
-        PORT,
+        LISTEN_PORT,
         9380,
-        "TCP port the HTTP server listens on",
+        "TCP port the HTTP server listens on; 0: a free port the kernel picks, written to "
+        f"SUPERVISOR_RUN_DIR/{HTTP_PORT_FILE} once bound",
         app_env=True,
     ),
     Setting(
@@ -640,10 +649,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "METRICS_PORT",
-        optional(Parser(_port, "a port from 1 to 65535")),
+        optional(LISTEN_PORT),
         None,
         "TCP port of the Prometheus metrics endpoint (program `metrics`, no API key); "
-        "unset = no metrics",
+        "unset = no metrics; 0: a free port the kernel picks, written to "
+        f"SUPERVISOR_RUN_DIR/{METRICS_PORT_FILE} once bound",
         modes=PRODUCTION,
     ),
     Setting(
@@ -815,8 +825,9 @@ SETTINGS: tuple[Setting, ...] = (
         "SUPERVISOR_RUN_DIR",
         PATH,
         _under_app("run"),
-        "supervisord socket, pid file, listen socket and default --output-dir",
+        "supervisord socket, pid file, listen socket, port files and default --output-dir",
         default_doc="APP_DIR/run",
+        app_env=True,
     ),
     Setting(
         "SUPERVISOR_RUN_USER",
@@ -1109,7 +1120,7 @@ def _cross_check(values: Mapping[str, Value]) -> list[str]:
         )
     metrics_port = values["METRICS_PORT"]
     serves_http = values["ROLE"] in WEB_ROLES  # ROLE=executor listens on no HOST_PORT
-    if metrics_port is not None and serves_http and metrics_port == values["HOST_PORT"]:
+    if metrics_port and serves_http and metrics_port == values["HOST_PORT"]:
         problems.append(
             f"METRICS_PORT={metrics_port}: the HTTP server already listens on this port "
             "(HOST_PORT); choose another port for the metrics endpoint"

@@ -7,17 +7,30 @@ serves the socket it inherits instead of binding the port (the holders report a 
 naming HOST_PORT). The parent-death signal the launcher gave this process (SIGTERM, nginx's fast
 stop) survives the exec, so a SIGKILLed supervisord leaves no nginx behind; the exec keeps the
 pid, so supervisord's stop signal (QUIT: graceful) reaches the nginx master itself.
+
+With HOST_PORT=0 nginx.conf does not name the port (nobody knew it when it was rendered): it
+includes --listen-conf, which this program writes from the inherited socket's own address
+(``listen 127.0.0.1:41459;``) before nginx starts, so nginx's listen matches the socket it
+inherits, after a reload too.
+
+With LOG_FORMAT=json nginx runs under supervise.nginx_errors instead of the exec: the same
+command, its error log rewritten as JSON lines, every signal passed to the nginx master and its
+exit status passed back.
 """
 
 from __future__ import annotations
 
+import argparse
 import grp
 import os
 import pwd
+import socket
 import sys
 from collections.abc import Sequence
 
-from shared.logformat import plain_line
+from shared import ports
+from shared.logformat import json_enabled, plain_line
+from supervise.nginx_errors import relay
 from supervise.socket_holder import (
     TCP,
     HolderUnavailableError,
@@ -39,16 +52,32 @@ def nginx_argv(command: Sequence[str], euid: int, egid: int) -> list[str]:
     return [*command, "-g", f"user {user} {group};"]
 
 
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--listen-conf", help="write nginx's listen directive for the inherited socket here"
+    )
+
+
+def listen_directive(fd: int) -> str:
+    """nginx's listen directive for the listening socket ``fd`` (its bound address)."""
+    with socket.socket(fileno=os.dup(fd)) as sock:
+        return f"listen {ports.address_text(sock.getsockname())};\n"
+
+
 def main(argv: Sequence[str]) -> int:
-    args, command = parse_client_args("serve_proxy", __doc__, argv, (TCP,))
+    args, command = parse_client_args("serve_proxy", __doc__, argv, (TCP,), _options)
     try:
         fd = fetch_listener(args.holder, args.listener, args.wait)
-    except HolderUnavailableError as exc:
+        if args.listen_conf:
+            ports.write_atomically(args.listen_conf, listen_directive(fd))
+    except (HolderUnavailableError, OSError) as exc:
         print(plain_line(f"serve_proxy: {exc}", "ERROR", LOGGER), file=sys.stderr, flush=True)
         return 1
     os.set_inheritable(fd, True)
     environ = {**os.environ, "NGINX": f"{fd};"}
     argv_out = nginx_argv(command, os.geteuid(), os.getegid())
+    if json_enabled(environ):
+        return relay(argv_out, environ)
     try:
         os.execve(argv_out[0], argv_out, environ)
     except OSError as exc:

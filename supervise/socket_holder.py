@@ -13,7 +13,9 @@ between the copies by an flock on --lock:
 1. ask every other holder for its copies; the first one that answers wins;
 2. only when none answers, bind anew: the TCP port (in use -> one line naming HOST_PORT, exit 1)
    and the unix path (a stale file is removed; a path a live listener answers on never is);
-3. open its own hand-out socket before releasing the lock, so the next holder finds it.
+3. open its own hand-out socket before releasing the lock, so the next holder finds it;
+4. write the TCP socket's port to --port-file (shared/ports.py: with HOST_PORT=0 the kernel
+   picked it) and log "listening on HOST:PORT".
 
 On SIGTERM it closes its copies and removes its hand-out socket, never the --upstream path (the
 web master still listens on it).
@@ -30,9 +32,10 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import FrameType
 
+from shared import ports
 from shared.logformat import plain_line
 
 LOGGER = "supervise.socket_holder"
@@ -169,10 +172,15 @@ def fetch_listener(holders: Sequence[str], name: str, wait_seconds: float) -> in
 
 
 def parse_client_args(
-    program: str, description: str | None, argv: Sequence[str], listeners: Sequence[str]
+    program: str,
+    description: str | None,
+    argv: Sequence[str],
+    listeners: Sequence[str],
+    options: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> tuple[argparse.Namespace, list[str]]:
     """`--holder PATH ... [--listener NAME] [--wait S] -- COMMAND...`: the arguments of a
-    program (serve_web, serve_proxy) that runs COMMAND on a socket from the holders."""
+    program (serve_web, serve_proxy) that runs COMMAND on a socket from the holders; ``options``
+    adds the program's own."""
     usage = f"usage: python -m supervise.{program} --holder PATH ... -- COMMAND..."
     if "--" not in argv:
         raise SystemExit(usage)
@@ -186,6 +194,8 @@ def parse_client_args(
     )
     # Shorter than the programs' startsecs: a missing holder makes them fail their start.
     parser.add_argument("--wait", type=float, default=CLIENT_WAIT_SECONDS, help="seconds to wait")
+    if options is not None:
+        options(parser)
     args = parser.parse_args(argv[:split])
     command = list(argv[split + 1 :])
     if not command:
@@ -250,7 +260,10 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m supervise.socket_holder", description=__doc__)
     parser.add_argument("--host", required=True, help="address to bind (HOST_IP)")
-    parser.add_argument("--port", required=True, type=int, help="port to bind (HOST_PORT)")
+    parser.add_argument(
+        "--port", required=True, type=int, help="port to bind (HOST_PORT; 0: a free port)"
+    )
+    parser.add_argument("--port-file", help="file to write the bound port to (shared/ports.py)")
     parser.add_argument("--upstream", help="unix socket path Gunicorn listens on (with the proxy)")
     parser.add_argument(
         "--holder", action="append", required=True, help="hand-out socket of each holder copy"
@@ -284,6 +297,16 @@ def main(argv: Sequence[str]) -> int:
     started = f"socket_holder: {names} ({origin}); handing copies out at {own}"
     print(plain_line(started, "INFO", LOGGER), flush=True)
     try:
+        address = listeners[TCP].getsockname()
+        if args.port_file:
+            try:
+                ports.write_port(args.port_file, address[1])
+            except OSError as exc:
+                problem = f"cannot write the port file {args.port_file} ({exc.strerror})"
+                print(plain_line(problem, "ERROR", LOGGER), file=sys.stderr, flush=True)
+                return 1
+        listening = f"listening on {ports.address_text(address)}"
+        print(plain_line(listening, "INFO", LOGGER), flush=True)
         serve_forever(listeners, server)
     finally:
         server.close()

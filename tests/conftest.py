@@ -10,26 +10,27 @@ import pytest
 
 # --- process lifecycle (supervise/): real supervisord as PID 1 of a fresh PID namespace -------
 from support.plumbing_conf import PlumbingSpec, write_plumbing_conf
+from support.ports import HTTP_PORT_FILE
 from support.supervised import SupervisedRun
-from support.waiting import free_port
 
 StartPlumbing = Callable[..., SupervisedRun]
 
 
 @pytest.fixture
 def start_plumbing(tmp_path: Path) -> Iterator[StartPlumbing]:
-    """Factory: write the hand-written supervise/ config on a free port, start the launcher as
+    """Factory: write the hand-written supervise/ config on port 0 (the socket holders bind a
+    free port and write it to the run's port file: run.port), start the launcher as
     PID 1 of a new PID namespace, wait until every program is RUNNING (unless wait=False).
     Teardown always kills the namespace, so no process outlives the test."""
     runs: list[SupervisedRun] = []
 
     def start(wait: bool = True, **spec_fields: Any) -> SupervisedRun:
-        spec_fields.setdefault("port", free_port())
         spec = PlumbingSpec(**spec_fields)
         run_dir = tmp_path / f"run{len(runs)}"
         run_dir.mkdir()
         conf = write_plumbing_conf(spec, run_dir)
-        run = SupervisedRun(conf, run_dir / "supervisor.sock", run_dir, spec.port)
+        port = spec.port or run_dir / HTTP_PORT_FILE  # port 0: the holders write the bound one
+        run = SupervisedRun(conf, run_dir / "supervisor.sock", run_dir, port)
         runs.append(run.start())
         if wait:
             run.wait_running()
@@ -45,9 +46,10 @@ StartBundle = Callable[..., SupervisedRun]
 
 @pytest.fixture
 def start_bundle(tmp_path: Path) -> Iterator[StartBundle]:
-    """Factory: render the REAL bundle (render_config.py) on a free loopback port with every path
-    in tmp_path, start it with the launcher as PID 1 of a new PID namespace, wait until every
-    program is RUNNING (unless wait=False). Teardown always kills the namespace."""
+    """Factory: render the REAL bundle (render_config.py) with HOST_PORT=0 (run.port: the port
+    it bound, from its port file; ``port``: a fixed one) and every path in tmp_path, start it
+    with the launcher as PID 1 of a new PID namespace, wait until every program is RUNNING
+    (unless wait=False). Teardown always kills the namespace."""
     from support.rendered_bundle import bundle_environment, render_bundle
 
     runs: list[SupervisedRun] = []
@@ -61,25 +63,32 @@ def start_bundle(tmp_path: Path) -> Iterator[StartBundle]:
     ) -> SupervisedRun:
         """``edit``: applied to the rendered supervisord.conf's text before the start (an
         operator's edit after rendering)."""
-        port = free_port() if port is None else port
         workdir = tmp_path / f"bundle{len(runs)}"
-        env = bundle_environment(workdir, port, settings)
+        env = bundle_environment(workdir, port or 0, settings)
         conf = render_bundle(env, mode)
         if edit is not None:
             conf.write_text(edit(conf.read_text(encoding="utf-8")), encoding="utf-8")
-        run = SupervisedRun(conf, Path(env["SUPERVISOR_RUN_DIR"]) / "supervisor.sock", workdir,
-                            port, env)  # fmt: skip
+        run_dir = Path(env["SUPERVISOR_RUN_DIR"])
+        run = SupervisedRun(conf, run_dir / "supervisor.sock", workdir,
+                            port or run_dir / HTTP_PORT_FILE, env)  # fmt: skip
         runs.append(run.start())
         if wait:
             run.wait_running(60)
         return run
 
     def start_again(previous: SupervisedRun, **settings: str) -> SupervisedRun:
-        """The same rendered bundle (same DATA_DIR and port) started anew, e.g. after a stop."""
+        """The same rendered bundle (same DATA_DIR; the same fixed port, or with HOST_PORT=0 the
+        one it binds now) started anew, e.g. after a stop."""
         workdir = previous.stdout_path.parent / f"again{len(runs)}"
         workdir.mkdir()
         env = {**previous.env, **settings}
-        run = SupervisedRun(previous.conf, previous.socket_path, workdir, previous.port, env)
+        port: int | Path
+        if previous.port_file is not None:  # port 0: this run binds a port of its own
+            previous.port_file.unlink(missing_ok=True)
+            port = previous.port_file
+        else:
+            port = previous.port
+        run = SupervisedRun(previous.conf, previous.socket_path, workdir, port, env)
         runs.append(run.start())
         run.wait_running(60)
         return run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,21 +15,27 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from support.waiting import free_port, wait_for
+from support.ports import port_from_file
+from support.waiting import wait_for
 
 from api import config, ragflow_server
+from shared.ports import read_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class DevServer:
     def __init__(self, tmp_path: Path, *args: str, **env: str) -> None:
-        self.port = free_port()
-        self.log = tmp_path / f"server-{self.port}.log"
+        """``python ARGS --port-file ...`` with HOST_PORT=0: the port is read back from the file
+        (``port``)."""
+        name = f"server-{len(list(tmp_path.glob('server-*.log')))}"
+        self.log = tmp_path / f"{name}.log"
+        self.port_file = tmp_path / f"{name}.port"
+        self._port = 0
         full_env = {
             **os.environ,
             "HOST_IP": "127.0.0.1",
-            "HOST_PORT": str(self.port),
+            "HOST_PORT": "0",
             "DATA_DIR": str(tmp_path / "data"),
             "RAGFLOW_API_KEY": "dev-server-test-key-01",
             "TASK_STOP_TIMEOUT": "2",
@@ -37,18 +44,38 @@ class DevServer:
         full_env.pop("PYTHONPATH", None)  # the script must make `api` importable by itself
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, *args],
+                [sys.executable, *args, "--port-file", str(self.port_file)],
                 cwd=ROOT,
                 env=full_env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.base = f"http://127.0.0.1:{self.port}"
+
+    @property
+    def port(self) -> int:
+        if not self._port:
+            self._port = port_from_file(self.port_file, 60, lambda: self.proc.poll() is None)
+        return self._port
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def debugpy_port(self) -> int:
+        """The port debugpy bound (RAGFLOW_DEBUGPY_LISTEN=HOST:0), from its log line."""
+
+        def logged() -> int | None:
+            found = re.search(r"debugpy listening on [^\s]+:(\d+)", self.log.read_text())
+            return int(found[1]) if found else None
+
+        return wait_for(logged, 30, "debugpy's port in the log")
 
     def ready(self) -> bool:
         if self.proc.poll() is not None:
             raise AssertionError(f"server exited {self.proc.returncode}: {self.log.read_text()}")
+        if not self._port and read_port(self.port_file) is None:
+            return False  # not bound yet
         try:
             return requests.get(f"{self.base}/v1/system/ping", timeout=2).text == "pong"
         except (requests.ConnectionError, requests.Timeout):
@@ -118,10 +145,10 @@ def test_dev_server_serves_the_api(
 def test_debugpy_listens_in_the_serving_child_only(
     tmp_path: Path, servers: list[DevServer], command: tuple[str, ...]
 ) -> None:
-    debug_port = free_port()
-    server = DevServer(tmp_path, *command, "--debug", RAGFLOW_DEBUGPY_LISTEN=str(debug_port))
+    server = DevServer(tmp_path, *command, "--debug", RAGFLOW_DEBUGPY_LISTEN="127.0.0.1:0")
     servers.append(server)
     wait_for(server.ready, timeout=30, what="the dev server")
+    debug_port = server.debugpy_port()
 
     def listening() -> bool:
         with socket.socket() as sock:
@@ -135,7 +162,14 @@ def test_debugpy_listens_in_the_serving_child_only(
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("", None), ("0", None), ("5678", ("127.0.0.1", 5678)), ("0.0.0.0:9", ("0.0.0.0", 9))],
+    [
+        ("", None),
+        ("0", None),
+        ("5678", ("127.0.0.1", 5678)),
+        ("0.0.0.0:9", ("0.0.0.0", 9)),
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+        ("[::1]:0", ("::1", 0)),
+    ],
 )
 def test_debugpy_address(value: str, expected: tuple[str, int] | None) -> None:
     cfg = config.load({"RAGFLOW_DEBUGPY_LISTEN": value}, ragflow_server.DEV_SERVER_DEFAULTS)

@@ -139,7 +139,7 @@ def test_config_errors_name_the_setting(env: dict[str, str], match: str) -> None
 
 def test_config_errors_list_every_problem() -> None:
     with pytest.raises(config.ConfigError) as caught:
-        config.load({"HOST_PORT": "0", "TASK_MAX_ATTEMPTS": "0", "LOG_FORMAT": "xml"})
+        config.load({"HOST_PORT": "65536", "TASK_MAX_ATTEMPTS": "0", "LOG_FORMAT": "xml"})
     assert [p.split("=")[0] for p in caught.value.problems] == [
         "HOST_PORT", "TASK_MAX_ATTEMPTS", "LOG_FORMAT"
     ]  # fmt: skip
@@ -216,17 +216,18 @@ def test_a_database_that_is_not_one_answers_503_naming_it(api: Api) -> None:
 
 
 def test_an_unreachable_postgresql_answers_503_without_the_password(tmp_path: Path) -> None:
+    from support.ports import refusing_port
     from support.postgres import PASSWORD
-    from support.waiting import free_port
 
-    url = f"postgresql://rf:{PASSWORD}@127.0.0.1:{free_port()}/ragflow"
-    app = Api(tmp_path / "data", DATABASE_URL=url, DB_CONNECT_TIMEOUT="1")
-    for path in ("/api/v1/datasets", "/v1/system/healthz"):
-        response = app.raw("GET", path, key="ragflow-some-created-key-0123456789")
-        text = response.get_data(as_text=True)
-        assert response.status_code == 503, text
-        assert "Traceback" not in text and PASSWORD not in text
-        assert "127.0.0.1" in text, text
+    with refusing_port() as port:
+        url = f"postgresql://rf:{PASSWORD}@127.0.0.1:{port}/ragflow"
+        app = Api(tmp_path / "data", DATABASE_URL=url, DB_CONNECT_TIMEOUT="1")
+        for path in ("/api/v1/datasets", "/v1/system/healthz"):
+            response = app.raw("GET", path, key="ragflow-some-created-key-0123456789")
+            text = response.get_data(as_text=True)
+            assert response.status_code == 503, text
+            assert "Traceback" not in text and PASSWORD not in text
+            assert "127.0.0.1" in text, text
 
 
 def _admin(

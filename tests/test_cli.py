@@ -241,7 +241,7 @@ def test_exec_argv() -> None:
 
 
 def test_render_config_shim_runs_without_traceback(tmp_path: Path) -> None:
-    environ = {**pinned_environ(tmp_path, HOST_PORT="0"), "PATH": os.environ["PATH"]}
+    environ = {**pinned_environ(tmp_path, HOST_PORT="65536"), "PATH": os.environ["PATH"]}
     result = subprocess.run([sys.executable, "render_config.py", "--print-config"], cwd=APP_DIR,
                             env=environ, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 2

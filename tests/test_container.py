@@ -25,7 +25,8 @@ from pathlib import Path
 import container_tools as ct
 import pytest
 import yaml
-from support.waiting import free_port, wait_for
+from support.ports import HTTP_PORT_FILE
+from support.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 90.0
@@ -37,14 +38,30 @@ MAX_ADDED_BYTES = 120 * 1024**2
 RUN_ID = uuid.uuid4().hex[:8]
 HEALTHZ = "/v1/system/healthz"
 APP_UID = 10001  # the Dockerfile's ARG APP_UID default
-READ_ONLY = ("--read-only", "--tmpfs", "/run/ragflow:U")
+RUN_DIR = "/run/ragflow"  # SUPERVISOR_RUN_DIR in the image (Dockerfile)
+READ_ONLY = ("--read-only", "--tmpfs", f"{RUN_DIR}:U")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Container:
     name: str
-    port: int
     api_key: str
+    fixed_port: int = 0  # 0: HOST_PORT=0, the port the container bound is read back
+
+    @property
+    def port(self) -> int:
+        """HOST_PORT=0 (--network host): the port from the bundle's port file in the
+        container, or from Gunicorn's "Listening at" line when Gunicorn runs alone."""
+        if not self.fixed_port:
+            self.fixed_port = wait_for(self._bound_port, STARTUP_TIMEOUT, f"{self.name}'s port")
+        return self.fixed_port
+
+    def _bound_port(self) -> int | None:
+        written = self.exec("cat", f"{RUN_DIR}/{HTTP_PORT_FILE}", check=False)
+        if written.returncode == 0 and written.stdout.strip().isdigit():
+            return int(written.stdout)
+        listening = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", self.logs())
+        return int(listening[1]) if listening else None
 
     @property
     def base_url(self) -> str:
@@ -138,13 +155,13 @@ def start(
 ) -> Container:
     container = Container(
         name=f"ragflow-test-{role}-{RUN_ID}",
-        port=port or free_port(),
         api_key=f"test-key-{uuid.uuid4().hex}",
+        fixed_port=port or 0,
     )
     started.append(container)
     env = {
         "HOST_IP": "127.0.0.1",  # --network host: stay on loopback
-        "HOST_PORT": str(container.port),
+        "HOST_PORT": str(port or 0),  # 0: the kernel picks a free port (container.port)
         "RAGFLOW_API_KEY": container.api_key,
         **env,
     }

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import requests
 from support.executors import ROOT, chunk_rows, doc_rows, executor_env, sqlite_conn
-from support.waiting import free_port, wait_for
+from support.ports import port_from_file
+from support.waiting import wait_for
 
 from api import storage
 
@@ -25,27 +26,27 @@ KEY = "dev-mode-test-key-0001"
 @pytest.fixture
 def dev_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
     data_dir = tmp_path / "data"
-    port = free_port()
     env = executor_env(
         data_dir,
         HOST_IP="127.0.0.1",
-        HOST_PORT=str(port),
+        HOST_PORT="0",
         RAGFLOW_API_KEY=KEY,
         RAGFLOW_MODE="development",
         RAGFLOW_TEST_SECTION_DELAY="0.2",
         TASK_STOP_TIMEOUT="1",
     )
+    port_file = tmp_path / "http.port"
     with (tmp_path / "dev.log").open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "api.ragflow_server", "--debug"],
+            [sys.executable, "-m", "api.ragflow_server", "--debug", "--port-file", str(port_file)],
             cwd=ROOT,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    base = f"http://127.0.0.1:{port}"
     try:
+        base = f"http://127.0.0.1:{port_from_file(port_file, 30, lambda: proc.poll() is None)}"
         wait_for(lambda: _ping(base), 30, "the dev server")
         yield proc, base, data_dir
     finally:
@@ -139,11 +140,11 @@ def test_a_reload_stops_the_in_process_executor_cleanly(tmp_path: Path) -> None:
     for part in ("api", "shared"):  # the application and the helpers it imports
         shutil.copytree(ROOT / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
     data_dir = tmp_path / "data"
-    port = free_port()
-    env = executor_env(data_dir, HOST_PORT=str(port), RAGFLOW_API_KEY=KEY, PYTHONPATH=str(root))
+    env = executor_env(data_dir, HOST_PORT="0", RAGFLOW_API_KEY=KEY, PYTHONPATH=str(root))
+    port_file = tmp_path / "http.port"
     with (tmp_path / "dev.log").open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "api.ragflow_server", "--debug"],
+            [sys.executable, "-m", "api.ragflow_server", "--debug", "--port-file", str(port_file)],
             cwd=root,
             env=env,
             stdout=log,
@@ -154,6 +155,7 @@ def test_a_reload_stops_the_in_process_executor_cleanly(tmp_path: Path) -> None:
         heartbeats = storage.open_backend(data_dir).heartbeats
         first = wait_for(lambda: heartbeats.executors(), 30, "the first child's executor")
         # answering means the reloader has taken its first look at the files
+        port = port_from_file(port_file, 30, lambda: proc.poll() is None)
         wait_for(lambda: _ping(f"http://127.0.0.1:{port}"), 30, "the dev server")
         source = root / "api" / "text.py"
         source.write_text(source.read_text() + "\n# changed\n")

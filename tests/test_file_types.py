@@ -17,7 +17,7 @@ from support.api_client import Api
 from support.executors import ROOT, executor_env, executors
 from support.gunicorn_server import rendered_gunicorn
 from support.sample_files import SAMPLES
-from support.waiting import free_port, wait_for
+from support.waiting import wait_for
 
 from api import filetypes
 from api.parsing.parsers import UnsupportedType
@@ -144,9 +144,7 @@ def parsed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[
     executors; per suffix its final document row and its chunks' contents."""
     tmp = tmp_path_factory.mktemp("file_types")
     data_dir = tmp / "data"
-    env = executor_env(
-        data_dir, HOST_IP="127.0.0.1", HOST_PORT=str(free_port()), RAGFLOW_API_KEY=KEY
-    )
+    env = executor_env(data_dir, HOST_IP="127.0.0.1", HOST_PORT="0", RAGFLOW_API_KEY=KEY)
     auth = {"Authorization": f"Bearer {KEY}"}
     with executors(data_dir, [1, 2], tmp, RAGFLOW_API_KEY=KEY), rendered_gunicorn(env, tmp) as base:
         ds = requests.post(

@@ -15,7 +15,6 @@ from conftest import StartBundle
 from support.rendered_bundle import bundle_environment
 from support.script_run import ScriptRun
 from support.supervised import APP_DIR, PYTHON
-from support.waiting import free_port
 
 README = APP_DIR / "README.md"
 README_PORT = "9380"
@@ -66,7 +65,7 @@ def make_run(tmp_path: Path) -> Iterator[list[ScriptRun]]:
 def test_make_run_without_a_key_prints_how_to_create_one(
     make_run: list[ScriptRun], tmp_path: Path
 ) -> None:
-    env = bundle_environment(tmp_path, free_port(), {"WS": "0"})
+    env = bundle_environment(tmp_path, 0, {"WS": "0"})
     del env["RAGFLOW_API_KEY"]
     run = ScriptRun(["make", "--no-print-directory", "run"], env, tmp_path).start()
     make_run.append(run)

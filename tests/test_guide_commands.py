@@ -18,10 +18,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from support.ports import listening_port
 from support.rendered_bundle import bundle_environment
 from support.script_run import ScriptRun
 from support.supervised import APP_DIR, SupervisedRun
-from support.waiting import free_port, wait_for
+from support.waiting import wait_for
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 APP = "api.wsgi:application"
@@ -59,7 +60,7 @@ def test_guide_script_starts_the_bundle_and_stops_on_sigterm(
     name: str, runs: list[SupervisedRun], tmp_path: Path
 ) -> None:
     command, mode = GUIDE_SCRIPTS[name]
-    env = bundle_environment(tmp_path, free_port(), {"WS": "1"})
+    env = bundle_environment(tmp_path, 0, {"WS": "1"})  # HOST_PORT=0: run.port from the port file
     run = ScriptRun(command, env, tmp_path).start()
     runs.append(run)
     states = run.wait_running(60)
@@ -78,7 +79,7 @@ def test_guide_script_starts_the_bundle_and_stops_on_sigterm(
 
 
 def _gunicorn_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
-    return bundle_environment(tmp_path, free_port(), overrides)
+    return bundle_environment(tmp_path, 0, overrides)  # HOST_PORT=0: Gunicorn binds a free port
 
 
 def _print_config(env: dict[str, str], config: str) -> subprocess.CompletedProcess[str]:
@@ -133,7 +134,6 @@ def test_gunicorn_config_serves_with_the_environment_at_start(tmp_path: Path) ->
     env = _gunicorn_env(tmp_path, GUNICORN_WORKERS="3", GUNICORN_LOG_LEVEL="debug")
     for key in ("DATA_DIR", "LOG_DIR"):
         Path(env[key]).mkdir(parents=True, exist_ok=True)
-    port = int(env["HOST_PORT"])
     log = tmp_path / "gunicorn.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -141,6 +141,7 @@ def test_gunicorn_config_serves_with_the_environment_at_start(tmp_path: Path) ->
             cwd=APP_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
+        port = listening_port(proc.pid, 60)  # HOST_PORT=0, read back from the kernel
         wait_for(lambda: _ping(port) == 200 or proc.poll() is not None, 60, "gunicorn to answer")
         assert proc.poll() is None, log.read_text()
         master = psutil.Process(proc.pid)

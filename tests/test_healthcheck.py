@@ -11,13 +11,15 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import StartBundle
+from support.ports import refusing_port
 from support.supervised import APP_DIR
-from support.waiting import free_port
 
-from api.healthcheck import default_url
+from api.healthcheck import NoPortError, default_url
+from shared.ports import write_port
 
 REPLIES: dict[str, tuple[int, bytes]] = {}
 
@@ -88,8 +90,9 @@ def test_live_checks_ping_only(fake_server: int, reply: tuple[int, bytes], expec
 
 
 def test_nothing_listening_is_unhealthy() -> None:
-    result = _healthcheck("--url", f"http://127.0.0.1:{free_port()}/v1/system/healthz",
-                          "--timeout", "2")  # fmt: skip
+    with refusing_port() as port:
+        result = _healthcheck("--url", f"http://127.0.0.1:{port}/v1/system/healthz",
+                              "--timeout", "2")  # fmt: skip
     assert result.returncode == 1
     assert "not reachable" in result.stderr
 
@@ -120,12 +123,29 @@ def test_an_invalid_host_setting_is_unhealthy_with_the_settings_message(
     assert f"{name}={value!r}: invalid; accepted: " in result.stderr
 
 
+def test_host_port_0_probes_the_port_in_the_port_file(tmp_path: Path) -> None:
+    environ = {"HOST_PORT": "0", "SUPERVISOR_RUN_DIR": str(tmp_path)}
+    with pytest.raises(NoPortError, match=r"HOST_PORT=0 and .*http\.port does not exist"):
+        default_url(environ)
+    write_port(tmp_path / "http.port", 41234)
+    assert default_url(environ) == "http://127.0.0.1:41234/v1/system/healthz"
+
+
+def test_host_port_0_before_the_bundle_bound_it_is_unhealthy(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOST_PORT": "0", "SUPERVISOR_RUN_DIR": str(tmp_path)}
+    result = _healthcheck(env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"unhealthy: HOST_PORT=0 and {tmp_path}/http.port does not")
+
+
 def test_real_app_is_healthy_via_host_port(start_bundle: StartBundle) -> None:
-    run = start_bundle(WS="0")
-    env = {**run.env, "HOST_PORT": str(run.port)}
+    run = start_bundle(WS="0", port=0)  # HOST_PORT=0: the bound port from the port file
+    env = run.env
+    assert env["HOST_PORT"] == "0"
     result = _healthcheck(env=env)
     print(result.stdout.strip())
     assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"healthy: http://127.0.0.1:{run.port}/v1/system/healthz"
     run.ctl("stop", "web")
     result = _healthcheck("--timeout", "2", env=env)
     assert result.returncode == 1

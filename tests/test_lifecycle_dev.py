@@ -4,6 +4,7 @@ never outlives a stop or a SIGKILL of the parent, and debugpy listens only in th
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 import urllib.request
@@ -11,7 +12,7 @@ import urllib.request
 import psutil
 from conftest import StartBundle
 from support.supervised import SupervisedRun
-from support.waiting import free_port, wait_for
+from support.waiting import wait_for
 
 
 def _serves(run: SupervisedRun) -> bool:
@@ -34,6 +35,13 @@ def _listeners(run: SupervisedRun, port: int) -> list[psutil.Process]:
     return found
 
 
+def _debugpy_ports(run: SupervisedRun) -> list[int]:
+    """The ports debugpy bound (RAGFLOW_DEBUGPY_LISTEN=127.0.0.1:0), in the order it logged
+    them: where a debugger attaches."""
+    logged = re.findall(r"debugpy listening on 127\.0\.0\.1:(\d+)", run.stderr() + run.stdout())
+    return [int(port) for port in logged]
+
+
 def _connected(process: psutil.Process, other: psutil.Process) -> bool:
     """True when `process` has a loopback TCP connection to a port `other` holds."""
     other_ports = {c.laddr.port for c in other.net_connections(kind="tcp")}
@@ -50,11 +58,11 @@ def _family(parent: psutil.Process) -> set[int]:
 def test_dev_web_child_never_outlives_its_parent_and_debugpy_is_in_the_child(
     start_bundle: StartBundle,
 ) -> None:
-    debug_port = free_port()
-    run = start_bundle(mode="dev", RAGFLOW_DEBUGPY_LISTEN=str(debug_port))
+    run = start_bundle(mode="dev", RAGFLOW_DEBUGPY_LISTEN="127.0.0.1:0")
     wait_for(lambda: _serves(run), 30, "the dev server to answer")
     parent = psutil.Process(run.host_pid("web"))
     (child,) = wait_for(parent.children, 10, "the reloader's serving child")
+    (debug_port,) = wait_for(lambda: _debugpy_ports(run), 30, "debugpy's port in the log")
     debug = wait_for(lambda: _listeners(run, debug_port), 30, "debugpy to listen")
     print(
         f"dev web: reloader {parent.pid}, serving child {child.pid}, "
@@ -79,14 +87,15 @@ def test_dev_web_child_never_outlives_its_parent_and_debugpy_is_in_the_child(
     wait_for(lambda: not any(psutil.pid_exists(pid) for pid in old), 10,
              "the serving child to die with its parent")  # fmt: skip
     gone_after = time.monotonic() - killed_at
-    wait_for(lambda: _serves(run) and _listeners(run, debug_port), 30,
+    wait_for(lambda: _serves(run) and len(_debugpy_ports(run)) == 2, 30,
              "the restarted dev server and its debugpy")  # fmt: skip
     back_after = time.monotonic() - killed_at
     print(
         f"dev web SIGKILL of the parent: child gone after {gone_after:.2f} s, serving again "
         f"(debugpy re-listening) after {back_after:.2f} s"
     )
-    assert len(_listeners(run, debug_port)) == 1
+    again = _debugpy_ports(run)[1]  # a port of its own (port 0 again)
+    assert len(wait_for(lambda: _listeners(run, again), 10, "the new debugpy to listen")) == 1
 
     # A stop takes the whole process group: nothing of web is left.
     web_family = _family(psutil.Process(run.host_pid("web")))

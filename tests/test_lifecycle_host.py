@@ -27,7 +27,7 @@ from support.ragflow_client import create_dataset, start_parsing, upload
 from support.rendered import pinned_environ
 from support.rendered_bundle import bundle_environment
 from support.supervised import APP_DIR
-from support.waiting import free_port, wait_for
+from support.waiting import wait_for
 
 from renderer.cli import main
 
@@ -60,7 +60,7 @@ def test_kill_9_of_the_launcher_leaves_nothing_and_the_same_command_serves_again
     # a long TASK_STOP_TIMEOUT: an executor that waited for its task would outlive the bound
     settings = {"WS": "2", "TASK_STOP_TIMEOUT": "30", "STOP_GRACE_SECONDS": "60",
                 "RAGFLOW_TEST_SECTION_DELAY": "0.2"}  # fmt: skip
-    env = bundle_environment(tmp_path, free_port(), settings)  # the renderer creates the dirs
+    env = bundle_environment(tmp_path, 0, settings)  # the renderer creates the dirs
     flags = (f"--{mode}-mode", "--output-dir", env["SUPERVISOR_RUN_DIR"])
     first = HostRun(env, tmp_path / "first.log", flags)
     host_runs.append(first)
@@ -89,7 +89,8 @@ def test_kill_9_of_the_launcher_leaves_nothing_and_the_same_command_serves_again
     gone_after = time.monotonic() - killed_at
     handed_back = _task_states(env)
 
-    second = HostRun(env, tmp_path / "second.log", flags)
+    # the port the first run bound (HOST_PORT=0), by number: nothing of the first run holds it
+    second = HostRun({**env, "HOST_PORT": str(first.port)}, tmp_path / "second.log", flags)
     host_runs.append(second)
     wait_for(second.serves, BOUND_SECONDS, "the same command to serve again")
     serves_after = time.monotonic() - second.started
@@ -142,7 +143,7 @@ def test_started_as_root_everything_runs_as_the_run_user(
 ) -> None:
     user = pwd.getpwnam(RUN_USER)
     python, extra = _interpreter_for(RUN_USER)
-    env = bundle_environment(shared_tmp / "bundle", free_port(), {
+    env = bundle_environment(shared_tmp / "bundle", 0, {
         "SUPERVISOR_RUN_USER": RUN_USER, "LOG_TARGET": "file", "PYTHON_BIN": python, **extra,
     })  # fmt: skip
     # none of the directories exists: the renderer (as root) creates them for the user

@@ -18,6 +18,7 @@ import psutil
 import pytest
 from conftest import StartBundle
 from support.http_load import LoadGenerator
+from support.ports import listening_port
 from support.rendered_bundle import bundle_environment, render_bundle
 from support.slow_clients import (
     SLOW_BODY,
@@ -27,7 +28,7 @@ from support.slow_clients import (
     read_answer,
 )
 from support.supervised import APP_DIR, PYTHON, SupervisedRun
-from support.waiting import free_port, wait_for
+from support.waiting import wait_for
 
 
 def _progress(load: LoadGenerator, requests: int = 200) -> None:
@@ -165,11 +166,26 @@ def test_logs_show_the_real_client_and_never_a_forged_x_forwarded_for(
         ), line[0]
 
 
+# LOG_FORMAT=json: the proxy program is the error-log relay (supervise.nginx_errors), nginx's
+# master its child; every signal and the exit status pass through it.
+LOG_FORMATS = pytest.mark.parametrize("log_format", ["text", "json"])
+
+
+def _nginx_master(run: SupervisedRun, log_format: str) -> psutil.Process:
+    proxy = psutil.Process(run.host_pid("proxy"))
+    if log_format == "text":
+        return proxy  # serve_proxy exec'd nginx
+    (master,) = wait_for(proxy.children, 10, "nginx under the relay")
+    return master
+
+
+@LOG_FORMATS
 def test_hup_proxy_reloads_nginx_under_load_without_a_failed_request(
-    start_bundle: StartBundle,
+    start_bundle: StartBundle, log_format: str
 ) -> None:
-    run = start_bundle(WS="0")
-    master = psutil.Process(run.host_pid("proxy"))
+    run = start_bundle(WS="0", LOG_FORMAT=log_format)
+    proxy = run.host_pid("proxy")
+    master = _nginx_master(run, log_format)
     old_workers = {child.pid for child in master.children()}
     with LoadGenerator(run.port, clients=4, max_seconds=60) as load:
         _progress(load)
@@ -182,7 +198,7 @@ def test_hup_proxy_reloads_nginx_under_load_without_a_failed_request(
         outcome = load.stop()
     print(f"signal HUP proxy: {outcome.failed} failed of {outcome.total} requests")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert run.host_pid("proxy") == master.pid  # same master, new workers
+    assert run.host_pid("proxy") == proxy and master.is_running()  # same master, new workers
     assert outcome.failed == 0, outcome.errors
     assert "reconfiguring" in run.stderr()
 
@@ -222,11 +238,12 @@ def test_sigkill_socket_holder_then_restart_web_under_load_fails_no_request(
     assert after_restart.failed == 0, after_restart.errors
 
 
+@LOG_FORMATS
 def test_proxy_that_cannot_start_stops_the_bundle_with_exit_1_naming_it(
-    start_bundle: StartBundle,
+    start_bundle: StartBundle, log_format: str
 ) -> None:
     started = time.monotonic()
-    run = start_bundle(wait=False, WS="0", NGINX_BIN="/nonexistent/nginx")
+    run = start_bundle(wait=False, WS="0", NGINX_BIN="/nonexistent/nginx", LOG_FORMAT=log_format)
     code = run.wait_exit(60)
     elapsed = time.monotonic() - started
     fatal = [line for line in run.stdout().splitlines() if "is FATAL" in line]
@@ -236,8 +253,11 @@ def test_proxy_that_cannot_start_stops_the_bundle_with_exit_1_naming_it(
     assert "cannot run /nonexistent/nginx" in fatal[0] and "PROXY=none" in fatal[0]
 
 
-def test_restart_proxy_under_load_fails_no_request(start_bundle: StartBundle) -> None:
-    run = start_bundle(WS="0")
+@LOG_FORMATS
+def test_restart_proxy_under_load_fails_no_request(
+    start_bundle: StartBundle, log_format: str
+) -> None:
+    run = start_bundle(WS="0", LOG_FORMAT=log_format)
     old = run.host_pid("proxy")
     with LoadGenerator(run.port, clients=4, max_seconds=60) as load:
         _progress(load)
@@ -255,9 +275,8 @@ def test_restart_proxy_under_load_fails_no_request(start_bundle: StartBundle) ->
 def test_rendered_gunicorn_conf_alone_still_binds_host_ip_and_port(tmp_path: Path) -> None:
     """`gunicorn -c gunicorn.conf.py api.wsgi:application` without supervisord (and without the
     proxy or the holders) serves HOST_IP:HOST_PORT itself; a forged X-Forwarded-For from its TCP
-    peer is not believed."""
-    port = free_port()
-    env = bundle_environment(tmp_path, port, {})
+    peer is not believed. HOST_PORT=0: Gunicorn binds a free port, read back from the kernel."""
+    env = bundle_environment(tmp_path, 0, {})
     conf = render_bundle(env)
     log = tmp_path / "gunicorn.out"
     with open(log, "wb") as out:
@@ -267,6 +286,7 @@ def test_rendered_gunicorn_conf_alone_still_binds_host_ip_and_port(tmp_path: Pat
             cwd=APP_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
+        port = listening_port(proc.pid)
 
         def pong() -> bool:
             try:

@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 from support import ragflow_client as client
-from support.waiting import free_port, wait_for
+from support.waiting import wait_for
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -40,9 +40,9 @@ def _request(conn: http.client.HTTPConnection, method: str, path: str) -> None:
 
 
 def test_ten_thousand_distinct_paths_and_ids_add_no_series(start_bundle: Any) -> None:
-    metrics_port = free_port()
     # no worker recycling during the test: a new worker pid is a new (legitimate) process series
-    run = start_bundle(METRICS_PORT=str(metrics_port), GUNICORN_MAX_REQUESTS="0")
+    run = start_bundle(METRICS_PORT="0", GUNICORN_MAX_REQUESTS="0")
+    metrics_port = run.metrics_port
     kinds = (
         ("GET", "/unknown/{id}/path"),
         ("PUT", "/api/v1/datasets/{id}"),
@@ -75,8 +75,8 @@ def _big_json_body(size: int) -> bytes:
 def test_worker_over_memory_is_retired_after_its_request_with_no_failed_request(
     start_bundle: Any,
 ) -> None:
-    metrics_port = free_port()
-    run = start_bundle(METRICS_PORT=str(metrics_port), GUNICORN_WORKER_MAX_MEMORY="64MB")
+    run = start_bundle(METRICS_PORT="0", GUNICORN_WORKER_MAX_MEMORY="64MB")
+    metrics_port = run.metrics_port
     base = f"http://127.0.0.1:{run.port}"
     failures: list[str] = []
     answered = 0
@@ -140,10 +140,8 @@ def test_worker_over_memory_is_retired_after_its_request_with_no_failed_request(
 
 
 def test_executor_over_memory_hands_back_its_task_and_restarts(start_bundle: Any) -> None:
-    metrics_port = free_port()
-    run = start_bundle(
-        METRICS_PORT=str(metrics_port), EXECUTOR_MAX_MEMORY="64MB", TASK_MAX_ATTEMPTS="2"
-    )
+    run = start_bundle(METRICS_PORT="0", EXECUTOR_MAX_MEMORY="64MB", TASK_MAX_ATTEMPTS="2")
+    metrics_port = run.metrics_port
     first_pid = run.info("task_executor:task_executor_00")["pid"]
     dataset = client.create_dataset(run.port)
     # parsing 24 MB of distinct lines holds the text, its chunks and their tokens: about
@@ -183,14 +181,14 @@ def test_worker_recycles_are_counted_by_reason(start_bundle: Any) -> None:
 
     import psutil
 
-    metrics_port = free_port()
     run = start_bundle(
-        METRICS_PORT=str(metrics_port),
+        METRICS_PORT="0",
         PROXY="none",  # the stalled request must reach a worker, not wait in nginx's buffer
         GUNICORN_TIMEOUT="2",
         GUNICORN_MAX_REQUESTS="10",
         GUNICORN_MAX_REQUESTS_JITTER="0",
     )
+    metrics_port = run.metrics_port
 
     def recycles(reason: str) -> float:
         return value(

@@ -14,7 +14,7 @@ import requests
 import yaml
 from support import ragflow_client as client
 from support.prometheus import query, running_prometheus
-from support.waiting import free_port, wait_for
+from support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -80,12 +80,12 @@ def _panel_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
 def test_prometheus_scrapes_every_family_and_evaluates_alerts_and_panels(
     start_bundle: Any, tmp_path: Path
 ) -> None:
-    metrics_port = free_port()
     run = start_bundle(
-        METRICS_PORT=str(metrics_port),
+        METRICS_PORT="0",
         GUNICORN_WORKER_MAX_MEMORY="1GB",
         EXECUTOR_MAX_MEMORY="1GB",
     )
+    metrics_port = run.metrics_port
     _traffic(run.port)
     target = f"127.0.0.1:{metrics_port}"
     with running_prometheus(tmp_path / "prometheus", [target], [ALERTS]) as prometheus:

@@ -35,9 +35,18 @@ def test_metrics_port_on_the_http_port_is_refused(tmp_path: Path) -> None:
     assert "METRICS_PORT=9400" in str(error.value) and "HOST_PORT" in str(error.value)
 
 
+def test_both_ports_0_are_two_free_ports_not_a_conflict(tmp_path: Path) -> None:
+    both = resolved(tmp_path, HOST_PORT="0", METRICS_PORT="0")
+    assert (both.values["HOST_PORT"], both.values["METRICS_PORT"]) == (0, 0)
+
+
 @pytest.mark.parametrize(
     ("name", "raw"),
-    [("GUNICORN_WORKER_MAX_MEMORY", "1MB"), ("EXECUTOR_MAX_MEMORY", "12"), ("METRICS_PORT", "0")],
+    [
+        ("GUNICORN_WORKER_MAX_MEMORY", "1MB"),
+        ("EXECUTOR_MAX_MEMORY", "12"),
+        ("METRICS_PORT", "65536"),
+    ],
 )
 def test_out_of_range_values_are_refused_naming_what_is_accepted(
     tmp_path: Path, name: str, raw: str

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from support.waiting import free_port, wait_for
+from support.waiting import wait_for
 from test_api_devserver import DevServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,15 +68,15 @@ def _dap_message(stream: BinaryIO) -> dict[str, Any]:
 def test_the_dev_server_run_as_a_script_accepts_a_debugger(tmp_path: Path) -> None:
     """``python api/ragflow_server.py --debug`` with RAGFLOW_DEBUGPY_LISTEN: the serving child
     starts debugpy, and a debugger completes the protocol's initialize handshake with it."""
-    debug_port = free_port()
     server = DevServer(
         tmp_path,
         "api/ragflow_server.py",
         "--debug",
-        RAGFLOW_DEBUGPY_LISTEN=f"127.0.0.1:{debug_port}",
+        RAGFLOW_DEBUGPY_LISTEN="127.0.0.1:0",  # debugpy binds a free port and logs it
     )
     try:
         wait_for(server.ready, timeout=60, what="the dev server run as a script")
+        debug_port = server.debugpy_port()
 
         def connected() -> socket.socket | None:
             sock = socket.socket()

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from support.nginx import give_away, nginx_test, unprivileged_dir
+from support.ports import listening_socket
 from support.rendered import pinned_environ
-from support.waiting import free_port
 
 from renderer.cli import REFERENCE_DIR, main
+from renderer.render import NGINX_LISTEN_CONF
 from shared.settings import SETTINGS, ConfigError, Host, format_value, resolve
+from supervise.serve_proxy import listen_directive
 
 CREATED_DIRS = ("SUPERVISOR_RUN_DIR", "LOG_DIR")
 
@@ -27,9 +31,18 @@ def render_in(base: Path, environ: dict[str, str], *flags: str) -> tuple[int, st
     return code, err.getvalue(), output_dir
 
 
-def judged_by_nginx(base: Path, output_dir: Path) -> str:
+def nginx_t(base: Path, output_dir: Path, listener: socket.socket) -> CompletedProcess[str]:
+    """nginx -t on the render, inheriting ``listener`` as nginx does in the bundle; with
+    HOST_PORT=0 after writing the listen directive serve_proxy would write for it."""
+    if NGINX_LISTEN_CONF in (output_dir / "nginx.conf").read_text():
+        (base / "run").mkdir(exist_ok=True)
+        (base / "run" / NGINX_LISTEN_CONF).write_text(listen_directive(listener.fileno()))
     give_away(base)
-    result = nginx_test(output_dir / "nginx.conf", base / "run")
+    return nginx_test(output_dir / "nginx.conf", base / "run", listener)
+
+
+def judged_by_nginx(base: Path, output_dir: Path, listener: socket.socket) -> str:
+    result = nginx_t(base, output_dir, listener)
     assert result.returncode == 0, result.stderr
     assert "syntax is ok" in result.stderr
     return result.stderr
@@ -40,20 +53,36 @@ PROXIED = sorted(p for p in REFERENCE_DIR.glob("*.env") if "PROXY=none" not in p
 
 @pytest.mark.parametrize("env_file", PROXIED, ids=lambda p: p.name)
 def test_reference_inputs_render_configs_nginx_accepts(env_file: Path) -> None:
-    with unprivileged_dir() as base:
+    with unprivileged_dir() as base, listening_socket() as listener:
         environ = {k: v for k, v in pinned_environ(base).items() if k != "GUNICORN_WORKERS"}
-        environ["HOST_PORT"] = str(free_port())  # nginx -t binds the listen address
+        # nginx -t inherits the socket bound to the listen address, as nginx does in the bundle
+        environ.update(HOST_IP="127.0.0.1", HOST_PORT=str(listener.getsockname()[1]))
         code, err, output_dir = render_in(base, environ, "--env-file", str(env_file))
         assert code == 0, err
         if not (REFERENCE_DIR / f"{env_file.stem}.nginx.conf").exists():  # dev, ROLE=executor
             assert not (output_dir / "nginx.conf").exists()
             return
-        print(judged_by_nginx(base, output_dir).strip())
+        print(judged_by_nginx(base, output_dir, listener).strip())
+
+
+def test_host_port_0_listens_on_the_port_the_holders_bound() -> None:
+    """HOST_PORT=0: nginx.conf names no port; it includes the listen directive serve_proxy writes
+    from the inherited socket, which nginx -t accepts with that socket inherited."""
+    with unprivileged_dir() as base, listening_socket() as listener:
+        environ = pinned_environ(base, HOST_IP="127.0.0.1", HOST_PORT="0")
+        code, err, output_dir = render_in(base, environ)
+        assert code == 0, err
+        lines = {line.strip() for line in (output_dir / "nginx.conf").read_text().splitlines()}
+        assert f'include "{base}/run/{NGINX_LISTEN_CONF}";' in lines
+        assert not [line for line in lines if line.startswith("listen ")]
+        judged_by_nginx(base, output_dir, listener)
+        port = listener.getsockname()[1]
+        assert (base / "run" / NGINX_LISTEN_CONF).read_text() == f"listen 127.0.0.1:{port};\n"
 
 
 def test_settings_reach_nginx(tmp_path: Path) -> None:
-    port = free_port()
-    with unprivileged_dir() as base:
+    with unprivileged_dir() as base, listening_socket("::1") as listener:
+        port = listener.getsockname()[1]
         environ = pinned_environ(
             base, HOST_IP="::1", HOST_PORT=str(port), MAX_CONTENT_LENGTH="10MB",
             GUNICORN_TIMEOUT="60", GUNICORN_GRACEFUL_TIMEOUT="12", PROXY_WORKERS="3",
@@ -63,7 +92,7 @@ def test_settings_reach_nginx(tmp_path: Path) -> None:
         code, err, output_dir = render_in(base, environ)
         assert code == 0, err
         text = (output_dir / "nginx.conf").read_text()
-        judged_by_nginx(base, output_dir)
+        judged_by_nginx(base, output_dir, listener)
     lines = {line.strip() for line in text.splitlines()}
     run = base / "run"
     for line in (
@@ -145,10 +174,12 @@ PARTNERS = {"SUPERVISOR_USER": CREDENTIALS, "SUPERVISOR_PASSWORD": CREDENTIALS,
 @given(data=st.data())
 def test_every_exit_0_render_passes_nginx_t(setting: str, data: st.DataObject) -> None:
     value = data.draw(value_for(setting), label="value")
-    with unprivileged_dir() as base:
+    with unprivileged_dir() as base, listening_socket() as listener:
         if setting in CREATED_DIRS:
             value = f"{base}/{value}"
-        overrides = {"HOST_PORT": str(free_port()), **PARTNERS.get(setting, {}), setting: value}
+        # nginx -t inherits a socket on the listen address unless HOST_IP/HOST_PORT is drawn
+        bound = {"HOST_IP": "127.0.0.1", "HOST_PORT": str(listener.getsockname()[1])}
+        overrides = {**bound, **PARTNERS.get(setting, {}), setting: value}
         environ = pinned_environ(base, **overrides)
         code, err, output_dir = render_in(base, environ)
         assert "Traceback" not in err
@@ -159,8 +190,7 @@ def test_every_exit_0_render_passes_nginx_t(setting: str, data: st.DataObject) -
         assert code == 0, err
         if not (output_dir / "nginx.conf").exists():
             return
-        give_away(base)
-        result = nginx_test(output_dir / "nginx.conf", base / "run")
+        result = nginx_t(base, output_dir, listener)
         if setting in ("HOST_IP", "HOST_PORT") and result.returncode != 0:
             # nginx -t also binds the listen address: an address or host name this machine does
             # not have, or a port in use, is a fact of the machine at start time (the socket

@@ -12,17 +12,22 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import xmlrpc.client
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 from supervisor.xmlrpc import SupervisorTransport
+from support.ports import HTTP_PORT_FILE, port_from_file
 from support.rendered import APP_DIR, pinned_environ
-from support.waiting import free_port, wait_for
+from support.waiting import wait_for
+
+from shared.ports import read_port
 
 PROGRAMS = {"socket_holder_0", "socket_holder_1", "web", "proxy", "task_executor_00",
             "task_executor_01"}  # fmt: skip
@@ -30,11 +35,11 @@ PROGRAMS = {"socket_holder_0", "socket_holder_1", "web", "proxy", "task_executor
 
 class ExecRun:
     def __init__(self, tmp_path: Path, *flags: str, **overrides: str) -> None:
-        self.port = free_port()
         self.run_dir = tmp_path / "run"
         self.log = tmp_path / "exec.log"
+        self._port = 0  # HOST_PORT=0: read back from the port file once bound
         self.env = {
-            **pinned_environ(tmp_path, HOST_IP="127.0.0.1", HOST_PORT=str(self.port), **overrides),
+            **pinned_environ(tmp_path, HOST_IP="127.0.0.1", HOST_PORT="0", **overrides),
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         }
         with open(self.log, "ab") as log:
@@ -44,13 +49,25 @@ class ExecRun:
                 cwd=APP_DIR, env=self.env, stdout=log, stderr=log, start_new_session=True,
             )  # fmt: skip
 
-    def process_environ(self, name: str) -> dict[str, str]:
-        """The environment of program ``name`` (a direct child of PID 1)."""
+    @property
+    def port(self) -> int:
+        if not self._port:
+            self._port = port_from_file(self.run_dir / HTTP_PORT_FILE, 60, self.running)
+        return self._port
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def program(self, name: str) -> psutil.Process:
+        """The process of program ``name`` (a direct child of PID 1)."""
         for process in self.pid1().children():
-            environ = process.environ()
-            if environ.get("SUPERVISOR_PROCESS_NAME") == name:
-                return dict(environ)
+            if process.environ().get("SUPERVISOR_PROCESS_NAME") == name:
+                return process
         raise AssertionError(f"no process {name} under PID 1")
+
+    def process_environ(self, name: str) -> dict[str, str]:
+        """The environment of program ``name``."""
+        return dict(self.program(name).environ())
 
     def stop(self) -> tuple[int, float]:
         started = time.monotonic()
@@ -85,6 +102,8 @@ class ExecRun:
         )  # fmt: skip
 
     def get(self, path: str) -> str | None:
+        if not self._port and read_port(self.run_dir / HTTP_PORT_FILE) is None:
+            return None  # not bound yet
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
                 return str(r.read().decode())
@@ -103,6 +122,12 @@ class ExecRun:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+
+def _namespace_pid(process: psutil.Process) -> int:
+    """A process's pid inside the run's PID namespace (as the programs see and log it)."""
+    status = Path(f"/proc/{process.pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("NSpid:")).split()[-1])
 
 
 @pytest.fixture
@@ -199,6 +224,52 @@ def test_file_log_target_writes_one_log_per_process(
     assert "supervisord started" in (logs / "supervisord.log").read_text()
     code, _ = exec_run.stop()
     assert code == 0, exec_run.output()
+
+
+def test_nginx_error_log_lines_are_json_through_reload_and_stop(
+    start: Callable[..., ExecRun], tmp_path: Path
+) -> None:
+    """LOG_FORMAT=json: nginx's error log (proxy.err.log) is one JSON object per line, with the
+    fields of every program's lines; a real [error] line (a body over MAX_CONTENT_LENGTH, 413),
+    `signal HUP proxy` reaching the nginx master, and its last line ("exit") kept at the stop."""
+    exec_run = start(LOG_TARGET="file", LOG_FORMAT="json", WS="0", MAX_CONTENT_LENGTH="4096")
+    exec_run.wait_running()
+    assert wait_for(lambda: exec_run.get("/v1/system/ping"), 20, "HTTP ping") == "pong"
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{exec_run.port}/api/v1/datasets", data=b"x" * 10_000, method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 413
+    err_log = tmp_path / "logs" / "proxy.err.log"
+
+    def records() -> list[dict[str, Any]]:
+        text = err_log.read_text() if err_log.exists() else ""
+        complete = text[: text.rfind("\n") + 1]  # not a line supervisord is still writing
+        return [json.loads(line) for line in complete.splitlines()]  # every line: one object
+
+    def logged(level: str, text: str) -> dict[str, Any] | None:
+        return next((r for r in records() if r["level"] == level and text in r["message"]), None)
+
+    error = wait_for(lambda: logged("ERROR", "too large body: 10000 bytes"), 10, "[error] line")
+    print("nginx error line:", error)
+    assert (error["program"], error["logger"]) == ("proxy", "nginx.error")
+    assert datetime.fromisoformat(error["time"]).utcoffset() is not None
+    relay = exec_run.program("proxy")
+    (master,) = relay.children()  # the nginx master, under the relay (supervise.nginx_errors)
+    assert error["pid"] in {_namespace_pid(worker) for worker in master.children()}
+    master_pid = _namespace_pid(master)
+    hup = exec_run.ctl("signal", "HUP", "proxy")
+    assert hup.returncode == 0, hup.stdout + hup.stderr
+    wait_for(lambda: logged("INFO", "reconfiguring"), 10, "nginx's reload line")
+    assert master.is_running()  # the same master, reloaded
+    assert wait_for(lambda: exec_run.get("/v1/system/ping"), 20, "HTTP after reload") == "pong"
+
+    code, _ = exec_run.stop()
+    assert code == 0, exec_run.output()
+    last = [r for r in records() if r["pid"] == master_pid][-1]
+    assert last["message"] == "exit", last  # the master's last line, written as it exited
+    print((tmp_path / "logs/supervisord.log").read_text())
 
 
 def test_nothing_the_bundle_creates_is_readable_by_other_users(

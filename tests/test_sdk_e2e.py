@@ -13,7 +13,7 @@ from ragflow_sdk import RAGFlow
 from support.backends import BACKENDS
 from support.executors import DATABASES, executors, use_database
 from support.gunicorn_server import rendered_gunicorn
-from support.waiting import free_port, wait_for
+from support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "e2e-test-key-000001"
@@ -34,7 +34,7 @@ def server_env(
         **os.environ,
         **database,
         "HOST_IP": "127.0.0.1",
-        "HOST_PORT": str(free_port()),
+        "HOST_PORT": "0",
         "DATA_DIR": str(tmp / "data"),
         "GUNICORN_WORKERS": "2",
         "RAGFLOW_API_KEY": KEY,

@@ -14,7 +14,6 @@ from support.backends import BACKENDS
 from support.executors import DATABASES, executor_env, executors, use_database
 from support.gunicorn_server import rendered_gunicorn
 from support.sample_files import make_docx, make_pdf
-from support.waiting import free_port
 
 KEY = "parse-e2e-test-key-0001"
 
@@ -50,11 +49,10 @@ def stack(
     data_dir = tmp / "data"
     if request.param != "sqlite":
         use_database(data_dir, request.getfixturevalue("pg_cluster").create_database())
-    port = free_port()
     env = executor_env(
         data_dir,
         HOST_IP="127.0.0.1",
-        HOST_PORT=str(port),
+        HOST_PORT="0",
         GUNICORN_WORKERS="2",
         RAGFLOW_API_KEY=KEY,
     )

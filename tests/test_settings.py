@@ -124,6 +124,9 @@ def test_precedence_flag_over_env_over_env_file_over_default() -> None:
     [
         ("HOST_PORT", "1", 1),
         ("HOST_PORT", "65535", 65535),
+        ("HOST_PORT", "0", 0),  # the kernel picks a free port (shared/ports.py)
+        ("METRICS_PORT", "0", 0),
+        ("RAGFLOW_DEBUGPY_LISTEN", "127.0.0.1:0", "127.0.0.1:0"),
         ("HOST_IP", "::", "::"),
         ("HOST_IP", "10.0.0.1", "10.0.0.1"),
         ("HOST_IP", "api.example.com", "api.example.com"),
@@ -158,8 +161,8 @@ def test_parsers_accept(name: str, raw: str, value: object) -> None:
 @pytest.mark.parametrize(
     ("name", "raw"),
     [
-        ("HOST_PORT", "0"),
         ("HOST_PORT", "65536"),
+        ("SUPERVISOR_INET_HTTP_SERVER", "127.0.0.1:0"),  # supervisord reports no bound port
         ("HOST_PORT", "80 80"),
         ("HOST_PORT", "-1"),
         ("HOST_IP", "0.0.0.0\n[program:x]"),

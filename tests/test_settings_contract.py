@@ -157,6 +157,7 @@ NOT_SETTINGS = {
     "SUPERVISOR_SERVER_URL",  # set by supervisord
     "SUPERVISOR_USERNAME",  # SUPERVISOR_USER, as the metrics program's environment names it
     "RAGFLOW_RELOADER_PID",  # set by the dev server for its own child
+    "WERKZEUG_SERVER_FD",  # set by the Werkzeug reloader for its child: the socket it bound
     "PATH_INFO",  # WSGI
     "REQUEST_METHOD",  # WSGI
     "HTTP_X_FORWARDED_FOR",  # WSGI

@@ -267,19 +267,19 @@ def test_a_client_stopped_inside_a_transaction_blocks_no_one(
 def test_an_unreachable_server_is_unavailable_and_never_shows_the_password(
     tmp_path: Path,
 ) -> None:
-    from support.waiting import free_port
+    from support.ports import refusing_port
 
-    url = f"postgresql://user:{PASSWORD}@127.0.0.1:{free_port()}/nothing"
-    backend = storage.open_backend(
-        tmp_path, url, storage.PoolSettings(size=1, connect_timeout=1, statement_timeout_ms=1000)
-    )
-    with pytest.raises(storage.Unavailable) as down:
-        backend.store.list_keys()
-    assert down.value.component == "db"
-    assert PASSWORD not in str(down.value) and "127.0.0.1" in str(down.value)
-    with pytest.raises(storage.Unavailable):
-        backend.store.check()
-    assert PASSWORD not in backend.location
+    with refusing_port() as port:
+        url = f"postgresql://user:{PASSWORD}@127.0.0.1:{port}/nothing"
+        settings = storage.PoolSettings(size=1, connect_timeout=1, statement_timeout_ms=1000)
+        backend = storage.open_backend(tmp_path, url, settings)
+        with pytest.raises(storage.Unavailable) as down:
+            backend.store.list_keys()
+        assert down.value.component == "db"
+        assert PASSWORD not in str(down.value) and "127.0.0.1" in str(down.value)
+        with pytest.raises(storage.Unavailable):
+            backend.store.check()
+        assert PASSWORD not in backend.location
 
 
 @pytest.fixture
@@ -405,10 +405,19 @@ def test_admin_migrate_reports_the_version_without_the_password(
 def test_an_executor_without_its_database_logs_the_cause_never_the_password(
     tmp_path: Path,
 ) -> None:
-    from support.executors import executor_env
-    from support.waiting import free_port
+    from support.ports import refusing_port
 
-    url = f"postgresql://rf:{PASSWORD}@127.0.0.1:{free_port()}/ragflow"
+    with refusing_port() as port:
+        _executor_without_database(tmp_path, f"postgresql://rf:{PASSWORD}@127.0.0.1:{port}/ragflow")
+    text = (tmp_path / "executor.log").read_text()
+    assert PASSWORD not in text, text
+    assert "127.0.0.1" in text and "Traceback" not in text, text
+
+
+def _executor_without_database(tmp_path: Path, url: str) -> None:
+    """Run an executor on ``url`` until it logs that it cannot claim tasks, then stop it."""
+    from support.executors import executor_env
+
     log = tmp_path / "executor.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -424,9 +433,6 @@ def test_an_executor_without_its_database_logs_the_cause_never_the_password(
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
-    text = log.read_text()
-    assert PASSWORD not in text, text
-    assert "127.0.0.1" in text and "Traceback" not in text, text
 
 
 class _Explained:

@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.ports import port_from_file
 from support.supervised import APP_DIR
-from support.waiting import free_port, wait_for
+from support.waiting import wait_for
 
 from supervise.serve_proxy import nginx_argv
 from supervise.socket_holder import (
@@ -31,14 +32,16 @@ StartHolder = Callable[..., subprocess.Popen[str]]
 
 @pytest.fixture
 def start_holder(tmp_path: Path) -> Iterator[StartHolder]:
-    """Factory: start holder copy `index` (of two) on one port, wait for its hand-out socket."""
-    port = free_port()
+    """Factory: start holder copy `index` (of two) on port 0, wait for its hand-out socket;
+    ``start_holder.bound_port()``: the port the first one bound, from the port file."""
+    port_file = tmp_path / "http.port"
     started: list[subprocess.Popen[str]] = []
 
     def start(index: int = 0, wait: bool = True, upstream: bool = True) -> subprocess.Popen[str]:
         command = [
             sys.executable, "-m", "supervise.socket_holder", "--host", "127.0.0.1",
-            "--port", str(port), "--holder", str(tmp_path / "holder-0.sock"),
+            "--port", "0", "--port-file", str(port_file),
+            "--holder", str(tmp_path / "holder-0.sock"),
             "--holder", str(tmp_path / "holder-1.sock"), "--lock", str(tmp_path / "holder.lock"),
             "--index", str(index),
         ]  # fmt: skip
@@ -52,7 +55,7 @@ def start_holder(tmp_path: Path) -> Iterator[StartHolder]:
             wait_for(lambda: _answers(tmp_path / f"holder-{index}.sock"), 10, "the holder")
         return proc
 
-    start.port = port  # type: ignore[attr-defined]
+    start.bound_port = lambda: port_from_file(port_file, 10)  # type: ignore[attr-defined]
     yield start
     for proc in started:
         proc.kill()
@@ -78,8 +81,9 @@ def _inodes(fds: dict[str, int]) -> dict[str, int]:
 def test_holder_hands_out_the_tcp_and_unix_listening_sockets(
     start_holder: StartHolder, tmp_path: Path
 ) -> None:
-    start_holder()
-    port = start_holder.port  # type: ignore[attr-defined]
+    holder = start_holder()
+    port = start_holder.bound_port()  # type: ignore[attr-defined]
+    assert stat.S_IMODE((tmp_path / "http.port").stat().st_mode) == 0o640
     fds = fetch_listeners([str(tmp_path / "holder-0.sock")], 5)
     assert set(fds) == {"tcp", "unix"}
     with socket.socket(fileno=fds["tcp"]) as listener:
@@ -97,6 +101,9 @@ def test_holder_hands_out_the_tcp_and_unix_listening_sockets(
             client.connect(str(tmp_path / "web.sock"))
             conn, _ = upstream.accept()
             conn.close()
+    holder.terminate()
+    out, _ = holder.communicate(timeout=10)
+    assert f"listening on 127.0.0.1:{port}\n" in out, out
 
 
 def test_holder_sockets_are_private(start_holder: StartHolder, tmp_path: Path) -> None:
@@ -198,7 +205,7 @@ def test_serve_web_execs_the_command_with_the_socket_as_systemd_would(
         "s.getsockname())"
     )
     for listener, name in (("unix", str(tmp_path / "web.sock")),
-                           ("tcp", str(("127.0.0.1", start_holder.port)))):  # type: ignore[attr-defined]  # fmt: skip
+                           ("tcp", str(("127.0.0.1", start_holder.bound_port())))):  # type: ignore[attr-defined]  # fmt: skip
         result = subprocess.run(
             [sys.executable, "-m", "supervise.serve_web", "--holder", str(tmp_path / "none.sock"),
              "--holder", str(tmp_path / "holder-0.sock"), "--listener", listener, "--",
@@ -232,12 +239,16 @@ def test_serve_proxy_hands_nginx_the_tcp_socket(start_holder: StartHolder, tmp_p
     )
     result = subprocess.run(
         [sys.executable, "-m", "supervise.serve_proxy", "--holder",
-         str(tmp_path / "holder-0.sock"), "--", sys.executable, "-c", probe],
+         str(tmp_path / "holder-0.sock"), "--listen-conf", str(tmp_path / "listen.conf"), "--",
+         sys.executable, "-c", probe],
         cwd=APP_DIR, capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    words = result.stdout.split()
-    assert words == [str(start_holder.port)]  # type: ignore[attr-defined]
+    port = start_holder.bound_port()  # type: ignore[attr-defined]
+    assert result.stdout.split() == [str(port)]
+    # HOST_PORT=0: nginx.conf includes the listen directive for the port the holders bound
+    assert (tmp_path / "listen.conf").read_text() == f"listen 127.0.0.1:{port};\n"
+    assert stat.S_IMODE((tmp_path / "listen.conf").stat().st_mode) == 0o640
 
 
 def test_nginx_workers_keep_the_bundle_user_when_started_as_root() -> None:

@@ -1,4 +1,5 @@
-"""Real Gunicorn on the rendered gunicorn.conf.py, outside supervisord, on a free loopback port."""
+"""Real Gunicorn on the rendered gunicorn.conf.py, outside supervisord, on a free loopback port:
+a socket bound to port 0 here, handed to Gunicorn as ``--bind fd://N``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import requests
 
+from support.ports import listening_socket
 from support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -28,9 +30,10 @@ def _answers(base: str, proc: subprocess.Popen[bytes]) -> bool:
 
 @contextlib.contextmanager
 def rendered_gunicorn(env: Mapping[str, str], tmp: Path) -> Iterator[str]:
-    """Render with `env` (HOST_IP/HOST_PORT must be set), start `gunicorn -c gunicorn.conf.py
-    api.wsgi:application`, yield its base URL once it answers; stop it with SIGTERM and fail
-    when it ignores the signal or logged a traceback."""
+    """Render with `env` (HOST_IP must be set), start `gunicorn -c gunicorn.conf.py
+    api.wsgi:application` on a socket bound to a free port of HOST_IP, yield its base URL once
+    it answers; stop it with SIGTERM and fail when it ignores the signal or logged a
+    traceback."""
     rendered = subprocess.run(
         [sys.executable, "render_config.py", "--output-dir", str(tmp / "conf")],
         cwd=ROOT,
@@ -42,17 +45,19 @@ def rendered_gunicorn(env: Mapping[str, str], tmp: Path) -> Iterator[str]:
     )
     assert rendered.returncode == 0, rendered.stderr
     log_path = tmp / "gunicorn.log"
-    with log_path.open("wb") as log:
+    listener = listening_socket(env["HOST_IP"])
+    with log_path.open("wb") as log, listener:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(tmp / "conf" / "gunicorn.conf.py"),
-             "api.wsgi:application"],
+             "--bind", f"fd://{listener.fileno()}", "api.wsgi:application"],
             cwd=ROOT,
             env=dict(env),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=(listener.fileno(),),
         )  # fmt: skip
-    base = f"http://{env['HOST_IP']}:{env['HOST_PORT']}"
+        base = f"http://{env['HOST_IP']}:{listener.getsockname()[1]}"
     try:
         wait_for(lambda: _answers(base, proc), timeout=30, what=f"gunicorn to answer on {base}")
         yield base

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import psutil
 
+from shared.ports import read_port
+from support.ports import HTTP_PORT_FILE, port_from_file
 from support.supervised import APP_DIR, PYTHON
 
 
@@ -28,7 +30,7 @@ class HostRun:
         python: str = PYTHON,
     ) -> None:
         self.env = dict(env)
-        self.port = int(self.env["HOST_PORT"])
+        self._port = int(self.env["HOST_PORT"])  # 0: read back from the port file once bound
         self.command = [python, "render_config.py", *flags, "--exec"]
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
@@ -37,6 +39,13 @@ class HostRun:
             )  # fmt: skip
         self.sid = self.proc.pid  # the session leader; --exec keeps the pid
         self.started = time.monotonic()
+
+    @property
+    def port(self) -> int:
+        if not self._port:
+            port_file = Path(self.env["SUPERVISOR_RUN_DIR"]) / HTTP_PORT_FILE
+            self._port = port_from_file(port_file, 60, lambda: self.proc.poll() is None)
+        return self._port
 
     def processes(self) -> list[psutil.Process]:
         """Live (not zombie) processes of this run's session."""
@@ -50,6 +59,10 @@ class HostRun:
         return found
 
     def serves(self) -> bool:
+        if not self._port and self.proc.poll() is None:
+            port_file = Path(self.env["SUPERVISOR_RUN_DIR"]) / HTTP_PORT_FILE
+            if read_port(port_file) is None:
+                return False  # not bound yet
         url = f"http://127.0.0.1:{self.port}/v1/system/ping"
         try:
             with urllib.request.urlopen(url, timeout=2) as response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -47,8 +48,14 @@ def give_away(tree: Path) -> None:
             os.chown(os.path.join(root, name), *ids, follow_symlinks=False)
 
 
-def nginx_test(conf: Path, prefix: Path) -> subprocess.CompletedProcess[str]:
-    """`nginx -t -p PREFIX/ -c CONF` as the unprivileged user; the caller asserts on the result."""
+def nginx_test(
+    conf: Path, prefix: Path, listener: socket.socket | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`nginx -t -p PREFIX/ -c CONF` as the unprivileged user; the caller asserts on the result.
+
+    nginx -t binds the listen address itself unless it inherits a socket bound there: pass
+    ``listener`` (tests/support/ports.py listening_socket) and nginx gets it as in the bundle
+    (the NGINX environment variable), so that no port is bound by number."""
     if NGINX is None:
         raise AssertionError("nginx is not installed: run `make system-deps` (as root)")
     command = [NGINX, "-t", "-p", f"{prefix}/", "-c", str(conf), "-e", "stderr"]
@@ -58,7 +65,9 @@ def nginx_test(conf: Path, prefix: Path) -> subprocess.CompletedProcess[str]:
                    *command]  # fmt: skip
     # nginx -t opens the access log, /dev/stdout: give it one the unprivileged user may open (as
     # under supervisord, where stdout is a pipe of the bundle's user); its verdict is on stderr.
+    fds = () if listener is None else (listener.fileno(),)
+    env = {**os.environ, **({"NGINX": f"{listener.fileno()};"} if listener is not None else {})}
     return subprocess.run(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=30,
-        check=False,
+        check=False, pass_fds=fds, env=env,
     )  # fmt: skip

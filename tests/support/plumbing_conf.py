@@ -11,12 +11,13 @@ import getpass
 from dataclasses import dataclass
 from pathlib import Path
 
+from support.ports import HTTP_PORT_FILE
 from support.supervised import APP_DIR, PYTHON, TESTS_DIR
 
 
 @dataclass(frozen=True)
 class PlumbingSpec:
-    port: int
+    port: int = 0  # 0: the holders bind a free port and write it to run_dir/http.port
     workers: int = 2
     graceful_timeout: int = 5
     executors: int = 2
@@ -75,7 +76,7 @@ logfile_maxbytes=0
 childlogdir={log_dir}
 
 [program:socket_holder]
-command={PYTHON} -m supervise.socket_holder --host 127.0.0.1 --port {spec.port} {holders} --lock {run}/holder.lock --index %(process_num)d
+command={PYTHON} -m supervise.socket_holder --host 127.0.0.1 --port {spec.port} --port-file {run}/{HTTP_PORT_FILE} {holders} --lock {run}/holder.lock --index %(process_num)d
 process_name=%(program_name)s_%(process_num)d
 numprocs=2
 directory={APP_DIR}

@@ -1,6 +1,9 @@
 """A throwaway PostgreSQL cluster for the tests: ``initdb`` into a temporary directory as a
-non-root user, listening only on 127.0.0.1 on a free port (its unix socket in that directory),
-stopped and removed at the end. Never a system cluster. Each test gets a fresh database.
+non-root user, listening only on 127.0.0.1 (its unix socket in that directory), stopped and
+removed at the end. PostgreSQL can neither bind port 0 nor take a socket: it starts on a
+candidate port and again on another when that one is in use (support.ports
+start_on_candidate_port); a restart keeps its port. Never a system cluster. Each test gets a
+fresh database.
 
 The binaries come from the Debian package (``make system-deps`` installs it):
 /usr/lib/postgresql/<version>/bin, the newest version found.
@@ -17,7 +20,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from support.waiting import free_port, wait_for
+from support.ports import PortInUseError, start_on_candidate_port
+from support.waiting import wait_for
 
 PG_ROOT = Path("/usr/lib/postgresql")
 SUPERUSER = "rf_test"
@@ -65,7 +69,7 @@ def _owner() -> tuple[int, int]:
 class Cluster:
     root: Path
     bin: Path
-    port: int
+    port: int = 0  # chosen when it starts
 
     @property
     def data(self) -> Path:
@@ -85,6 +89,21 @@ class Cluster:
         )
 
     def start(self) -> Cluster:
+        self.initdb()
+        start_on_candidate_port(self.start_on)
+        wait_for(
+            lambda: (
+                self._pg(
+                    "pg_isready", "-h", "127.0.0.1", "-p", str(self.port), check=False
+                ).returncode
+                == 0
+            ),
+            START_TIMEOUT,
+            "the test PostgreSQL to accept connections",
+        )
+        return self
+
+    def initdb(self) -> None:
         uid, gid = _owner()
         os.chown(self.root, uid, gid)
         pwfile = self.root / "pwfile"
@@ -107,18 +126,17 @@ class Cluster:
             "--no-sync",
         )
         pwfile.unlink()
-        self._start_server()
-        wait_for(
-            lambda: (
-                self._pg(
-                    "pg_isready", "-h", "127.0.0.1", "-p", str(self.port), check=False
-                ).returncode
-                == 0
-            ),
-            START_TIMEOUT,
-            "the test PostgreSQL to accept connections",
-        )
-        return self
+
+    def start_on(self, port: int) -> None:
+        """Start the server on ``port``; PortInUseError when another program holds it."""
+        self.port = port
+        log_size = len(self.log())
+        try:
+            self._start_server()
+        except subprocess.CalledProcessError:
+            if "Address already in use" in self.log()[log_size:]:
+                raise PortInUseError(port) from None
+            raise
 
     def _start_server(self) -> None:
         options = (
@@ -190,7 +208,7 @@ def start_cluster() -> Cluster:
             "Debian package postgresql"
         )
     root = Path(tempfile.mkdtemp(prefix="rf-pg-"))
-    cluster = Cluster(root, binaries, free_port())
+    cluster = Cluster(root, binaries)
     try:
         return cluster.start()
     except BaseException:

@@ -1,5 +1,6 @@
 """A real Prometheus server (Debian's `prometheus` package, which also brings promtool) on a free
-loopback port, scraping given targets, and its HTTP query API."""
+loopback port (it binds port 0; the port is read back from the kernel), scraping given targets,
+and its HTTP query API."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from typing import Any
 import requests
 import yaml
 
-from support.waiting import free_port, wait_for
+from support.ports import listening_port
+from support.waiting import wait_for
 
 _PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/bin", "/usr/local/bin"])
 PROMETHEUS = shutil.which("prometheus", path=_PATH)
@@ -45,14 +47,13 @@ def running_prometheus(
         "scrape_configs": [{"job_name": "ragflow", "static_configs": [{"targets": list(targets)}]}],
     }
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
     log = (tmp / "prometheus.log").open("wb")
     proc = subprocess.Popen(
         [PROMETHEUS, f"--config.file={tmp / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+         f"--storage.tsdb.path={tmp / 'tsdb'}", "--web.listen-address=127.0.0.1:0"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    base = ""
 
     def ready() -> bool:
         if proc.poll() is not None:
@@ -63,6 +64,7 @@ def running_prometheus(
             return False
 
     try:
+        base = f"http://127.0.0.1:{listening_port(proc.pid, 60)}"
         wait_for(ready, 60, "prometheus to be ready")
         yield base
     finally:

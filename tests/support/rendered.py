@@ -92,7 +92,8 @@ def expected_argv(values: Mapping[str, Any], output_dir: Path) -> dict[str, list
     py = str(values["PYTHON_BIN"])
     run = str(values["SUPERVISOR_RUN_DIR"])
     if values["RAGFLOW_MODE"] == "dev":
-        return {"web": [py, "-m", "api.ragflow_server", "--debug"]}
+        return {"web": [py, "-m", "api.ragflow_server", "--debug", "--port-file",
+                        f"{run}/http.port"]}  # fmt: skip
     role = values["ROLE"]  # all: every program; web: no executors; executor: only executors
     web = role != "executor"
     proxy = web and values["PROXY"] == "nginx"
@@ -102,7 +103,8 @@ def expected_argv(values: Mapping[str, Any], output_dir: Path) -> dict[str, list
     argv = {
         f"socket_holder_{n}": [
             py, "-m", "supervise.socket_holder", "--host", str(values["HOST_IP"]),
-            "--port", str(values["HOST_PORT"]), *upstream, *holder_args,
+            "--port", str(values["HOST_PORT"]), "--port-file", f"{run}/http.port", *upstream,
+            *holder_args,
             "--lock", f"{run}/holder.lock", "--index", str(n),
         ]
         for n in (0, 1)
@@ -112,14 +114,16 @@ def expected_argv(values: Mapping[str, Any], output_dir: Path) -> dict[str, list
         "--", py, "-m", "gunicorn", "-c", f"{output_dir}/gunicorn.conf.py", "api.wsgi:application",
     ]  # fmt: skip
     if proxy:
+        listen = ["--listen-conf", f"{run}/nginx-listen.conf"] if values["HOST_PORT"] == 0 else []
         argv["proxy"] = [
-            py, "-m", "supervise.serve_proxy", *holder_args, "--", str(values["NGINX_BIN"]),
-            "-p", f"{run}/", "-c", f"{output_dir}/nginx.conf", "-e", "stderr",
+            py, "-m", "supervise.serve_proxy", *holder_args, *listen, "--",
+            str(values["NGINX_BIN"]), "-p", f"{run}/", "-c", f"{output_dir}/nginx.conf",
+            "-e", "stderr",
         ]  # fmt: skip
     if values["METRICS_PORT"] is not None:
         argv["metrics"] = [
             py, "-m", "api.metrics_exporter", "--host", str(values["METRICS_HOST"]),
-            "--port", str(values["METRICS_PORT"]),
+            "--port", str(values["METRICS_PORT"]), "--port-file", f"{run}/metrics.port",
         ]  # fmt: skip
     if not web:
         argv = {name: words for name, words in argv.items() if name == "metrics"}

@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from support.ports import HTTP_PORT_FILE
 from support.supervised import APP_DIR, SupervisedRun
 
 
@@ -15,8 +16,9 @@ class ScriptRun(SupervisedRun):
 
     def __init__(self, command: Sequence[str], env: dict[str, str], workdir: Path) -> None:
         run_dir = Path(env["SUPERVISOR_RUN_DIR"])
+        port = int(env["HOST_PORT"]) or run_dir / HTTP_PORT_FILE  # 0: read back once bound
         super().__init__(run_dir / "supervisord.conf", run_dir / "supervisor.sock", workdir,
-                         int(env["HOST_PORT"]), env)  # fmt: skip
+                         port, env)  # fmt: skip
         self.command = list(command)
 
     def start(self) -> ScriptRun:

@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 from supervisor.xmlrpc import SupervisorTransport
 
+from support.ports import METRICS_PORT_FILE, port_from_file
 from support.waiting import wait_for
 
 APP_DIR = Path(__file__).resolve().parents[2]
@@ -36,11 +37,14 @@ class SupervisedRun:
         conf: Path,
         socket_path: Path,
         workdir: Path,
-        port: int,
+        port: int | Path,
         env: Mapping[str, str] | None = None,
     ) -> None:
+        """``port``: the service port, or the port file (shared/ports.py) the run writes it to
+        when it binds port 0."""
         self.conf = conf
-        self.port = port
+        self._port = port if isinstance(port, int) else None
+        self.port_file = port if isinstance(port, Path) else None
         self.socket_path = socket_path
         self.stdout_path = workdir / "launcher.stdout"
         self.stderr_path = workdir / "launcher.stderr"
@@ -61,6 +65,25 @@ class SupervisedRun:
             )
         self.started_at = time.monotonic()
         return self
+
+    @property
+    def port(self) -> int:
+        """The service port; with a port file, read back once the run has bound it, and read
+        again each time (a restarted development server binds a new one)."""
+        if self._port is not None:
+            return self._port
+        assert self.port_file is not None
+        return port_from_file(self.port_file, 60, self._running)
+
+    @property
+    def metrics_port(self) -> int:
+        """The metrics endpoint's port (METRICS_PORT=0: read back from its port file)."""
+        fixed = int(self.env.get("METRICS_PORT") or 0)
+        port_file = Path(self.env["SUPERVISOR_RUN_DIR"]) / METRICS_PORT_FILE
+        return fixed or port_from_file(port_file, 60, self._running)
+
+    def _running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def pid1(self) -> psutil.Process:
         """The launcher: PID 1 inside the namespace (the child of `unshare`)."""
