@@ -187,17 +187,23 @@ def _boolean(raw: str) -> bool:
 BOOLEAN = Parser(_boolean, "true | false (also 1/0, yes/no, on/off)")
 
 
+MAX_BYTES = 10**15 - 1  # 15 digits: a value rendered as a byte count parses again
+
+
 def _byte_size(raw: str) -> int:
     match = re.fullmatch(r"([0-9]{1,15})\s*([KMG]B)?", raw.strip().upper())
     if match is None:
         raise ValueError
     number = int(match.group(1)) * _BYTE_UNITS[match.group(2) or ""]
-    if number < 1:
+    if not 1 <= number <= MAX_BYTES:
         raise ValueError
     return number
 
 
-BYTE_SIZE = Parser(_byte_size, "a positive byte count, optionally with KB, MB or GB (1024-based)")
+BYTE_SIZE = Parser(
+    _byte_size,
+    f"a positive byte count up to {MAX_BYTES}, optionally with KB, MB or GB (1024-based)",
+)
 
 
 def byte_size(low: int, high: int) -> Parser:
