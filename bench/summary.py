@@ -31,6 +31,13 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
+def _targets(doc: dict[str, Any]) -> str:
+    return md_table(
+        ["target", "measured", "goal", "verdict"],
+        [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in doc["targets"]],
+    )
+
+
 def _header(doc: dict[str, Any]) -> str:
     load = doc["machine"]["loadavg_at_start"]
     end = doc.get("loadavg_at_end", ["?"])
@@ -153,10 +160,7 @@ def operations(doc: dict[str, Any]) -> str:
             f"Looping pings: {s['ping_requests']} answered, errors after SIGTERM "
             f"{s['ping_errors_after_sigterm']} ({s['ping_failures_before_exit']} of them before "
             f"supervisord exited): new requests sent after the stop began.",
-            md_table(
-                ["target", "measured", "goal", "verdict"],
-                [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in doc["targets"]],
-            ),
+            _targets(doc),
         ]
     )
 
@@ -245,10 +249,7 @@ def ingestion(doc: dict[str, Any]) -> str:
                 if "windows" in r
                 else "."
             ),
-            md_table(
-                ["target", "measured", "goal", "verdict"],
-                [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in doc["targets"]],
-            ),
+            _targets(doc),
         ]
     )
 
@@ -283,10 +284,7 @@ def abusive(doc: dict[str, Any]) -> str:
                     for h in doc["healthz"]
                 ],
             ),
-            md_table(
-                ["target", "measured", "goal", "verdict"],
-                [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in doc["targets"]],
-            ),
+            _targets(doc),
         ]
     )
 
@@ -321,10 +319,7 @@ def proxy(doc: dict[str, Any]) -> str:
                     for r in doc["slow_clients"]
                 ],
             ),
-            md_table(
-                ["target", "measured", "goal", "verdict"],
-                [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in doc["targets"]],
-            ),
+            _targets(doc),
         ]
     )
 
@@ -348,10 +343,7 @@ def metrics_overhead(doc: dict[str, Any]) -> str:
                     for c in doc["cells"]
                 ],
             ),
-            md_table(
-                ["target", "measured", "goal", "verdict"],
-                [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in doc["targets"]],
-            ),
+            _targets(doc),
         ]
     )
 
@@ -384,10 +376,7 @@ def scale_out(doc: dict[str, Any]) -> str:
                     for r in doc["retrieval"]
                 ],
             ),
-            md_table(
-                ["target", "measured", "goal", "verdict"],
-                [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in doc["targets"]],
-            ),
+            _targets(doc),
         ]
     )
 
@@ -408,10 +397,7 @@ def queue_wakeup(doc: dict[str, Any]) -> str:
                     for b in doc["backends"]
                 ],
             ),
-            md_table(
-                ["target", "measured", "goal", "verdict"],
-                [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in doc["targets"]],
-            ),
+            _targets(doc),
         ]
     )
 

@@ -91,17 +91,15 @@ class Cluster:
     def start(self) -> Cluster:
         self.initdb()
         start_on_candidate_port(self.start_on)
-        wait_for(
-            lambda: (
-                self._pg(
-                    "pg_isready", "-h", "127.0.0.1", "-p", str(self.port), check=False
-                ).returncode
-                == 0
-            ),
-            START_TIMEOUT,
-            "the test PostgreSQL to accept connections",
-        )
+        self._wait_ready("the test PostgreSQL to accept connections")
         return self
+
+    def _wait_ready(self, what: str) -> None:
+        def ready() -> bool:
+            probe = ("pg_isready", "-h", "127.0.0.1", "-p", str(self.port))
+            return self._pg(*probe, check=False).returncode == 0
+
+        wait_for(ready, START_TIMEOUT, what)
 
     def initdb(self) -> None:
         uid, gid = _owner()
@@ -156,16 +154,7 @@ class Cluster:
 
     def start_again(self) -> None:
         self._start_server()
-        wait_for(
-            lambda: (
-                self._pg(
-                    "pg_isready", "-h", "127.0.0.1", "-p", str(self.port), check=False
-                ).returncode
-                == 0
-            ),
-            START_TIMEOUT,
-            "the test PostgreSQL to accept connections again",
-        )
+        self._wait_ready("the test PostgreSQL to accept connections again")
 
     def restart(self) -> None:
         """Fast shutdown (clients disconnected), then start with the same options."""
