@@ -20,6 +20,7 @@ increase() treat the exporter's own restart as a counter reset).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import logging
 import os
@@ -398,8 +399,10 @@ def retire_dead_processes(directory: str) -> int:
     folder = Path(directory)
     for path in folder.glob("gauge_live*_*.db"):
         pid = _dead_pid(path)
+        # the Gunicorn master may remove the same files meanwhile (child_exit)
         if pid is not None:
-            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+            with contextlib.suppress(FileNotFoundError):
+                multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
     folded = 0
     for kind in FOLDED_TYPES:
         dead = [path for path in folder.glob(f"{kind}_*.db") if _dead_pid(path) is not None]
