@@ -153,10 +153,12 @@ def worker_abort(worker: Any) -> None:
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """In the exiting worker (not run when it is killed): note why it exits."""
+    """In the exiting worker (not run when it is killed): write what it recorded and has not
+    written yet, and note why it exits."""
     directory = os.environ.get(METRICS_DIR_VARIABLE)
     if not directory:
         return
+    metrics.flush()
     reason: str | None = getattr(worker, "exit_reason", None)
     if reason is None:
         exc = sys.exc_info()[1]

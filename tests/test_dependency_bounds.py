@@ -1,10 +1,11 @@
-"""The internals of supervisor, Gunicorn and Werkzeug the bundle relies on, named one by one.
+"""The internals of supervisor, Gunicorn, Werkzeug and prometheus_client the bundle relies on,
+named one by one.
 
 supervise/launcher.py embeds supervisord (no public API exists for that), supervise/ hooks into
 Gunicorn's workers and logger, api/dev_reloader.py plugs a loop into Werkzeug's private reloader
-module. pyproject.toml caps each of these packages below its next release; these tests fail with
-a message naming the internal when an installed version lacks one, so an upgrade fails here and
-not in production.
+module, api/metrics.py writes a histogram's buckets in batches. pyproject.toml caps each of these
+packages below its next release; these tests fail with a message naming the internal when an
+installed version lacks one, so an upgrade fails here and not in production.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
-CAPPED = ("supervisor", "gunicorn", "werkzeug")
+CAPPED = ("supervisor", "gunicorn", "werkzeug", "prometheus-client")
 
 
 class Internal(NamedTuple):
@@ -68,6 +69,10 @@ INTERNALS = (
     Internal("werkzeug", "werkzeug._reloader", "_get_args_for_reloading", "api/dev_reloader.py"),
     Internal("werkzeug", "werkzeug._reloader", "reloader_loops", "api/dev_reloader.py"),
     Internal("", "threading", "_register_atexit", "api/task_executor.py"),
+    Internal("prometheus-client", "prometheus_client.metrics", "Histogram._metric_init",
+             "api/metrics.py", "self._buckets"),
+    Internal("prometheus-client", "prometheus_client.metrics", "Histogram._metric_init",
+             "api/metrics.py", "self._sum"),
 )  # fmt: skip
 
 

@@ -50,18 +50,24 @@ def test_ten_thousand_distinct_paths_and_ids_add_no_series(start_bundle: Any) ->
         ("DELETE", "/api/v1/datasets/{id}/documents"),
     )
     conn = http.client.HTTPConnection("127.0.0.1", run.port, timeout=30)
+
+    def counted(at_least: int) -> dict[str, float] | None:
+        """A scrape once the workers wrote at least ``at_least`` requests (they write every
+        api.metrics.FLUSH_SECONDS)."""
+        found = scrape(metrics_port)
+        total = sum(v for k, v in found.items() if k.startswith("ragflow_http_requests_total{"))
+        return found if total >= at_least else None
+
     for method, template in kinds:  # every kind of answer once, so its series exists
         _request(conn, method, template.replace("{id}", uuid.uuid4().hex))
-    before = scrape(metrics_port)
+    before = wait_for(lambda: counted(len(kinds)), 10, "the first requests in the metrics")
     for number in range(10_000):
         method, template = kinds[number % len(kinds)]
         _request(conn, method, template.replace("{id}", uuid.uuid4().hex))
     conn.close()
-    after = scrape(metrics_port)
+    after = wait_for(lambda: counted(10_000 + len(kinds)), 10, "every request in the metrics")
     grown = sorted(set(after) - set(before))
     assert grown == [], grown
-    total = sum(v for k, v in after.items() if k.startswith("ragflow_http_requests_total{"))
-    assert total >= 10_000 + len(kinds)
 
 
 def _big_json_body(size: int) -> bytes:
