@@ -12,3 +12,4 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT / "tests") not in sys.path:
     sys.path.append(str(REPO_ROOT / "tests"))
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
+TARGET_COLUMNS = ["target", "measured", "goal", "verdict"]  # every benchmark's targets table

@@ -29,6 +29,7 @@ from typing import Any
 import requests
 
 from api.limits import JSON_DEPTH, LIST_ITEMS, PAGE_SIZE, QUERY_CHARS, QUERY_TERMS, TOP_K
+from bench import TARGET_COLUMNS
 from bench.bundle import Bundle
 from bench.client import Client, seed_corpus
 from bench.corpus import Corpus
@@ -274,7 +275,7 @@ def main(argv: list[str]) -> int:
         },
     ]
     print()
-    print(table(["target", "measured", "goal", "verdict"], [list(t.values()) for t in targets]))
+    print(table(TARGET_COLUMNS, [list(t.values()) for t in targets]))
     run.save(
         {
             "parameters": {

@@ -27,6 +27,7 @@ from typing import Any
 
 import psutil
 
+from bench import TARGET_COLUMNS
 from bench.bundle import Bundle
 from bench.client import Client, seed_corpus
 from bench.corpus import Corpus
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print()
-    print(table(["target", "measured", "goal", "verdict"], targets))
+    print(table(TARGET_COLUMNS, targets))
     run.save(
         {
             "parameters": {
@@ -277,10 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             "ingest": runs,
             "ingest_rounds": rounds,
             "retrieval_100k": latency,
-            "targets": [
-                dict(zip(["target", "measured", "goal", "verdict"], t, strict=True))
-                for t in targets
-            ],
+            "targets": [dict(zip(TARGET_COLUMNS, t, strict=True)) for t in targets],
         },
         [
             Panel(

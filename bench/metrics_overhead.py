@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
+from bench import TARGET_COLUMNS
 from bench.bundle import Bundle
 from bench.client import PING
 from bench.load import LoadResult, RequestSpec, run_load, summarise
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         table(
-            ["target", "measured", "goal", "verdict"],
+            TARGET_COLUMNS,
             [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets],
         )
     )

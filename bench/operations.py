@@ -25,6 +25,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from bench import TARGET_COLUMNS
 from bench.bundle import Bundle
 from bench.client import PING, Client
 from bench.load import LoadRun
@@ -292,10 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             "reload": reload_rows,
             "cold_start": cold,
             "shutdown_under_load": shutdown,
-            "targets": [
-                dict(zip(["target", "measured", "goal", "verdict"], t, strict=True))
-                for t in targets
-            ],
+            "targets": [dict(zip(TARGET_COLUMNS, t, strict=True)) for t in targets],
         },
         panels,
     )

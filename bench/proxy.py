@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+from bench import TARGET_COLUMNS
 from bench.bundle import Bundle
 from bench.client import PING, Client, seed_corpus
 from bench.corpus import Corpus
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         table(
-            ["target", "measured", "goal", "verdict"],
+            TARGET_COLUMNS,
             [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets],
         )
     )

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from api import storage
-from bench import REPO_ROOT
+from bench import REPO_ROOT, TARGET_COLUMNS
 from bench.report import Panel, Run, table, verdict
 
 NAME = "queue_wakeup"
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         table(
-            ["target", "measured", "goal", "verdict"],
+            TARGET_COLUMNS,
             [[t["target"], t["measured"], t["goal"], t["verdict"]] for t in targets],
         )
     )

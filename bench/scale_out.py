@@ -30,7 +30,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench import REPO_ROOT
+from bench import REPO_ROOT, TARGET_COLUMNS
 from bench.bundle import Bundle
 from bench.client import Client, seed_corpus
 from bench.corpus import Corpus
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print()
-    print(table(["target", "measured", "goal", "verdict"], targets))
+    print(table(TARGET_COLUMNS, targets))
     run.save(
         {
             "parameters": {
@@ -231,10 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             "sharing_rounds": shared,
             "sharing_docs_per_s": share_rate,
             "retrieval": [{k: v for k, v in r.items() if k != "runs"} for r in found],
-            "targets": [
-                dict(zip(["target", "measured", "goal", "verdict"], t, strict=True))
-                for t in targets
-            ],
+            "targets": [dict(zip(TARGET_COLUMNS, t, strict=True)) for t in targets],
         },
         [
             Panel(

@@ -105,10 +105,9 @@ from support.api_client import api  # noqa: E402,F401  (fixture `api`)
 # --- storage backends (api/storage/postgres): a throwaway PostgreSQL cluster per session -------
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[Any]:
+def _throwaway_cluster() -> Iterator[Any]:
     """initdb into a temporary directory as a non-root user, on 127.0.0.1 and a free port;
-    stopped and removed at the end of the session. Never a system cluster."""
+    stopped and removed afterwards. Never a system cluster."""
     from support.postgres import start_cluster
 
     cluster = start_cluster()
@@ -116,6 +115,18 @@ def pg_cluster() -> Iterator[Any]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """The session's cluster (_throwaway_cluster), shared by the tests' databases."""
+    yield from _throwaway_cluster()
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[Any]:
+    """A cluster for one test alone (_throwaway_cluster): one it may stop and restart."""
+    yield from _throwaway_cluster()
 
 
 @pytest.fixture

@@ -16,18 +16,17 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import psutil
 import psycopg
-import pytest
 from conftest import StartBundle
 from support.backends import PostgresInspector
 from support.fleet import bundle_connections
 from support.http_load import LoadGenerator
-from support.postgres import PASSWORD, Cluster, start_cluster
+from support.postgres import PASSWORD, Cluster
 from support.ragflow_client import API_KEY, create_dataset, start_parsing, upload
 from support.supervised import SupervisedRun
 from support.waiting import wait_for
@@ -36,15 +35,6 @@ from renderer.cli import machine_host
 from shared.settings import resolve
 
 DOCS = 6
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[Cluster]:
-    cluster = start_cluster()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def _get(port: int, path: str) -> tuple[int, str]:

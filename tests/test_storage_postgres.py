@@ -15,14 +15,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from support.backends import PostgresInspector, add_documents
-from support.postgres import PASSWORD, Cluster, start_cluster
+from support.postgres import PASSWORD, Cluster
 from support.waiting import wait_for
 
 from api import config, storage
@@ -280,15 +279,6 @@ def test_an_unreachable_server_is_unavailable_and_never_shows_the_password(
         with pytest.raises(storage.Unavailable):
             backend.store.check()
         assert PASSWORD not in backend.location
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[Cluster]:
-    cluster = start_cluster()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def test_a_server_restart_is_unavailable_then_service_resumes(
