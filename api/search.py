@@ -20,15 +20,10 @@ FIELD_WEIGHTS: tuple[tuple[str, float], ...] = (
 )
 
 
-def _title(name: str) -> str:
-    stem, dot, _ = name.rpartition(".")
-    return stem if dot and stem else name
-
-
 def _field_words(row: Mapping[str, Any]) -> dict[str, set[str]]:
     return {
         "content": set(text.tokens(str(row["content"]))),
-        "title": set(text.tokens(_title(str(row["docnm"])))),
+        "title": set(text.tokens(text.title(str(row["docnm"])))),
         "important_keywords": set(text.tokens(" ".join(map(str, row["important_keywords"])))),
         "questions": set(text.tokens(" ".join(map(str, row["questions"])))),
     }
@@ -51,31 +46,19 @@ _FIELDS = tuple(field for field, _ in FIELD_WEIGHTS)
 _NONE: frozenset[str] = frozenset()
 
 
-# Up to this many terms, ASCII content is searched once per term (a fast literal scan each);
-# with more, tokenising the content once is cheaper (measured at about 8 terms).
-SEARCH_PER_TERM_UP_TO = 8
-
-
-@lru_cache(maxsize=4096)
-def _whole_word(term: str) -> Callable[[str], re.Match[str] | None]:
-    """A search for ``term`` as a whole word of lower-cased ASCII text: the term, then "not
-    preceded by a letter or digit" (a leading lookbehind would lose the regex engine's fast
-    literal scan). Cached: a request compiles at most SEARCH_PER_TERM_UP_TO of them, and
-    none for terms seen before."""
-    return re.compile(rf"{term}(?![a-z0-9])(?<![a-z0-9]{term})").search
-
-
 def scorer(terms: Sequence[str]) -> Callable[[Mapping[str, Any]], float]:
     """``term_similarity(terms, row)`` for many rows, without tokenising every candidate.
 
     Only which terms occur in each field matters. An ASCII text's words are exactly its
     ``[a-z0-9]+`` runs lower-cased, so in ASCII content a search per term finds it as a
-    whole word when there are few terms (SEARCH_PER_TERM_UP_TO); other content, and ASCII
+    whole word when there are few terms (text.SEARCH_PER_TERM_UP_TO); other content, and ASCII
     content with more terms, keywords and questions are tokenised as term_similarity does,
     and each title once per document name. Rows finding the same terms in the same fields
     share one computed score."""
-    few = len(terms) <= SEARCH_PER_TERM_UP_TO
-    ascii_terms = [(t, _whole_word(t)) for t in terms if few and text.ASCII_WORD.fullmatch(t)]
+    few = len(terms) <= text.SEARCH_PER_TERM_UP_TO
+    ascii_terms = [
+        (t, text.whole_word(t).search) for t in terms if few and text.ASCII_WORD.fullmatch(t)
+    ]
     wanted = frozenset(terms)
     titles: dict[str, frozenset[str]] = {}
     # the score of each combination of title and terms found in content, keywords, questions
@@ -90,7 +73,7 @@ def scorer(terms: Sequence[str]) -> Callable[[Mapping[str, Any]], float]:
         name = str(row["docnm"])
         title = titles.get(name)
         if title is None:
-            title = titles[name] = wanted.intersection(text.tokens(_title(name)))
+            title = titles[name] = wanted.intersection(text.tokens(text.title(name)))
         content = str(row["content"])
         if few and content.isascii():
             lowered = content.lower()

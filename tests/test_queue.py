@@ -451,7 +451,7 @@ def test_the_migration_gives_queued_tasks_their_tenant(
 ) -> None:
     data_dir.mkdir()
     old = sqlite3.connect(data_dir / "ragflow.db")
-    for statement in sqlite_schema._statements(sqlite_schema.MIGRATIONS[0]):
+    for statement in sqlite_schema.statements(sqlite_schema.MIGRATIONS[0]):
         old.execute(statement)
     old.execute("PRAGMA user_version = 1")
     old.execute("INSERT INTO datasets (id, tenant_id, name, create_time, update_time)"

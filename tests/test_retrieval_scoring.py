@@ -147,7 +147,7 @@ def test_the_fast_scorer_equals_term_similarity() -> None:
         # SEARCH_PER_TERM_UP_TO) tokenise it
         words = rng.randint(0, 4) if rng.random() < 0.6 else rng.randint(12, 40)
         terms = text.query_terms(_text(rng, words))
-        long_questions += len(terms) > search.SEARCH_PER_TERM_UP_TO
+        long_questions += len(terms) > text.SEARCH_PER_TERM_UP_TO
         assert search.scorer(terms)(row) == search.term_similarity(terms, row), (terms, row)
     assert long_questions > 200
 

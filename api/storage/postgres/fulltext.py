@@ -17,11 +17,6 @@ FTS_VALUE = "?::tsvector"
 _GROUPS = ((1, "D"), (2, "C"), (3, "B"), (4, "A"))
 
 
-def _title(name: str) -> str:
-    stem, dot, _ = name.rpartition(".")
-    return stem if dot and stem else name
-
-
 LEXEME_BYTES = 2046  # PostgreSQL's longest lexeme, in UTF-8 bytes
 
 
@@ -49,7 +44,7 @@ def fts_words(content: str, docnm: str, keywords: Any, questions: Any) -> str:
     positions: dict[str, list[str]] = {}
     for (position, weight), group in zip(
         _GROUPS,
-        (words(content), words(_title(docnm)), words(keywords), words(questions)),
+        (words(content), words(text.title(docnm)), words(keywords), words(questions)),
         strict=True,
     ):
         for word in group:

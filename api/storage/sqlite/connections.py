@@ -5,6 +5,7 @@ database file's identity, and the translation of SQLite's errors into the seam's
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import sqlite3
 import threading
@@ -17,6 +18,7 @@ from typing import IO
 from api import text
 from api.storage import fs
 from api.storage.errors import BackendError, Conflict, StorageError, Unavailable
+from api.storage.sqlite.fulltext import impacts, reference
 from api.storage.sqlite.schema import migrate
 
 BUSY_TIMEOUT_MS = 30_000
@@ -172,10 +174,7 @@ def words_prepared(values: Iterable[object]) -> Iterator[None]:
 
 
 def _title(value: object) -> str:
-    if not isinstance(value, str):
-        return ""
-    stem, dot, _ = value.rpartition(".")
-    return _words(stem if dot and stem else value)
+    return _words(text.title(value)) if isinstance(value, str) else ""
 
 
 def _open(db_path: Path) -> sqlite3.Connection:
@@ -241,6 +240,8 @@ def _open_private(db_path: Path) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.create_function("rf_words", 1, _words, deterministic=True)
     conn.create_function("rf_title", 1, _title, deterministic=True)
+    conn.create_function("rf_impacts", 6, functools.partial(impacts, _words), deterministic=True)
+    conn.create_function("rf_reference", 2, reference, deterministic=True)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
     _enable_wal(conn)

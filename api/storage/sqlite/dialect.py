@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from api.storage import codec
+from api.storage import bm25, codec, topk
 from api.storage.dialect import SearchRow, Session
 from api.storage.errors import StorageError
 from api.storage.files import LocalFileStore
@@ -22,6 +22,7 @@ from api.storage.sqlite.connections import (
     translated,
     words_prepared,
 )
+from api.storage.sqlite.fulltext import SqliteImpacts
 
 _FTS_ROWIDS = "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?"
 
@@ -89,25 +90,56 @@ class SqliteDialect:
         terms: Sequence[str],
         limit: int,
     ) -> Iterable[SearchRow]:
-        """BM25 over the four columns, weighted 1, 2, 3, 4."""
-        where = [
-            "chunks_fts MATCH ?",
-            "c.available = 1",
-            f"c.dataset_id IN ({_marks(dataset_ids)})",
-        ]
-        args: list[Any] = [codec.fts_query(terms), *dataset_ids]
+        """BM25 over the four columns (bm25.FIELD_WEIGHTS), ties to the older chunk: through
+        the level index when that is cheaper (topk.py), else by ranking every match."""
+        found = topk.best(SqliteImpacts(self.conn), dataset_ids, doc_ids, terms, limit)
+        return found if found is not None else self._rank_all(dataset_ids, doc_ids, terms, limit)
+
+    def _rank_all(
+        self,
+        dataset_ids: Sequence[str],
+        doc_ids: Sequence[str],
+        terms: Sequence[str],
+        limit: int,
+    ) -> list[SearchRow]:
+        """Every match ranked in the full-text index alone, then the best few read from chunks
+        and kept when in scope; when fewer than ``limit`` of those are (a small dataset beside
+        large ones, or documents given), the scope is applied while ranking instead."""
+        scope = [f"c.dataset_id IN ({_marks(dataset_ids)})", "c.available = 1"]
+        args: list[Any] = [*dataset_ids]
         if doc_ids:
-            where.append(f"c.doc_id IN ({_marks(doc_ids)})")
+            scope.append(f"c.doc_id IN ({_marks(doc_ids)})")
             args.extend(doc_ids)
         cursor = self.conn.cursor()
         cursor.row_factory = None  # plain tuples: cheaper than sqlite3.Row for many rows
+        match = codec.fts_query(terms)
+        columns = "c.id, c.doc_id, c.docnm, c.content, c.important_keywords, c.questions"
+        ranked = f"bm25(chunks_fts, {bm25.SQL_WEIGHTS})"
+        if not doc_ids:
+            window = limit + limit // 4
+            rows = cursor.execute(
+                f"WITH r AS (SELECT rowid, {ranked} AS bm25 FROM chunks_fts"
+                " WHERE chunks_fts MATCH ? ORDER BY bm25, rowid LIMIT ?)"
+                f" SELECT {columns}, r.bm25, r.rowid FROM r JOIN chunks c ON c.seq = r.rowid"
+                f" WHERE {' AND '.join(scope)} ORDER BY r.bm25, r.rowid",
+                (match, window, *args),
+            ).fetchall()
+            if len(rows) >= limit or self._fewer_matches(match, window):
+                return [row[:7] for row in rows[:limit]]
         return cursor.execute(
-            "SELECT c.id, c.doc_id, c.docnm, c.content, c.important_keywords, c.questions,"
-            " bm25(chunks_fts, 1.0, 2.0, 3.0, 4.0) AS bm25 FROM chunks_fts"
-            f" JOIN chunks c ON c.seq = chunks_fts.rowid WHERE {' AND '.join(where)}"
-            " ORDER BY bm25 LIMIT ?",
-            (*args, limit),
-        )
+            f"SELECT {columns}, {ranked} AS bm25 FROM chunks_fts"
+            f" JOIN chunks c ON c.seq = chunks_fts.rowid WHERE chunks_fts MATCH ?"
+            f" AND {' AND '.join(scope)} ORDER BY bm25, c.seq LIMIT ?",
+            (match, *args, limit),
+        ).fetchall()
+
+    def _fewer_matches(self, match: str, count: int) -> bool:
+        """Fewer than ``count`` chunks match: the ranked window held every one of them."""
+        found = self.conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+            (match, count),
+        ).fetchone()
+        return int(found[0]) < count
 
     # -- the queue: SQLite cannot tell another process; executors poll ------------------------
     def notify_enqueued(self, c: Session) -> None:

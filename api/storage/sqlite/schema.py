@@ -11,6 +11,40 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 
+_NO_AVGDL = 1e18  # no weight computed yet: nothing has grown
+_AVERAGES = "(SELECT block FROM chunks_fts_data WHERE id = 1)"
+
+
+def _size(row: str) -> str:
+    return f"(SELECT sz FROM chunks_fts_docsize WHERE id = {row}.seq)"
+
+
+def _impacts(row: str) -> str:
+    """The chunk ``row``'s impact index text (fulltext.impacts)."""
+    columns = ", ".join(
+        f"{row}.{column}" for column in ("content", "docnm", "important_keywords", "questions")
+    )
+    return f"rf_impacts({columns}, {_size(row)}, {_AVERAGES})"
+
+
+def _reference(row: str) -> str:
+    """The mean length the chunk ``row``'s weights are computed with (fulltext.reference)."""
+    return f"rf_reference({_size(row)}, {_AVERAGES})"
+
+
+def _index(row: str) -> str:
+    return f"""INSERT INTO chunks_fts (rowid, content, title, keywords, questions) VALUES (
+            {row}.seq, rf_words({row}.content), rf_title({row}.docnm),
+            rf_words({row}.important_keywords), rf_words({row}.questions));
+        INSERT INTO chunks_impacts (rowid, terms) VALUES ({row}.seq, {_impacts(row)});
+        UPDATE impact_avgdl SET avgdl = MIN(avgdl, {_reference(row)});"""
+
+
+def _unindex(row: str) -> str:
+    return f"""DELETE FROM chunks_fts WHERE rowid = {row}.seq;
+        DELETE FROM chunks_impacts WHERE rowid = {row}.seq;"""
+
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema
     """
@@ -134,6 +168,34 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX tasks_fair ON tasks(state, lease_expires, turn, enqueued_at);
     CREATE INDEX tasks_tenant_turn ON tasks(tenant_id, state, turn);
     """,
+    # 3: the impact index (fulltext.py, topk.py): each chunk's weightiest terms with the bucket
+    # of their weight, in an FTS5 table sharing the chunk's rowid, and the lowest mean chunk
+    # length a weight was computed with (the bound of how much weights have grown since).
+    f"""
+    CREATE VIRTUAL TABLE chunks_impacts USING fts5(
+        terms, detail = none, tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TABLE impact_avgdl (avgdl REAL NOT NULL);
+    INSERT INTO impact_avgdl (avgdl) VALUES ({_NO_AVGDL});
+    INSERT INTO chunks_impacts (rowid, terms)
+        SELECT c.seq, {_impacts("c")} FROM chunks c;
+    UPDATE impact_avgdl SET avgdl = MIN(avgdl, COALESCE(
+        (SELECT MIN({_reference("c")}) FROM chunks c), {_NO_AVGDL}));
+    DROP TRIGGER chunks_fts_insert;
+    DROP TRIGGER chunks_fts_delete;
+    DROP TRIGGER chunks_fts_update;
+    CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+        {_index("new")}
+    END;
+    CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+        {_unindex("old")}
+    END;
+    CREATE TRIGGER chunks_fts_update AFTER UPDATE OF content, docnm, important_keywords,
+        questions ON chunks BEGIN
+        {_unindex("old")}
+        {_index("new")}
+    END;
+    """,
 )
 
 
@@ -145,7 +207,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     try:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         for number in range(version, len(MIGRATIONS)):
-            for statement in _statements(MIGRATIONS[number]):
+            for statement in statements(MIGRATIONS[number]):
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
     except BaseException:
@@ -155,7 +217,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     return len(MIGRATIONS)
 
 
-def _statements(script: str) -> Iterator[str]:
+def statements(script: str) -> Iterator[str]:
     """Split a migration into statements (sqlite3.complete_statement knows about triggers)."""
     pending = ""
     for line in script.splitlines(keepends=True):

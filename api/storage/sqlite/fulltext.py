@@ -1,0 +1,137 @@
+"""SQLite's full-text index beyond FTS5's own: the impact index (``chunks_impacts``: each chunk's
+weightiest terms with their impact bucket, bm25.impact_terms) and the lowest mean length an
+impact was computed with (``impact_avgdl``), kept by the chunk triggers (schema.py) through the
+functions registered here; and the ImpactIndex that topk.py ranks with."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from api.storage import bm25
+
+
+def varints(data: bytes) -> list[int]:
+    """The numbers of an FTS5 record (SQLite varints: 7 bits a byte, high bit set on all but
+    the last, a ninth byte of 8 bits)."""
+    if data.isascii():  # every number below 128: a byte each
+        return list(data)
+    numbers: list[int] = []
+    at = 0
+    while at < len(data):
+        value = 0
+        for position in range(9):
+            byte = data[at]
+            at += 1
+            if position == 8:
+                value = (value << 8) | byte
+                break
+            value = (value << 7) | (byte & 0x7F)
+            if not byte & 0x80:
+                break
+        numbers.append(value)
+    return numbers
+
+
+def row_tokens(size: object) -> int:
+    """A chunk's length in tokens, from its FTS5 docsize record (tokens per column)."""
+    return sum(varints(size)) if isinstance(size, bytes) else 0
+
+
+def mean_tokens(averages: object) -> float:
+    """The mean chunk length in tokens, from FTS5's averages record (chunks, then tokens
+    per column); 0.0 for an empty index."""
+    numbers = varints(averages) if isinstance(averages, bytes) else []
+    return sum(numbers[1:]) / numbers[0] if numbers and numbers[0] else 0.0
+
+
+def reference(size: object, averages: object) -> float:
+    """The mean length a new chunk's weights are computed with: the index's, or the chunk's
+    own length while the index is empty."""
+    return mean_tokens(averages) or float(max(row_tokens(size), 1))
+
+
+def impacts(
+    words: Callable[[object], str],
+    content: str,
+    docnm: str,
+    keywords: str,
+    questions: str,
+    size: object,
+    averages: object,
+) -> str:
+    """The impact index's text for a chunk (bm25.impact_terms) from its columns, its FTS5
+    docsize record and the index's averages record; ``words``: the connection's rf_words."""
+    fields = bm25.fields(content, docnm, keywords, questions, lambda value: words(value).split())
+    return bm25.impact_terms(fields, row_tokens(size), reference(size, averages))
+
+
+class SqliteImpacts:
+    """The ImpactIndex (topk.py) of one SQLite connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def stats(self, terms: Sequence[str]) -> bm25.Stats:
+        averages = self.conn.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
+        rows = varints(averages[0])[0] if averages else 0
+        indexed = self.conn.execute("SELECT avgdl FROM impact_avgdl").fetchone()
+        return bm25.Stats(
+            rows=rows,
+            avgdl=mean_tokens(averages[0]) if averages else 1.0,
+            hits={t: self._hits(t) for t in terms},
+            impact_avgdl=float(indexed[0]) if indexed else 0.0,
+        )
+
+    def _hits(self, term: str) -> int:
+        """How many chunks hold ``term``: a walk of its postings, remembered by the connection
+        until the database changes (another connection's commit, or one of its own)."""
+        version = (self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes)
+        cache: tuple[Any, dict[str, int]] | None = getattr(self.conn, "term_hits", None)
+        if cache is None or cache[0] != version or len(cache[1]) > 4096:
+            cache = (version, {})
+            self.conn.term_hits = cache  # type: ignore[attr-defined]
+        found = cache[1].get(term)
+        if found is None:
+            found = cache[1][term] = int(
+                self.conn.execute(
+                    "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (f'"{term}"',)
+                ).fetchone()[0]
+            )
+        return found
+
+    def holding(self, term: str, bucket: int) -> list[int]:
+        if bucket < 0:
+            sql, match = "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?", f'"{term}"'
+        else:
+            sql = "SELECT rowid FROM chunks_impacts WHERE chunks_impacts MATCH ?"
+            match = f'"{term}{bucket:02d}"'
+        return [int(row[0]) for row in self.conn.execute(sql, (match,))]
+
+    def rows(
+        self, seqs: Sequence[int], dataset_ids: Sequence[str], doc_ids: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        if not seqs:
+            return []
+        where = [
+            "c.seq IN (SELECT value FROM json_each(?))",
+            "c.available = 1",
+            f"c.dataset_id IN ({', '.join('?' * len(dataset_ids))})",
+        ]
+        args: list[Any] = [json.dumps(list(seqs)), *dataset_ids]
+        if doc_ids:
+            where.append(f"c.doc_id IN ({', '.join('?' * len(doc_ids))})")
+            args.extend(doc_ids)
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        return [
+            (*row[:7], row_tokens(row[7]))
+            for row in cursor.execute(
+                "SELECT c.seq, c.id, c.doc_id, c.docnm, c.content, c.important_keywords,"
+                " c.questions, d.sz FROM chunks c JOIN chunks_fts_docsize d ON d.id = c.seq"
+                f" WHERE {' AND '.join(where)}",
+                args,
+            )
+        ]
