@@ -4,7 +4,7 @@ Ranking every match costs time in proportion to how many chunks hold the questio
 about a second for an everyday word at a million chunks. The impact index keeps, for each chunk,
 its weightiest terms with the bucket of their weight (bm25.impact_terms). Here each term's
 chunks are visited bucket by bucket, heaviest first, then (last) all the term's other chunks;
-each visited chunk is scored exactly (bm25.score). A chunk not visited yet holds each term with
+each visited chunk is scored exactly (bm25.scorer). A chunk not visited yet holds each term with
 at most the weight of that term's next bucket (scaled by how much the mean chunk length has
 grown since the weights were indexed, Stats.drift), so it scores at most the sum, over terms, of
 idf x that weight. As soon as ``limit`` visited chunks score above that sum, they are the best

@@ -4,6 +4,7 @@ transaction, FTS5 kept by triggers, executors that poll, uploads renamed into DA
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -42,6 +43,7 @@ class SqliteDialect:
     def __init__(self, data_dir: Path, db_path: Path) -> None:
         self.db_path = db_path
         self.files = LocalFileStore(data_dir)
+        self._local = threading.local()
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -91,9 +93,17 @@ class SqliteDialect:
         limit: int,
     ) -> Iterable[SearchRow]:
         """BM25 over the four columns (bm25.FIELD_WEIGHTS), ties to the older chunk: through
-        the level index when that is cheaper (topk.py), else by ranking every match."""
-        found = topk.best(SqliteImpacts(self.conn), dataset_ids, doc_ids, terms, limit)
+        the impact index when that is cheaper (topk.py), else by ranking every match."""
+        found = topk.best(self._impacts(), dataset_ids, doc_ids, terms, limit)
         return found if found is not None else self._rank_all(dataset_ids, doc_ids, terms, limit)
+
+    def _impacts(self) -> SqliteImpacts:
+        """This thread's ImpactIndex, over its current connection."""
+        conn = self.conn
+        held: SqliteImpacts | None = getattr(self._local, "impacts", None)
+        if held is None or held.conn is not conn:
+            held = self._local.impacts = SqliteImpacts(conn)
+        return held
 
     def _rank_all(
         self,
@@ -115,7 +125,7 @@ class SqliteDialect:
         match = codec.fts_query(terms)
         columns = "c.id, c.doc_id, c.docnm, c.content, c.important_keywords, c.questions"
         ranked = f"bm25(chunks_fts, {bm25.SQL_WEIGHTS})"
-        if not doc_ids:
+        if not doc_ids:  # a quarter more than asked: room for chunks out of scope
             window = limit + limit // 4
             rows = cursor.execute(
                 f"WITH r AS (SELECT rowid, {ranked} AS bm25 FROM chunks_fts"

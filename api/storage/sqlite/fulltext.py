@@ -68,11 +68,16 @@ def impacts(
     return bm25.impact_terms(fields, row_tokens(size), reference(size, averages))
 
 
+HITS_REMEMBERED = 4096  # terms whose chunk counts a connection remembers
+
+
 class SqliteImpacts:
-    """The ImpactIndex (topk.py) of one SQLite connection."""
+    """The ImpactIndex (topk.py) of one SQLite connection (one per thread: each thread has its
+    connection)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self._hits_seen: tuple[tuple[int, int], dict[str, int]] = ((-1, -1), {})
 
     def stats(self, terms: Sequence[str]) -> bm25.Stats:
         averages = self.conn.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
@@ -86,16 +91,16 @@ class SqliteImpacts:
         )
 
     def _hits(self, term: str) -> int:
-        """How many chunks hold ``term``: a walk of its postings, remembered by the connection
-        until the database changes (another connection's commit, or one of its own)."""
+        """How many chunks hold ``term``: a walk of its postings, remembered until the database
+        changes (another connection's commit, or one of this connection's own)."""
         version = (self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes)
-        cache: tuple[Any, dict[str, int]] | None = getattr(self.conn, "term_hits", None)
-        if cache is None or cache[0] != version or len(cache[1]) > 4096:
-            cache = (version, {})
-            self.conn.term_hits = cache  # type: ignore[attr-defined]
-        found = cache[1].get(term)
+        seen, known = self._hits_seen
+        if seen != version or len(known) > HITS_REMEMBERED:
+            known = {}
+            self._hits_seen = (version, known)
+        found = known.get(term)
         if found is None:
-            found = cache[1][term] = int(
+            found = known[term] = int(
                 self.conn.execute(
                     "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (f'"{term}"',)
                 ).fetchone()[0]
