@@ -2,19 +2,26 @@
 
 Ranking every match costs time in proportion to how many chunks hold the question's words:
 about a second for an everyday word at a million chunks. The impact index keeps, for each chunk,
-its weightiest terms with the bucket of their weight (bm25.impact_terms). Here each term's
-chunks are visited bucket by bucket, heaviest first, then (last) all the term's other chunks;
-each visited chunk is scored exactly (bm25.scorer). A chunk not visited yet holds each term with
-at most the weight of that term's next bucket (scaled by how much the mean chunk length has
-grown since the weights were indexed, Stats.drift), so it scores at most the sum, over terms, of
-idf x that weight. As soon as ``limit`` visited chunks score above that sum, they are the best
-``limit`` of all: the exhaustive answer, chunk for chunk, in the same order (ties to the older
-chunk). Each step visits the next bucket of the term whose bound is largest.
+its weightiest terms with the bucket of their weight (bm25.impact_terms); each bucket has a
+ceiling, the most a term in it weighed when indexed (scaled by Stats.drift: how much the mean
+chunk length has grown since), and a term below every bucket (or absent) weighs at most
+bm25.IMPACT_FLOOR. Every visited chunk is scored exactly (bm25.scorer).
 
-When ranking every match would cost less than the visits (few matches), or the visits would
-exceed ``BUDGET`` chunks before the bound is met (several everyday words together, whose sum
-falls slowly; a small dataset beside a large one), ``best`` returns None and the caller ranks
-every match: the answer is always the exhaustive one."""
+1. The rare terms (the fewest chunks, together at most the visits allowed) have all their
+   chunks visited first.
+2. Every other chunk lies in one cell: for each common term, the bucket it has in the chunk (or
+   "below"). A cell's chunks score at most the sum, over common terms, of idf x that bucket's
+   ceiling. Cells are visited best bound first (a cell's successors lower one term's bucket by
+   one step), through the index (``chunks in these buckets and in none of those``).
+3. As soon as the ``limit``-th best visited chunk beats the bound of the next cell, nothing
+   unvisited can enter: the answer is the exhaustive one, chunk for chunk, in the same order
+   (ties to the older chunk).
+
+When ranking every match would cost less than the visits (few matches), when the visits (a cell
+counting as CELL_COST of them) would pass the visits allowed (matches / VISIT_COST, at most
+BUDGET), or when only the cell of chunks with every common term below its buckets is left (they
+are not in the index), ``best`` returns None and the caller ranks every match: the answer is
+always the exhaustive one."""
 
 from __future__ import annotations
 
@@ -24,13 +31,16 @@ from typing import Any, Protocol
 
 from api.storage import bm25
 
-# Visit at most this many chunks; past it, ranking every match is the cheaper exact answer.
-BUDGET = 8192
+# Visit at most this many chunks.
+BUDGET = 32_768
 # Scoring a visited chunk in Python costs about as much as FTS5 ranking this many matches
 # (measured: ~12 us against ~0.5 us): below matches / VISIT_COST visits, visiting is cheaper.
 VISIT_COST = 24
+# Asking the index for a cell's chunks costs about as much as visiting this many.
+CELL_COST = 64
 # A hair above 1: the bound counts as met only when the best beat it by more than rounding.
 _MARGIN = 1.0 + 1e-9
+BELOW = -1  # a common term's place in a cell: below every bucket, or absent
 
 
 class ImpactIndex(Protocol):
@@ -39,15 +49,24 @@ class ImpactIndex(Protocol):
     def stats(self, terms: Sequence[str]) -> bm25.Stats:
         """The index's statistics, with the hits of ``terms``."""
 
-    def holding(self, term: str, bucket: int) -> list[int]:
-        """The chunks (seq) holding ``term`` in impact ``bucket``; for -1, every chunk
-        holding it."""
+    def buckets(self, term: str) -> list[int]:
+        """The impact buckets ``term`` has chunks in, heaviest first."""
+
+    def holding(self, term: str) -> list[int]:
+        """Every chunk (seq) holding ``term``."""
+
+    def cell(self, places: dict[str, int], ladders: dict[str, list[int]]) -> list[int]:
+        """The chunks (seq) holding each term of ``places`` in that bucket, or (BELOW) in none
+        of its buckets ``ladders[term]``; at least one place is a bucket."""
 
     def rows(
         self, seqs: Sequence[int], dataset_ids: Sequence[str], doc_ids: Sequence[str]
     ) -> list[tuple[Any, ...]]:
         """Of ``seqs``, the available chunks of ``dataset_ids`` (and ``doc_ids``): (seq, id,
         doc_id, docnm, content, important_keywords, questions (JSON text), tokens)."""
+
+
+Entry = tuple[float, int, tuple[Any, ...]]  # (score, -seq, row): heapq keeps the worst first
 
 
 def best(
@@ -67,34 +86,17 @@ def best(
     visits = min(BUDGET, sum(stats.hits[t] for t in terms) // VISIT_COST)
     if not terms or visits < limit:
         return None
-    idfs = [stats.idf(t) for t in terms]
-    # per term, the impact bucket visited last (IMPACT_BUCKETS: none yet; -1 stands for the
-    # term's other chunks, visited last; then done)
-    done = -2
-    step = dict.fromkeys(terms, bm25.IMPACT_BUCKETS)
-
-    def bound(term: str, idf: float) -> float:
-        """The most ``term`` adds to the score of a chunk not visited yet."""
-        if step[term] == done:
-            return 0.0
-        return idf * bm25.bucket_ceiling(step[term] - 1) * stats.drift
-
     score = bm25.scorer(stats, terms)
     seen: set[int] = set()
-    kept: list[tuple[float, int, tuple[Any, ...]]] = []  # the best ``limit``: (score, -seq, row)
-    while True:
-        bounds = {t: bound(t, idf) for t, idf in zip(terms, idfs, strict=True)}
-        if len(kept) == limit and kept[0][0] > sum(bounds.values()) * _MARGIN:
-            break
-        nxt = max((t for t in terms if step[t] != done), key=bounds.__getitem__, default=None)
-        if nxt is None:  # every chunk holding a term was visited
-            break
-        step[nxt] -= 1
-        new = [seq for seq in index.holding(nxt, step[nxt]) if seq not in seen]
-        if step[nxt] == -1:
-            step[nxt] = done
-        if len(seen) + len(new) > visits:
-            return None
+    kept: list[Entry] = []
+    spent = [0]  # visits, and CELL_COST for each cell asked for
+
+    def visit(seqs: list[int], cost: int = 0) -> bool:
+        """Score the chunks not seen yet; False when that would pass the visits allowed."""
+        new = [seq for seq in seqs if seq not in seen]
+        spent[0] += cost + len(new)
+        if spent[0] > visits:
+            return False
         seen.update(new)
         for seq, *row, tokens in index.rows(new, dataset_ids, doc_ids):
             entry = (score(row[3], row[2], row[4], row[5], tokens), -seq, tuple(row))
@@ -102,4 +104,54 @@ def best(
                 heapq.heappush(kept, entry)
             elif entry > kept[0]:
                 heapq.heapreplace(kept, entry)
+        return True
+
+    common = sorted(terms, key=stats.hits.__getitem__)
+    while common and spent[0] + stats.hits[common[0]] <= visits:
+        if not visit(index.holding(common.pop(0))):
+            return None
+    if common and not _visit_cells(index, stats, common, visit, kept, limit):
+        return None
     return [(*row, -value) for value, _, row in sorted(kept, reverse=True)]
+
+
+def _visit_cells(
+    index: ImpactIndex,
+    stats: bm25.Stats,
+    terms: list[str],
+    visit: Any,
+    kept: list[Entry],
+    limit: int,
+) -> bool:
+    """Visit cells of ``terms``' buckets, best bound first, until the ``limit``-th best chunk
+    beats every cell left. False when the visits allowed run out first, or only the cell below
+    every bucket is left."""
+    ladders = {t: index.buckets(t) for t in terms}
+    steps = [[*ladders[t], BELOW] for t in terms]
+    weights = [
+        [stats.idf(t) * stats.drift * bm25.bucket_ceiling(b) for b in step]
+        for t, step in zip(terms, steps, strict=True)
+    ]
+
+    def bound(cell: tuple[int, ...]) -> float:
+        return sum(w[i] for w, i in zip(weights, cell, strict=True))
+
+    start = (0,) * len(terms)
+    frontier = [(-bound(start), start)]
+    pushed = {start}
+    while frontier:
+        ceiling, cell = heapq.heappop(frontier)
+        if len(kept) == limit and kept[0][0] > -ceiling * _MARGIN:
+            return True
+        places = {t: step[i] for t, step, i in zip(terms, steps, cell, strict=True)}
+        if all(place == BELOW for place in places.values()):
+            return False  # the chunks whose every common term weighs little: not indexed
+        if not visit(index.cell(places, ladders), CELL_COST):
+            return False
+        for k in range(len(terms)):
+            if cell[k] + 1 < len(steps[k]):
+                after = (*cell[:k], cell[k] + 1, *cell[k + 1 :])
+                if after not in pushed:
+                    pushed.add(after)
+                    heapq.heappush(frontier, (-bound(after), after))
+    return True

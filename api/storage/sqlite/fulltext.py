@@ -68,7 +68,7 @@ def impacts(
     return bm25.impact_terms(fields, row_tokens(size), reference(size, averages))
 
 
-HITS_REMEMBERED = 4096  # terms whose chunk counts a connection remembers
+REMEMBERED = 4096  # terms whose chunk counts and buckets a connection remembers
 
 
 class SqliteImpacts:
@@ -77,42 +77,64 @@ class SqliteImpacts:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self._hits_seen: tuple[tuple[int, int], dict[str, int]] = ((-1, -1), {})
+        self._version = (-1, -1)
+        self._hits: dict[str, int] = {}
+        self._buckets: dict[str, list[int]] = {}
+
+    def _current(self) -> None:
+        """Forget what was remembered of the terms once the database changed (another
+        connection's commit, or one of this connection's own), or too much is."""
+        version = (self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes)
+        if version != self._version or len(self._hits) + len(self._buckets) > REMEMBERED:
+            self._version, self._hits, self._buckets = version, {}, {}
 
     def stats(self, terms: Sequence[str]) -> bm25.Stats:
+        self._current()
         averages = self.conn.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
         rows = varints(averages[0])[0] if averages else 0
         indexed = self.conn.execute("SELECT avgdl FROM impact_avgdl").fetchone()
         return bm25.Stats(
             rows=rows,
             avgdl=mean_tokens(averages[0]) if averages else 1.0,
-            hits={t: self._hits(t) for t in terms},
+            hits={t: self._count(t) for t in terms},
             impact_avgdl=float(indexed[0]) if indexed else 0.0,
         )
 
-    def _hits(self, term: str) -> int:
-        """How many chunks hold ``term``: a walk of its postings, remembered until the database
-        changes (another connection's commit, or one of this connection's own)."""
-        version = (self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes)
-        seen, known = self._hits_seen
-        if seen != version or len(known) > HITS_REMEMBERED:
-            known = {}
-            self._hits_seen = (version, known)
-        found = known.get(term)
+    def _count(self, term: str) -> int:
+        found = self._hits.get(term)
         if found is None:
-            found = known[term] = int(
+            found = self._hits[term] = int(
                 self.conn.execute(
                     "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (f'"{term}"',)
                 ).fetchone()[0]
             )
         return found
 
-    def holding(self, term: str, bucket: int) -> list[int]:
-        if bucket < 0:
-            sql, match = "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?", f'"{term}"'
-        else:
-            sql = "SELECT rowid FROM chunks_impacts WHERE chunks_impacts MATCH ?"
-            match = f'"{term}{bucket:02d}"'
+    def buckets(self, term: str) -> list[int]:
+        found = self._buckets.get(term)
+        if found is None:
+            probe = "SELECT 1 FROM chunks_impacts WHERE chunks_impacts MATCH ? LIMIT 1"
+            found = self._buckets[term] = [
+                bucket
+                for bucket in range(bm25.IMPACT_BUCKETS - 1, -1, -1)
+                if self.conn.execute(probe, (f'"{term}{bucket:02d}"',)).fetchone()
+            ]
+        return found
+
+    def holding(self, term: str) -> list[int]:
+        sql = "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?"
+        return [int(row[0]) for row in self.conn.execute(sql, (f'"{term}"',))]
+
+    def cell(self, places: dict[str, int], ladders: dict[str, list[int]]) -> list[int]:
+        held = [f'"{term}{place:02d}"' for term, place in places.items() if place >= 0]
+        below = [
+            f'"{term}{bucket:02d}"'
+            for term, place in places.items()
+            if place < 0
+            for bucket in ladders[term]
+        ]
+        match = f"({' AND '.join(held)})" + (f" NOT ({' OR '.join(below)})" if below else "")
+        sql = "SELECT rowid FROM chunks_impacts WHERE chunks_impacts MATCH ?"
         return [int(row[0]) for row in self.conn.execute(sql, (match,))]
 
     def rows(
