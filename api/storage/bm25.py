@@ -83,8 +83,8 @@ def fields(
 
 def frequencies(words: Sequence[Sequence[str]]) -> Counter[str]:
     """Each term's weighted frequency over the fields."""
-    found: Counter[str] = Counter()
-    for weight, field in zip(FIELD_WEIGHTS, words, strict=True):
+    found = Counter(words[0])  # the content, weight 1: counted in C
+    for weight, field in zip(FIELD_WEIGHTS[1:], words[1:], strict=True):
         for word in field:
             found[word] += int(weight)
     return found
@@ -93,8 +93,12 @@ def frequencies(words: Sequence[Sequence[str]]) -> Counter[str]:
 def impact_terms(words: Sequence[Sequence[str]], tokens: int, avgdl: float) -> str:
     """The impact index's text for a chunk: each term weighing at least IMPACT_FLOOR, suffixed
     with its bucket (two digits)."""
+    # saturation grows with the frequency: below this one, a term weighs less than the floor
+    # (solved from saturation(f) = IMPACT_FLOOR; a hair lower, so rounding keeps every term)
+    norm = K1 * (1 - B + B * tokens / avgdl)
+    least = IMPACT_FLOOR * norm / (K1 + 1.0 - IMPACT_FLOOR) * (1 - 1e-9)
     found = []
-    for term, freq in frequencies(words).items():
+    for term, freq in [item for item in frequencies(words).items() if item[1] >= least]:
         weight = saturation(freq, tokens, avgdl)
         if weight >= IMPACT_FLOOR:
             bucket = min(int((weight - IMPACT_FLOOR) / IMPACT_STEP), IMPACT_BUCKETS - 1)
