@@ -90,12 +90,12 @@ class SqliteImpacts:
 
     def stats(self, terms: Sequence[str]) -> bm25.Stats:
         self._current()
-        averages = self.conn.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
-        rows = varints(averages[0])[0] if averages else 0
+        found = self.conn.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
+        averages = found[0] if found else b""
         indexed = self.conn.execute("SELECT avgdl FROM impact_avgdl").fetchone()
         return bm25.Stats(
-            rows=rows,
-            avgdl=mean_tokens(averages[0]) if averages else 1.0,
+            rows=(varints(averages) or [0])[0],  # empty while the index has never held a chunk
+            avgdl=mean_tokens(averages) or 1.0,
             hits={t: self._count(t) for t in terms},
             impact_avgdl=float(indexed[0]) if indexed else 0.0,
         )
