@@ -5,10 +5,10 @@ parsing, complete-and-claim) and the statements and round trips it sends per doc
 The loop is the executor worker's own (api.task_executor: ``file_path``, ``build_chunks``,
 ``complete_and_claim``) over N queued ~5 KB plain-text documents (bench.corpus), one executor,
 no HTTP and no supervisord: what remains is the storage cost of a document. The backends take
-turns, round by round, each round on fresh documents. Statements are counted in an extra round:
-SQLite's trace callback, and libpq's protocol trace on PostgreSQL (every Query or Bind is a
-statement; every Query or Sync a round trip). PostgreSQL: ``--database-url``, or a throwaway
-cluster (tests/support/postgres.py: fsync off, as the other benchmarks run it).
+turns, round by round, each round on fresh documents. Statements and round trips are counted
+in an extra round (tests/support/statements.py: SQLite's trace callback, libpq's protocol
+trace). PostgreSQL: ``--database-url``, or a throwaway cluster (tests/support/postgres.py:
+fsync off, as the other benchmarks run it).
 
     .venv/bin/python -m bench.executor_steps [--documents 200] [--rounds 3]
 """
@@ -22,10 +22,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+
+from support import statements
 
 from api import storage
 from api.parsing import limits as parse_limits
@@ -76,63 +75,6 @@ def _drain(backend: storage.Backend, count: int) -> dict[str, float]:
     return spent
 
 
-@contextmanager
-def _sqlite_counted(counts: collections.Counter[str]) -> Iterator[None]:
-    import sqlite3
-
-    from api.storage.sqlite import connections
-
-    opened: Callable[..., sqlite3.Connection] = connections._open
-
-    def traced(db_path: Path) -> sqlite3.Connection:
-        conn = opened(db_path)
-        conn.set_trace_callback(lambda sql: counts.update(["statements", "round trips"]))
-        return conn
-
-    connections.close_all()
-    connections._open = traced  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        connections._open = opened  # type: ignore[assignment]
-        connections.close_all()
-
-
-@contextmanager
-def _postgres_counted(counts: collections.Counter[str], url: str, trace: Path) -> Iterator[None]:
-    """libpq's trace of every pooled connection opened meanwhile (the pool is reopened)."""
-    import psycopg
-    from psycopg.pq import Trace
-
-    from api.storage.postgres import connections
-
-    connect = psycopg.Connection.connect
-    out = trace.open("w")
-
-    def traced(*args: Any, **kwargs: Any) -> Any:
-        conn = connect(*args, **kwargs)
-        conn.pgconn.trace(out.fileno())
-        conn.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS | Trace.REGRESS_MODE)
-        return conn
-
-    connections.close_pools(url)
-    psycopg.Connection.connect = traced  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        psycopg.Connection.connect = connect  # type: ignore[method-assign]
-        connections.close_pools(url)
-        out.close()
-        for line in trace.read_text(errors="replace").splitlines():
-            fields = line.split("\t")
-            if len(fields) > 2 and fields[0] == "F":
-                message = fields[2].split(" ")[0]
-                if message in ("Query", "Bind"):
-                    counts["statements"] += 1
-                if message in ("Query", "Sync"):
-                    counts["round trips"] += 1
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=__doc__)
     parser.add_argument("--documents", type=int, default=200, help="per backend and round")
@@ -166,15 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                     for step, seconds in _drain(backend, n).items():
                         ms[name][step].append(seconds * 1000 / n)
             for name, backend in backends.items():
-                counts[name] = collections.Counter()
                 _queue(backend, corpus, n, start)
                 start += n
-                counted = (
-                    _sqlite_counted(counts[name])
-                    if name == "sqlite"
-                    else _postgres_counted(counts[name], url, Path(tmp) / "libpq.trace")
-                )
-                with counted:
+                with statements.counted(name, url) as counts[name]:
                     _drain(backend, n)
             for backend in backends.values():
                 backend.close()
