@@ -110,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             for name, backend in backends.items():
                 _queue(backend, corpus, n, start)
                 start += n
-                with statements.counted(name, url) as counts[name]:
+                with statements.counting(name, url) as counting:
                     _drain(backend, n)
+                    counts[name] = counting.take()
             for backend in backends.values():
                 backend.close()
     finally:

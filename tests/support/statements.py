@@ -1,12 +1,14 @@
-"""Counting the statements and round trips a block of code sends to the database, on either
-backend: SQLite's trace callback on the connections opened meanwhile (one statement, one
-call, counted once each, trigger bodies included), libpq's protocol trace on PostgreSQL's
-(every Query or Bind message is a statement; every Query or Sync a round trip). The
-backend's connections are closed first and at the end, so the ones counted are opened inside
-the block. For the benchmarks and the tests that keep a path's cost from creeping back."""
+"""Counting the statements and round trips that code sends to the database, on either
+backend: SQLite's trace callback on the connections opened meanwhile (trigger bodies count as
+statements, every other statement as a call: a "round trip"), libpq's protocol trace on
+PostgreSQL's (every Query or Bind message is a statement; every Query or Sync a round trip).
+The backend's connections are closed on entry and on exit, so those counted are opened inside
+the block; ``take`` between steps leaves out what came before (opening a connection, say). For the
+benchmarks and the tests that keep a path's cost from creeping back."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import tempfile
 from collections import Counter
@@ -22,60 +24,102 @@ from api.storage.postgres import connections as pg_connections
 from api.storage.sqlite import connections as sqlite_connections
 
 
-@contextmanager
-def counted(backend_name: str, url: str = "") -> Iterator[Counter[str]]:
-    """Counts ("statements", "round trips") of what runs inside the block on the backend
-    ``backend_name`` ("sqlite", or "postgresql" at ``url``), filled in when the block ends."""
-    counts: Counter[str] = Counter()
-    if backend_name == "sqlite":
-        with _sqlite(counts):
-            yield counts
-    else:
-        with _postgres(counts, url):
-            yield counts
+class Counting:
+    """What was sent since the last ``take``."""
 
+    def __init__(self, trace: Path | None = None) -> None:
+        self.trace = trace  # libpq's trace (PostgreSQL); None: ``live`` is kept (SQLite)
+        self.fd = -1  # the trace, open for appending (libpq writes to it)
+        self.traced: list[psycopg.Connection[Any]] = []
+        self.live: Counter[str] = Counter()
+        self._offset = 0
 
-@contextmanager
-def _sqlite(counts: Counter[str]) -> Iterator[None]:
-    opened = sqlite_connections._open
+    def _trace(self, conn: psycopg.Connection[Any]) -> None:
+        conn.pgconn.trace(self.fd)  # a FILE libpq buffers, on the descriptor kept open
+        conn.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS | Trace.REGRESS_MODE)
 
-    def traced(db_path: Path) -> sqlite3.Connection:
-        conn = opened(db_path)
-        conn.set_trace_callback(lambda sql: counts.update(["statements", "round trips"]))
+    def connected(self, conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+        self._trace(conn)
+        self.traced.append(conn)
         return conn
 
-    sqlite_connections.close_all()
-    sqlite_connections._open = traced
-    try:
-        yield
-    finally:
-        sqlite_connections._open = opened
-        sqlite_connections.close_all()
+    def sqlite_statement(self, sql: str) -> None:
+        self.live["statements"] += 1
+        if not sql.startswith("--"):  # "-- TRIGGER name": a trigger's body, run inside a call
+            self.live["round trips"] += 1
 
-
-@contextmanager
-def _postgres(counts: Counter[str], url: str) -> Iterator[None]:
-    connect = psycopg.Connection.connect
-    with tempfile.TemporaryDirectory() as tmp, (Path(tmp) / "trace").open("w") as out:
-
-        def traced(*args: Any, **kwargs: Any) -> Any:
-            conn = connect(*args, **kwargs)
-            conn.pgconn.trace(out.fileno())  # libpq writes it, line-buffered
-            conn.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS | Trace.REGRESS_MODE)
-            return conn
-
-        pg_connections.close_pools(url)
-        psycopg.Connection.connect = traced  # type: ignore[method-assign]
-        try:
-            yield
-        finally:
-            psycopg.Connection.connect = connect  # type: ignore[method-assign]
-            pg_connections.close_pools(url)
-            for line in (Path(tmp) / "trace").read_text(errors="replace").splitlines():
-                fields = line.split("\t")
+    def take(self) -> Counter[str]:
+        """The counts ("statements", "round trips") since the last take."""
+        if self.trace is None:
+            counts, self.live = self.live, Counter()
+            return counts
+        for conn in self.traced:
+            if not conn.closed:  # libpq buffers its trace: flushed when it stops
+                conn.pgconn.untrace()
+                self._trace(conn)
+        counts = Counter[str]()
+        with self.trace.open("rb") as lines:
+            lines.seek(self._offset)
+            for raw in lines:
+                if not raw.endswith(b"\n"):  # a line still being written
+                    break
+                self._offset += len(raw)
+                fields = raw.decode(errors="replace").rstrip("\n").split("\t")
                 if len(fields) > 2 and fields[0] == "F":
                     message = fields[2].split(" ")[0]
                     if message in ("Query", "Bind"):
                         counts["statements"] += 1
                     if message in ("Query", "Sync"):
                         counts["round trips"] += 1
+        return counts
+
+
+@contextmanager
+def counting(backend_name: str, url: str = "") -> Iterator[Counting]:
+    """Count what runs inside the block on the backend ``backend_name`` ("sqlite", or
+    "postgresql" at ``url``)."""
+    if backend_name == "sqlite":
+        with _sqlite() as found:
+            yield found
+    else:
+        with _postgres(url) as found:
+            yield found
+
+
+@contextmanager
+def _sqlite() -> Iterator[Counting]:
+    found = Counting(None)
+    opened = sqlite_connections._open
+
+    def traced(db_path: Path) -> sqlite3.Connection:
+        conn = opened(db_path)
+        conn.set_trace_callback(found.sqlite_statement)
+        return conn
+
+    sqlite_connections.close_all()
+    sqlite_connections._open = traced
+    try:
+        yield found
+    finally:
+        sqlite_connections._open = opened
+        sqlite_connections.close_all()
+
+
+@contextmanager
+def _postgres(url: str) -> Iterator[Counting]:
+    connect = psycopg.Connection.connect
+    with tempfile.TemporaryDirectory() as tmp:
+        found = Counting(Path(tmp) / "trace")
+        found.fd = os.open(Path(tmp) / "trace", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+
+        def traced(*args: Any, **kwargs: Any) -> Any:
+            return found.connected(connect(*args, **kwargs))
+
+        pg_connections.close_pools(url)
+        psycopg.Connection.connect = traced  # type: ignore[method-assign]
+        try:
+            yield found
+        finally:
+            psycopg.Connection.connect = connect  # type: ignore[method-assign]
+            pg_connections.close_pools(url)
+            os.close(found.fd)

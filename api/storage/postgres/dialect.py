@@ -77,9 +77,11 @@ class _Session:
         return self.conn.cursor(row_factory=_row_factory).execute(_placeholders(sql), args)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any:
-        with self.conn.cursor() as cursor:
-            cursor.executemany(_placeholders(sql), rows)
-            return cursor
+        # left open: closing a cursor forgets its rowcount (a client-side cursor holds nothing
+        # on the server)
+        cursor = self.conn.cursor()
+        cursor.executemany(_placeholders(sql), rows)
+        return cursor
 
 
 class PostgresDialect:
