@@ -115,19 +115,28 @@ def candidate_queries(rowid: str) -> tuple[str, str]:
     )
 
 
+# The claimed document's fields a Task carries (with its progress_msg, appended to).
+_CLAIMED_DOCUMENT = "d.name, d.suffix, d.chunk_method, d.parser_config, d.progress_msg"
+
+
+def claim_query(rowid: str, skip_locked: str = "") -> str:
+    """Both candidates of a claim (candidate_queries: each its own index walk, each locked with
+    ``skip_locked``) in one statement, each with its document's _CLAIMED_DOCUMENT fields after
+    the task's. Its one argument: now."""
+    queued, expired = candidate_queries(rowid)
+    return (
+        f"WITH queued AS ({queued}{skip_locked}), expired AS ({expired}{skip_locked})"
+        f" SELECT candidate.*, {_CLAIMED_DOCUMENT} FROM"
+        " (SELECT * FROM queued UNION ALL SELECT * FROM expired) AS candidate"
+        " JOIN documents d ON d.id = candidate.doc_id"
+    )
+
+
 def _next_ready(db: Dialect, c: Session, now: float) -> Any:
     """The task to claim next (queued, or leased with the lease run out): the lowest turn,
-    then the oldest (see _next_turn)."""
-    queued, expired = candidate_queries(db.rowid)
-    found = [
-        row
-        for row in (
-            c.execute(queued + db.skip_locked).fetchone(),
-            c.execute(expired + db.skip_locked, (now,)).fetchone(),
-        )
-        if row is not None
-    ]
-    return min(found, key=lambda row: (row[9], row[7], row[8])) if found else None
+    then the oldest (see _next_turn); with its document's fields (claim_query)."""
+    rows = c.execute(claim_query(db.rowid, db.skip_locked), (now,)).fetchall()
+    return min(rows, key=lambda row: (row[9], row[7], row[8])) if rows else None
 
 
 _OWNED = "id = ? AND state = 'leased' AND lease_owner = ? AND attempts = ?"
@@ -244,23 +253,20 @@ class SqlTaskQueue:
             row = _next_ready(self.db, c, now)
             if row is None:
                 return None
+            task = tuple(row[:5])
             if row[5] == "leased":
-                row = (*row[:4], f"the lease of {row[6]} expired before it finished")
-            if row[3] > max_attempts:
-                _give_up(self.db, c, row, now)
+                task = (*task[:4], f"the lease of {row[6]} expired before it finished")
+            if task[3] > max_attempts:
+                _give_up(self.db, c, task, now)
                 continue
-            task_id, doc_id, dataset_id, attempts = row[0], row[1], row[2], row[3]
+            task_id, doc_id, dataset_id, attempts, last_error = task
+            doc = row[10:]  # _CLAIMED_DOCUMENT
             expires = now + lease_seconds
             c.execute(
                 "UPDATE tasks SET state = 'leased', attempts = ?, lease_owner = ?,"
                 " lease_expires = ?, started_at = ?, last_error = ? WHERE id = ?",
-                (attempts, consumer, expires, now, row[4], task_id),
+                (attempts, consumer, expires, now, last_error, task_id),
             )
-            doc = c.execute(
-                "SELECT name, suffix, chunk_method, parser_config, progress_msg FROM documents"
-                " WHERE id = ?",
-                (doc_id,),
-            ).fetchone()
             c.execute(
                 "UPDATE documents SET run = ?, progress = 0, progress_msg = ?,"
                 " process_begin_at = COALESCE(process_begin_at, ?) WHERE id = ?",
