@@ -2,7 +2,7 @@
 milliseconds per document in each step of the worker's path (claim, fetching the upload,
 parsing, complete-and-claim) and the statements and round trips it sends per document.
 
-The loop is the executor worker's own (api.task_executor: ``file_path``, ``build_chunks``,
+The loop is the executor worker's own (api.task_executor: ``local_copy``, ``build_chunks``,
 ``complete_and_claim``) over N queued ~5 KB plain-text documents (bench.corpus), one executor,
 no HTTP and no supervisord: what remains is the storage cost of a document. The backends take
 turns, round by round, each round on fresh documents. Statements and round trips are counted
@@ -59,12 +59,12 @@ def _drain(backend: storage.Backend, count: int) -> dict[str, float]:
     done = 0
     while task is not None:
         began = clock()
-        path = backend.store.file_path({"id": task.doc_id, "dataset_id": task.dataset_id})
-        fetched = clock()
-        chunks = build_chunks(
-            path, suffix=task.suffix, parser_config=task.parser_config, limits=limits
-        )
-        parsed = clock()
+        with backend.store.local_copy({"id": task.doc_id, "dataset_id": task.dataset_id}) as path:
+            fetched = clock()
+            chunks = build_chunks(
+                path, suffix=task.suffix, parser_config=task.parser_config, limits=limits
+            )
+            parsed = clock()
         completed, task = backend.tasks.complete_and_claim(task, chunks, LEASE)
         spent["file"] += fetched - began
         spent["parse"] += parsed - fetched

@@ -164,8 +164,8 @@ def test_a_documents_storage_path_keeps_its_statements_folded(
         for _ in range(2):  # the first document opens the connections
             assert task is not None
             counting.take()
-            backend.store.file_path({"id": task.doc_id, "dataset_id": task.dataset_id})
-            completed, task = tasks.complete_and_claim(task, CHUNKS, 30)
+            with backend.store.local_copy({"id": task.doc_id, "dataset_id": task.dataset_id}):
+                completed, task = tasks.complete_and_claim(task, CHUNKS, 30)
             assert completed
         sent = counting.take()
     assert task is not None and task.doc_id == docs[2]

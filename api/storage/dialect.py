@@ -118,6 +118,10 @@ class Dialect(Protocol):
     def file_path(self, document: Mapping[str, Any]) -> Path:
         """A local file holding the document's uploaded bytes."""
 
+    def local_copy(self, document: Mapping[str, Any]) -> AbstractContextManager[Path]:
+        """A local file holding the document's uploaded bytes for the time of the block
+        (FileStore.local_copy)."""
+
     def check_read(self) -> None:
         """Raise Unavailable("db") unless the database answers a read."""
 

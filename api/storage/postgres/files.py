@@ -41,23 +41,12 @@ def materialize(
     final = cache.file_path(document)
     if final.exists():
         return final
-    doc_id = str(document["id"])
     cache.dataset_folder(str(document["dataset_id"]))
     with cache.storing():
         staged, out = fs.stage(cache.files_dir)
     try:
         with out:
-            # one query, its rows streamed one block at a time (single-row mode)
-            blocks = conn.cursor().stream(
-                "SELECT data FROM file_blocks WHERE doc_id = %s ORDER BY n", (doc_id,)
-            )
-            stored = 0
-            for row in blocks:
-                with cache.storing():
-                    out.write(row["data"])
-                stored += 1
-            if not stored and not _exists(conn, doc_id):
-                raise NotFound(f"Document {doc_id} does not exist")
+            copy_blocks(conn, cache, str(document["id"]), out)
             with cache.storing():
                 out.flush()
                 os.fsync(out.fileno())
@@ -68,7 +57,23 @@ def materialize(
     return final
 
 
+def copy_blocks(
+    conn: psycopg.Connection[Any], cache: local.LocalFileStore, doc_id: str, out: IO[bytes]
+) -> None:
+    """Write the document's bytes to ``out``: one query, its rows streamed one block at a
+    time (single-row mode). NotFound when the document does not exist."""
+    blocks = conn.cursor().stream(
+        "SELECT data FROM file_blocks WHERE doc_id = %s ORDER BY n", (doc_id,)
+    )
+    stored = 0
+    for row in blocks:
+        with cache.storing():
+            out.write(row["data"])
+        stored += 1
+    if not stored and not _exists(conn, doc_id):  # no blocks: an empty file, or no document
+        raise NotFound(f"Document {doc_id} does not exist")
+
+
 def _exists(conn: psycopg.Connection[Any], doc_id: str) -> bool:
-    """Whether the document exists (a document with no blocks: an empty file, or none)."""
     found = conn.execute("SELECT 1 FROM documents WHERE id = %s", (doc_id,))
     return found.fetchone() is not None
