@@ -147,10 +147,10 @@ def test_complete_and_claim_takes_the_writer_lock_once(
     assert sqlite_tasks.complete_and_claim(following, CHUNKS, 30) == (True, None)
 
 
-# Round trips of one document's storage path in an executor (fetching its upload, then
+# Round trips of one document's storage path in an executor (reading its upload, then
 # complete_and_claim), as measured: 15 on PostgreSQL, 27 before its statements were folded
-# (bench.executor_steps); on SQLite, calls (its FTS triggers' bodies run inside them), 27 before.
-DOCUMENT_ROUND_TRIPS = {"sqlite": 17, "postgresql": 15}
+# (bench.executor_steps); on SQLite, calls of execute, executemany and commit: 12, 22 before.
+DOCUMENT_ROUND_TRIPS = {"sqlite": 12, "postgresql": 15}
 
 
 def test_a_documents_storage_path_keeps_its_statements_folded(

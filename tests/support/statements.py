@@ -1,7 +1,8 @@
 """Counting the statements and round trips that code sends to the database, on either
-backend: SQLite's trace callback on the connections opened meanwhile (trigger bodies count as
-statements, every other statement as a call: a "round trip"), libpq's protocol trace on
-PostgreSQL's (every Query or Bind message is a statement; every Query or Sync a round trip).
+backend. SQLite: its trace callback on the connections opened meanwhile counts statements (what
+SQLite runs, trigger bodies included); the calls of execute, executemany and commit are its
+"round trips" (no network: what the code asks for). PostgreSQL: libpq's protocol trace (every
+Query or Bind message is a statement; every Query or Sync a round trip).
 The backend's connections are closed on entry and on exit, so those counted are opened inside
 the block; ``take`` between steps leaves out what came before (opening a connection, say). For the
 benchmarks and the tests that keep a path's cost from creeping back."""
@@ -12,7 +13,7 @@ import os
 import sqlite3
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,6 @@ class Counting:
 
     def sqlite_statement(self, sql: str) -> None:
         self.live["statements"] += 1
-        if not sql.startswith("--"):  # "-- TRIGGER name": a trigger's body, run inside a call
-            self.live["round trips"] += 1
 
     def take(self) -> Counter[str]:
         """The counts ("statements", "round trips") since the last take."""
@@ -90,18 +89,31 @@ def counting(backend_name: str, url: str = "") -> Iterator[Counting]:
 def _sqlite() -> Iterator[Counting]:
     found = Counting(None)
     opened = sqlite_connections._open
+    cls = sqlite_connections._Connection
+    calls = {name: getattr(cls, name) for name in ("execute", "executemany", "commit")}
 
     def traced(db_path: Path) -> sqlite3.Connection:
         conn = opened(db_path)
         conn.set_trace_callback(found.sqlite_statement)
         return conn
 
+    def counted(method: Callable[..., Any]) -> Callable[..., Any]:
+        def call(self: sqlite3.Connection, *args: Any) -> Any:
+            found.live["round trips"] += 1
+            return method(self, *args)
+
+        return call
+
     sqlite_connections.close_all()
     sqlite_connections._open = traced
+    for name, method in calls.items():
+        setattr(cls, name, counted(method))
     try:
         yield found
     finally:
         sqlite_connections._open = opened
+        for name, method in calls.items():
+            setattr(cls, name, method)
         sqlite_connections.close_all()
 
 
