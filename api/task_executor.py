@@ -377,13 +377,15 @@ class Executor:
         try:
             # No write before parsing: a document parsed within _PROGRESS_EVERY costs one
             # write transaction (complete) besides the claim; complete checks the claim.
-            chunks = build_chunks(
-                self.backend.store.file_path({"id": task.doc_id, "dataset_id": task.dataset_id}),
-                suffix=task.suffix or Path(task.name).suffix,
-                parser_config=task.parser_config,
-                limits=self.limits,
-                checkpoint=checkpoint,
-            )
+            document = {"id": task.doc_id, "dataset_id": task.dataset_id}
+            with self.backend.store.local_copy(document) as path:
+                chunks = build_chunks(
+                    path,
+                    suffix=task.suffix or Path(task.name).suffix,
+                    parser_config=task.parser_config,
+                    limits=self.limits,
+                    checkpoint=checkpoint,
+                )
             if job.abandon.is_set():
                 raise _Abandoned
             if self.stopping:

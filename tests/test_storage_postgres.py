@@ -192,6 +192,28 @@ def test_any_process_reads_an_upload_through_its_own_file_cache(
     assert not path.exists()
 
 
+def test_a_parse_reads_an_upload_from_a_copy_removed_after_it(
+    tmp_path: Path, pg_database: str, backend: storage.Backend
+) -> None:
+    dataset_id, (doc_id,) = add_documents(backend.store, "t", ["a.txt"], {})
+    other_machine = storage.open_backend(tmp_path / "elsewhere", pg_database)
+    document = {"id": doc_id, "dataset_id": dataset_id}
+    with other_machine.store.local_copy(document) as path:
+        assert path.read_bytes() == b"text of a.txt"
+        assert other_machine.store.sweep_staging() == 0  # a copy in use is spared
+        assert path.exists()
+    assert not path.exists()
+    assert not (tmp_path / "elsewhere" / "files" / dataset_id / doc_id).exists()  # no cache
+    gone = {"id": "gone", "dataset_id": dataset_id}
+    with pytest.raises(storage.NotFound), other_machine.store.local_copy(gone):
+        pass
+    assert list((tmp_path / "elsewhere" / "files" / ".staging").iterdir()) == []
+    cached = other_machine.store.file_path(document)  # a download caches the file
+    with other_machine.store.local_copy(document) as path:
+        assert path == cached  # and a parse reads it there
+    assert cached.read_bytes() == b"text of a.txt"
+
+
 def test_an_enqueue_wakes_a_waiting_executor_at_once(backend: storage.Backend) -> None:
     dataset_id, (doc, _) = add_documents(backend.store, "t", ["a.txt", "b.txt"], {})
     woke: list[float] = []

@@ -10,6 +10,7 @@ picks the backend from DATABASE_URL.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -39,6 +40,11 @@ class FileStore(Protocol):
     """Uploaded bytes and the file system under DATA_DIR (health probes included)."""
 
     def file_path(self, document: Mapping[str, Any]) -> Path: ...
+
+    def local_copy(self, document: Mapping[str, Any]) -> AbstractContextManager[Path]:
+        """A local file with the document's bytes for the time of the block (a parse): the
+        stored file where it is local, else a copy that is never synced and is removed after
+        the block (or, should the process die, by the next ``sweep_staging``)."""
 
     def check_files(self) -> None:
         """Raise Unavailable("storage", ...) unless a file can be written under DATA_DIR/files."""

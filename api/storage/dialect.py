@@ -41,7 +41,8 @@ class Session(Protocol):
     """One connection: statements with ``?`` placeholders, rows as ``Row``."""
 
     def execute(self, sql: str, args: Sequence[Any] = (), /) -> Result: ...
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any: ...
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Result:
+        """Its ``rowcount``: the rows all of them changed."""
 
 
 # A full-text hit, in this order: id, doc_id, docnm, content, important_keywords, questions,
@@ -116,6 +117,10 @@ class Dialect(Protocol):
 
     def file_path(self, document: Mapping[str, Any]) -> Path:
         """A local file holding the document's uploaded bytes."""
+
+    def local_copy(self, document: Mapping[str, Any]) -> AbstractContextManager[Path]:
+        """A local file holding the document's uploaded bytes for the time of the block
+        (FileStore.local_copy)."""
 
     def check_read(self) -> None:
         """Raise Unavailable("db") unless the database answers a read."""

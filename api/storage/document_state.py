@@ -10,7 +10,7 @@ from typing import Any
 
 from api import text
 from api.storage.codec import json_list
-from api.storage.dialect import Dialect, Session
+from api.storage.dialect import Dialect, Row, Session
 from api.storage.errors import NotFound
 from api.storage.rows import chunk_id
 
@@ -39,22 +39,11 @@ def insert_sql(
     return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(marks)}){tail}"
 
 
-def refresh_counts(c: Session, doc_id: str) -> tuple[int, int]:
-    row = c.execute(
-        "SELECT COUNT(*), COALESCE(SUM(token_count), 0) FROM chunks WHERE doc_id = ?", (doc_id,)
-    ).fetchone()
-    counts = (int(row[0]), int(row[1]))
-    c.execute(
-        "UPDATE documents SET chunk_count = ?, token_count = ? WHERE id = ?", (*counts, doc_id)
-    )
-    return counts
-
-
 def count_chunk_change(c: Session, doc_id: str, added: int) -> None:
     """Move the document's chunk_count by ``added`` (negative: removed) and store the sum of
     its chunks' tokens. The count is RAGFlow's counter, not a recount: adding content that
     already exists replaces that chunk and still counts one more (its add_chunk); a parse
-    sets it anew (refresh_counts)."""
+    sets it anew (replace_document_chunks)."""
     c.execute(
         "UPDATE documents SET chunk_count = chunk_count + ?, token_count ="
         " (SELECT COALESCE(SUM(token_count), 0) FROM chunks WHERE doc_id = ?) WHERE id = ?",
@@ -62,51 +51,82 @@ def count_chunk_change(c: Session, doc_id: str, added: int) -> None:
     )
 
 
+# The document's fields that writing its chunks takes (store_chunks): read once by the caller.
+CHUNK_DOCUMENT_FIELDS = "dataset_id, name, status"
+
+
 def replace_document_chunks(
     db: Dialect, c: Session, doc_id: str, chunks: Sequence[Mapping[str, Any]]
 ) -> tuple[int, int]:
-    """Replace every chunk of ``doc_id`` inside the caller's transaction.
+    """Replace every chunk of ``doc_id`` inside the caller's transaction (store_chunks) and
+    store the document's chunk_count/token_count; returns them."""
+    doc = c.execute(
+        f"SELECT {CHUNK_DOCUMENT_FIELDS} FROM documents WHERE id = ?", (doc_id,)
+    ).fetchone()
+    if doc is None:
+        raise NotFound(f"Document {doc_id} does not exist")
+    counts = store_chunks(db, c, doc_id, doc, chunks)
+    c.execute(
+        "UPDATE documents SET chunk_count = ?, token_count = ? WHERE id = ?", (*counts, doc_id)
+    )
+    return counts
+
+
+def store_chunks(
+    db: Dialect, c: Session, doc_id: str, doc: Row, chunks: Sequence[Mapping[str, Any]]
+) -> tuple[int, int]:
+    """Replace every chunk of ``doc_id`` inside the caller's transaction; ``doc``: the
+    document's CHUNK_DOCUMENT_FIELDS. Returns the (chunk_count, token_count) of the chunks
+    stored, for the caller to store with its own UPDATE of the document.
 
     Each chunk: ``content`` (str), optional ``important_keywords``, ``questions``,
     ``positions`` (lists), ``available`` (bool; a disabled document's chunks are never
     available), ``token_count`` (int; counted with api.text when absent). Identical
-    contents collapse into one chunk (same id). Updates the document's
-    chunk_count/token_count and returns them."""
-    doc = c.execute(
-        "SELECT dataset_id, name, status FROM documents WHERE id = ?", (doc_id,)
-    ).fetchone()
-    if doc is None:
-        raise NotFound(f"Document {doc_id} does not exist")
+    contents collapse into one chunk (same id, the first one kept): the counts are those of
+    the distinct chunks, counted here; recounted from the table only should a row not be
+    stored (an id already taken)."""
     dataset_id, name, status = doc[0], str(doc[1]), doc[2]
     c.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
     created = time.time()
     sql = ""
-    rows = []
+    rows: dict[str, tuple[Any, ...]] = {}
     for chunk in chunks:
         content = str(chunk.get("content", ""))
+        row_id = chunk_id(content, doc_id)
+        if row_id in rows:
+            continue
         tokens = chunk.get("token_count")
         keywords, questions = chunk.get("important_keywords"), chunk.get("questions")
         index = db.chunk_index(content, name, keywords, questions)
         sql = sql or insert_sql("chunks", CHUNK_ROW_COLUMNS, index, " ON CONFLICT (id) DO NOTHING")
-        rows.append(
-            (
-                chunk_id(content, doc_id),
-                doc_id,
-                dataset_id,
-                name,
-                content,
-                json_list(keywords),
-                json_list(questions),
-                1 if chunk.get("available", True) and status == "1" else 0,
-                json_list(chunk.get("positions")),
-                int(tokens) if isinstance(tokens, int) else text.count_tokens(content),
-                created,
-                *(value for _, value in index.values()),
-            )
+        rows[row_id] = (
+            row_id,
+            doc_id,
+            dataset_id,
+            name,
+            content,
+            json_list(keywords),
+            json_list(questions),
+            1 if chunk.get("available", True) and status == "1" else 0,
+            json_list(chunk.get("positions")),
+            int(tokens) if isinstance(tokens, int) else text.count_tokens(content),
+            created,
+            *(value for _, value in index.values()),
         )
-    if rows:
-        c.executemany(sql, rows)
-    return refresh_counts(c, doc_id)
+    if not rows:
+        return 0, 0
+    stored = c.executemany(sql, list(rows.values())).rowcount
+    if stored != len(rows):
+        return count_chunks(c, doc_id)
+    return len(rows), sum(int(row[9]) for row in rows.values())
+
+
+def count_chunks(c: Session, doc_id: str) -> tuple[int, int]:
+    """The number of the document's stored chunks and the sum of their tokens."""
+    row = c.execute(
+        "SELECT COUNT(*), COALESCE(SUM(token_count), 0) FROM chunks WHERE doc_id = ?", (doc_id,)
+    ).fetchone()
+    return int(row[0]), int(row[1])
 
 
 def cancel_open_tasks(c: Session, doc_id: str, reason: str, now: float) -> None:

@@ -25,8 +25,13 @@ from typing import Any
 
 from api.storage import codec
 from api.storage.dialect import Dialect, Session, seam
-from api.storage.document_state import cancel_open_tasks, replace_document_chunks
-from api.storage.errors import StorageError
+from api.storage.document_state import (
+    CHUNK_DOCUMENT_FIELDS,
+    cancel_open_tasks,
+    replace_document_chunks,
+    store_chunks,
+)
+from api.storage.errors import NotFound, StorageError
 from api.storage.rows import (
     RUN_CANCEL,
     RUN_DONE,
@@ -110,19 +115,28 @@ def candidate_queries(rowid: str) -> tuple[str, str]:
     )
 
 
+# The claimed document's fields a Task carries (with its progress_msg, appended to).
+_CLAIMED_DOCUMENT = "d.name, d.suffix, d.chunk_method, d.parser_config, d.progress_msg"
+
+
+def claim_query(rowid: str, skip_locked: str = "") -> str:
+    """Both candidates of a claim (candidate_queries: each its own index walk, each locked with
+    ``skip_locked``) in one statement, each with its document's _CLAIMED_DOCUMENT fields after
+    the task's. Its one argument: now."""
+    queued, expired = candidate_queries(rowid)
+    return (
+        f"WITH queued AS ({queued}{skip_locked}), expired AS ({expired}{skip_locked})"
+        f" SELECT candidate.*, {_CLAIMED_DOCUMENT} FROM"
+        " (SELECT * FROM queued UNION ALL SELECT * FROM expired) AS candidate"
+        " JOIN documents d ON d.id = candidate.doc_id"
+    )
+
+
 def _next_ready(db: Dialect, c: Session, now: float) -> Any:
     """The task to claim next (queued, or leased with the lease run out): the lowest turn,
-    then the oldest (see _next_turn)."""
-    queued, expired = candidate_queries(db.rowid)
-    found = [
-        row
-        for row in (
-            c.execute(queued + db.skip_locked).fetchone(),
-            c.execute(expired + db.skip_locked, (now,)).fetchone(),
-        )
-        if row is not None
-    ]
-    return min(found, key=lambda row: (row[9], row[7], row[8])) if found else None
+    then the oldest (see _next_turn); with its document's fields (claim_query)."""
+    rows = c.execute(claim_query(db.rowid, db.skip_locked), (now,)).fetchall()
+    return min(rows, key=lambda row: (row[9], row[7], row[8])) if rows else None
 
 
 _OWNED = "id = ? AND state = 'leased' AND lease_owner = ? AND attempts = ?"
@@ -229,52 +243,55 @@ class SqlTaskQueue:
         if ready is None:  # the idle poll stays a cheap read: no lock taken
             return None
         with self.db.write() as c:
-            while True:
-                row = _next_ready(self.db, c, now)
-                if row is None:
-                    return None
-                if row[5] == "leased":
-                    row = (*row[:4], f"the lease of {row[6]} expired before it finished")
-                if row[3] > max_attempts:
-                    _give_up(self.db, c, row, now)
-                    continue
-                task_id, doc_id, dataset_id, attempts = row[0], row[1], row[2], row[3]
-                expires = now + lease_seconds
-                c.execute(
-                    "UPDATE tasks SET state = 'leased', attempts = ?, lease_owner = ?,"
-                    " lease_expires = ?, started_at = ?, last_error = ? WHERE id = ?",
-                    (attempts, consumer, expires, now, row[4], task_id),
-                )
-                doc = c.execute(
-                    "SELECT name, suffix, chunk_method, parser_config, progress_msg FROM documents"
-                    " WHERE id = ?",
-                    (doc_id,),
-                ).fetchone()
-                c.execute(
-                    "UPDATE documents SET run = ?, progress = 0, progress_msg = ?,"
-                    " process_begin_at = COALESCE(process_begin_at, ?) WHERE id = ?",
-                    (
-                        RUN_RUNNING,
-                        codec.append_msg(
-                            str(doc[4] or ""),
-                            f"{codec.stamp(now)} Task started by {consumer} (attempt {attempts}).",
-                        ),
-                        now,
-                        doc_id,
+            return self._claim(c, consumer, lease_seconds, max_attempts, now)
+
+    def _claim(
+        self, c: Session, consumer: str, lease_seconds: float, max_attempts: int, now: float
+    ) -> Task | None:
+        """claim() inside the caller's write transaction."""
+        while True:
+            row = _next_ready(self.db, c, now)
+            if row is None:
+                return None
+            task = tuple(row[:5])
+            if row[5] == "leased":
+                task = (*task[:4], f"the lease of {row[6]} expired before it finished")
+            if task[3] > max_attempts:
+                _give_up(self.db, c, task, now)
+                continue
+            task_id, doc_id, dataset_id, attempts, last_error = task
+            doc = row[10:]  # _CLAIMED_DOCUMENT
+            expires = now + lease_seconds
+            c.execute(
+                "UPDATE tasks SET state = 'leased', attempts = ?, lease_owner = ?,"
+                " lease_expires = ?, started_at = ?, last_error = ? WHERE id = ?",
+                (attempts, consumer, expires, now, last_error, task_id),
+            )
+            c.execute(
+                "UPDATE documents SET run = ?, progress = 0, progress_msg = ?,"
+                " process_begin_at = COALESCE(process_begin_at, ?) WHERE id = ?",
+                (
+                    RUN_RUNNING,
+                    codec.append_msg(
+                        str(doc[4] or ""),
+                        f"{codec.stamp(now)} Task started by {consumer} (attempt {attempts}).",
                     ),
-                )
-                return Task(
-                    id=task_id,
-                    doc_id=doc_id,
-                    dataset_id=dataset_id,
-                    attempts=attempts,
-                    lease_owner=consumer,
-                    lease_expires=expires,
-                    name=str(doc[0] or ""),
-                    suffix=str(doc[1] or ""),
-                    chunk_method=str(doc[2] or "naive"),
-                    parser_config=_parser_config(doc[3]),
-                )
+                    now,
+                    doc_id,
+                ),
+            )
+            return Task(
+                id=task_id,
+                doc_id=doc_id,
+                dataset_id=dataset_id,
+                attempts=attempts,
+                lease_owner=consumer,
+                lease_expires=expires,
+                name=str(doc[0] or ""),
+                suffix=str(doc[1] or ""),
+                chunk_method=str(doc[2] or "naive"),
+                parser_config=_parser_config(doc[3]),
+            )
 
     def renew(self, task: Task, lease_seconds: float) -> bool:
         """Extend the lease. False when the claim is no longer current (cancelled,
@@ -315,47 +332,54 @@ class SqlTaskQueue:
         """Atomically replace the document's chunks with ``chunks`` and mark it DONE
         (progress 1.0, process_duration, ``Task done (X.XXs)``). False, with nothing
         changed, when the claim is no longer current."""
-        now = time.time()
         contents = [str(chunk.get("content", "")) for chunk in chunks]
         with self.db.prepared(contents), self.db.write() as c:
-            row = c.execute(
-                f"SELECT started_at FROM tasks WHERE {_OWNED}", codec.owned(task)
-            ).fetchone()
-            if row is None:
-                return False
-            begin = c.execute(
-                "SELECT process_begin_at FROM documents WHERE id = ?", (task.doc_id,)
-            ).fetchone()
-            chunk_count, token_count = replace_document_chunks(self.db, c, task.doc_id, chunks)
-            duration = max(now - float(row[0] or now), 0.0)
-            total = max(
-                now - float(begin[0] if begin and begin[0] is not None else row[0] or now), 0
-            )
-            msg = codec.append_msg(
-                _doc_msg(c, task.doc_id),
-                f"{codec.stamp(now)} {chunk_count} chunks, {token_count} tokens."
-                f" Task done ({duration:.2f}s)",
-            )
-            c.execute(
-                "UPDATE documents SET run = ?, progress = 1.0, progress_msg = ?,"
-                " process_duration = ?, chunk_count = ?, token_count = ?, update_time = ?"
-                " WHERE id = ?",
-                (
-                    RUN_DONE,
-                    msg,
-                    max(total, 0.001),
-                    chunk_count,
-                    token_count,
-                    int(now * 1000),
-                    task.doc_id,
-                ),
-            )
-            c.execute(
-                "UPDATE tasks SET state = 'done', finished_at = ?, lease_owner = NULL,"
-                " lease_expires = NULL WHERE id = ?",
-                (now, task.id),
-            )
-            return True
+            return self._complete(c, task, chunks)
+
+    def _complete(self, c: Session, task: Task, chunks: Sequence[Mapping[str, Any]]) -> bool:
+        """complete() inside the caller's write transaction: five statements. The task is
+        ended first, fenced (its row returns only while the claim is current); the document's
+        fields are read once; its counts are those of the chunks stored (store_chunks), written
+        with its final state."""
+        now = time.time()
+        ended = c.execute(
+            "UPDATE tasks SET state = 'done', finished_at = ?, lease_owner = NULL,"
+            f" lease_expires = NULL WHERE {_OWNED} RETURNING started_at",
+            (now, *codec.owned(task)),
+        ).fetchall()
+        if not ended:
+            return False
+        started = float(ended[0][0] or now)
+        doc = c.execute(
+            f"SELECT {CHUNK_DOCUMENT_FIELDS}, process_begin_at, progress_msg FROM documents"
+            " WHERE id = ?",
+            (task.doc_id,),
+        ).fetchone()
+        if doc is None:  # raising rolls the task's end back with the caller's transaction
+            raise NotFound(f"Document {task.doc_id} does not exist")
+        chunk_count, token_count = store_chunks(self.db, c, task.doc_id, doc, chunks)
+        duration = max(now - started, 0.0)
+        total = max(now - float(doc[3] if doc[3] is not None else started), 0)
+        msg = codec.append_msg(
+            str(doc[4] or ""),
+            f"{codec.stamp(now)} {chunk_count} chunks, {token_count} tokens."
+            f" Task done ({duration:.2f}s)",
+        )
+        c.execute(
+            "UPDATE documents SET run = ?, progress = 1.0, progress_msg = ?,"
+            " process_duration = ?, chunk_count = ?, token_count = ?, update_time = ?"
+            " WHERE id = ?",
+            (
+                RUN_DONE,
+                msg,
+                max(total, 0.001),
+                chunk_count,
+                token_count,
+                int(now * 1000),
+                task.doc_id,
+            ),
+        )
+        return True
 
     def complete_and_claim(
         self,
@@ -370,15 +394,22 @@ class SqlTaskQueue:
 
         Returns (completed, next task or None). Nothing is claimed when the completion is
         refused, and a failing claim never undoes the completion (it rolls back to a savepoint
-        and the caller claims again the usual way)."""
+        and the caller claims again the usual way). The claim skips claim()'s read probe: the
+        write transaction is open already."""
         contents = [str(chunk.get("content", "")) for chunk in chunks]
-        with self.db.prepared(contents), self.db.write():
-            if not self.complete(task, chunks):
+        with self.db.prepared(contents), self.db.write() as c:
+            if not self._complete(c, task, chunks):
                 return False, None
             try:
-                return True, self.claim(task.lease_owner, lease_seconds, max_attempts=max_attempts)
+                with self.db.write() as claiming:
+                    claimed = self._claim(
+                        claiming, task.lease_owner, lease_seconds, max_attempts, time.time()
+                    )
             except StorageError:
                 return True, None
+            except self.db.driver_errors:  # the seam translates only at its public methods
+                return True, None
+            return True, claimed
 
     def fail(self, task: Task, error: str) -> bool:
         """End the task for good: the document becomes FAIL, progress -1, with

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any
 
@@ -79,6 +80,9 @@ class SqlStorage:
 
     def file_path(self, document: Mapping[str, Any]) -> Path:
         return self.db.file_path(document)
+
+    def local_copy(self, document: Mapping[str, Any]) -> AbstractContextManager[Path]:
+        return self.db.local_copy(document)
 
     def _one(self, sql: str, args: Sequence[Any]) -> Row | None:
         with self.db.read() as c:

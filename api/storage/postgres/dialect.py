@@ -13,7 +13,8 @@ from typing import Any, cast
 import psycopg
 from psycopg.rows import RowMaker
 
-from api.storage import codec
+from api.storage import codec, fs
+from api.storage import files as local_files
 from api.storage.base import PoolSettings
 from api.storage.dialect import SearchRow, Session
 from api.storage.errors import StorageError, Unavailable
@@ -77,9 +78,11 @@ class _Session:
         return self.conn.cursor(row_factory=_row_factory).execute(_placeholders(sql), args)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any:
-        with self.conn.cursor() as cursor:
-            cursor.executemany(_placeholders(sql), rows)
-            return cursor
+        # left open: closing a cursor forgets its rowcount (a client-side cursor holds nothing
+        # on the server)
+        cursor = self.conn.cursor()
+        cursor.executemany(_placeholders(sql), rows)
+        return cursor
 
 
 class PostgresDialect:
@@ -188,6 +191,29 @@ class PostgresDialect:
     def file_path(self, document: Mapping[str, Any]) -> Path:
         with connection(self.url, self.options) as conn:
             return db_files.materialize(conn, self.files, document)
+
+    @contextmanager
+    def local_copy(self, document: Mapping[str, Any]) -> Iterator[Path]:
+        """The cached file when there is one, else a staged copy for the block: a parse needs
+        no durable cache (one fsync per document), nor the connection while it parses."""
+        cached = self.files.file_path(document)
+        if cached.exists():
+            yield cached
+            return
+        with self.files.storing():
+            staged, out = fs.stage(self.files.files_dir)
+        try:
+            with out:  # open (and flocked: sweep_staging spares it) until the block ends
+                try:  # the seam translates its methods' errors, not a block's
+                    with connection(self.url, self.options) as conn:
+                        db_files.copy_blocks(conn, self.files, str(document["id"]), out)
+                except psycopg.Error as exc:
+                    raise self.translated(exc) from None
+                with self.files.storing():
+                    out.flush()
+                yield staged
+        finally:
+            local_files.remove([staged])
 
     def check_read(self) -> None:
         try:

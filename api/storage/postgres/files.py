@@ -1,8 +1,9 @@
 """Uploaded files in PostgreSQL (table ``file_blocks``: 1 MiB bytea blocks per document), so
 any executor on any machine parses any upload. Streamed both ways: an upload is written block
-by block inside the transaction that records it, and read back block by block into a local
-cache file (DATA_DIR/files/<dataset>/<document>, written atomically) that parsers open by
-path. A document's bytes never change, so a cached file stays valid until it is deleted."""
+by block inside the transaction that records it, and read back block by block (one query, its
+rows streamed) into a local cache file (DATA_DIR/files/<dataset>/<document>, written
+atomically) that parsers open by path. A document's bytes never change, so a cached file stays
+valid until it is deleted."""
 
 from __future__ import annotations
 
@@ -40,25 +41,12 @@ def materialize(
     final = cache.file_path(document)
     if final.exists():
         return final
-    found = conn.execute("SELECT 1 FROM documents WHERE id = %s", (str(document["id"]),))
-    if found.fetchone() is None:
-        raise NotFound(f"Document {document['id']} does not exist")
     cache.dataset_folder(str(document["dataset_id"]))
     with cache.storing():
         staged, out = fs.stage(cache.files_dir)
     try:
         with out:
-            n = 0
-            while True:
-                row = conn.execute(
-                    "SELECT data FROM file_blocks WHERE doc_id = %s AND n = %s",
-                    (str(document["id"]), n),
-                ).fetchone()
-                if row is None:
-                    break
-                with cache.storing():
-                    out.write(row["data"])
-                n += 1
+            copy_blocks(conn, cache, str(document["id"]), out)
             with cache.storing():
                 out.flush()
                 os.fsync(out.fileno())
@@ -67,3 +55,25 @@ def materialize(
         local.remove([staged])
         raise
     return final
+
+
+def copy_blocks(
+    conn: psycopg.Connection[Any], cache: local.LocalFileStore, doc_id: str, out: IO[bytes]
+) -> None:
+    """Write the document's bytes to ``out``: one query, its rows streamed one block at a
+    time (single-row mode). NotFound when the document does not exist."""
+    blocks = conn.cursor().stream(
+        "SELECT data FROM file_blocks WHERE doc_id = %s ORDER BY n", (doc_id,)
+    )
+    stored = 0
+    for row in blocks:
+        with cache.storing():
+            out.write(row["data"])
+        stored += 1
+    if not stored and not _exists(conn, doc_id):  # no blocks: an empty file, or no document
+        raise NotFound(f"Document {doc_id} does not exist")
+
+
+def _exists(conn: psycopg.Connection[Any], doc_id: str) -> bool:
+    found = conn.execute("SELECT 1 FROM documents WHERE id = %s", (doc_id,))
+    return found.fetchone() is not None

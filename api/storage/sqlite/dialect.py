@@ -166,6 +166,10 @@ class SqliteDialect:
     def file_path(self, document: Mapping[str, Any]) -> Path:
         return self.files.file_path(document)
 
+    @contextmanager
+    def local_copy(self, document: Mapping[str, Any]) -> Iterator[Path]:
+        yield self.files.file_path(document)  # the stored file is local
+
     def check_read(self) -> None:
         check_read(self.conn, "SELECT 1 FROM datasets LIMIT 1")
 
