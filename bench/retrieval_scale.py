@@ -5,7 +5,8 @@ For each size, the cached seeded databases (bench.seeded: seeded once, then reus
 file, PostgreSQL database in the bench's own cluster) are served by one production bundle per
 backend and per code variant (VARIANTS: today only the current code; a later algorithm adds its
 "before" app here, so both are measured in one run), WS=0. For each question class and
-concurrency (1 and 32), wrk measures p50, p99 and requests/s in a short window, the bundles
+concurrency (1 and 32), wrk measures p50, p99 and requests/s in a window (3 s, longer for slow
+cells: ``window_s``, from what one request costs alone, at most 30 s), the bundles
 taking turns (the order alternates from cell to cell), ROUNDS times (the median is reported).
 Before each window, the class's requests are sent once, untimed (settle): the pages are read
 and what a previous window left queued is drained. After the load: each web worker's memory
@@ -20,6 +21,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import random
 import statistics
 import tempfile
@@ -42,13 +44,16 @@ from bench.seeded import BACKENDS, bench_cluster, database_bytes, seeded
 
 NAME = "retrieval_scale"
 SIZES = (10_000, 100_000, 1_000_000)
-WINDOW_S = 3.0
+WINDOW_S = 3.0  # the shortest window; slow cells get longer ones (window_s)
+MAX_WINDOW_S = 30.0
+SETTLE_REQUESTS = 3
 ROUNDS = 2
 CONCURRENCY = (1, 32)
 REQUEST_TIMEOUT_S = 30.0  # wrk's per-request timeout: slow answers are measured, not dropped
 SETTLE_DEADLINE_S = 180.0
 WORDS_PER_CHUNK = 60  # bench.corpus Corpus.chunks' default
 MIB = 1024 * 1024
+CPUS = len(os.sched_getaffinity(0))
 VARIANTS = {"current": APP}  # code variant: WSGI app serving it
 # p99 targets at concurrency 1 (ms), by size: issue 12 (both backends) and issue 15 (classes)
 TARGETS_MS = {100_000: 25.0, 1_000_000: 100.0}
@@ -141,18 +146,33 @@ def specs(bundle: Bundle, dataset_id: str, bodies: list[dict[str, Any]]) -> list
     ]
 
 
-def settle(bundle: Bundle, mix: list[RequestSpec], deadline_s: float = SETTLE_DEADLINE_S) -> None:
-    """Send up to three of the mix's requests once each and wait for the answers (untimed): the
-    database pages they read are loaded, and requests a previous window left queued in the
-    workers' socket are drained first, so they do not count against the next window."""
+def settle(bundle: Bundle, mix: list[RequestSpec], deadline_s: float = SETTLE_DEADLINE_S) -> float:
+    """Send the mix's first request and wait for the answer: requests a previous window left
+    queued in the workers' socket are drained first, so they do not count against the next
+    window, and the pages it reads are loaded. Then SETTLE_REQUESTS requests of the mix one at a
+    time; returns their median seconds (what one request costs alone, to size the window)."""
     session = requests.Session()
     limit = time.monotonic() + deadline_s
-    for spec in mix[:3]:
+    took = []
+    for number in range(1 + SETTLE_REQUESTS):
+        spec = mix[number % len(mix)]
         left = limit - time.monotonic()
         if left <= 0:
             raise RuntimeError(f"the bundle did not settle in {deadline_s:.0f} s")
+        started = time.monotonic()
         url = bundle.base_url + spec.path
         session.post(url, data=spec.body, headers=spec.headers, timeout=left)
+        took.append(time.monotonic() - started)
+    return statistics.median(took[1:])
+
+
+def window_s(single_s: float, connections: int, cpus: int) -> float:
+    """A window long enough for about max(5, 2 x connections) answers at the cost of one request
+    alone (``single_s``, ``cpus`` answering at once), so that requests answered in steady state
+    outweigh the first ones (wrk counts only answers that arrive within the window), within
+    [WINDOW_S, MAX_WINDOW_S]."""
+    wanted = max(5, 2 * connections) * single_s / min(connections, cpus)
+    return round(min(MAX_WINDOW_S, max(WINDOW_S, wanted)), 1)
 
 
 def worker_memory(bundle: Bundle) -> dict[str, Any]:
@@ -200,16 +220,16 @@ def measure_size(
                     for backend, variant in order if turn % 2 else order[::-1]:
                         bundle = bundles[backend, variant]
                         mix = specs(bundle, served[backend][2], qc.bodies)
-                        settle(bundle, mix)
+                        window = window_s(settle(bundle, mix), connections, CPUS)
                         result = LoadRun(
-                            bundle.base_url, mix, connections, WINDOW_S, timeout_s=REQUEST_TIMEOUT_S
+                            bundle.base_url, mix, connections, window, timeout_s=REQUEST_TIMEOUT_S
                         ).result()
                         key = (size, backend, variant, qc.name, connections)
                         windows.setdefault(key, []).append(result)
                         print(
                             f"  {size:>9,} r{round_} {backend:10} {variant:8} {qc.name:32} "
                             f"c={connections:<2} p50 {result.p50_ms:8.1f} p99 {result.p99_ms:8.1f}"
-                            f" ms {result.rps:7.1f} req/s failed {result.failed}",
+                            f" ms {result.rps:7.1f} req/s failed {result.failed} ({window:g} s)",
                             flush=True,
                         )
         for combo, bundle in bundles.items():
@@ -321,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                 "sizes": sizes,
                 "backends": args.backends,
                 "variants": VARIANTS,
-                "window_s": WINDOW_S,
+                "window_s": [WINDOW_S, MAX_WINDOW_S],
                 "rounds": args.rounds,
                 "concurrency": list(CONCURRENCY),
                 "request_timeout_s": REQUEST_TIMEOUT_S,

@@ -82,3 +82,18 @@ def test_growth_reads_p50_at_concurrency_one() -> None:
     assert retrieval_scale.growth(cells, [10, 100, 1000], ("sqlite", "current", "rare")) == (
         "x2.5, x8.0"
     )
+
+
+@pytest.mark.parametrize(
+    ("single_s", "connections", "expected"),
+    [
+        (0.005, 1, retrieval_scale.WINDOW_S),  # fast cells: the shortest window
+        (0.75, 1, 3.8),  # five answers one at a time
+        (0.75, 32, 24.0),  # 64 answers, two CPUs answering at once
+        (10.0, 1, retrieval_scale.MAX_WINDOW_S),  # bounded
+    ],
+)
+def test_slow_cells_get_windows_long_enough_for_steady_state(
+    single_s: float, connections: int, expected: float
+) -> None:
+    assert retrieval_scale.window_s(single_s, connections, cpus=2) == expected
