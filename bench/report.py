@@ -90,15 +90,21 @@ class Panel:
     ylabel: str
     categories: list[str]
     series: dict[str, list[float]]
+    log_y: bool = False  # values spanning orders of magnitude (latency against data size)
 
 
 def _bar_label(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-def chart(path: Path, title: str, panels: Sequence[Panel]) -> None:
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
-    for ax, panel in zip(axes[0], panels, strict=True):
+def chart(path: Path, title: str, panels: Sequence[Panel], columns: int = 0) -> None:
+    """One bar chart per panel, ``columns`` per row (0: all in one row)."""
+    columns = columns or len(panels)
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6 * columns, 4.5 * rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, panel in zip(axes.flat, panels, strict=False):
         count = max(1, len(panel.series))
         width = 0.8 / count
         for i, (name, values) in enumerate(panel.series.items()):
@@ -116,7 +122,11 @@ def chart(path: Path, title: str, panels: Sequence[Panel]) -> None:
         ax.set_title(panel.title, fontsize=10)
         ax.set_ylabel(panel.ylabel)
         top = max((v for values in panel.series.values() for v in values), default=1.0)
-        ax.set_ylim(0, top * 1.3 if top > 0 else 1.0)  # room for the labels and the legend
+        if panel.log_y:
+            ax.set_yscale("log")
+            ax.set_ylim(top=top * 4 if top > 0 else 1.0)  # room for the labels and the legend
+        else:
+            ax.set_ylim(0, top * 1.3 if top > 0 else 1.0)  # room for the labels and the legend
         ax.legend(fontsize=8, loc="upper right")
     fig.suptitle(title)
     fig.tight_layout()
@@ -132,7 +142,7 @@ class Run:
         self.started = time.time()
         self.machine = machine()
 
-    def save(self, results: dict[str, Any], panels: Sequence[Panel]) -> Path:
+    def save(self, results: dict[str, Any], panels: Sequence[Panel], columns: int = 0) -> Path:
         """Write bench/results/NAME.json (with the machine and run time) and NAME.png."""
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         measured_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started))
@@ -152,7 +162,8 @@ class Run:
         tmp.write_text(json.dumps(document, indent=2) + "\n")
         tmp.replace(path)
         if panels:
-            chart(RESULTS_DIR / f"{self.name}.png", f"{self.name} ({measured_at})", panels)
+            title = f"{self.name} ({measured_at})"
+            chart(RESULTS_DIR / f"{self.name}.png", title, panels, columns)
         print(f"\nresults: {path.relative_to(REPO_ROOT)} (+ .png), {document['wall_seconds']} s")
         return path
 

@@ -402,6 +402,100 @@ def queue_wakeup(doc: dict[str, Any]) -> str:
     )
 
 
+def retrieval_scale(doc: dict[str, Any]) -> str:
+    p = doc["parameters"]
+    sizes = p["sizes"]
+    cells = {
+        (c["chunks"], c["backend"], c["variant"], c["class"], c["connections"]): c
+        for c in doc["cells"]
+    }
+    growth = {(g["backend"], g["variant"], g["class"]): g["p50_growth"] for g in doc["growth"]}
+    memory = {(m["chunks"], m["backend"], m["variant"]): m for m in doc["memory"]}
+
+    def latency(key: tuple[int, str, str, str, int]) -> str:
+        cell = cells.get(key)
+        return f"{cell['p50_ms']:,.1f} / {cell['p99_ms']:,.1f}" if cell else "-"
+
+    def throughput(key: tuple[int, str, str, str, int]) -> str:
+        cell = cells.get(key)
+        if not cell:
+            return "-"
+        failed = f", **{cell['failed']} failed**" if cell["failed"] else ""
+        return f"{cell['rps']:,.1f} ({cell['p99_ms']:,.0f}{failed})"
+
+    combos = [(b, v) for b in p["backends"] for v in p["variants"]]
+    size_names = [f"{s:,}" for s in sizes]
+    rows = [
+        [
+            q["name"],
+            f"{b} ({v})",
+            *(latency((s, b, v, q["name"], 1)) for s in sizes),
+            *(throughput((s, b, v, q["name"], 32)) for s in sizes),
+            growth[b, v, q["name"]],
+        ]
+        for q in p["classes"]
+        for b, v in combos
+    ]
+    mixed = next(q for q in p["classes"] if len(q["questions"]) > 1)
+    return "\n\n".join(
+        [
+            _header(doc),
+            f"One production bundle per backend (renderer defaults, WS=0), serving the cached "
+            f"seeded database of each size (`bench.seeded`: one dataset, 20 documents, 60-word "
+            f"chunks of `bench.corpus`); the bundles take turns, {p['rounds']} round(s) of "
+            f"{p['window_s'][0]:g}-{p['window_s'][1]:g} s per cell (long enough for about "
+            f"max(5, 2 x connections) answers; median shown), wrk with a "
+            f"{p['request_timeout_s']:g} s request timeout. Classes by frequency rank, with "
+            f"the expected share of chunks "
+            f"matching: rare (ranks 800, 2,000, 2,900), common (10, 100, 1,000), one word (rank "
+            f"20), one word (rank 0), {len(mixed['questions'])} questions of 1-5 terms with "
+            f"log-uniform ranks (mean share shown: {mixed['share']:.0%}), and the largest "
+            f"accepted request (64 terms, top_k and page_size 4,096; concurrency 1 only). "
+            f"PostgreSQL: {p['postgresql']}.",
+            "p50 / p99 ms at concurrency 1; req/s at concurrency 32 (p99 ms in brackets); "
+            "p50 growth from each size to the next:",
+            md_table(
+                [
+                    "class",
+                    "backend",
+                    *(f"{n}: c=1 p50 / p99" for n in size_names),
+                    *(f"{n}: c=32 req/s (p99)" for n in size_names),
+                    "p50 growth",
+                ],
+                rows,
+            ),
+            md_table(
+                [
+                    "chunks",
+                    "backend",
+                    "seeding s",
+                    "database MiB",
+                    "worker private MiB (USS)",
+                    "worker shared MiB (RSS - USS)",
+                    "worker PSS MiB",
+                ],
+                [
+                    [
+                        f"{s['chunks']:,}",
+                        s["backend"],
+                        s["seed_s"],
+                        s["db_mib"],
+                        *(
+                            " / ".join(
+                                str(memory[s["chunks"], s["backend"], v][field])
+                                for v in p["variants"]
+                            )
+                            for field in ("private_mib", "shared_mib", "pss_mib")
+                        ),
+                    ]
+                    for s in doc["seeds"]
+                ],
+            ),
+            _targets(doc),
+        ]
+    )
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "web_throughput": ("1. Web throughput and latency", web_throughput),
     "worker_classes": ("2. Worker class and count", worker_classes),
@@ -413,6 +507,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "metrics_overhead": ("8. What the Prometheus metrics cost", metrics_overhead),
     "queue_wakeup": ("9. Waking an idle executor: LISTEN/NOTIFY against polling", queue_wakeup),
     "scale_out": ("10. PostgreSQL: executor scaling, two bundles, retrieval", scale_out),
+    "retrieval_scale": ("11. Retrieval as the data grows: 10k, 100k, 1M chunks", retrieval_scale),
 }
 
 
