@@ -3,8 +3,8 @@ HTTP against the production bundle.
 
 For each size, the cached seeded databases (bench.seeded: seeded once, then reused; SQLite
 file, PostgreSQL database in the bench's own cluster) are served by one production bundle per
-backend and per code variant (VARIANTS: today only the current code; a later algorithm adds its
-"before" app here, so both are measured in one run), WS=0. For each question class and
+backend and per code variant (VARIANTS: on SQLite the application "after" bounded ranking, and
+"before", ranking every match), WS=0. For each question class and
 concurrency (1 and 32), wrk measures p50, p99 and requests/s in a window (3 s, longer for slow
 cells: ``window_s``, from what one request costs alone, at most 30 s), the bundles
 taking turns (the order alternates from cell to cell), ROUNDS times (the median is reported).
@@ -40,6 +40,7 @@ from bench.bundle import APP, Bundle
 from bench.corpus import VOCABULARY_SIZE, Corpus
 from bench.load import LoadResult, LoadRun, RequestSpec, summarise
 from bench.report import Panel, Run, table, verdict
+from bench.retrieval_quality import compare
 from bench.seeded import BACKENDS, bench_cluster, database_bytes, seeded
 
 NAME = "retrieval_scale"
@@ -54,10 +55,18 @@ SETTLE_DEADLINE_S = 180.0
 WORDS_PER_CHUNK = 60  # bench.corpus Corpus.chunks' default
 MIB = 1024 * 1024
 CPUS = len(os.sched_getaffinity(0))
-VARIANTS = {"current": APP}  # code variant: WSGI app serving it
+# Code variants per backend, each the WSGI app serving it: "after", the application; "before",
+# the same with every retrieval ranking every match (bench.exhaustive_app). Only SQLite ranks
+# through the impact index, so PostgreSQL has one variant.
+VARIANTS = {
+    "sqlite": {"after": APP, "before": "bench.exhaustive_app:application"},
+    "postgresql": {"after": APP},
+}
 # p99 targets at concurrency 1 (ms), by size: issue 12 (both backends) and issue 15 (classes)
 TARGETS_MS = {100_000: 25.0, 1_000_000: 100.0}
 LARGEST = "largest accepted"
+THROUGHPUT_GAIN = 10.0  # req/s at 1M, c=32, after / before (issue 15)
+QUALITY_CHUNKS = 100_000  # answers compared with ranking every match at this size (issue 15)
 
 
 def term_share(rank: int, vocabulary: int = VOCABULARY_SIZE) -> float:
@@ -203,7 +212,7 @@ def measure_size(
     with ExitStack() as stack:
         bundles: dict[tuple[str, str], Bundle] = {}
         for backend, (data_dir, url, _) in served.items():
-            for variant, app in VARIANTS.items():
+            for variant, app in VARIANTS[backend].items():
                 settings = {"WS": "0", **({"DATABASE_URL": url} if url else {})}
                 bundle = stack.enter_context(
                     Bundle(workdir / f"{size}-{backend}-{variant}", settings=settings,
@@ -275,6 +284,13 @@ def main(argv: list[str] | None = None) -> int:
             memory += [
                 {"chunks": size, "backend": b, "variant": v, **m} for (b, v), m in mem.items()
             ]
+        quality = {}
+        if "sqlite" in args.backends and QUALITY_CHUNKS in sizes:
+            data_dir, _, facts = seeded("sqlite", QUALITY_CHUNKS, cluster)
+            print(f"answers against ranking every match at {QUALITY_CHUNKS:,} chunks:", flush=True)
+            questions = question_ranks(200, seed=15)
+            quality = {"chunks": QUALITY_CHUNKS, **compare(data_dir, facts.dataset_id, questions)}
+            print(f"  {quality}", flush=True)
     cells = {key: summarise(results) for key, results in windows.items()}
     rows = [
         {"chunks": s, "backend": b, "variant": v, "class": c, "connections": n,
@@ -283,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         for (s, b, v, c, n), cell in cells.items()
     ]  # fmt: skip
     names = [qc.name for qc in question_classes]
-    combos = [(b, v) for b in args.backends for v in VARIANTS]
+    combos = [(b, v) for b in args.backends for v in VARIANTS[b]]
     print()
     print(
         table(
@@ -311,6 +327,23 @@ def main(argv: list[str] | None = None) -> int:
                 p99 = round(cells[size, b, v, c, 1]["p99_ms"], 1)
                 label = f"p99 at {size:,}, c=1, {b} ({v}), {c} (ms)"
                 targets.append([label, p99, f"< {goal:g}", verdict(p99, goal, False)])
+    largest = max(sizes)
+    if "sqlite" in args.backends and largest in TARGETS_MS:
+        for c in names[:2]:  # rare and common: the issue's reference classes
+            after, before = (cells[largest, "sqlite", v, c, 32]["rps"] for v in ("after", "before"))
+            ratio = round(after / before, 2) if before else 0.0
+            label = f"req/s at {largest:,}, c=32, sqlite, {c}: after / before"
+            targets.append(
+                [label, ratio, f">= {THROUGHPUT_GAIN:g}", verdict(ratio, THROUGHPUT_GAIN)]
+            )
+    if quality:
+        share = quality["top10_identical"] / quality["questions"]
+        label = f"top-10 identical to ranking every match, {quality['chunks']:,} chunks"
+        targets.append([label, round(share, 3), ">= 0.99", verdict(share, 0.99)])
+        label = f"recall@10 against ranking every match, {quality['chunks']:,} chunks"
+        targets.append(
+            [label, quality["recall_at_10"], ">= 0.99", verdict(quality["recall_at_10"], 0.99)]
+        )
     if targets:
         print()
         print(table(TARGET_COLUMNS, targets))
@@ -361,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             "memory": memory,
             "cells": rows,
             "growth": growth_rows,
+            "quality": quality,
             "targets": [dict(zip(TARGET_COLUMNS, t, strict=True)) for t in targets],
         },
         panels,

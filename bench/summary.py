@@ -423,7 +423,7 @@ def retrieval_scale(doc: dict[str, Any]) -> str:
         failed = f", **{cell['failed']} failed**" if cell["failed"] else ""
         return f"{cell['rps']:,.1f} ({cell['p99_ms']:,.0f}{failed})"
 
-    combos = [(b, v) for b in p["backends"] for v in p["variants"]]
+    combos = [(b, v) for b in p["backends"] for v in p["variants"][b]]
     size_names = [f"{s:,}" for s in sizes]
     rows = [
         [
@@ -470,7 +470,7 @@ def retrieval_scale(doc: dict[str, Any]) -> str:
                     "backend",
                     "seeding s",
                     "database MiB",
-                    "worker private MiB (USS)",
+                    "worker private MiB (USS), after / before",
                     "worker shared MiB (RSS - USS)",
                     "worker PSS MiB",
                 ],
@@ -483,7 +483,7 @@ def retrieval_scale(doc: dict[str, Any]) -> str:
                         *(
                             " / ".join(
                                 str(memory[s["chunks"], s["backend"], v][field])
-                                for v in p["variants"]
+                                for v in p["variants"][s["backend"]]
                             )
                             for field in ("private_mib", "shared_mib", "pss_mib")
                         ),
@@ -491,8 +491,23 @@ def retrieval_scale(doc: dict[str, Any]) -> str:
                     for s in doc["seeds"]
                 ],
             ),
+            _quality(doc["quality"]),
             _targets(doc),
         ]
+    )
+
+
+def _quality(q: dict[str, Any]) -> str:
+    return (
+        f"Answers against ranking every match, in process, {q['questions']} generated "
+        f"questions (1-5 terms, log-uniform frequency ranks) at {q['chunks']:,} chunks, default "
+        f"top_k {q['top_k']:,}: the {q['top_k']:,} candidates identical (ids and order) in "
+        f"{q['identical']} of {q['questions']}, top-10 identical in {q['top10_identical']}, "
+        f"recall@10 {q['recall_at_10']:.3f}; "
+        f"{q['bounded']} answered through the impact index, the rest by ranking every match. "
+        f"Median "
+        f"in-process time: {q['bounded_ms']:.1f} ms through the index against "
+        f"{q['bounded_exhaustive_ms']:.1f} ms ranking every match, for the same questions."
     )
 
 

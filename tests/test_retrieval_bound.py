@@ -16,7 +16,6 @@ the impact index, and stops once the rest cannot beat what it has. Tested here:
 from __future__ import annotations
 
 import io
-import math
 import random
 import sqlite3
 from pathlib import Path
@@ -29,6 +28,7 @@ from api.storage import bm25, topk
 from api.storage.sqlite import connections, schema
 from api.storage.sqlite.fulltext import SqliteImpacts, row_tokens
 from bench.corpus import Corpus
+from bench.retrieval_scale import question_ranks
 
 WORDS = ["apple", "Apple", "APPLES", "café", "Cafe", "\ufb01le", "file", "東京", "かな", "x2", "42"]
 WORDS += [
@@ -54,20 +54,6 @@ def _exhaustive(
             (" OR ".join(f'"{t}"' for t in terms), *dataset_ids, limit),
         )
     ]
-
-
-def _questions(words: list[str], count: int, seed: int) -> list[list[str]]:
-    """1-5 distinct terms each, frequency ranks log-uniform: rare words and everyday words
-    equally likely per decade of rank."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(count):
-        ranks: set[int] = set()
-        size = rng.randint(1, 5)
-        while len(ranks) < size:
-            ranks.add(int(math.exp(rng.uniform(0.0, math.log(len(words))))) - 1)
-        out.append([words[r] for r in sorted(ranks)])
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +128,8 @@ def test_bounded_ranking_gives_the_exhaustive_answer(
     impacts = SqliteImpacts(conn)
     words = Corpus().words
     bounded = 0
-    for terms in _questions(words, 200, seed=15):
+    for ranks in question_ranks(200, seed=15):
+        terms = [words[r] for r in ranks]
         limit = 64
         found = topk.best(impacts, [dataset], [], terms, limit)
         expected = _exhaustive(conn, terms, [dataset], limit)
