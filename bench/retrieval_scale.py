@@ -27,7 +27,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,7 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     windows: dict[Key, list[LoadResult]] = {}
     seeds: list[dict[str, Any]] = []
     memory: list[dict[str, Any]] = []
-    with bench_cluster() as cluster, tempfile.TemporaryDirectory(prefix="bench-rs-") as tmp:
+    with (
+        bench_cluster() if "postgresql" in args.backends else nullcontext() as cluster,
+        tempfile.TemporaryDirectory(prefix="bench-rs-") as tmp,
+    ):
         for size in sizes:  # seed first (cached): the measurements then run back to back
             for backend in args.backends:
                 seeded(backend, size, cluster)
