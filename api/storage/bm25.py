@@ -149,7 +149,7 @@ def scorer(stats: Stats, terms: Sequence[str]) -> Callable[[str, str, str, str, 
             freq = 0.0
             for weight, found in zip(FIELD_WEIGHTS, fields, strict=True):
                 freq += weight * found[i]
-            total += idf * ((freq * (K1 + 1.0)) / (freq + K1 * (1 - B + B * length / stats.avgdl)))
+            total += idf * saturation(freq, length, stats.avgdl)
         return total
 
     return score
