@@ -111,24 +111,6 @@ class BenchCluster(Cluster):
         if self.owned:
             self.shut_down()
 
-    def create_named(self, name: str) -> str:
-        """An empty database ``name`` (dropped first if it exists); returns its URL."""
-        import psycopg
-
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
-        return self.url(name)
-
-    def database_bytes(self, name: str) -> int:
-        import psycopg
-
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            row = conn.execute("SELECT pg_database_size(%s)", (name,)).fetchone()
-        if row is None:
-            raise RuntimeError(f"no database {name} in the bench cluster")
-        return int(row[0])
-
 
 @contextmanager
 def bench_cluster(root: Path = ROOT) -> Iterator[BenchCluster]:
@@ -198,7 +180,7 @@ def seeded(
         data_dir.mkdir(parents=True)
         data_dir.chmod(0o700)
         if cluster is not None and database:
-            url = cluster.create_named(database)
+            url = cluster.create_database(database)
         facts = _seed(data_dir, url, backend, chunks, database)
         record(root, facts)
     return data_dir, url, facts

@@ -17,7 +17,8 @@ bm25.IMPACT_FLOOR. Every visited chunk is scored exactly (bm25.scorer).
    unvisited can enter: the answer is the exhaustive one, chunk for chunk, in the same order
    (ties to the older chunk).
 
-When ranking every match would cost less than the visits (few matches), when the visits (a cell
+With more than MOST_TERMS terms, when ranking every match would cost less than the visits (few
+matches), when the visits (a cell
 counting as CELL_COST of them) would pass the visits allowed (matches / VISIT_COST, at most
 BUDGET), or when only the cell of chunks with every common term below its buckets is left (they
 are not in the index), ``best`` returns None and the caller ranks every match: the answer is
@@ -38,6 +39,9 @@ BUDGET = 32_768
 VISIT_COST = 24
 # Asking the index for a cell's chunks costs about as much as visiting this many.
 CELL_COST = 64
+# Questions of more terms rank every match: a visit's scoring grows with the terms, and so do
+# the cells.
+MOST_TERMS = 8
 # A hair above 1: the bound counts as met only when the best beat it by more than rounding.
 _MARGIN = 1.0 + 1e-9
 BELOW = -1  # a common term's place in a cell: below every bucket, or absent
@@ -79,7 +83,7 @@ def best(
     """The best ``limit`` chunks holding any of ``terms``, best first: (id, doc_id, docnm,
     content, important_keywords, questions, bm25) with bm25 as FTS5's (negative, lower is
     better); None when ranking every match is the cheaper way to the same answer."""
-    if any(bm25.words(t) != [t] for t in terms):
+    if len(terms) > MOST_TERMS or any(bm25.words(t) != [t] for t in terms):
         return None  # a term the index holds as several words: only a phrase query finds it
     stats = index.stats(terms)
     terms = [t for t in dict.fromkeys(terms) if stats.hits.get(t)]

@@ -168,12 +168,14 @@ class Cluster:
             self._pg("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def create_database(self) -> str:
-        """A new, empty database; returns its URL."""
+    def create_database(self, name: str = "") -> str:
+        """A new, empty database (``name``, dropped first if it exists; else a fresh name);
+        returns its URL."""
         import psycopg
 
-        name = f"t_{uuid.uuid4().hex[:16]}"
+        name = name or f"t_{uuid.uuid4().hex[:16]}"
         with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
         return self.url(name)
 
@@ -183,6 +185,16 @@ class Cluster:
         name = url.rsplit("/", 1)[1]
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def database_bytes(self, name: str) -> int:
+        """The size of database ``name`` (pg_database_size)."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            row = conn.execute("SELECT pg_database_size(%s)", (name,)).fetchone()
+        if row is None:
+            raise RuntimeError(f"no database {name} in the cluster")
+        return int(row[0])
 
     def log(self) -> str:
         path = self.root / "server.log"

@@ -18,7 +18,7 @@ from typing import IO
 from api import text
 from api.storage import fs
 from api.storage.errors import BackendError, Conflict, StorageError, Unavailable
-from api.storage.sqlite.fulltext import impacts, reference
+from api.storage.sqlite.fulltext import SqliteImpacts, impacts, reference
 from api.storage.sqlite.schema import migrate
 
 BUSY_TIMEOUT_MS = 30_000
@@ -33,11 +33,13 @@ _local = threading.local()
 class _Connection(sqlite3.Connection):
     """A connection with its own open file description of the database's writer lock file
     (``<db>.writer-lock``), closed with the connection or when it is garbage collected, and
-    the identity (st_dev, st_ino) of the database file it opened."""
+    the identity (st_dev, st_ino) of the database file it opened, and its ImpactIndex (what it
+    remembers of terms lives as long as the connection, across requests)."""
 
     writer_lock: IO[bytes] | None = None
     path: Path | None = None
     identity: tuple[int, int] | None = None
+    impacts: SqliteImpacts | None = None
 
     def close(self) -> None:
         super().close()
@@ -291,6 +293,16 @@ def connection(db_path: Path) -> sqlite3.Connection:
     else:
         check_identity(conn)
     return conn
+
+
+def impact_index(db_path: Path) -> SqliteImpacts:
+    """This thread's ImpactIndex (topk.py), over its connection to ``db_path``."""
+    conn = connection(db_path)
+    if not isinstance(conn, _Connection):
+        return SqliteImpacts(conn)
+    if conn.impacts is None:
+        conn.impacts = SqliteImpacts(conn)
+    return conn.impacts
 
 
 def close_all() -> None:

@@ -4,7 +4,6 @@ transaction, FTS5 kept by triggers, executors that poll, uploads renamed into DA
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -18,12 +17,12 @@ from api.storage.files import LocalFileStore
 from api.storage.sqlite.connections import (
     check_read,
     connection,
+    impact_index,
     probe_writes,
     transaction,
     translated,
     words_prepared,
 )
-from api.storage.sqlite.fulltext import SqliteImpacts
 
 _FTS_ROWIDS = "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?"
 
@@ -43,7 +42,6 @@ class SqliteDialect:
     def __init__(self, data_dir: Path, db_path: Path) -> None:
         self.db_path = db_path
         self.files = LocalFileStore(data_dir)
-        self._local = threading.local()
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -94,16 +92,8 @@ class SqliteDialect:
     ) -> Iterable[SearchRow]:
         """BM25 over the four columns (bm25.FIELD_WEIGHTS), ties to the older chunk: through
         the impact index when that is cheaper (topk.py), else by ranking every match."""
-        found = topk.best(self._impacts(), dataset_ids, doc_ids, terms, limit)
+        found = topk.best(impact_index(self.db_path), dataset_ids, doc_ids, terms, limit)
         return found if found is not None else self._rank_all(dataset_ids, doc_ids, terms, limit)
-
-    def _impacts(self) -> SqliteImpacts:
-        """This thread's ImpactIndex, over its current connection."""
-        conn = self.conn
-        held: SqliteImpacts | None = getattr(self._local, "impacts", None)
-        if held is None or held.conn is not conn:
-            held = self._local.impacts = SqliteImpacts(conn)
-        return held
 
     def _rank_all(
         self,
