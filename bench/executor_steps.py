@@ -19,7 +19,6 @@ import argparse
 import collections
 import io
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from support import statements
 from api import storage
 from api.parsing import limits as parse_limits
 from api.parsing.pipeline import build_chunks
-from bench import REPO_ROOT
+from bench import postgres_url
 from bench.corpus import Corpus
 from bench.report import table
 
@@ -82,42 +81,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default="")
     args = parser.parse_args(argv)
     corpus = Corpus()
-    cluster = None
-    url = args.database_url
-    if not url:
-        sys.path.insert(0, str(REPO_ROOT / "tests"))
-        from support.postgres import start_cluster
-
-        cluster = start_cluster()
-        url = cluster.create_database()
     n = args.documents
     ms: dict[str, dict[str, list[float]]] = {}
     counts: dict[str, collections.Counter[str]] = {}
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-steps-") as tmp:
-            backends = {
-                "sqlite": storage.open_backend(Path(tmp) / "sqlite"),
-                "postgresql": storage.open_backend(Path(tmp) / "postgresql", url),
-            }
-            ms = {name: {step: [] for step in STEPS} for name in backends}
-            start = 0
-            for _ in range(args.rounds):
-                for name, backend in backends.items():
-                    _queue(backend, corpus, n, start)
-                    start += n
-                    for step, seconds in _drain(backend, n).items():
-                        ms[name][step].append(seconds * 1000 / n)
+    with (
+        postgres_url(args.database_url) as url,
+        tempfile.TemporaryDirectory(prefix="bench-steps-") as tmp,
+    ):
+        backends = {
+            "sqlite": storage.open_backend(Path(tmp) / "sqlite"),
+            "postgresql": storage.open_backend(Path(tmp) / "postgresql", url),
+        }
+        ms = {name: {step: [] for step in STEPS} for name in backends}
+        start = 0
+        for _ in range(args.rounds):
             for name, backend in backends.items():
                 _queue(backend, corpus, n, start)
                 start += n
-                with statements.counting(name, url) as counting:
-                    _drain(backend, n)
-                    counts[name] = counting.take()
-            for backend in backends.values():
-                backend.close()
-    finally:
-        if cluster is not None:
-            cluster.stop()
+                for step, seconds in _drain(backend, n).items():
+                    ms[name][step].append(seconds * 1000 / n)
+        for name, backend in backends.items():
+            _queue(backend, corpus, n, start)
+            start += n
+            with statements.counting(name, url) as counting:
+                _drain(backend, n)
+                counts[name] = counting.take()
+        for backend in backends.values():
+            backend.close()
     rows = []
     for name, steps in ms.items():
         medians = {step: statistics.median(values) for step, values in steps.items()}

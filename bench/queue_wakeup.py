@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from api import storage
-from bench import REPO_ROOT, TARGET_COLUMNS
+from bench import REPO_ROOT, TARGET_COLUMNS, postgres_url
 from bench.report import Panel, Run, table, verdict
 
 NAME = "queue_wakeup"
@@ -75,46 +75,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default="")
     args = parser.parse_args(argv)
     run = Run(NAME)
-    cluster = None
-    url = args.database_url
-    if not url:
-        sys.path.insert(0, str(REPO_ROOT / "tests"))
-        from support.postgres import start_cluster
-
-        cluster = start_cluster()
-        url = cluster.create_database()
     procs = []
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            backends = {
-                "sqlite": storage.open_backend(Path(tmp) / "sqlite"),
-                "postgresql": storage.open_backend(Path(tmp) / "postgresql", url),
-            }
-            datasets = {
-                name: b.store.create_dataset("t", {"name": "bench", "parser_config": {}})
-                for name, b in backends.items()
-            }
-            procs = [_executor(Path(tmp) / "sqlite", ""), _executor(Path(tmp) / "postgresql", url)]
-            deadline = time.monotonic() + 60
-            while not all(  # both executors started and idle
-                any(e["state"] == "idle" for e in b.heartbeats.executors())
-                for b in backends.values()
-            ):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the executors did not start within 60 s")
-                time.sleep(0.05)
-            latencies: dict[str, list[float]] = {name: [] for name in backends}
-            rng = random.Random(1)
-            for n in range(args.samples):
-                for name in rng.sample(sorted(backends), 2):  # interleaved, order shuffled
-                    time.sleep(rng.uniform(0.1, 0.6))  # a random phase of the poll
-                    latencies[name].append(_sample(backends[name], datasets[name], n))
-    finally:
-        for proc in procs:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        if cluster is not None:
-            cluster.stop()
+    with postgres_url(args.database_url) as url:
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                backends = {
+                    "sqlite": storage.open_backend(Path(tmp) / "sqlite"),
+                    "postgresql": storage.open_backend(Path(tmp) / "postgresql", url),
+                }
+                datasets = {
+                    name: b.store.create_dataset("t", {"name": "bench", "parser_config": {}})
+                    for name, b in backends.items()
+                }
+                procs = [
+                    _executor(Path(tmp) / "sqlite", ""),
+                    _executor(Path(tmp) / "postgresql", url),
+                ]
+                deadline = time.monotonic() + 60
+                while not all(  # both executors started and idle
+                    any(e["state"] == "idle" for e in b.heartbeats.executors())
+                    for b in backends.values()
+                ):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the executors did not start within 60 s")
+                    time.sleep(0.05)
+                latencies: dict[str, list[float]] = {name: [] for name in backends}
+                rng = random.Random(1)
+                for n in range(args.samples):
+                    for name in rng.sample(sorted(backends), 2):  # interleaved, order shuffled
+                        time.sleep(rng.uniform(0.1, 0.6))  # a random phase of the poll
+                        latencies[name].append(_sample(backends[name], datasets[name], n))
+        finally:
+            for proc in procs:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
     rows = {name: _summary(values) for name, values in latencies.items()}
     ratio = rows["sqlite"]["p50_ms"] / max(rows["postgresql"]["p50_ms"], 1e-9)
     measured = rows["postgresql"]["p50_ms"]
