@@ -27,7 +27,7 @@ always the exhaustive one."""
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from api.storage import bm25
@@ -124,7 +124,7 @@ def _visit_cells(
     index: ImpactIndex,
     stats: bm25.Stats,
     terms: list[str],
-    visit: Any,
+    visit: Callable[[list[int], int], bool],
     kept: list[Entry],
     limit: int,
 ) -> bool:
