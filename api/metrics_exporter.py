@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -138,6 +139,8 @@ class ProcessStat:
 
 
 def read_stat(pid: int) -> ProcessStat | None:
+    """The process's /proc stat; None when it is gone, including while it is read (a process
+    that exits between the open and the read leaves an empty or cut record)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             raw = handle.read().decode("ascii", "replace")
@@ -145,12 +148,15 @@ def read_stat(pid: int) -> ProcessStat | None:
         return None
     fields = raw[raw.rfind(")") + 2 :].split()  # after "pid (comm) "
     # fields[0] is state (field 3): ppid 4, utime 14, stime 15, rss 24
-    return ProcessStat(
-        pid=pid,
-        ppid=int(fields[1]),
-        rss_bytes=int(fields[21]) * PAGE_SIZE,
-        cpu_seconds=(int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
-    )
+    try:
+        return ProcessStat(
+            pid=pid,
+            ppid=int(fields[1]),
+            rss_bytes=int(fields[21]) * PAGE_SIZE,
+            cpu_seconds=(int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
+        )
+    except (IndexError, ValueError):
+        return None
 
 
 def all_processes() -> dict[int, ProcessStat]:
@@ -235,12 +241,8 @@ class BundleCollector:
         """What the web workers and executors recorded, read after retiring dead processes."""
         if not self.multiproc_dir:
             return []
-        from prometheus_client.multiprocess import MultiProcessCollector
-
         with self.recorded_lock:
-            retire_dead_processes(self.multiproc_dir)
-            reader = MultiProcessCollector(None, self.multiproc_dir)  # type: ignore[no-untyped-call]
-            return list(reader.collect())  # type: ignore[no-untyped-call]
+            return read_recorded(self.multiproc_dir)
 
     def _programs(self, counter: Any, gauge: Any) -> Iterator[Any]:
         try:
@@ -427,6 +429,27 @@ def retire_dead_processes(directory: str) -> int:
             path.unlink(missing_ok=True)
         folded += len(dead)
     return folded
+
+
+READ_ATTEMPTS = 3
+
+
+def read_recorded(directory: str) -> list[Any]:
+    """The metric families in PROMETHEUS_MULTIPROC_DIR, after retiring dead processes. A process
+    creates its file empty, then sizes it: a file read in between has no header (prometheus_client
+    raises struct.error), so the directory is read again, READ_ATTEMPTS times at most."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        retire_dead_processes(directory)
+        reader = MultiProcessCollector(None, directory)  # type: ignore[no-untyped-call]
+        try:
+            return list(reader.collect())  # type: ignore[no-untyped-call]
+        except struct.error:
+            if attempt == READ_ATTEMPTS:
+                raise
+            log.info("a metrics file was read while its process created it; reading again")
+    raise AssertionError("unreachable")
 
 
 def build_registry(environ: Mapping[str, str]) -> tuple[Any, ProgramTracker]:

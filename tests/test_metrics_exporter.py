@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+from prometheus_client import multiprocess
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from api.metrics_exporter import (
@@ -15,6 +18,7 @@ from api.metrics_exporter import (
     ProgramTracker,
     memory_limits,
     process_tree,
+    read_recorded,
     read_stat,
     retire_dead_processes,
 )
@@ -52,6 +56,25 @@ def test_process_tree_is_the_root_and_every_descendant() -> None:
     }
     assert sorted(p.pid for p in process_tree(6, stats)) == [6, 8, 9, 12]
     assert process_tree(99, stats) == []
+
+
+def test_read_stat_of_a_process_exiting_while_it_is_read_is_none(monkeypatch: Any) -> None:
+    """A worker killed by its timeout can exit between the open and the read of its stat: the
+    scrape leaves it out instead of failing."""
+    import builtins
+    import io
+
+    real_open = builtins.open
+
+    def cut(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(path) == f"/proc/{os.getpid()}/stat":
+            return io.BytesIO(f"{os.getpid()} (python) S 1 2".encode())
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", cut)
+    assert read_stat(os.getpid()) is None
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: io.BytesIO(b""))
+    assert read_stat(os.getpid()) is None
 
 
 def test_read_stat_reads_this_process() -> None:
@@ -113,3 +136,30 @@ def test_counters_and_histograms_of_dead_processes_fold_into_one_file(tmp_path: 
 def test_memory_limits_per_program_group() -> None:
     environ = {"GUNICORN_WORKER_MAX_MEMORY": "67108864", "EXECUTOR_MAX_MEMORY": ""}
     assert memory_limits(environ) == {"web": 67108864}
+
+
+def test_a_file_read_while_its_process_creates_it_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new worker's metrics file exists empty for a moment before it is sized: a scrape that
+    meets it then reads the directory again instead of failing (prometheus_client alone raises
+    struct.error on it)."""
+    environ = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    code = RECORD.format(a=1, b=2, seconds=0.05)
+    subprocess.run([sys.executable, "-c", code], env=environ, check=True, timeout=60)
+    being_created = tmp_path / f"counter_{os.getpid()}.db"
+    being_created.write_bytes(b"")
+    with pytest.raises(struct.error):
+        MultiProcessCollector(None, str(tmp_path)).collect()  # type: ignore[no-untyped-call]
+
+    class Creator(MultiProcessCollector):  # the new process sizes its file after the first read
+        def collect(self) -> Any:
+            try:
+                return super().collect()  # type: ignore[no-untyped-call]
+            finally:
+                being_created.write_bytes(b"\x08" + b"\x00" * 7)
+
+    monkeypatch.setattr(multiprocess, "MultiProcessCollector", Creator)
+    families = {family.name: family for family in read_recorded(str(tmp_path))}
+    totals = {s.value for s in families["t_requests"].samples if s.name == "t_requests_total"}
+    assert totals == {1.0, 2.0}
