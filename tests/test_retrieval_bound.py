@@ -146,6 +146,42 @@ def test_bounded_ranking_gives_the_exhaustive_answer(
     assert bounded >= 380, bounded  # of 400 (396 when written): nearly every question
 
 
+def test_questions_with_everyday_words_rank_their_other_words(
+    corpus_store: tuple[SqliteStore, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A term in half the chunks or more weighs next to nothing (idf's floor). When the cells
+    cannot bound a question holding one, the full-text index ranks the chunks of its other
+    terms alone, and the answer is still the exhaustive one."""
+    store, dataset = corpus_store
+    impacts = SqliteImpacts(store.conn)
+    words = Corpus().words
+    stats = impacts.stats(words[:10])
+    everyday = [w for w in words[:10] if stats.idf(w) <= bm25.LEAST_IDF]
+    assert everyday, [stats.hits[w] / stats.rows for w in words[:10]]
+    monkeypatch.setattr(topk, "CELL_COST", 10**9)  # no cell within the visits allowed
+    asked: list[list[str]] = []
+    ranked = impacts.ranked
+
+    def spy(terms: list[str], count: int) -> list[tuple[int, float]]:
+        asked.append(list(terms))
+        return ranked(terms, count)
+
+    monkeypatch.setattr(impacts, "ranked", spy)
+    rng = random.Random(16)
+    answered = 0
+    for ranks in question_ranks(60, seed=16):
+        terms = list(dict.fromkeys([rng.choice(everyday), *(words[r] for r in ranks)]))
+        for limit in (10, 64):
+            found = topk.best(impacts, [dataset], [], terms, limit)
+            if found is not None:
+                answered += 1
+                assert [(row[0], row[6]) for row in found] == _exhaustive(
+                    store.conn, terms, [dataset], limit
+                ), (terms, limit)
+    assert asked and all(not set(a) & set(everyday) for a in asked)
+    assert len(asked) >= 40 and answered >= 40, (len(asked), answered)  # 64, 75 of 120 when written
+
+
 def test_a_small_dataset_beside_a_large_one_gets_its_own_best(
     corpus_store: tuple[SqliteStore, str],
 ) -> None:

@@ -16,6 +16,8 @@ from api import text
 
 K1 = 1.2
 B = 0.75
+WEIGHT_LIMIT = K1 + 1.0  # saturation's limit: no term weighs this much in any chunk
+LEAST_IDF = 1e-6  # FTS5's idf of a term in half the chunks or more
 # Each field's weight: a term found once in it counts this much to the term's frequency.
 FIELD_WEIGHTS = (1.0, 2.0, 3.0, 4.0)  # content, title, important keywords, questions
 # SQL's spelling of FIELD_WEIGHTS, for bm25(chunks_fts, ...).
@@ -23,11 +25,11 @@ SQL_WEIGHTS = ", ".join(map(str, FIELD_WEIGHTS))
 
 # The impact index (topk.py) holds, for each chunk and each term whose weight in it
 # (saturation, at the mean chunk length of the moment) is at least IMPACT_FLOOR, the term with
-# the bucket of that weight: IMPACT_BUCKETS equal steps from IMPACT_FLOOR up to K1 + 1, the limit
-# of saturation. A term found once in a chunk of the mean length weighs 1.0, twice 1.375.
+# the bucket of that weight: IMPACT_BUCKETS equal steps from IMPACT_FLOOR up to WEIGHT_LIMIT. A term
+# found once in a chunk of the mean length weighs 1.0, twice 1.375.
 IMPACT_FLOOR = 1.3
 IMPACT_BUCKETS = 60
-IMPACT_STEP = (K1 + 1.0 - IMPACT_FLOOR) / IMPACT_BUCKETS
+IMPACT_STEP = (WEIGHT_LIMIT - IMPACT_FLOOR) / IMPACT_BUCKETS
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class Stats:
         more (where that would be zero or negative)."""
         hits = self.hits.get(term, 0)
         value = math.log((self.rows - hits + 0.5) / (hits + 0.5))
-        return value if value > 0.0 else 1e-6
+        return value if value > 0.0 else LEAST_IDF
 
     @property
     def drift(self) -> float:
@@ -96,7 +98,7 @@ def impact_terms(words: Sequence[Sequence[str]], tokens: int, avgdl: float) -> s
     # saturation grows with the frequency: below this one, a term weighs less than the floor
     # (solved from saturation(f) = IMPACT_FLOOR; a hair lower, so rounding keeps every term)
     norm = K1 * (1 - B + B * tokens / avgdl)
-    least = IMPACT_FLOOR * norm / (K1 + 1.0 - IMPACT_FLOOR) * (1 - 1e-9)
+    least = IMPACT_FLOOR * norm / (WEIGHT_LIMIT - IMPACT_FLOOR) * (1 - 1e-9)
     found = []
     for term, freq in [item for item in frequencies(words).items() if item[1] >= least]:
         weight = saturation(freq, tokens, avgdl)
@@ -122,11 +124,14 @@ def scorer(stats: Stats, terms: Sequence[str]) -> Callable[[str, str, str, str, 
     few = len(terms) <= text.SEARCH_PER_TERM_UP_TO
     plain = few and all(text.ASCII_WORD.fullmatch(t) for t in terms)
     searches = [text.whole_word(t).findall for t in terms] if plain else []
-    titles: dict[str, list[str]] = {}
+    none = [0] * len(terms)
+    width = range(len(terms))
+    in_content, in_title, in_keywords, in_questions = FIELD_WEIGHTS
+    titles: dict[str, list[int]] = {}  # each term's count in a document name's title
 
     def counts(value: str) -> list[int]:
         if value == "[]" or not value:
-            return [0] * len(terms)
+            return none
         if plain and value.isascii():
             lowered = value.lower()
             return [len(search(lowered)) for search in searches]
@@ -136,20 +141,20 @@ def scorer(stats: Stats, terms: Sequence[str]) -> Callable[[str, str, str, str, 
     def score(content: str, docnm: str, keywords: str, questions: str, tokens: int) -> float:
         title = titles.get(docnm)
         if title is None:
-            title = titles[docnm] = words(text.title(docnm))
-        fields = (
-            counts(content),
-            [title.count(t) for t in terms],
-            counts(keywords),
-            counts(questions),
-        )
-        length = float(tokens)
+            found = words(text.title(docnm))
+            title = titles[docnm] = [found.count(t) for t in terms]
+        body, marked, asked = counts(content), counts(keywords), counts(questions)
+        norm = K1 * (1 - B + B * float(tokens) / stats.avgdl)  # saturation's, for this length
         total = 0.0
-        for i, idf in enumerate(idfs):
-            freq = 0.0
-            for weight, found in zip(FIELD_WEIGHTS, fields, strict=True):
-                freq += weight * found[i]
-            total += idf * saturation(freq, length, stats.avgdl)
+        for i in width:
+            freq = (
+                in_content * body[i]
+                + in_title * title[i]
+                + in_keywords * marked[i]
+                + in_questions * asked[i]
+            )
+            if freq:  # a term not found adds 0.0
+                total += idfs[i] * ((freq * (K1 + 1.0)) / (freq + norm))
         return total
 
     return score

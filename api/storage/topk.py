@@ -7,22 +7,31 @@ ceiling, the most a term in it weighed when indexed (scaled by Stats.drift: how 
 chunk length has grown since), and a term below every bucket (or absent) weighs at most
 bm25.IMPACT_FLOOR. Every visited chunk is scored exactly (bm25.scorer).
 
+A term in half the chunks or more weighs next to nothing (idf's floor, bm25.LEAST_IDF): it adds
+at most its idf x bm25.WEIGHT_LIMIT to any chunk. Such a "slight" term raises every bound below
+by that much (the slack) instead of splitting the cells, unless every term is slight.
+
 1. The rare terms (the fewest chunks, together at most the visits allowed) have all their
    chunks visited first.
 2. Every other chunk lies in one cell: for each common term, the bucket it has in the chunk (or
-   "below"). A cell's chunks score at most the sum, over common terms, of idf x that bucket's
-   ceiling. Cells are visited best bound first (a cell's successors lower one term's bucket by
-   one step), through the index (``chunks in these buckets and in none of those``).
+   "below"). A cell's chunks score at most the slack plus the sum, over common terms, of idf x
+   that bucket's ceiling. Cells are visited best bound first (a cell's successors lower one
+   term's bucket by one step), through the index (``chunks in these buckets and in none of
+   those``).
 3. As soon as the ``limit``-th best visited chunk beats the bound of the next cell, nothing
    unvisited can enter: the answer is the exhaustive one, chunk for chunk, in the same order
    (ties to the older chunk).
+4. When the cells cannot bound a question holding slight terms, the full-text index ranks the
+   chunks of its other terms alone (far fewer matches than with an everyday word), and they are
+   visited best first until the next one, at most its rank plus the slack, cannot enter; the
+   chunks holding only slight terms score at most the slack.
 
 With more than MOST_TERMS terms, when ranking every match would cost less than the visits (few
-matches), when the visits (a cell
-counting as CELL_COST of them) would pass the visits allowed (matches / VISIT_COST, at most
-BUDGET), or when only the cell of chunks with every common term below its buckets is left (they
-are not in the index), ``best`` returns None and the caller ranks every match: the answer is
-always the exhaustive one."""
+matches), or when the visits (a cell counting as CELL_COST of them) would pass the visits
+allowed (matches / VISIT_COST, at most BUDGET) or only the cell of chunks with every common term
+below its buckets is left (they are not in the index) and step 4 does not apply or ends
+unbounded, ``best`` returns None and the caller ranks every match: the answer is always the
+exhaustive one."""
 
 from __future__ import annotations
 
@@ -40,6 +49,10 @@ BUDGET = 32_768
 VISIT_COST = 48
 # Asking the index for a cell's chunks costs about as much as visiting this many.
 CELL_COST = 64
+# When the impact index cannot bound a question holding terms in half the chunks or more, the
+# full-text index ranks its other terms' chunks; this many times ``limit`` of them are visited,
+# at most.
+RANKED = 4
 # Questions of more terms rank every match: a visit's scoring grows with the terms, and so do
 # the cells.
 MOST_TERMS = 8
@@ -59,6 +72,9 @@ class ImpactIndex(Protocol):
 
     def holding(self, term: str) -> list[int]:
         """Every chunk (seq) holding ``term``."""
+
+    def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
+        """The ``count`` chunks best by BM25 over ``terms`` (seq, BM25 positive), best first."""
 
     def cell(self, places: dict[str, int], ladders: dict[str, list[int]]) -> list[int]:
         """The chunks (seq) holding each term of ``places`` in that bucket, or (BELOW) in none
@@ -92,15 +108,22 @@ def best(
     if not terms or visits < limit:
         return None
     score = bm25.scorer(stats, terms)
+    # A term in half the chunks or more weighs next to nothing (idf's floor): it adds at most
+    # its idf x (K1 + 1) to any chunk, so it only raises every bound by that, and does not
+    # split the cells (each term splits them 61 ways), unless every term is such a term.
+    slight = [t for t in terms if stats.idf(t) <= bm25.LEAST_IDF]
+    weighty = [t for t in terms if t not in slight] or slight
+    slack = sum(stats.idf(t) * bm25.WEIGHT_LIMIT for t in slight if t not in weighty)
     seen: set[int] = set()
     kept: list[Entry] = []
     spent = [0]  # visits, and CELL_COST for each cell asked for
+    allowed = [visits]
 
     def visit(seqs: list[int], cost: int = 0) -> bool:
         """Score the chunks not seen yet; False when that would pass the visits allowed."""
         new = [seq for seq in seqs if seq not in seen]
         spent[0] += cost + len(new)
-        if spent[0] > visits:
+        if spent[0] > allowed[0]:
             return False
         seen.update(new)
         for seq, *row, tokens in index.rows(new, dataset_ids, doc_ids):
@@ -111,26 +134,57 @@ def best(
                 heapq.heapreplace(kept, entry)
         return True
 
-    common = sorted(terms, key=stats.hits.__getitem__)
-    while common and spent[0] + stats.hits[common[0]] <= visits:
-        if not visit(index.holding(common.pop(0))):
-            return None
-    if common and not _visit_cells(index, stats, common, visit, kept, limit):
+    common = sorted(weighty, key=stats.hits.__getitem__)
+    bounded = True
+    while bounded and common and spent[0] + stats.hits[common[0]] <= visits:
+        bounded = visit(index.holding(common.pop(0)))
+    if bounded and common:
+        bounded = _visit_cells(index, stats, common, slack, visit, kept, limit)
+    if not bounded and slack:  # what was visited stays scored
+        ranked = index.ranked(weighty, limit * RANKED)
+        allowed[0] = spent[0] + len(ranked)
+        bounded = _visit_ranked(ranked, limit * RANKED, slack, visit, kept, limit)
+    if not bounded:
         return None
+    if slack and not (len(kept) == limit and kept[0][0] > slack * _MARGIN):
+        return None  # a chunk holding only the slight terms could still enter
     return [(*row, -value) for value, _, row in sorted(kept, reverse=True)]
+
+
+def _visit_ranked(
+    ranked: list[tuple[int, float]],
+    count: int,
+    slack: float,
+    visit: Callable[[list[int]], bool],
+    kept: list[Entry],
+    limit: int,
+) -> bool:
+    """Visit the chunks ``ranked`` by BM25 over the weighty terms (at most ``count``, best
+    first) until the next one, weighing at most its rank plus ``slack``, cannot enter. False
+    when every one entered and more might follow."""
+    step = max(limit // 4, 1)
+    at = 0
+    while at < len(ranked):
+        if len(kept) == limit and kept[0][0] > (ranked[at][1] + slack) * _MARGIN:
+            return True
+        upto = at + step + (limit if at == 0 else 0)
+        visit([seq for seq, _ in ranked[at:upto]])
+        at = upto
+    return len(ranked) < count
 
 
 def _visit_cells(
     index: ImpactIndex,
     stats: bm25.Stats,
     terms: list[str],
+    slack: float,
     visit: Callable[[list[int], int], bool],
     kept: list[Entry],
     limit: int,
 ) -> bool:
     """Visit cells of ``terms``' buckets, best bound first, until the ``limit``-th best chunk
-    beats every cell left. False when the visits allowed run out first, or only the cell below
-    every bucket is left."""
+    beats every cell left (the other terms adding at most ``slack`` to any chunk). False when
+    the visits allowed run out first, or only the cell below every bucket is left."""
     ladders = {t: index.buckets(t) for t in terms}
     steps = [[*ladders[t], BELOW] for t in terms]
     weights = [
@@ -139,7 +193,7 @@ def _visit_cells(
     ]
 
     def bound(cell: tuple[int, ...]) -> float:
-        return sum(w[i] for w, i in zip(weights, cell, strict=True))
+        return slack + sum(w[i] for w, i in zip(weights, cell, strict=True))
 
     start = (0,) * len(terms)
     frontier = [(-bound(start), start)]

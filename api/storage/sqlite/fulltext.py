@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from api.storage import bm25
+from api.storage import bm25, codec
 
 
 def varints(data: bytes) -> list[int]:
@@ -124,6 +124,14 @@ class SqliteImpacts:
     def holding(self, term: str) -> list[int]:
         sql = "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?"
         return [int(row[0]) for row in self.conn.execute(sql, (f'"{term}"',))]
+
+    def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
+        sql = (
+            f"SELECT rowid, bm25(chunks_fts, {bm25.SQL_WEIGHTS}) AS bm25 FROM chunks_fts"
+            " WHERE chunks_fts MATCH ? ORDER BY bm25, rowid LIMIT ?"
+        )
+        found = self.conn.execute(sql, (codec.fts_query(terms), count))
+        return [(int(seq), -float(value)) for seq, value in found]
 
     def cell(self, places: dict[str, int], ladders: dict[str, list[int]]) -> list[int]:
         held = [f'"{term}{place:02d}"' for term, place in places.items() if place >= 0]
