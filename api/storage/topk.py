@@ -108,9 +108,7 @@ def best(
     if not terms or visits < limit:
         return None
     score = bm25.scorer(stats, terms)
-    # A term in half the chunks or more weighs next to nothing (idf's floor): it adds at most
-    # its idf x (K1 + 1) to any chunk, so it only raises every bound by that, and does not
-    # split the cells (each term splits them 61 ways), unless every term is such a term.
+    # the slight terms (above) raise every bound by their slack instead of splitting the cells
     slight = [t for t in terms if stats.idf(t) <= bm25.LEAST_IDF]
     weighty = [t for t in terms if t not in slight] or slight
     slack = sum(stats.idf(t) * bm25.WEIGHT_LIMIT for t in slight if t not in weighty)
