@@ -175,12 +175,13 @@ def settle(bundle: Bundle, mix: list[RequestSpec], deadline_s: float = SETTLE_DE
     return statistics.median(took[1:])
 
 
-def window_s(single_s: float, connections: int, cpus: int) -> float:
-    """A window long enough for about max(5, 2 x connections) answers at the cost of one request
-    alone (``single_s``, ``cpus`` answering at once), so that requests answered in steady state
-    outweigh the first ones (wrk counts only answers that arrive within the window), within
-    [WINDOW_S, MAX_WINDOW_S]."""
-    wanted = max(5, 2 * connections) * single_s / min(connections, cpus)
+def window_s(single_s: float, connections: int, cpus: int, bodies: int = 1) -> float:
+    """A window long enough for about max(5, 2 x connections, ``bodies``) answers at the cost of
+    one request alone (``single_s``, ``cpus`` answering at once), so that requests answered in
+    steady state outweigh the first ones (wrk counts only answers that arrive within the window)
+    and each of a class's questions is asked (wrk sends them in turn), within [WINDOW_S,
+    MAX_WINDOW_S]."""
+    wanted = max(5, 2 * connections, bodies) * single_s / min(connections, cpus)
     return round(min(MAX_WINDOW_S, max(WINDOW_S, wanted)), 1)
 
 
@@ -229,7 +230,8 @@ def measure_size(
                     for backend, variant in order if turn % 2 else order[::-1]:
                         bundle = bundles[backend, variant]
                         mix = specs(bundle, served[backend][2], qc.bodies)
-                        window = window_s(settle(bundle, mix), connections, CPUS)
+                        single_s = settle(bundle, mix)
+                        window = window_s(single_s, connections, CPUS, len(mix))
                         result = LoadRun(
                             bundle.base_url, mix, connections, window, timeout_s=REQUEST_TIMEOUT_S
                         ).result()

@@ -97,3 +97,8 @@ def test_slow_cells_get_windows_long_enough_for_steady_state(
     single_s: float, connections: int, expected: float
 ) -> None:
     assert retrieval_scale.window_s(single_s, connections, cpus=2) == expected
+
+
+def test_a_class_of_several_questions_gets_a_window_that_asks_each_one() -> None:
+    assert retrieval_scale.window_s(0.3, 1, cpus=2, bodies=20) == 6.0  # 20 answers in turn
+    assert retrieval_scale.window_s(0.3, 32, cpus=2, bodies=20) == 9.6  # 64 answers anyway
