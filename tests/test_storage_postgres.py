@@ -448,21 +448,27 @@ def _executor_without_database(tmp_path: Path, url: str) -> None:
 
 
 class _Explained:
-    """A session that answers each statement with its plan (EXPLAIN) instead of its rows."""
+    """A session that keeps the plan (EXPLAIN) of each statement that reads chunks, and
+    answers it."""
 
     def __init__(self, session: Any) -> None:
         self.session = session
+        self.plans: list[str] = []
 
     def execute(self, sql: str, args: Any = ()) -> Any:
-        return self.session.execute(f"EXPLAIN {sql}", args)
+        if "FROM chunks" in sql:
+            rows = self.session.execute(f"EXPLAIN {sql}", args).fetchall()
+            self.plans.append("\n".join(str(row[0]) for row in rows))
+        return self.session.execute(sql, args)
 
 
 def test_search_candidates_come_from_the_full_text_index_whatever_the_statistics(
     backend: storage.Backend, pg_database: str
 ) -> None:
     """Statistics taken before a bulk ingest into a new dataset estimate it at one row: the
-    planner must still take the candidates from the GIN index, not test every chunk of the
-    dataset against the query (migration 2)."""
+    planner must still take the candidates from the GIN indexes, not test every chunk of the
+    dataset against the query (migration 2), through the bound and when ranking every
+    match."""
     store = backend.store
     _, (old_doc,) = add_documents(store, "t", ["old.txt"], {})
     store.replace_chunks(old_doc, [{"content": f"alpha beta {n}"} for n in range(2000)])
@@ -471,11 +477,11 @@ def test_search_candidates_come_from_the_full_text_index_whatever_the_statistics
     fresh, (doc,) = add_documents(store, "t", ["new.txt"], {})
     store.replace_chunks(doc, [{"content": f"gamma delta {n}"} for n in range(3000)])
     dialect = store.db  # type: ignore[attr-defined]
-    with dialect.read() as session:
-        plan = "\n".join(
-            str(row[0]) for row in dialect.search(_Explained(session), [fresh], [], ["gamma"], 1024)
-        )
-    assert "chunks_fts" in plan, plan
-    assert "chunks_dataset" not in plan, plan
-    found = store.search_chunks([fresh], [], ["gamma"], 1024)
-    assert len(found) == 1024 and all(hit["doc_id"] == doc for hit in found)
+    for limit in (10, 1024):  # through the bound; every match ranked
+        with dialect.read() as session:
+            explained = _Explained(session)
+            found = list(dialect.search(explained, [fresh], [], ["gamma"], limit))
+        assert len(found) == limit and all(row[1] == doc for row in found)
+        for plan in explained.plans:
+            assert "Seq Scan on chunks" not in plan, plan
+        assert any("chunks_fts" in plan for plan in explained.plans), explained.plans

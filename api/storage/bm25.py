@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from api import text
@@ -92,20 +92,27 @@ def frequencies(words: Sequence[Sequence[str]]) -> Counter[str]:
     return found
 
 
-def impact_terms(words: Sequence[Sequence[str]], tokens: int, avgdl: float) -> str:
-    """The impact index's text for a chunk: each term weighing at least IMPACT_FLOOR, suffixed
-    with its bucket (two digits)."""
+def impacts(freqs: Mapping[str, float], tokens: int, avgdl: float) -> list[tuple[str, int]]:
+    """The impact index's entries for a chunk of ``tokens`` tokens whose terms have these
+    frequencies (``frequencies``): each term weighing at least IMPACT_FLOOR (at mean length
+    ``avgdl``), with its bucket."""
     # saturation grows with the frequency: below this one, a term weighs less than the floor
     # (solved from saturation(f) = IMPACT_FLOOR; a hair lower, so rounding keeps every term)
     norm = K1 * (1 - B + B * tokens / avgdl)
     least = IMPACT_FLOOR * norm / (WEIGHT_LIMIT - IMPACT_FLOOR) * (1 - 1e-9)
     found = []
-    for term, freq in [item for item in frequencies(words).items() if item[1] >= least]:
+    for term, freq in [item for item in freqs.items() if item[1] >= least]:
         weight = saturation(freq, tokens, avgdl)
         if weight >= IMPACT_FLOOR:
             bucket = min(int((weight - IMPACT_FLOOR) / IMPACT_STEP), IMPACT_BUCKETS - 1)
-            found.append(f"{term}{bucket:02d}")
-    return " ".join(found)
+            found.append((term, bucket))
+    return found
+
+
+def impact_terms(freqs: Mapping[str, float], tokens: int, avgdl: float) -> str:
+    """The impact index's text for a chunk (``impacts``): each term suffixed with its bucket
+    (two digits)."""
+    return " ".join(f"{term}{bucket:02d}" for term, bucket in impacts(freqs, tokens, avgdl))
 
 
 def bucket_ceiling(bucket: int) -> float:

@@ -81,10 +81,10 @@ class Dialect(Protocol):
         """Do what indexing ``contents`` needs before a write transaction takes a lock."""
 
     def chunk_index(
-        self, content: str, docnm: str, keywords: Any, questions: Any
+        self, c: Session, content: str, docnm: str, keywords: Any, questions: Any
     ) -> Mapping[str, tuple[str, Any]]:
-        """The index columns an inserted chunk carries: column -> (placeholder, value); none
-        where the database maintains its index itself."""
+        """The index columns a chunk inserted through the write session ``c`` carries:
+        column -> (placeholder, value); none where the database maintains its index itself."""
 
     def reindex_chunks(self, c: Session, clause: str, args: Sequence[Any]) -> None:
         """Bring the index of the chunks ``WHERE clause`` up to date after an UPDATE."""

@@ -97,7 +97,7 @@ def store_chunks(
             continue
         tokens = chunk.get("token_count")
         keywords, questions = chunk.get("important_keywords"), chunk.get("questions")
-        index = db.chunk_index(content, name, keywords, questions)
+        index = db.chunk_index(c, content, name, keywords, questions)
         sql = sql or insert_sql("chunks", CHUNK_ROW_COLUMNS, index, " ON CONFLICT (id) DO NOTHING")
         rows[row_id] = (
             row_id,

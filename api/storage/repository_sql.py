@@ -440,9 +440,9 @@ class SqlStorage:
         content = str(fields["content"])
         new_id = chunk_id(content, doc_id)
         keywords, questions = fields.get("important_keywords"), fields.get("questions")
-        index = self.db.chunk_index(content, str(doc["name"]), keywords, questions)
         refreshed = ("important_keywords", "questions", "available", "positions", "create_time")
         with self.db.write() as c:
+            index = self.db.chunk_index(c, content, str(doc["name"]), keywords, questions)
             # the same content again replaces the chunk (its id is a hash of content and
             # document), as RAGFlow's document store does, and still counts one more
             c.execute(

@@ -59,6 +59,10 @@ MOST_TERMS = 8
 # A hair above 1: the bound counts as met only when the best beat it by more than rounding.
 _MARGIN = 1.0 + 1e-9
 BELOW = -1  # a common term's place in a cell: below every bucket, or absent
+# A chunk as search returns it: id, doc_id, docnm, content, important_keywords, questions (JSON
+# text); read from chunks ``c`` by ROW_SQL
+Row = tuple[Any, ...]
+ROW_SQL = "c.id, c.doc_id, c.docnm, c.content, c.important_keywords, c.questions"
 
 
 class ImpactIndex(Protocol):
@@ -80,14 +84,23 @@ class ImpactIndex(Protocol):
         """The chunks (seq) holding each term of ``places`` in that bucket, or (BELOW) in none
         of its buckets ``ladders[term]``; at least one place is a bucket."""
 
-    def rows(
-        self, seqs: Sequence[int], dataset_ids: Sequence[str], doc_ids: Sequence[str]
-    ) -> list[tuple[Any, ...]]:
-        """Of ``seqs``, the available chunks of ``dataset_ids`` (and ``doc_ids``): (seq, id,
-        doc_id, docnm, content, important_keywords, questions (JSON text), tokens)."""
+    def scores(
+        self,
+        seqs: Sequence[int],
+        dataset_ids: Sequence[str],
+        doc_ids: Sequence[str],
+        stats: bm25.Stats,
+        terms: Sequence[str],
+    ) -> list[tuple[int, float, Row | None]]:
+        """Of ``seqs``, the available chunks of ``dataset_ids`` (and ``doc_ids``), each with
+        its BM25 over ``terms`` (positive; bm25.scorer's, bit for bit) and its Row when
+        scoring read it (else None: ``rows`` reads it, should the chunk be kept)."""
+
+    def rows(self, seqs: Sequence[int]) -> dict[int, Row]:
+        """The Rows of the chunks ``seqs``, by seq."""
 
 
-Entry = tuple[float, int, tuple[Any, ...]]  # (score, -seq, row): heapq keeps the worst first
+Entry = tuple[float, int, Row | None]  # (score, -seq, row): heapq keeps the worst first
 
 
 def best(
@@ -107,7 +120,6 @@ def best(
     visits = min(BUDGET, sum(stats.hits[t] for t in terms) // VISIT_COST)
     if not terms or visits < limit:
         return None
-    score = bm25.scorer(stats, terms)
     # the slight terms (above) raise every bound by their slack instead of splitting the cells
     slight = [t for t in terms if stats.idf(t) <= bm25.LEAST_IDF]
     weighty = [t for t in terms if t not in slight] or slight
@@ -124,8 +136,8 @@ def best(
         if spent[0] > allowed[0]:
             return False
         seen.update(new)
-        for seq, *row, tokens in index.rows(new, dataset_ids, doc_ids):
-            entry = (score(row[3], row[2], row[4], row[5], tokens), -seq, tuple(row))
+        for seq, value, row in index.scores(new, dataset_ids, doc_ids, stats, terms):
+            entry = (value, -seq, row)
             if len(kept) < limit:
                 heapq.heappush(kept, entry)
             elif entry > kept[0]:
@@ -146,7 +158,13 @@ def best(
         return None
     if slack and not (len(kept) == limit and kept[0][0] > slack * _MARGIN):
         return None  # a chunk holding only the slight terms could still enter
-    return [(*row, -value) for value, _, row in sorted(kept, reverse=True)]
+    best = sorted(kept, reverse=True)
+    read = index.rows([-seq for _, seq, row in best if row is None])
+    return [
+        (*found, -value)
+        for value, seq, row in best
+        if (found := row or read.get(-seq)) is not None  # None: deleted since it was scored
+    ]
 
 
 def _visit_ranked(

@@ -21,6 +21,7 @@ def put_rows(db: Dialect, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
         for row in rows:
             index = (
                 db.chunk_index(
+                    c,
                     str(row["content"]),
                     str(row["docnm"]),
                     json.loads(row["important_keywords"]),

@@ -13,7 +13,7 @@ from typing import Any, cast
 import psycopg
 from psycopg.rows import RowMaker
 
-from api.storage import codec, fs
+from api.storage import codec, fs, topk
 from api.storage import files as local_files
 from api.storage.base import PoolSettings
 from api.storage.dialect import SearchRow, Session
@@ -29,10 +29,12 @@ from api.storage.postgres.connections import (
     where,
 )
 from api.storage.postgres.fulltext import (
-    FTS_VALUE,
-    WEIGHTS,
+    PostgresImpacts,
     any_word,
-    fts_words,
+    bm25_sql,
+    impact_reference,
+    index_columns,
+    record_reference,
 )
 
 CHANNEL = "ragflow_tasks"  # every enqueue NOTIFYs it; waiting executors LISTEN
@@ -73,6 +75,7 @@ class _Session:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
+        self.reference: float | None = None  # the mean length its chunks' impacts use
 
     def execute(self, sql: str, args: Sequence[Any] = (), /) -> Any:
         return self.conn.cursor(row_factory=_row_factory).execute(_placeholders(sql), args)
@@ -119,14 +122,20 @@ class PostgresDialect:
     def among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(?)", [list(values)]
 
-    # -- full text: the fts column (postgres/fulltext.py) -----------------------------------
+    # -- full text: the index columns (postgres/fulltext.py) ---------------------------------
     def prepared(self, contents: Sequence[str]) -> AbstractContextManager[None]:
         return nullcontext()
 
     def chunk_index(
-        self, content: str, docnm: str, keywords: Any, questions: Any
+        self, c: Session, content: str, docnm: str, keywords: Any, questions: Any
     ) -> Mapping[str, tuple[str, Any]]:
-        return {"fts": (FTS_VALUE, fts_words(content, docnm, keywords, questions))}
+        session = cast(_Session, c)
+        if session.reference is None:
+            session.reference = impact_reference(c)
+        columns, used = index_columns(content, docnm, keywords, questions, session.reference)
+        if not session.reference:  # an empty index: the session's chunks use the first's length
+            session.reference = record_reference(c, used)
+        return columns
 
     def reindex_chunks(self, c: Session, clause: str, args: Sequence[Any]) -> None:
         rows = c.execute(
@@ -134,10 +143,12 @@ class PostgresDialect:
             args,
         ).fetchall()
         for seq, content, docnm, keywords, questions in rows:
-            words = fts_words(
-                content, docnm, codec.json_list_value(keywords), codec.json_list_value(questions)
+            columns = self.chunk_index(
+                c, content, docnm, codec.json_list_value(keywords), codec.json_list_value(questions)
             )
-            c.execute(f"UPDATE chunks SET fts = {FTS_VALUE} WHERE seq = ?", (words, seq))
+            sets = ", ".join(f"{name} = {mark}" for name, (mark, _) in columns.items())
+            values = [value for _, value in columns.values()]
+            c.execute(f"UPDATE chunks SET {sets} WHERE seq = ?", (*values, seq))
 
     def content_match(self, terms: Sequence[str]) -> tuple[str, list[Any]]:
         return "c.fts @@ ?::tsquery", [any_word(terms, "D")]
@@ -150,18 +161,23 @@ class PostgresDialect:
         terms: Sequence[str],
         limit: int,
     ) -> Iterable[SearchRow]:
-        """The GIN index on ``fts`` finds the candidates; ``bm25`` carries the negated weighted
-        rank (lower is better, as SQLite's)."""
-        conditions = ["c.fts @@ q.query", "c.available = 1", "c.dataset_id = ANY(?)"]
-        args: list[Any] = [any_word(terms), list(dataset_ids)]
+        """BM25 (the SQLite backend's, bit for bit: api.storage.bm25), ties to the older
+        chunk: through the impact index when that is cheaper (api.storage.topk), else every
+        match ranked in SQL (postgres/fulltext.bm25_sql) from the GIN index's candidates."""
+        index = PostgresImpacts(c, self.url)
+        found = topk.best(index, dataset_ids, doc_ids, terms, limit)
+        if found is not None:
+            return found
+        score, scores = bm25_sql(index.stats(terms), terms)
+        conditions = ["c.fts @@ ?::tsquery", "c.available = 1", "c.dataset_id = ANY(?)"]
+        args: list[Any] = [*scores, any_word(terms), list(dataset_ids)]
         if doc_ids:
             conditions.append("c.doc_id = ANY(?)")
             args.append(list(doc_ids))
         return c.execute(
-            "SELECT c.id, c.doc_id, c.docnm, c.content, c.important_keywords, c.questions,"
-            f" -ts_rank({WEIGHTS}, c.fts, q.query) AS bm25"
-            " FROM chunks c, CAST(? AS tsquery) AS q(query)"
-            f" WHERE {' AND '.join(conditions)} ORDER BY bm25, c.seq LIMIT ?",
+            f"SELECT {topk.ROW_SQL}, -({score}) AS bm25 FROM chunks c"
+            f" WHERE {' AND '.join(conditions)}"
+            " ORDER BY bm25, c.seq LIMIT ?",
             (*args, limit),
         ).fetchall()
 

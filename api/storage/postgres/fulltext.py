@@ -1,13 +1,31 @@
-"""PostgreSQL's full-text index of chunks: a weighted tsvector of the words api.text finds (no
-PostgreSQL parser: both backends index the same words), stored in ``chunks.fts`` under a GIN
-index, and the queries that find candidates in it."""
+"""PostgreSQL's full-text index of chunks, and the BM25 it ranks by: the SQLite backend's
+(api.storage.bm25), from statistics this module keeps.
+
+Each chunk carries, computed here when it is written (``index_columns``):
+- ``fts``: a weighted tsvector of the words api.text finds (no PostgreSQL parser: both backends
+  index the same words), under a GIN index: the matches;
+- ``tokens`` and ``freqs``: its length and each word's weighted frequency (JSON), as FTS5
+  counts them: BM25 in SQL (``bm25_sql``), bit for bit the Python scorer's;
+- ``impacts``: the impact index (bm25.impacts) as a tsvector of ``word`` + bucket lexemes,
+  under a GIN index: what api.storage.topk bounds with (``PostgresImpacts``).
+
+The index's totals (chunks, tokens) are kept by statement triggers in ``fulltext_totals``, one
+row per slot (a session writes its backend's slot: concurrent writers do not queue on one row);
+``impact_reference`` holds the lowest mean length an impact was computed with. Each term's chunk
+count is counted from the GIN index and remembered by the process until a chunk changes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from psycopg.rows import tuple_row
+
 from api import text
+from api.storage import bm25, codec
+from api.storage.topk import ROW_SQL, Row
 
 # The weighted vector of a chunk from the words api.text finds (no PostgreSQL parser: both
 # backends index the same words): content D, title C, keywords B, questions A. Each group has its
@@ -52,11 +70,6 @@ def fts_words(content: str, docnm: str, keywords: Any, questions: Any) -> str:
     return " ".join(f"{_lexeme(w)}:{','.join(p)}" for w, p in positions.items())
 
 
-# ts_rank weights {D, C, B, A}: content 1, title 2, keywords 3, questions 4 (as the SQLite
-# backend's bm25 column weights)
-WEIGHTS = "'{0.25, 0.5, 0.75, 1.0}'"
-
-
 def any_word(terms: Sequence[str], weight: str = "") -> str:
     """The text of a tsquery matching any of ``terms`` (fit_lexeme'd and quoted), in the
     fields of ``weight`` only when given (``D``: the content, as RAGFlow's chunk-list keywords
@@ -66,3 +79,235 @@ def any_word(terms: Sequence[str], weight: str = "") -> str:
     test every chunk of the dataset instead."""
     suffix = f":{weight}" if weight else ""
     return " | ".join(_lexeme(term) + suffix for term in terms)
+
+
+def impact_lexeme(term: str, bucket: int) -> str:
+    """The impacts lexeme of ``term`` in ``bucket``: the term cut to leave room for the two
+    digits (index and queries cut alike), quoted."""
+    data = term.encode("utf-8")[: LEXEME_BYTES - 2].decode("utf-8", "ignore")
+    return _lexeme(f"{data}{bucket:02d}")
+
+
+def index_columns(
+    content: str, docnm: str, keywords: Any, questions: Any, reference: float
+) -> tuple[dict[str, tuple[str, Any]], float]:
+    """A chunk's index columns (Dialect.chunk_index), its impacts computed at mean length
+    ``reference`` (the chunk's own length when 0.0: the index is empty); and that length."""
+    tokens, freqs = _counts(content, docnm, codec.json_list(keywords), codec.json_list(questions))
+    avgdl = reference or float(max(tokens, 1))
+    columns = {
+        "fts": (FTS_VALUE, fts_words(content, docnm, keywords, questions)),
+        "tokens": ("?", tokens),
+        "freqs": ("?::jsonb", json.dumps(freqs, ensure_ascii=False)),
+        "impacts": ("?::tsvector", impacts_vector(freqs, tokens, avgdl)),
+    }
+    return columns, avgdl
+
+
+def _counts(content: str, docnm: str, keywords: str, questions: str) -> tuple[int, Counter[str]]:
+    """A chunk's length and its words' weighted frequencies, as FTS5 counts them (keywords and
+    questions as stored: JSON text)."""
+    fields = bm25.fields(content, docnm, keywords, questions)
+    return sum(len(field) for field in fields), bm25.frequencies(fields)
+
+
+_TOTALS = (
+    "SELECT COALESCE(SUM(chunks), 0) AS chunks, COALESCE(SUM(tokens), 0) AS tokens"
+    " FROM fulltext_totals"
+)
+BACKFILL_BATCH = 2000  # chunks read at a time by the backfill
+
+
+def backfill(conn: Any) -> None:
+    """Fill the index columns of the chunks stored before they existed (migration 3), inside
+    the migration's transaction: lengths and frequencies first, then the impacts at the mean
+    length they make."""
+    cursor = conn.cursor(row_factory=tuple_row)
+    for rows in _batches(cursor, "content, docnm, important_keywords, questions"):
+        updates = []
+        for seq, *fields in rows:
+            tokens, freqs = _counts(*fields)
+            updates.append((tokens, json.dumps(freqs, ensure_ascii=False), seq))
+        cursor.executemany("UPDATE chunks SET tokens = %s, freqs = %s WHERE seq = %s", updates)
+    chunks, tokens = cursor.execute(_TOTALS).fetchone()
+    if not int(chunks):
+        return  # the first chunk written sets the reference
+    reference = float(tokens) / int(chunks)
+    cursor.execute("UPDATE impact_reference SET avgdl = %s", (reference,))
+    for rows in _batches(cursor, "tokens, freqs"):
+        cursor.executemany(
+            "UPDATE chunks SET impacts = %s::tsvector WHERE seq = %s",
+            [(impacts_vector(freqs, tokens, reference), seq) for seq, tokens, freqs in rows],
+        )
+
+
+def _batches(cursor: Any, columns: str) -> Iterator[list[tuple[Any, ...]]]:
+    """The chunks' ``seq`` and ``columns``, BACKFILL_BATCH rows at a time, in order."""
+    last = 0
+    while rows := cursor.execute(
+        f"SELECT seq, {columns} FROM chunks WHERE seq > %s ORDER BY seq LIMIT %s",
+        (last, BACKFILL_BATCH),
+    ).fetchall():
+        yield rows
+        last = rows[-1][0]
+
+
+def impact_reference(c: Any) -> float:
+    """The mean length a write session's chunks get their impacts computed at: the index's
+    now, recorded as ``record_reference`` does (in the same statement); 0.0 while the index is
+    empty."""
+    chunks, tokens = c.execute(
+        f"WITH t AS ({_TOTALS}), m AS (SELECT t.tokens::float8 / t.chunks AS avgdl FROM t"
+        " WHERE t.chunks > 0), lowered AS (UPDATE impact_reference r SET avgdl = m.avgdl FROM m"
+        " WHERE r.avgdl IS NULL OR r.avgdl > m.avgdl RETURNING 1) SELECT * FROM t"
+    ).fetchone()
+    return float(tokens) / int(chunks) if int(chunks) else 0.0
+
+
+def record_reference(c: Any, avgdl: float) -> float:
+    """Record ``avgdl`` as a mean length impacts are computed at: ``impact_reference`` keeps
+    the lowest (bm25.Stats.drift). The row is locked only when lowered."""
+    c.execute(
+        "UPDATE impact_reference SET avgdl = ? WHERE avgdl IS NULL OR avgdl > ?", (avgdl, avgdl)
+    )
+    return avgdl
+
+
+def impacts_vector(freqs: Mapping[str, float], tokens: int, avgdl: float) -> str:
+    """The ``impacts`` tsvector text of a chunk (bm25.impacts at mean length ``avgdl``)."""
+    return " ".join(impact_lexeme(t, b) for t, b in bm25.impacts(freqs, tokens, avgdl))
+
+
+def bm25_sql(stats: bm25.Stats, terms: Sequence[str]) -> tuple[str, list[Any]]:
+    """The BM25 of chunk ``c`` for ``terms`` (positive) as SQL over its ``tokens`` and
+    ``freqs``, and the arguments: bm25.scorer's arithmetic, operation for operation, in
+    float8 (a term not found adds 0.0, as the scorer skips it)."""
+    norm = "(?::float8 * (?::float8 + ?::float8 * c.tokens / ?::float8))"
+    args: list[Any] = []
+    parts = ["0.0::float8"]
+    for term in terms:
+        parts.append(
+            "COALESCE(?::float8 * (((c.freqs ->> ?)::float8 * ?::float8)"
+            f" / ((c.freqs ->> ?)::float8 + {norm})), 0.0::float8)"
+        )
+        args += [stats.idf(term), term, bm25.K1 + 1.0, term, bm25.K1, 1 - bm25.B, bm25.B]
+        args.append(stats.avgdl)
+    return " + ".join(parts), args
+
+
+REMEMBERED = 4096  # terms whose chunk counts and buckets a process remembers, per database
+
+
+class _Remembered:
+    """What a process remembers of a database's terms, while no chunk changed (``changes``)."""
+
+    def __init__(self, changes: int) -> None:
+        self.changes = changes
+        self.hits: dict[str, int] = {}
+        self.buckets: dict[str, list[int]] = {}
+
+
+_remembered: dict[str, _Remembered] = {}
+
+
+class PostgresImpacts:
+    """The ImpactIndex (api.storage.topk) of one session ``c`` of the database at ``url``."""
+
+    def __init__(self, c: Any, url: str) -> None:
+        self.c = c
+        self.url = url
+        self._terms = _Remembered(-1)
+        self._stats: bm25.Stats | None = None  # the last stats(): what ranked() scores with
+
+    def _column(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        return [row[0] for row in self.c.execute(sql, args).fetchall()]
+
+    def stats(self, terms: Sequence[str]) -> bm25.Stats:
+        chunks, tokens, changes, reference = self.c.execute(
+            "SELECT COALESCE(SUM(chunks), 0), COALESCE(SUM(tokens), 0),"
+            " COALESCE(SUM(changes), 0), (SELECT avgdl FROM impact_reference)"
+            " FROM fulltext_totals"
+        ).fetchone()
+        remembered = _remembered.get(self.url)
+        if (
+            remembered is None
+            or remembered.changes != int(changes)
+            or len(remembered.hits) + len(remembered.buckets) > REMEMBERED
+        ):
+            remembered = _remembered[self.url] = _Remembered(int(changes))
+        self._terms = remembered
+        self._stats = bm25.Stats(
+            rows=int(chunks),
+            avgdl=float(tokens) / int(chunks) if int(chunks) else 1.0,
+            hits={t: self._count(t) for t in terms},
+            impact_avgdl=float(reference) if reference is not None else 0.0,
+        )
+        return self._stats
+
+    def _count(self, term: str) -> int:
+        found = self._terms.hits.get(term)
+        if found is None:
+            sql = "SELECT count(*) FROM chunks WHERE fts @@ ?::tsquery"
+            found = self._terms.hits[term] = int(self._column(sql, (any_word([term]),))[0])
+        return found
+
+    def buckets(self, term: str) -> list[int]:
+        found = self._terms.buckets.get(term)
+        if found is None:
+            # planned apart from its LIMIT: with one, a scan of every chunk would look cheaper
+            probe = (
+                "WITH m AS MATERIALIZED (SELECT 1 FROM chunks WHERE impacts @@ ?::tsquery)"
+                " SELECT 1 FROM m LIMIT 1"
+            )
+            found = self._terms.buckets[term] = [
+                bucket
+                for bucket in range(bm25.IMPACT_BUCKETS - 1, -1, -1)
+                if self._column(probe, (impact_lexeme(term, bucket),))
+            ]
+        return found
+
+    def holding(self, term: str) -> list[int]:
+        return self._column("SELECT seq FROM chunks WHERE fts @@ ?::tsquery", (any_word([term]),))
+
+    def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
+        score, args = bm25_sql(self._stats or self.stats(terms), terms)
+        rows = self.c.execute(
+            f"SELECT c.seq, {score} AS score FROM chunks c WHERE c.fts @@ ?::tsquery"
+            " ORDER BY score DESC, c.seq LIMIT ?",
+            (*args, any_word(terms), count),
+        ).fetchall()
+        return [(int(seq), float(value)) for seq, value in rows]
+
+    def cell(self, places: dict[str, int], ladders: dict[str, list[int]]) -> list[int]:
+        held = [impact_lexeme(term, place) for term, place in places.items() if place >= 0]
+        below = [
+            impact_lexeme(term, bucket)
+            for term, place in places.items()
+            if place < 0
+            for bucket in ladders[term]
+        ]
+        query = " & ".join(held) + (f" & !({' | '.join(below)})" if below else "")
+        return self._column("SELECT seq FROM chunks WHERE impacts @@ ?::tsquery", (query,))
+
+    def scores(
+        self,
+        seqs: Sequence[int],
+        dataset_ids: Sequence[str],
+        doc_ids: Sequence[str],
+        stats: bm25.Stats,
+        terms: Sequence[str],
+    ) -> list[tuple[int, float, Row | None]]:
+        if not seqs:
+            return []
+        score, args = bm25_sql(stats, terms)
+        where = ["c.seq = ANY(?)", "c.available = 1", "c.dataset_id = ANY(?)"]
+        args += [list(seqs), list(dataset_ids)]
+        if doc_ids:
+            where.append("c.doc_id = ANY(?)")
+            args.append(list(doc_ids))
+        sql = f"SELECT c.seq, {score} FROM chunks c WHERE {' AND '.join(where)}"
+        return [(int(seq), float(value), None) for seq, value in self.c.execute(sql, args)]
+
+    def rows(self, seqs: Sequence[int]) -> dict[int, Row]:
+        sql = f"SELECT c.seq, {ROW_SQL} FROM chunks c WHERE c.seq = ANY(?)"
+        return {int(seq): tuple(row) for seq, *row in self.c.execute(sql, (list(seqs),))}

@@ -70,7 +70,7 @@ class SqliteDialect:
         return words_prepared(contents)
 
     def chunk_index(
-        self, content: str, docnm: str, keywords: Any, questions: Any
+        self, c: Session, content: str, docnm: str, keywords: Any, questions: Any
     ) -> Mapping[str, tuple[str, Any]]:
         return {}
 
@@ -113,7 +113,7 @@ class SqliteDialect:
         cursor = self.conn.cursor()
         cursor.row_factory = None  # plain tuples: cheaper than sqlite3.Row for many rows
         match = codec.fts_query(terms)
-        columns = "c.id, c.doc_id, c.docnm, c.content, c.important_keywords, c.questions"
+        columns = topk.ROW_SQL
         ranked = f"bm25(chunks_fts, {bm25.SQL_WEIGHTS})"
         if not doc_ids:  # a quarter more than asked: room for chunks out of scope
             window = limit + limit // 4

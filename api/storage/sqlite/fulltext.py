@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from api.storage import bm25, codec
+from api.storage.topk import ROW_SQL, Row
 
 
 def varints(data: bytes) -> list[int]:
@@ -65,9 +66,11 @@ def impacts(
     """The impact index's text for a chunk (bm25.impact_terms) from its columns, its FTS5
     docsize record and the index's averages record; ``words``: the connection's rf_words."""
     fields = bm25.fields(content, docnm, keywords, questions, lambda value: words(value).split())
-    return bm25.impact_terms(fields, row_tokens(size), reference(size, averages))
+    freqs = bm25.frequencies(fields)
+    return bm25.impact_terms(freqs, row_tokens(size), reference(size, averages))
 
 
+_AMONG = "c.seq IN (SELECT value FROM json_each(?))"  # chunk c is one of a JSON list of seqs
 REMEMBERED = 4096  # terms whose chunk counts and buckets a connection remembers
 
 
@@ -145,13 +148,18 @@ class SqliteImpacts:
         sql = "SELECT rowid FROM chunks_impacts WHERE chunks_impacts MATCH ?"
         return [int(row[0]) for row in self.conn.execute(sql, (match,))]
 
-    def rows(
-        self, seqs: Sequence[int], dataset_ids: Sequence[str], doc_ids: Sequence[str]
-    ) -> list[tuple[Any, ...]]:
+    def scores(
+        self,
+        seqs: Sequence[int],
+        dataset_ids: Sequence[str],
+        doc_ids: Sequence[str],
+        stats: bm25.Stats,
+        terms: Sequence[str],
+    ) -> list[tuple[int, float, Row | None]]:
         if not seqs:
             return []
         where = [
-            "c.seq IN (SELECT value FROM json_each(?))",
+            _AMONG,
             "c.available = 1",
             f"c.dataset_id IN ({', '.join('?' * len(dataset_ids))})",
         ]
@@ -159,14 +167,23 @@ class SqliteImpacts:
         if doc_ids:
             where.append(f"c.doc_id IN ({', '.join('?' * len(doc_ids))})")
             args.extend(doc_ids)
+        score = bm25.scorer(stats, terms)
+        found: list[tuple[int, float, Row | None]] = []
+        for seq, size, *row in self._read(
+            f"SELECT c.seq, d.sz, {ROW_SQL} FROM chunks c JOIN chunks_fts_docsize d ON d.id = c.seq"
+            f" WHERE {' AND '.join(where)}",
+            args,
+        ):
+            _, _, docnm, content, keywords, questions = row
+            value = score(content, docnm, keywords, questions, row_tokens(size))
+            found.append((seq, value, tuple(row)))
+        return found
+
+    def rows(self, seqs: Sequence[int]) -> dict[int, Row]:
+        sql = f"SELECT c.seq, {ROW_SQL} FROM chunks c WHERE {_AMONG}"
+        return {seq: tuple(row) for seq, *row in self._read(sql, [json.dumps(list(seqs))])}
+
+    def _read(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         cursor = self.conn.cursor()
-        cursor.row_factory = None
-        return [
-            (*row[:7], row_tokens(row[7]))
-            for row in cursor.execute(
-                "SELECT c.seq, c.id, c.doc_id, c.docnm, c.content, c.important_keywords,"
-                " c.questions, d.sz FROM chunks c JOIN chunks_fts_docsize d ON d.id = c.seq"
-                f" WHERE {' AND '.join(where)}",
-                args,
-            )
-        ]
+        cursor.row_factory = None  # plain tuples: cheaper than sqlite3.Row for many rows
+        return cursor.execute(sql, args).fetchall()

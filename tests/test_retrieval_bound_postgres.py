@@ -1,0 +1,281 @@
+"""Bounded ranking on PostgreSQL (api.storage.topk over postgres/fulltext.py's impact index)
+gives the exhaustive answer: every match ranked in SQL by the same BM25.
+
+Tested here, on a real throwaway cluster:
+- the SQL BM25 is the Python scorer's, bit for bit, on every match of generated questions (and,
+  in test_retrieval_backends.py, FTS5's on the same corpus);
+- on a generated corpus (bench.corpus's Zipf words), 200 questions of 1 to 5 terms give the
+  exhaustive ids, scores and order, most of them through the bound;
+- questions holding an everyday word go through the ranked step and still give it;
+- the index columns, totals and impact reference follow every write (adds, edits, renames,
+  deletes, a document's and a dataset's removal) and migration 3 builds them for a database
+  that predates them.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from api import storage, text
+from api.storage import bm25, topk
+from api.storage.postgres.connections import close_pools
+from api.storage.postgres.fulltext import PostgresImpacts, bm25_sql
+from bench.corpus import Corpus
+from bench.retrieval_scale import question_ranks
+
+Store = Any  # SqlStorage over PostgresDialect: its ``db`` is read here
+
+
+def _load(store: Store, name: str, chunks: list[dict[str, Any]], docs: int = 4) -> str:
+    ds = store.create_dataset("t", {"name": name})
+    uploads = [
+        storage.Upload(f"{name} notes {i}.txt", "txt", "doc", io.BytesIO(b"x")) for i in range(docs)
+    ]
+    share = len(chunks) // docs
+    for n, doc in enumerate(store.add_documents(ds, uploads, "t")):
+        store.replace_chunks(str(doc["id"]), chunks[n * share : (n + 1) * share])
+    return str(ds["id"])
+
+
+@pytest.fixture(scope="module")
+def corpus_store(
+    pg_cluster: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Store, str]]:
+    """20,000 chunks of 60 Zipf words in 4 documents, and a second small dataset."""
+    url = str(pg_cluster.create_database())
+    backend = storage.open_backend(tmp_path_factory.mktemp("bound-pg"), url)
+    corpus = Corpus(seed=3)
+    dataset = _load(backend.store, "big", [{"content": c} for c in corpus.chunks(20_000)])
+    _load(backend.store, "small", [{"content": c} for c in corpus.chunks(300)])
+    yield backend.store, dataset
+    close_pools(url)
+    pg_cluster.drop_database(url)
+
+
+def _bounded(store: Store, dataset: str, terms: list[str], limit: int) -> Any:
+    with store.db.read() as session:
+        return topk.best(PostgresImpacts(session, store.db.url), [dataset], [], terms, limit)
+
+
+def _exhaustive(store: Store, dataset: str, terms: list[str], limit: int) -> list[Any]:
+    """Every match ranked in SQL: the backend's own fallback (the bound turned off)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(topk, "best", lambda *args: None)
+        return [(r["id"], r["bm25"]) for r in store.search_chunks([dataset], [], terms, limit)]
+
+
+def test_sql_bm25_is_the_python_scorer_bit_for_bit(corpus_store: tuple[Store, str]) -> None:
+    store, _ = corpus_store
+    words = Corpus().words
+    compared = 0
+    with store.db.read() as session:
+        index = PostgresImpacts(session, store.db.url)
+        for ranks in question_ranks(12, seed=21):
+            terms = list(dict.fromkeys(words[r] for r in ranks))
+            stats = index.stats(terms)
+            score, args = bm25_sql(stats, terms)
+            rows = session.execute(
+                "SELECT c.content, c.docnm, c.important_keywords, c.questions, c.tokens,"
+                f" {score} FROM chunks c WHERE c.fts @@ ?::tsquery",
+                (*args, " | ".join(f"'{t}'" for t in terms)),
+            ).fetchall()
+            python = bm25.scorer(stats, terms)
+            for content, docnm, keywords, questions, tokens, expected in rows:
+                assert python(content, docnm, keywords, questions, tokens) == expected, terms
+                compared += 1
+    assert compared > 20_000
+
+
+def test_bounded_ranking_gives_the_exhaustive_answer(
+    corpus_store: tuple[Store, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every question the bound can answer within its visits gives the exhaustive answer; and
+    retrieval's own choice (the bound when it pays, else every match ranked) always does."""
+    store, dataset = corpus_store
+    words = Corpus().words
+    questions = [[words[r] for r in ranks] for ranks in question_ranks(200, seed=15)]
+    for terms in questions:  # what retrieval calls
+        got = store.search_chunks([dataset], [], terms, 64)
+        assert [(r["id"], r["bm25"]) for r in got] == _exhaustive(store, dataset, terms, 64)
+    monkeypatch.setattr(topk, "VISIT_COST", 1)  # the bound tried wherever it can be
+    bounded = 0
+    for terms in questions:
+        for limit in (10, 64):
+            found = _bounded(store, dataset, terms, limit)
+            if found is not None:
+                bounded += 1
+                assert [(row[0], row[6]) for row in found] == _exhaustive(
+                    store, dataset, terms, limit
+                ), (terms, limit)
+    assert bounded >= 380, bounded  # of 400, as on SQLite
+
+
+def test_questions_with_everyday_words_rank_their_other_words(
+    corpus_store: tuple[Store, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the cells made unaffordable, questions holding an everyday word go through the
+    ranked step (SQL BM25 over their other terms) and still give the exhaustive answer."""
+    store, dataset = corpus_store
+    words = Corpus().words
+    with store.db.read() as session:
+        stats = PostgresImpacts(session, store.db.url).stats(words[:10])
+    everyday = [w for w in words[:10] if stats.idf(w) <= bm25.LEAST_IDF]
+    assert everyday, [stats.hits[w] / stats.rows for w in words[:10]]
+    monkeypatch.setattr(topk, "CELL_COST", 10**9)
+    asked: list[list[str]] = []
+    ranked = PostgresImpacts.ranked
+
+    def spy(self: PostgresImpacts, terms: list[str], count: int) -> list[tuple[int, float]]:
+        asked.append(list(terms))
+        return ranked(self, terms, count)
+
+    monkeypatch.setattr(PostgresImpacts, "ranked", spy)
+    rng = random.Random(16)
+    answered = 0
+    for ranks in question_ranks(60, seed=16):
+        terms = list(dict.fromkeys([rng.choice(everyday), *(words[r] for r in ranks)]))
+        for limit in (10, 64):
+            found = _bounded(store, dataset, terms, limit)
+            if found is not None:
+                answered += 1
+                assert [(row[0], row[6]) for row in found] == _exhaustive(
+                    store, dataset, terms, limit
+                ), (terms, limit)
+    assert asked and all(not set(a) & set(everyday) for a in asked)
+    assert len(asked) >= 40 and answered >= 40, (len(asked), answered)
+
+
+def test_a_small_dataset_beside_a_large_one_gets_its_own_best(
+    corpus_store: tuple[Store, str],
+) -> None:
+    store, _ = corpus_store
+    with store.db.read() as session:
+        small = session.execute("SELECT id FROM datasets WHERE name = 'small'").fetchone()[0]
+    words = Corpus().words
+    for terms in ([words[0]], [words[1], words[4]], [words[0], words[2], words[9]]):
+        expected = _exhaustive(store, small, terms, 64)
+        assert len(expected) == 64
+        got = store.search_chunks([small], [], terms, 64)
+        assert [(r["id"], r["bm25"]) for r in got] == expected
+
+
+def _one(conn: psycopg.Connection[Any], sql: str) -> tuple[Any, ...]:
+    row = conn.execute(sql.encode()).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def _check_index(url: str) -> int:
+    """Each chunk's index columns are what its fields give (length and frequencies as FTS5
+    counts them); its impacts bound every term's weight now, at the mean length the totals
+    give (they count every chunk and token); the totals agree with the table. Returns the
+    number of (chunk, term) impact entries."""
+    with psycopg.connect(url) as conn:
+        chunks, tokens = _one(conn, "SELECT count(*), COALESCE(sum(tokens), 0) FROM chunks")
+        assert _one(conn, "SELECT sum(chunks), sum(tokens) FROM fulltext_totals") == (
+            chunks,
+            tokens,
+        )
+        (reference,) = _one(conn, "SELECT avgdl FROM impact_reference")
+        stats = bm25.Stats(
+            rows=chunks, avgdl=tokens / max(chunks, 1), hits={}, impact_avgdl=reference
+        )
+        indexed = 0
+        rows = conn.execute(
+            "SELECT content, docnm, important_keywords, questions, tokens, freqs,"
+            " tsvector_to_array(impacts) FROM chunks"
+        ).fetchall()
+        for content, docnm, keywords, questions, length, freqs, impacts in rows:
+            fields = bm25.fields(content, docnm, keywords, questions)
+            assert length == sum(len(field) for field in fields)
+            assert freqs == bm25.frequencies(fields)
+            buckets = {entry[:-2]: int(entry[-2:]) for entry in impacts}
+            assert set(buckets) <= set(freqs)
+            for term, freq in freqs.items():
+                weight = bm25.saturation(freq, length, stats.avgdl)
+                ceiling = bm25.bucket_ceiling(buckets.get(term, -1)) * stats.drift
+                assert weight <= ceiling * (1 + 1e-9), (term, freq, buckets.get(term))
+            indexed += len(buckets)
+    return indexed
+
+
+def test_the_index_follows_every_write(tmp_path: Path, pg_database: str) -> None:
+    store = storage.open_backend(tmp_path, pg_database).store
+    ds = store.create_dataset("t", {"name": "ds"})
+    doc, other = store.add_documents(
+        ds,
+        [storage.Upload(n, "txt", "doc", io.BytesIO(b"x")) for n in ("a b.txt", "c.txt")],
+        "t",
+    )
+    rng = random.Random(9)
+    vocabulary = ["ab", "cd", "ef", "gh", "ij"]
+    # lengths from 3 to 300 tokens: the mean moves as chunks come, and weights with it
+    store.replace_chunks(
+        str(doc["id"]),
+        [{"content": " ".join(rng.choices(vocabulary, k=rng.randint(3, 300)))} for _ in range(60)],
+    )
+    with psycopg.connect(pg_database) as conn:  # an empty index: the first chunk's length
+        first = _one(conn, "SELECT tokens FROM chunks ORDER BY seq LIMIT 1")
+        assert _one(conn, "SELECT avgdl FROM impact_reference") == first
+    store.replace_chunks(str(other["id"]), [{"content": "ab ab ab cd", "questions": ["cd ef"]}])
+    assert _check_index(pg_database) > 60
+    short = store.add_chunk(doc, {"content": "ab"})
+    store.update_chunk(str(doc["id"]), str(short["id"]), {"content": "ij ij ij ij ij ij ij ij"})
+    store.update_chunk(str(doc["id"]), str(short["id"]), {"important_keywords": ["gh", "gh"]})
+    store.update_document(doc, {"name": "ab ab renamed.txt"})
+    assert _check_index(pg_database) > 60
+    store.delete_chunks(str(doc["id"]), None)
+    assert _check_index(pg_database) > 0
+    store.delete_documents(str(ds["id"]), [str(other["id"])])  # its chunks go with it (a cascade)
+    assert _check_index(pg_database) == 0
+    with psycopg.connect(pg_database) as conn:
+        assert _one(conn, "SELECT sum(chunks), sum(tokens) FROM fulltext_totals") == (0, 0)
+
+
+def test_migration_3_builds_the_index_of_an_existing_database(
+    tmp_path: Path, pg_database: str
+) -> None:
+    """A database as migration 2 left it (no index columns, totals, triggers) with chunks:
+    opening it fills them, retrieval gives what it gave, and the triggers keep them."""
+    store = storage.open_backend(tmp_path, pg_database).store
+    corpus = Corpus(seed=8)
+    dataset = _load(store, "ds", [{"content": c} for c in corpus.chunks(400, 30)], docs=2)
+    words = Corpus().words
+    questions = [[words[r] for r in ranks] for ranks in question_ranks(20, seed=4)]
+    before = [store.search_chunks([dataset], [], terms, 10) for terms in questions]
+    close_pools(pg_database)
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute(
+            b"DROP TRIGGER chunks_inserted ON chunks; DROP TRIGGER chunks_deleted ON chunks;"
+            b" DROP TRIGGER chunks_updated ON chunks;"
+            b" DROP FUNCTION chunks_inserted, chunks_deleted, chunks_updated, fulltext_count;"
+            b" DROP TABLE fulltext_totals, impact_reference; DROP INDEX chunks_impacts;"
+            b" ALTER TABLE chunks DROP COLUMN tokens, DROP COLUMN freqs, DROP COLUMN impacts;"
+            b" UPDATE schema_version SET version = 2"
+        )
+    store = storage.open_backend(tmp_path, pg_database).store
+    after = [store.search_chunks([dataset], [], terms, 10) for terms in questions]
+    assert after == before
+    assert _check_index(pg_database) > 400
+    upload = storage.Upload("more.txt", "txt", "doc", io.BytesIO(b"x"))
+    (doc,) = store.add_documents(store.get_dataset("t", dataset) or {}, [upload], "t")
+    store.replace_chunks(str(doc["id"]), [{"content": c} for c in corpus.chunks(50, 30)])
+    assert _check_index(pg_database) > 450
+
+
+def test_a_question_of_words_the_index_holds_as_one_lexeme(
+    corpus_store: tuple[Store, str],
+) -> None:
+    """A term that normalises to two words matches in PostgreSQL as one lexeme (as before) and
+    is ranked by every match, never through the bound."""
+    store, dataset = corpus_store
+    terms = text.query_terms("abc\u037adef")
+    assert _bounded(store, dataset, terms, 10) is None
+    assert store.search_chunks([dataset], [], terms, 10) == []
