@@ -41,8 +41,6 @@ class Session(Protocol):
     """One connection: statements with ``?`` placeholders, rows as ``Row``."""
 
     def execute(self, sql: str, args: Sequence[Any] = (), /) -> Result: ...
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Result:
-        """Its ``rowcount``: the rows all of them changed."""
 
 
 # A full-text hit, in this order: id, doc_id, docnm, content, important_keywords, questions,

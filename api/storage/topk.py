@@ -80,9 +80,9 @@ class ImpactIndex(Protocol):
     def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
         """The ``count`` chunks best by BM25 over ``terms`` (seq, BM25 positive), best first."""
 
-    def cell(self, places: dict[str, int], ladders: dict[str, list[int]]) -> list[int]:
-        """The chunks (seq) holding each term of ``places`` in that bucket, or (BELOW) in none
-        of its buckets ``ladders[term]``; at least one place is a bucket."""
+    def cell(self, places: dict[str, int], ladders: dict[str, list[int]], most: int) -> list[int]:
+        """At most ``most`` of the chunks (seq) holding each term of ``places`` in that bucket,
+        or (BELOW) in none of its buckets ``ladders[term]``; at least one place is a bucket."""
 
     def scores(
         self,
@@ -144,12 +144,16 @@ def best(
                 heapq.heapreplace(kept, entry)
         return True
 
+    def room() -> int:
+        """The visits left."""
+        return allowed[0] - spent[0]
+
     common = sorted(weighty, key=stats.hits.__getitem__)
     bounded = True
     while bounded and common and spent[0] + stats.hits[common[0]] <= visits:
         bounded = visit(index.holding(common.pop(0)))
     if bounded and common:
-        bounded = _visit_cells(index, stats, common, slack, visit, kept, limit)
+        bounded = _visit_cells(index, stats, common, slack, (visit, room), kept, limit)
     if not bounded and slack:  # what was visited stays scored
         ranked = index.ranked(weighty, limit * RANKED)
         allowed[0] = spent[0] + len(ranked)
@@ -194,13 +198,15 @@ def _visit_cells(
     stats: bm25.Stats,
     terms: list[str],
     slack: float,
-    visit: Callable[[list[int], int], bool],
+    visits: tuple[Callable[[list[int], int], bool], Callable[[], int]],
     kept: list[Entry],
     limit: int,
 ) -> bool:
     """Visit cells of ``terms``' buckets, best bound first, until the ``limit``-th best chunk
     beats every cell left (the other terms adding at most ``slack`` to any chunk). False when
-    the visits allowed run out first, or only the cell below every bucket is left."""
+    the visits allowed (``visits``: visit, and the visits left) run out first, a cell asked for
+    holding more chunks than are left to visit, or only the cell below every bucket is left."""
+    visit, room = visits
     ladders = {t: index.buckets(t) for t in terms}
     steps = [[*ladders[t], BELOW] for t in terms]
     weights = [
@@ -221,7 +227,9 @@ def _visit_cells(
         places = {t: step[i] for t, step, i in zip(terms, steps, cell, strict=True)}
         if all(place == BELOW for place in places.values()):
             return False  # the chunks whose every common term weighs little: not indexed
-        if not visit(index.cell(places, ladders), CELL_COST):
+        most = room() - CELL_COST
+        found = index.cell(places, ladders, most + 1) if most >= 0 else []
+        if most < 0 or len(found) > most or not visit(found, CELL_COST):
             return False
         for k in range(len(terms)):
             if cell[k] + 1 < len(steps[k]):

@@ -80,13 +80,6 @@ class _Session:
     def execute(self, sql: str, args: Sequence[Any] = (), /) -> Any:
         return self.conn.cursor(row_factory=_row_factory).execute(_placeholders(sql), args)
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any:
-        # left open: closing a cursor forgets its rowcount (a client-side cursor holds nothing
-        # on the server)
-        cursor = self.conn.cursor()
-        cursor.executemany(_placeholders(sql), rows)
-        return cursor
-
 
 class PostgresDialect:
     """PostgreSQL's sessions and spellings for the shared SQL code."""

@@ -120,25 +120,33 @@ BACKFILL_BATCH = 2000  # chunks read at a time by the backfill
 
 def backfill(conn: Any) -> None:
     """Fill the index columns of the chunks stored before they existed (migration 3), inside
-    the migration's transaction: lengths and frequencies first, then the impacts at the mean
-    length they make."""
+    the migration's transaction, in two reads: the mean length first (the impacts are computed
+    at it), then each chunk's columns, copied into a temporary table that one UPDATE sets them
+    from."""
     cursor = conn.cursor(row_factory=tuple_row)
-    for rows in _batches(cursor, "content, docnm, important_keywords, questions"):
-        updates = []
-        for seq, *fields in rows:
-            tokens, freqs = _counts(*fields)
-            updates.append((tokens, json.dumps(freqs, ensure_ascii=False), seq))
-        cursor.executemany("UPDATE chunks SET tokens = %s, freqs = %s WHERE seq = %s", updates)
-    chunks, tokens = cursor.execute(_TOTALS).fetchone()
-    if not int(chunks):
+    read = "content, docnm, important_keywords, questions"
+    chunks = tokens = 0
+    for rows in _batches(cursor, read):
+        chunks += len(rows)
+        tokens += sum(len(field) for _, *row in rows for field in bm25.fields(*row))
+    if not chunks:
         return  # the first chunk written sets the reference
-    reference = float(tokens) / int(chunks)
+    reference = tokens / chunks
     cursor.execute("UPDATE impact_reference SET avgdl = %s", (reference,))
-    for rows in _batches(cursor, "tokens, freqs"):
-        cursor.executemany(
-            "UPDATE chunks SET impacts = %s::tsvector WHERE seq = %s",
-            [(impacts_vector(freqs, tokens, reference), seq) for seq, tokens, freqs in rows],
-        )
+    cursor.execute(
+        "CREATE TEMPORARY TABLE chunk_index (seq BIGINT, tokens INTEGER, freqs JSONB,"
+        " impacts TSVECTOR) ON COMMIT DROP"
+    )
+    for rows in _batches(cursor, read):
+        with cursor.copy("COPY chunk_index FROM STDIN") as copy:
+            for seq, *row in rows:
+                length, freqs = _counts(*row)
+                found = impacts_vector(freqs, length, reference)
+                copy.write_row((seq, length, json.dumps(freqs, ensure_ascii=False), found))
+    cursor.execute(
+        "UPDATE chunks c SET tokens = i.tokens, freqs = i.freqs, impacts = i.impacts"
+        " FROM chunk_index i WHERE c.seq = i.seq"
+    )
 
 
 def _batches(cursor: Any, columns: str) -> Iterator[list[tuple[Any, ...]]]:
@@ -195,6 +203,13 @@ def bm25_sql(stats: bm25.Stats, terms: Sequence[str]) -> tuple[str, list[Any]]:
     return " + ".join(parts), args
 
 
+# The first chunks whose impacts match a tsquery (the column, then the query and the count as
+# arguments): planned apart from its LIMIT, as with one a scan of every chunk would look cheaper
+# than the GIN index
+_FIRST = (
+    "WITH m AS MATERIALIZED (SELECT {} AS found FROM chunks WHERE impacts @@ ?::tsquery)"
+    " SELECT found FROM m LIMIT ?"
+)
 REMEMBERED = 4096  # terms whose chunk counts and buckets a process remembers, per database
 
 
@@ -217,12 +232,14 @@ class PostgresImpacts:
         self.c = c
         self.url = url
         self._terms = _Remembered(-1)
-        self._stats: bm25.Stats | None = None  # the last stats(): what ranked() scores with
+        self._stats: bm25.Stats | None = None  # the search's statistics
 
     def _column(self, sql: str, args: Sequence[Any]) -> list[Any]:
         return [row[0] for row in self.c.execute(sql, args).fetchall()]
 
     def stats(self, terms: Sequence[str]) -> bm25.Stats:
+        if self._stats is not None and set(terms) <= self._stats.hits.keys():
+            return self._stats  # a search's statistics are taken once
         chunks, tokens, changes, reference = self.c.execute(
             "SELECT COALESCE(SUM(chunks), 0), COALESCE(SUM(tokens), 0),"
             " COALESCE(SUM(changes), 0), (SELECT avgdl FROM impact_reference)"
@@ -254,15 +271,10 @@ class PostgresImpacts:
     def buckets(self, term: str) -> list[int]:
         found = self._terms.buckets.get(term)
         if found is None:
-            # planned apart from its LIMIT: with one, a scan of every chunk would look cheaper
-            probe = (
-                "WITH m AS MATERIALIZED (SELECT 1 FROM chunks WHERE impacts @@ ?::tsquery)"
-                " SELECT 1 FROM m LIMIT 1"
-            )
             found = self._terms.buckets[term] = [
                 bucket
                 for bucket in range(bm25.IMPACT_BUCKETS - 1, -1, -1)
-                if self._column(probe, (impact_lexeme(term, bucket),))
+                if self._column(_FIRST.format("1"), (impact_lexeme(term, bucket), 1))
             ]
         return found
 
@@ -270,7 +282,7 @@ class PostgresImpacts:
         return self._column("SELECT seq FROM chunks WHERE fts @@ ?::tsquery", (any_word([term]),))
 
     def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
-        score, args = bm25_sql(self._stats or self.stats(terms), terms)
+        score, args = bm25_sql(self.stats(terms), terms)
         rows = self.c.execute(
             f"SELECT c.seq, {score} AS score FROM chunks c WHERE c.fts @@ ?::tsquery"
             " ORDER BY score DESC, c.seq LIMIT ?",
@@ -278,7 +290,7 @@ class PostgresImpacts:
         ).fetchall()
         return [(int(seq), float(value)) for seq, value in rows]
 
-    def cell(self, places: dict[str, int], ladders: dict[str, list[int]]) -> list[int]:
+    def cell(self, places: dict[str, int], ladders: dict[str, list[int]], most: int) -> list[int]:
         held = [impact_lexeme(term, place) for term, place in places.items() if place >= 0]
         below = [
             impact_lexeme(term, bucket)
@@ -287,7 +299,7 @@ class PostgresImpacts:
             for bucket in ladders[term]
         ]
         query = " & ".join(held) + (f" & !({' | '.join(below)})" if below else "")
-        return self._column("SELECT seq FROM chunks WHERE impacts @@ ?::tsquery", (query,))
+        return self._column(_FIRST.format("seq"), (query, most))
 
     def scores(
         self,

@@ -136,7 +136,7 @@ class SqliteImpacts:
         found = self.conn.execute(sql, (codec.fts_query(terms), count))
         return [(int(seq), -float(value)) for seq, value in found]
 
-    def cell(self, places: dict[str, int], ladders: dict[str, list[int]]) -> list[int]:
+    def cell(self, places: dict[str, int], ladders: dict[str, list[int]], most: int) -> list[int]:
         held = [f'"{term}{place:02d}"' for term, place in places.items() if place >= 0]
         below = [
             f'"{term}{bucket:02d}"'
@@ -145,8 +145,8 @@ class SqliteImpacts:
             for bucket in ladders[term]
         ]
         match = f"({' AND '.join(held)})" + (f" NOT ({' OR '.join(below)})" if below else "")
-        sql = "SELECT rowid FROM chunks_impacts WHERE chunks_impacts MATCH ?"
-        return [int(row[0]) for row in self.conn.execute(sql, (match,))]
+        sql = "SELECT rowid FROM chunks_impacts WHERE chunks_impacts MATCH ? LIMIT ?"
+        return [int(row[0]) for row in self.conn.execute(sql, (match, most))]
 
     def scores(
         self,
