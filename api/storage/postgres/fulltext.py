@@ -111,9 +111,10 @@ def _counts(content: str, docnm: str, keywords: str, questions: str) -> tuple[in
     return sum(len(field) for field in fields), bm25.frequencies(fields)
 
 
+# the index's chunks, their tokens and the chunk statements run (fulltext_totals' slots summed)
 _TOTALS = (
-    "SELECT COALESCE(SUM(chunks), 0) AS chunks, COALESCE(SUM(tokens), 0) AS tokens"
-    " FROM fulltext_totals"
+    "SELECT COALESCE(SUM(chunks), 0) AS chunks, COALESCE(SUM(tokens), 0) AS tokens,"
+    " COALESCE(SUM(changes), 0) AS changes FROM fulltext_totals"
 )
 BACKFILL_BATCH = 2000  # chunks read at a time by the backfill
 
@@ -164,7 +165,7 @@ def impact_reference(c: Any) -> float:
     """The mean length a write session's chunks get their impacts computed at: the index's
     now, recorded as ``record_reference`` does (in the same statement); 0.0 while the index is
     empty."""
-    chunks, tokens = c.execute(
+    chunks, tokens, _ = c.execute(
         f"WITH t AS ({_TOTALS}), m AS (SELECT t.tokens::float8 / t.chunks AS avgdl FROM t"
         " WHERE t.chunks > 0), lowered AS (UPDATE impact_reference r SET avgdl = m.avgdl FROM m"
         " WHERE r.avgdl IS NULL OR r.avgdl > m.avgdl RETURNING 1) SELECT * FROM t"
@@ -198,8 +199,8 @@ def bm25_sql(stats: bm25.Stats, terms: Sequence[str]) -> tuple[str, list[Any]]:
             "COALESCE(?::float8 * (((c.freqs ->> ?)::float8 * ?::float8)"
             f" / ((c.freqs ->> ?)::float8 + {norm})), 0.0::float8)"
         )
-        args += [stats.idf(term), term, bm25.K1 + 1.0, term, bm25.K1, 1 - bm25.B, bm25.B]
-        args.append(stats.avgdl)
+        args += [stats.idf(term), term, bm25.K1 + 1.0, term]
+        args += [bm25.K1, 1 - bm25.B, bm25.B, stats.avgdl]  # norm's
     return " + ".join(parts), args
 
 
@@ -241,9 +242,7 @@ class PostgresImpacts:
         if self._stats is not None and set(terms) <= self._stats.hits.keys():
             return self._stats  # a search's statistics are taken once
         chunks, tokens, changes, reference = self.c.execute(
-            "SELECT COALESCE(SUM(chunks), 0), COALESCE(SUM(tokens), 0),"
-            " COALESCE(SUM(changes), 0), (SELECT avgdl FROM impact_reference)"
-            " FROM fulltext_totals"
+            f"SELECT t.*, (SELECT avgdl FROM impact_reference) FROM ({_TOTALS}) t"
         ).fetchone()
         remembered = _remembered.get(self.url)
         if (
