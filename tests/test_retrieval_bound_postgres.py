@@ -8,8 +8,8 @@ Tested here, on a real throwaway cluster:
   exhaustive ids, scores and order, most of them through the bound;
 - questions holding an everyday word go through the ranked step and still give it;
 - the index columns, totals and impact reference follow every write (adds, edits, renames,
-  deletes, a document's and a dataset's removal) and migration 3 builds them for a database
-  that predates them.
+  deletes, a document's and a dataset's removal), and so do the word and impact counts of
+  ``fulltext_terms``; migrations 3 and 4 build them for a database that predates them.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import pytest
 from api import storage, text
 from api.storage import bm25, topk
 from api.storage.postgres.connections import close_pools
+from api.storage.postgres.dialect import PostgresDialect
 from api.storage.postgres.fulltext import PostgresImpacts, bm25_sql
 from bench.corpus import Corpus
 from bench.retrieval_scale import question_ranks
@@ -61,7 +62,7 @@ def corpus_store(
 
 def _bounded(store: Store, dataset: str, terms: list[str], limit: int) -> Any:
     with store.db.read() as session:
-        return topk.best(PostgresImpacts(session, store.db.url), [dataset], [], terms, limit)
+        return topk.best(PostgresImpacts(session), [dataset], [], terms, limit)
 
 
 def _exhaustive(store: Store, dataset: str, terms: list[str], limit: int) -> list[Any]:
@@ -76,7 +77,7 @@ def test_sql_bm25_is_the_python_scorer_bit_for_bit(corpus_store: tuple[Store, st
     words = Corpus().words
     compared = 0
     with store.db.read() as session:
-        index = PostgresImpacts(session, store.db.url)
+        index = PostgresImpacts(session)
         for ranks in question_ranks(12, seed=21):
             terms = list(dict.fromkeys(words[r] for r in ranks))
             stats = index.stats(terms)
@@ -125,7 +126,7 @@ def test_questions_with_everyday_words_rank_their_other_words(
     store, dataset = corpus_store
     words = Corpus().words
     with store.db.read() as session:
-        stats = PostgresImpacts(session, store.db.url).stats(words[:10])
+        stats = PostgresImpacts(session).stats(words[:10])
     everyday = [w for w in words[:10] if stats.idf(w) <= bm25.LEAST_IDF]
     assert everyday, [stats.hits[w] / stats.rows for w in words[:10]]
     monkeypatch.setattr(topk, "CELL_COST", 10**9)
@@ -172,17 +173,31 @@ def _one(conn: psycopg.Connection[Any], sql: str) -> tuple[Any, ...]:
     return tuple(row)
 
 
+# each word's and each impact's chunk count, as fulltext_terms keeps them and as counted anew
+_TERMS_KEPT = (
+    "SELECT impact, lexeme, sum(chunks) FROM fulltext_terms GROUP BY impact, lexeme"
+    " HAVING sum(chunks) <> 0 ORDER BY impact, lexeme"
+)
+_TERMS_COUNTED = (
+    "SELECT impact, lexeme, count(*) FROM (SELECT false AS impact, u.lexeme FROM chunks c,"
+    " unnest(c.fts) u UNION ALL SELECT true, u.lexeme FROM chunks c, unnest(c.impacts) u) t"
+    " GROUP BY impact, lexeme ORDER BY impact, lexeme"
+)
+
+
 def _check_index(url: str) -> int:
     """Each chunk's index columns are what its fields give (length and frequencies as FTS5
     counts them); its impacts bound every term's weight now, at the mean length the totals
-    give (they count every chunk and token); the totals agree with the table. Returns the
-    number of (chunk, term) impact entries."""
+    give (they count every chunk and token); the totals and the word and impact counts agree
+    with the table. Returns the number of (chunk, term) impact entries."""
     with psycopg.connect(url) as conn:
         chunks, tokens = _one(conn, "SELECT count(*), COALESCE(sum(tokens), 0) FROM chunks")
         assert _one(conn, "SELECT sum(chunks), sum(tokens) FROM fulltext_totals") == (
             chunks,
             tokens,
         )
+        kept = conn.execute(_TERMS_KEPT.encode()).fetchall()
+        assert kept == conn.execute(_TERMS_COUNTED.encode()).fetchall()
         (reference,) = _one(conn, "SELECT avgdl FROM impact_reference")
         stats = bm25.Stats(
             rows=chunks, avgdl=tokens / max(chunks, 1), hits={}, impact_avgdl=reference
@@ -206,7 +221,10 @@ def _check_index(url: str) -> int:
     return indexed
 
 
-def test_the_index_follows_every_write(tmp_path: Path, pg_database: str) -> None:
+def test_the_index_follows_every_write(
+    tmp_path: Path, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(PostgresDialect, "insert_batch", 7)  # writes of several statements
     store = storage.open_backend(tmp_path, pg_database).store
     ds = store.create_dataset("t", {"name": "ds"})
     doc, other = store.add_documents(
@@ -229,6 +247,7 @@ def test_the_index_follows_every_write(tmp_path: Path, pg_database: str) -> None
     short = store.add_chunk(doc, {"content": "ab"})
     store.update_chunk(str(doc["id"]), str(short["id"]), {"content": "ij ij ij ij ij ij ij ij"})
     store.update_chunk(str(doc["id"]), str(short["id"]), {"important_keywords": ["gh", "gh"]})
+    store.update_chunk(str(doc["id"]), str(short["id"]), {"available": False})
     store.update_document(doc, {"name": "ab ab renamed.txt"})
     assert _check_index(pg_database) > 60
     store.delete_chunks(str(doc["id"]), None)
@@ -239,11 +258,11 @@ def test_the_index_follows_every_write(tmp_path: Path, pg_database: str) -> None
         assert _one(conn, "SELECT sum(chunks), sum(tokens) FROM fulltext_totals") == (0, 0)
 
 
-def test_migration_3_builds_the_index_of_an_existing_database(
+def test_migrations_3_and_4_build_the_index_of_an_existing_database(
     tmp_path: Path, pg_database: str
 ) -> None:
-    """A database as migration 2 left it (no index columns, totals, triggers) with chunks:
-    opening it fills them, retrieval gives what it gave, and the triggers keep them."""
+    """A database as migration 2 left it (no index columns, totals, term counts, triggers)
+    with chunks: opening it fills them, retrieval gives what it gave, and the triggers keep them."""
     store = storage.open_backend(tmp_path, pg_database).store
     corpus = Corpus(seed=8)
     dataset = _load(store, "ds", [{"content": c} for c in corpus.chunks(400, 30)], docs=2)
@@ -256,7 +275,8 @@ def test_migration_3_builds_the_index_of_an_existing_database(
             b"DROP TRIGGER chunks_inserted ON chunks; DROP TRIGGER chunks_deleted ON chunks;"
             b" DROP TRIGGER chunks_updated ON chunks;"
             b" DROP FUNCTION chunks_inserted, chunks_deleted, chunks_updated, fulltext_count;"
-            b" DROP TABLE fulltext_totals, impact_reference; DROP INDEX chunks_impacts;"
+            b" DROP TABLE fulltext_totals, impact_reference, fulltext_terms;"
+            b" DROP INDEX chunks_impacts;"
             b" ALTER TABLE chunks DROP COLUMN tokens, DROP COLUMN freqs, DROP COLUMN impacts;"
             b" UPDATE schema_version SET version = 2"
         )

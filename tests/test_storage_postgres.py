@@ -27,6 +27,7 @@ from support.waiting import wait_for
 from api import config, storage
 from api.config import ConfigError
 from api.storage.postgres import connections as pg_connections
+from api.storage.postgres import fulltext as pg_fulltext
 from api.storage.postgres import schema as pg_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -485,3 +486,23 @@ def test_search_candidates_come_from_the_full_text_index_whatever_the_statistics
         for plan in explained.plans:
             assert "Seq Scan on chunks" not in plan, plan
         assert any("chunks_fts" in plan for plan in explained.plans), explained.plans
+
+
+def test_a_search_reads_its_terms_counts_through_the_primary_key(
+    backend: storage.Backend, pg_database: str
+) -> None:
+    """The statement reading a question's word and impact counts can take them from
+    fulltext_terms' primary key (a table of every word and impact of the index is read for a
+    few of them), and it finds them."""
+    store = backend.store
+    _, (doc,) = add_documents(store, "t", ["a.txt"], {})
+    store.replace_chunks(doc, [{"content": "alpha alpha alpha beta"}])
+    args = (["alpha", "beta"], [pg_fulltext.impact_word("alpha", b) for b in range(60)])
+    sql = pg_fulltext._TERMS.replace("?", "%s")
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(str(row[0]) for row in conn.execute(f"EXPLAIN {sql}", args).fetchall())
+        assert "fulltext_terms_pkey" in plan and "Seq Scan" not in plan, plan
+        found = {(impact, lexeme[:5]): int(n) for impact, lexeme, n in conn.execute(sql, args)}
+    assert found[(False, "alpha")] == found[(False, "beta")] == 1
+    assert found[(True, "alpha")] == 1

@@ -67,6 +67,7 @@ class Dialect(Protocol):
     rowid: str  # the column that orders rows by insertion (ties of a sort)
     skip_locked: str  # appended to a claim's candidate query: skip rows another claim locks
     like: str  # the case-insensitive LIKE operator
+    insert_batch: int  # rows one INSERT writes at most (document_state.insert_rows)
 
     def same_name(self, column: str) -> str:
         """``column`` equals one ``?``, letter case ignored (as the column's unique index)."""

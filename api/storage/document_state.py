@@ -44,11 +44,25 @@ def insert_sql(
     return f"INSERT INTO {table} ({', '.join(names)}) VALUES {values}{tail}"
 
 
-# Chunks stored by one INSERT: one statement per hundred chunks, not one per chunk. PostgreSQL
-# fires the chunk totals' statement triggers once per statement (on each chunk, they took 180 us
-# of its 375); on SQLite a chunk's write took 117-141 us instead of 190-206 (20,000-chunk
-# documents). Both engines' limits on parameters are far above (32,766 and 65,535).
-INSERT_BATCH = 100
+def insert_rows(
+    db: Dialect,
+    c: Session,
+    table: str,
+    columns: Sequence[str],
+    index: Mapping[str, tuple[str, Any]],
+    rows: Sequence[Sequence[Any]],
+    tail: str = "",
+) -> int:
+    """Insert ``rows`` (the values of ``columns``, then of the index columns ``index``), the
+    dialect's ``insert_batch`` to a statement; returns how many were stored."""
+    stored = 0
+    for start in range(0, len(rows), db.insert_batch):
+        batch = rows[start : start + db.insert_batch]
+        sql = insert_sql(table, columns, index, tail, len(batch))
+        stored += c.execute(sql, [value for row in batch for value in row]).rowcount
+    return stored
+
+
 _KEEP_STORED = " ON CONFLICT (id) DO NOTHING"  # a chunk id already stored keeps its chunk
 
 
@@ -126,12 +140,9 @@ def store_chunks(
         )
     if not rows:
         return 0, 0
-    values = list(rows.values())
-    stored = 0
-    for start in range(0, len(values), INSERT_BATCH):
-        batch = values[start : start + INSERT_BATCH]
-        sql = insert_sql("chunks", CHUNK_ROW_COLUMNS, index, _KEEP_STORED, len(batch))
-        stored += c.execute(sql, [value for row in batch for value in row]).rowcount
+    stored = insert_rows(
+        db, c, "chunks", CHUNK_ROW_COLUMNS, index, list(rows.values()), _KEEP_STORED
+    )
     if stored != len(rows):
         return count_chunks(c, doc_id)
     return len(rows), sum(int(row[9]) for row in rows.values())

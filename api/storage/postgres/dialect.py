@@ -88,6 +88,11 @@ class PostgresDialect:
     rowid = "seq"  # an identity column: insertion order
     skip_locked = " FOR UPDATE SKIP LOCKED"
     like = "ILIKE"
+    # few statements per transaction: each one's triggers add to the same rows of
+    # fulltext_totals and fulltext_terms, whose row versions a transaction cannot prune, so
+    # every statement finds longer chains (docs/architecture.md "Retrieval"); 2,000 rows of up
+    # to 32 columns fit PostgreSQL's 65,535 parameters
+    insert_batch = 2000
 
     def __init__(self, data_dir: Path, url: str, options: PoolSettings) -> None:
         self.url = url
@@ -131,17 +136,31 @@ class PostgresDialect:
         return columns
 
     def reindex_chunks(self, c: Session, clause: str, args: Sequence[Any]) -> None:
+        """The chunks' index columns computed anew, set by one UPDATE per ``insert_batch``
+        chunks (few statements: see insert_batch)."""
         rows = c.execute(
             f"SELECT seq, content, docnm, important_keywords, questions FROM chunks WHERE {clause}",
             args,
         ).fetchall()
-        for seq, content, docnm, keywords, questions in rows:
-            columns = self.chunk_index(
-                c, content, docnm, codec.json_list_value(keywords), codec.json_list_value(questions)
+        for start in range(0, len(rows), self.insert_batch):
+            batch = rows[start : start + self.insert_batch]
+            values: list[Any] = []
+            for seq, content, docnm, keywords, questions in batch:
+                columns = self.chunk_index(
+                    c,
+                    content,
+                    docnm,
+                    codec.json_list_value(keywords),
+                    codec.json_list_value(questions),
+                )
+                values += [seq, *(value for _, value in columns.values())]
+            marks = "(?::bigint, " + ", ".join(mark for mark, _ in columns.values()) + ")"
+            sets = ", ".join(f"{name} = v.{name}" for name in columns)
+            c.execute(
+                f"UPDATE chunks c SET {sets} FROM (VALUES {', '.join([marks] * len(batch))})"
+                f" AS v(seq, {', '.join(columns)}) WHERE c.seq = v.seq",
+                values,
             )
-            sets = ", ".join(f"{name} = {mark}" for name, (mark, _) in columns.items())
-            values = [value for _, value in columns.values()]
-            c.execute(f"UPDATE chunks SET {sets} WHERE seq = ?", (*values, seq))
 
     def content_match(self, terms: Sequence[str]) -> tuple[str, list[Any]]:
         return "c.fts @@ ?::tsquery", [any_word(terms, "D")]
@@ -157,7 +176,7 @@ class PostgresDialect:
         """BM25 (the SQLite backend's, bit for bit: api.storage.bm25), ties to the older
         chunk: through the impact index when that is cheaper (api.storage.topk), else every
         match ranked in SQL (postgres/fulltext.bm25_sql) from the GIN index's candidates."""
-        index = PostgresImpacts(c, self.url)
+        index = PostgresImpacts(c)
         found = topk.best(index, dataset_ids, doc_ids, terms, limit)
         if found is not None:
             return found

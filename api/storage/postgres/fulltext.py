@@ -11,8 +11,9 @@ Each chunk carries, computed here when it is written (``index_columns``):
 
 The index's totals (chunks, tokens) are kept by statement triggers in ``fulltext_totals``, one
 row per slot (a session writes its backend's slot: concurrent writers do not queue on one row);
-``impact_reference`` holds the lowest mean length an impact was computed with. Each term's chunk
-count is counted from the GIN index and remembered by the process until a chunk changes."""
+``impact_reference`` holds the lowest mean length an impact was computed with. The same triggers
+keep ``fulltext_terms``: how many chunks hold each word, and each impact (word and bucket), so a
+search reads its terms' counts and buckets in one statement, exact in its snapshot."""
 
 from __future__ import annotations
 
@@ -81,11 +82,16 @@ def any_word(terms: Sequence[str], weight: str = "") -> str:
     return " | ".join(_lexeme(term) + suffix for term in terms)
 
 
-def impact_lexeme(term: str, bucket: int) -> str:
+def impact_word(term: str, bucket: int) -> str:
     """The impacts lexeme of ``term`` in ``bucket``: the term cut to leave room for the two
-    digits (index and queries cut alike), quoted."""
+    digits (index and queries cut alike)."""
     data = term.encode("utf-8")[: LEXEME_BYTES - 2].decode("utf-8", "ignore")
-    return _lexeme(f"{data}{bucket:02d}")
+    return f"{data}{bucket:02d}"
+
+
+def impact_lexeme(term: str, bucket: int) -> str:
+    """``impact_word``, quoted."""
+    return _lexeme(impact_word(term, bucket))
 
 
 def index_columns(
@@ -111,10 +117,10 @@ def _counts(content: str, docnm: str, keywords: str, questions: str) -> tuple[in
     return sum(len(field) for field in fields), bm25.frequencies(fields)
 
 
-# the index's chunks, their tokens and the chunk statements run (fulltext_totals' slots summed)
+# the index's chunks and their tokens (fulltext_totals' slots summed)
 _TOTALS = (
-    "SELECT COALESCE(SUM(chunks), 0) AS chunks, COALESCE(SUM(tokens), 0) AS tokens,"
-    " COALESCE(SUM(changes), 0) AS changes FROM fulltext_totals"
+    "SELECT COALESCE(SUM(chunks), 0) AS chunks, COALESCE(SUM(tokens), 0) AS tokens"
+    " FROM fulltext_totals"
 )
 BACKFILL_BATCH = 2000  # chunks read at a time by the backfill
 
@@ -165,7 +171,7 @@ def impact_reference(c: Any) -> float:
     """The mean length a write session's chunks get their impacts computed at: the index's
     now, recorded as ``record_reference`` does (in the same statement); 0.0 while the index is
     empty."""
-    chunks, tokens, _ = c.execute(
+    chunks, tokens = c.execute(
         f"WITH t AS ({_TOTALS}), m AS (SELECT t.tokens::float8 / t.chunks AS avgdl FROM t"
         " WHERE t.chunks > 0), lowered AS (UPDATE impact_reference r SET avgdl = m.avgdl FROM m"
         " WHERE r.avgdl IS NULL OR r.avgdl > m.avgdl RETURNING 1) SELECT * FROM t"
@@ -204,36 +210,30 @@ def bm25_sql(stats: bm25.Stats, terms: Sequence[str]) -> tuple[str, list[Any]]:
     return " + ".join(parts), args
 
 
-# The first chunks whose impacts match a tsquery (the column, then the query and the count as
-# arguments): planned apart from its LIMIT, as with one a scan of every chunk would look cheaper
-# than the GIN index
+# The first chunks whose impacts match a tsquery (the query and the count as arguments):
+# planned apart from its LIMIT, as with one a scan of every chunk would look cheaper than the
+# GIN index
 _FIRST = (
-    "WITH m AS MATERIALIZED (SELECT {} AS found FROM chunks WHERE impacts @@ ?::tsquery)"
-    " SELECT found FROM m LIMIT ?"
+    "WITH m AS MATERIALIZED (SELECT seq FROM chunks WHERE impacts @@ ?::tsquery)"
+    " SELECT seq FROM m LIMIT ?"
 )
-REMEMBERED = 4096  # terms whose chunk counts and buckets a process remembers, per database
-
-
-class _Remembered:
-    """What a process remembers of a database's terms, while no chunk changed (``changes``)."""
-
-    def __init__(self, changes: int) -> None:
-        self.changes = changes
-        self.hits: dict[str, int] = {}
-        self.buckets: dict[str, list[int]] = {}
-
-
-_remembered: dict[str, _Remembered] = {}
+# the chunk counts of lexemes (fulltext_terms' slots summed): of words (the first array) and of
+# impacts (the second), those held by a chunk
+_TERMS = (
+    "SELECT impact, lexeme, sum(chunks) FROM fulltext_terms"
+    " WHERE (NOT impact AND lexeme = ANY(?)) OR (impact AND lexeme = ANY(?))"
+    " GROUP BY impact, lexeme HAVING sum(chunks) > 0"
+)
 
 
 class PostgresImpacts:
-    """The ImpactIndex (api.storage.topk) of one session ``c`` of the database at ``url``."""
+    """The ImpactIndex (api.storage.topk) of one session ``c``: a search's statistics and
+    buckets are read once, in two statements, from the counts the triggers keep."""
 
-    def __init__(self, c: Any, url: str) -> None:
+    def __init__(self, c: Any) -> None:
         self.c = c
-        self.url = url
-        self._terms = _Remembered(-1)
         self._stats: bm25.Stats | None = None  # the search's statistics
+        self._buckets: dict[str, list[int]] = {}
 
     def _column(self, sql: str, args: Sequence[Any]) -> list[Any]:
         return [row[0] for row in self.c.execute(sql, args).fetchall()]
@@ -241,41 +241,36 @@ class PostgresImpacts:
     def stats(self, terms: Sequence[str]) -> bm25.Stats:
         if self._stats is not None and set(terms) <= self._stats.hits.keys():
             return self._stats  # a search's statistics are taken once
-        chunks, tokens, changes, reference = self.c.execute(
+        chunks, tokens, reference = self.c.execute(
             f"SELECT t.*, (SELECT avgdl FROM impact_reference) FROM ({_TOTALS}) t"
         ).fetchone()
-        remembered = _remembered.get(self.url)
-        if (
-            remembered is None
-            or remembered.changes != int(changes)
-            or len(remembered.hits) + len(remembered.buckets) > REMEMBERED
-        ):
-            remembered = _remembered[self.url] = _Remembered(int(changes))
-        self._terms = remembered
+        words: dict[str, list[str]] = {}  # a lexeme's terms (several when cut alike)
+        impacts: dict[str, list[tuple[str, int]]] = {}
+        for t in terms:
+            words.setdefault(fit_lexeme(t), []).append(t)
+            for bucket in range(bm25.IMPACT_BUCKETS):
+                impacts.setdefault(impact_word(t, bucket), []).append((t, bucket))
+        hits = dict.fromkeys(terms, 0)
+        self._buckets = {t: [] for t in terms}
+        for impact, lexeme, count in self.c.execute(_TERMS, (list(words), list(impacts))):
+            for t, bucket in impacts[lexeme] if impact else []:
+                self._buckets[t].append(bucket)
+            for t in [] if impact else words[lexeme]:
+                hits[t] = int(count)
+        for ladder in self._buckets.values():
+            ladder.sort(reverse=True)
         self._stats = bm25.Stats(
             rows=int(chunks),
             avgdl=float(tokens) / int(chunks) if int(chunks) else 1.0,
-            hits={t: self._count(t) for t in terms},
+            hits=hits,
             impact_avgdl=float(reference) if reference is not None else 0.0,
         )
         return self._stats
 
-    def _count(self, term: str) -> int:
-        found = self._terms.hits.get(term)
-        if found is None:
-            sql = "SELECT count(*) FROM chunks WHERE fts @@ ?::tsquery"
-            found = self._terms.hits[term] = int(self._column(sql, (any_word([term]),))[0])
-        return found
-
     def buckets(self, term: str) -> list[int]:
-        found = self._terms.buckets.get(term)
-        if found is None:
-            found = self._terms.buckets[term] = [
-                bucket
-                for bucket in range(bm25.IMPACT_BUCKETS - 1, -1, -1)
-                if self._column(_FIRST.format("1"), (impact_lexeme(term, bucket), 1))
-            ]
-        return found
+        if term not in self._buckets:
+            self.stats([term])
+        return self._buckets[term]
 
     def holding(self, term: str) -> list[int]:
         return self._column("SELECT seq FROM chunks WHERE fts @@ ?::tsquery", (any_word([term]),))
@@ -298,7 +293,7 @@ class PostgresImpacts:
             for bucket in ladders[term]
         ]
         query = " & ".join(held) + (f" & !({' | '.join(below)})" if below else "")
-        return self._column(_FIRST.format("seq"), (query, most))
+        return self._column(_FIRST, (query, most))
 
     def scores(
         self,

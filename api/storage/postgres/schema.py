@@ -6,9 +6,10 @@ apply each migration exactly once: the others wait for the lock, then see the ne
 
 The columns mirror the SQLite backend's (the same row codec reads both): JSON as text,
 booleans as integers, times as epoch numbers. Full-text search uses the index columns of
-postgres/fulltext.py (``fts``, ``tokens``, ``freqs``, ``impacts``), the totals its triggers keep,
-and two GIN indexes PostgreSQL maintains. A migration is SQL, or a function for one that also
-computes in Python (migration 3 fills the index columns of the chunks already stored).
+postgres/fulltext.py (``fts``, ``tokens``, ``freqs``, ``impacts``), the totals and term counts
+its triggers keep, and two GIN indexes PostgreSQL maintains. A migration is SQL, or a function
+for one that also computes in Python (migration 3 fills the index columns of the chunks already
+stored).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from api.storage.postgres.fulltext import backfill
 
 ADVISORY_LOCK = 0x52474C54  # "RGLT"
 TOTALS_SLOTS = 256  # rows of fulltext_totals: a session writes the one of its backend's pid
+_SLOT = f"pg_backend_pid() % {TOTALS_SLOTS}"  # the slot a session writes
 
 
 def _bm25_index(conn: psycopg.Connection[Any]) -> None:
@@ -60,7 +62,7 @@ CREATE INDEX chunks_fts ON chunks USING GIN (fts);
 CREATE INDEX chunks_impacts ON chunks USING GIN (impacts);
 INSERT INTO fulltext_totals SELECT 0, count(*), COALESCE(sum(tokens), 0), 0 FROM chunks;
 CREATE FUNCTION fulltext_count(added BIGINT, tokens BIGINT) RETURNS void LANGUAGE sql AS $$
-    INSERT INTO fulltext_totals AS f VALUES (pg_backend_pid() % {TOTALS_SLOTS}, added, tokens, 1)
+    INSERT INTO fulltext_totals AS f VALUES ({_SLOT}, added, tokens, 1)
     ON CONFLICT (slot) DO UPDATE SET chunks = f.chunks + excluded.chunks,
         tokens = f.tokens + excluded.tokens, changes = f.changes + 1
 $$;
@@ -84,6 +86,71 @@ CREATE TRIGGER chunks_deleted AFTER DELETE ON chunks REFERENCING OLD TABLE AS ol
 CREATE TRIGGER chunks_updated AFTER UPDATE ON chunks
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION chunks_updated();
+"""
+
+
+def _count_terms(sources: tuple[tuple[str, int], ...], changed_only: bool = False) -> str:
+    """The statement adding to ``fulltext_terms`` the words and impacts of the chunks of each
+    transition table in ``sources``, times its sign; ``changed_only``: of the rows whose index
+    columns changed (an UPDATE's). Rows are written in key order, so two sessions sharing a slot
+    wait for each other instead of deadlocking."""
+    rows = [
+        f"SELECT {impact} AS impact, u.lexeme, {sign} AS n FROM {table} t, unnest(t.{column}) u"
+        + (
+            " WHERE t.seq IN (SELECT n.seq FROM new_rows n JOIN old_rows o ON o.seq = n.seq"
+            " WHERE n.fts <> o.fts OR n.impacts <> o.impacts)"
+            if changed_only
+            else ""
+        )
+        for table, sign in sources
+        for impact, column in (("false", "fts"), ("true", "impacts"))
+    ]
+    return (
+        f"INSERT INTO fulltext_terms AS f SELECT impact, lexeme, {_SLOT}, sum(n)"
+        f" FROM ({' UNION ALL '.join(rows)}) c GROUP BY impact, lexeme"
+        " HAVING sum(n) <> 0 ORDER BY impact, lexeme"
+        " ON CONFLICT (impact, lexeme, slot) DO UPDATE SET chunks = f.chunks + excluded.chunks"
+    )
+
+
+# fulltext_terms: how many chunks hold each word (an fts lexeme) and each impact (an impacts
+# lexeme: word and bucket), one row per slot as fulltext_totals; filled from the chunks stored,
+# then kept by the chunk triggers (the totals' row first: sessions sharing a slot queue there)
+_TERM_COUNTS = f"""
+CREATE TABLE fulltext_terms (
+    impact BOOLEAN NOT NULL,
+    lexeme TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    chunks BIGINT NOT NULL,
+    PRIMARY KEY (impact, lexeme, slot)
+);
+INSERT INTO fulltext_terms
+    SELECT false, u.lexeme, 0, count(*) FROM chunks c, unnest(c.fts) u GROUP BY u.lexeme
+    UNION ALL
+    SELECT true, u.lexeme, 0, count(*) FROM chunks c, unnest(c.impacts) u GROUP BY u.lexeme;
+ALTER TABLE fulltext_totals DROP COLUMN changes;
+CREATE OR REPLACE FUNCTION fulltext_count(added BIGINT, tokens BIGINT) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO fulltext_totals AS f VALUES ({_SLOT}, added, tokens)
+    ON CONFLICT (slot) DO UPDATE SET chunks = f.chunks + excluded.chunks,
+        tokens = f.tokens + excluded.tokens
+$$;
+CREATE OR REPLACE FUNCTION chunks_inserted() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    PERFORM fulltext_count(count(*), COALESCE(sum(tokens), 0)) FROM new_rows;
+    {_count_terms((("new_rows", 1),))};
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION chunks_deleted() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    PERFORM fulltext_count(-count(*), -COALESCE(sum(tokens), 0)) FROM old_rows;
+    {_count_terms((("old_rows", -1),))};
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION chunks_updated() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    PERFORM fulltext_count(0, COALESCE((SELECT sum(tokens) FROM new_rows), 0)
+        - COALESCE((SELECT sum(tokens) FROM old_rows), 0));
+    {_count_terms((("new_rows", 1), ("old_rows", -1)), changed_only=True)};
+    RETURN NULL;
+END $$;
 """
 
 MIGRATIONS: tuple[str | Callable[[psycopg.Connection[Any]], None], ...] = (
@@ -203,6 +270,8 @@ MIGRATIONS: tuple[str | Callable[[psycopg.Connection[Any]], None], ...] = (
     """,
     # 3: BM25 as the SQLite backend ranks (postgres/fulltext.py)
     _bm25_index,
+    # 4: each word's and each impact's chunk count, kept by the triggers (fulltext_terms)
+    _TERM_COUNTS,
 )
 
 

@@ -38,6 +38,9 @@ class SqliteDialect:
     rowid = "rowid"
     skip_locked = ""  # one writer at a time: nothing to skip
     like = "LIKE"  # case-insensitive for ASCII letters
+    # a chunk's write took 117-141 us a hundred per INSERT, 190-206 one per INSERT (20,000-chunk
+    # documents)
+    insert_batch = 100
 
     def __init__(self, data_dir: Path, db_path: Path) -> None:
         self.db_path = db_path
