@@ -253,10 +253,11 @@ class PostgresImpacts:
         hits = dict.fromkeys(terms, 0)
         self._buckets = {t: [] for t in terms}
         for impact, lexeme, count in self.c.execute(_TERMS, (list(words), list(impacts))):
-            for t, bucket in impacts[lexeme] if impact else []:
-                self._buckets[t].append(bucket)
-            for t in [] if impact else words[lexeme]:
-                hits[t] = int(count)
+            if impact:
+                for t, bucket in impacts[lexeme]:
+                    self._buckets[t].append(bucket)
+            else:
+                hits.update(dict.fromkeys(words[lexeme], int(count)))
         for ladder in self._buckets.values():
             ladder.sort(reverse=True)
         self._stats = bm25.Stats(
