@@ -55,6 +55,10 @@ def post_worker_init(worker: Any) -> None:
     def stop(signum: int, frame: FrameType | None) -> None:
         if getattr(worker, "serving", False):  # the loop will not accept() again
             for listener in worker.sockets:
+                # Gunicorn reads the request's server address from the listener after
+                # pre_request: the closed wrapper keeps answering that (not a 500)
+                name = listener.getsockname()
+                listener.getsockname = lambda name=name: name
                 listener.close()
         if callable(graceful):
             graceful(signum, frame)

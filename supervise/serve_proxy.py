@@ -8,6 +8,10 @@ naming HOST_PORT). The parent-death signal the launcher gave this process (SIGTE
 stop) survives the exec, so a SIGKILLed supervisord leaves no nginx behind; the exec keeps the
 pid, so supervisord's stop signal (QUIT: graceful) reaches the nginx master itself.
 
+The socket is handed over non-blocking, as nginx's own listening sockets are. Every nginx worker
+polls it; on a blocking socket a worker that lost the race for a connection waits in accept()
+for the next one, deaf to its master, so a reload or a stop waited for the SIGKILL.
+
 With HOST_PORT=0 nginx.conf does not name the port (nobody knew it when it was rendered): it
 includes --listen-conf, which this program writes from the inherited socket's own address
 (``listen 127.0.0.1:41459;``) before nginx starts, so nginx's listen matches the socket it
@@ -74,6 +78,7 @@ def main(argv: Sequence[str]) -> int:
         print(plain_line(f"serve_proxy: {exc}", "ERROR", LOGGER), file=sys.stderr, flush=True)
         return 1
     os.set_inheritable(fd, True)
+    os.set_blocking(fd, False)  # nginx sets O_NONBLOCK only on the sockets it opens itself
     environ = {**os.environ, "NGINX": f"{fd};"}
     argv_out = nginx_argv(command, os.geteuid(), os.getegid())
     if json_enabled(environ):

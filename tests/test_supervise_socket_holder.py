@@ -235,7 +235,7 @@ def test_serve_proxy_hands_nginx_the_tcp_socket(start_holder: StartHolder, tmp_p
     start_holder()
     probe = (
         "import os, socket; fd = int(os.environ['NGINX'].rstrip(';')); "
-        "print(socket.socket(fileno=fd).getsockname()[1])"
+        "print(os.get_blocking(fd), socket.socket(fileno=fd).getsockname()[1])"
     )
     result = subprocess.run(
         [sys.executable, "-m", "supervise.serve_proxy", "--holder",
@@ -245,7 +245,7 @@ def test_serve_proxy_hands_nginx_the_tcp_socket(start_holder: StartHolder, tmp_p
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     port = start_holder.bound_port()  # type: ignore[attr-defined]
-    assert result.stdout.split() == [str(port)]
+    assert result.stdout.split() == ["False", str(port)]  # non-blocking, as nginx's own sockets
     # HOST_PORT=0: nginx.conf includes the listen directive for the port the holders bound
     assert (tmp_path / "listen.conf").read_text() == f"listen 127.0.0.1:{port};\n"
     assert stat.S_IMODE((tmp_path / "listen.conf").stat().st_mode) == 0o640
