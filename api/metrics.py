@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import bisect
 import os
-import resource
 import threading
 import time
 from collections.abc import Iterable
@@ -212,10 +211,26 @@ def task_finished(outcome: str, seconds: float | None = None) -> None:
         metrics.task_duration.observe(seconds)
 
 
-def resident_bytes() -> int:
-    """This process's resident memory now (Linux /proc), its peak where /proc is missing."""
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def resident_and_shared(pid: int | str = "self") -> tuple[int, int] | None:
+    """A process's resident memory and the part of it shared with the page cache, in bytes
+    (Linux /proc statm: the resident pages of the files it maps); None when /proc does not
+    tell. SQLite reads the database through mmap: a web worker that searched a million chunks
+    holds about a gigabyte of the database's pages resident, pages that are the OS page cache,
+    shared by every process and reclaimed under memory pressure."""
     try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            resident, shared = statm.read().split()[1:3]
+        return int(resident) * PAGE_SIZE, int(shared) * PAGE_SIZE
+    except (OSError, ValueError):
+        return None
+
+
+def private_bytes(pid: int | str = "self") -> int | None:
+    """A process's resident memory less what it shares with the page cache: what the memory
+    watchdogs (GUNICORN_WORKER_MAX_MEMORY, EXECUTOR_MAX_MEMORY) limit. None when /proc does
+    not tell."""
+    found = resident_and_shared(pid)
+    return None if found is None else found[0] - found[1]

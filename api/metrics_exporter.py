@@ -6,8 +6,9 @@ The supervised program `metrics` (METRICS_PORT set). One scrape of ``/metrics`` 
   from PROMETHEUS_MULTIPROC_DIR by prometheus_client's MultiProcessCollector;
 - supervisord's view of every program, read over its control socket (SUPERVISOR_SERVER_URL,
   which supervisord gives its children): up, state, start time, restarts;
-- resident memory and CPU time of every process of every program (each Gunicorn worker, each
-  nginx worker) from /proc, and the number of Gunicorn workers;
+- resident and private memory (api.metrics.private_bytes) and CPU time of every process of
+  every program (each Gunicorn worker, each nginx worker) from /proc, and the number of
+  Gunicorn workers;
 - the queue (depth by state, oldest pending task, executor heartbeat ages) and the storage
   (database, WAL and files sizes, free and total bytes of the data volume);
 - ``ragflow_build_info{version}``.
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from api import config, logs, storage
-from api.metrics import MULTIPROC_DIR
+from api.metrics import MULTIPROC_DIR, PAGE_SIZE, private_bytes
 from api.routes.system import VERSION
 from shared import ports
 
@@ -56,7 +57,6 @@ PROGRAM_STATES = (
     "UNKNOWN",
 )
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 # -- supervisord over its control socket ---------------------------------------------------------
@@ -271,6 +271,12 @@ class BundleCollector:
             "Resident memory of every process of every program",
             labels=["program", "pid"],
         )
+        private = gauge(
+            "ragflow_process_private_memory_bytes",
+            "Resident memory of every process of every program less the pages it shares with "
+            "the page cache (SQLite's mmap of the database): what the memory watchdogs limit",
+            labels=["program", "pid"],
+        )
         cpu = counter(
             "ragflow_process_cpu_seconds",
             "User and system CPU time of every process of every program",
@@ -304,11 +310,14 @@ class BundleCollector:
             tree = process_tree(pid, stats)
             for process in tree:
                 memory.add_metric([name, str(process.pid)], process.rss_bytes)
+                own = private_bytes(process.pid)
+                if own is not None:  # None: it exited since its stat was read
+                    private.add_metric([name, str(process.pid)], own)
                 cpu.add_metric([name, str(process.pid)], process.cpu_seconds)
             if name == "web":
                 worker_count += len([p for p in tree if p.ppid == pid])
         workers.add_metric([], worker_count)
-        yield from (up, state, started, restarts, memory, cpu, workers, limits)
+        yield from (up, state, started, restarts, memory, private, cpu, workers, limits)
 
     def _queue(self, gauge: Any) -> Iterator[Any]:
         depth = gauge("ragflow_task_queue_depth", "Open parse tasks by state", labels=["state"])
@@ -356,7 +365,7 @@ class BundleCollector:
         yield from (sizes, free, total)
 
 
-# program group -> the setting that limits the resident memory of each of its processes
+# program group -> the setting that limits the private memory of each of its processes
 MEMORY_LIMITS = {"web": "GUNICORN_WORKER_MAX_MEMORY", "task_executor": "EXECUTOR_MAX_MEMORY"}
 
 

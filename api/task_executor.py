@@ -277,15 +277,16 @@ class Executor:
         return job.next_task
 
     def memory_exceeded(self) -> bool:
-        """True (and from then on) once this process's resident memory is above
-        EXECUTOR_MAX_MEMORY: the current task is handed back and the program restarts."""
+        """True (and from then on) once this process's private memory (metrics.private_bytes)
+        is above EXECUTOR_MAX_MEMORY: the current task is handed back and the program
+        restarts."""
         limit = self.settings.max_memory
         if self.over_memory or limit is None:
             return self.over_memory
-        used = metrics.resident_bytes()
+        used = metrics.private_bytes() or 0
         if used > limit:
             log.error(
-                "resident memory %d MiB is above EXECUTOR_MAX_MEMORY=%d MiB: handing back the "
+                "private memory %d MiB is above EXECUTOR_MAX_MEMORY=%d MiB: handing back the "
                 "task and exiting; supervisord restarts the program",
                 used >> 20,
                 limit >> 20,

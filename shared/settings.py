@@ -648,8 +648,8 @@ SETTINGS: tuple[Setting, ...] = (
         "GUNICORN_WORKER_MAX_MEMORY",
         optional(byte_size(16 * 1024**2, 1 << 40)),
         None,
-        "resident memory above which a Gunicorn worker is retired after its current request "
-        "(unset = no limit)",
+        "private memory (resident less the page cache it maps) above which a Gunicorn worker is "
+        "retired after its current request (unset = no limit)",
         modes=PRODUCTION,
         app_env=True,
     ),
@@ -681,8 +681,8 @@ SETTINGS: tuple[Setting, ...] = (
         "EXECUTOR_MAX_MEMORY",
         optional(byte_size(16 * 1024**2, 1 << 40)),
         None,
-        "resident memory above which a task executor hands back its task and restarts "
-        "(unset = no limit)",
+        "private memory (resident less the page cache it maps) above which a task executor hands "
+        "back its task and restarts (unset = no limit)",
         modes=PRODUCTION,
         app_env=True,
     ),

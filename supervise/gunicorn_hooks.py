@@ -15,10 +15,11 @@ shutdown, the port then refuses new connections during the drain instead of queu
 backlog nobody accepts from. An idle worker exits at once anyway; a worker between requests
 keeps its copy for the moment it needs to see that it should exit.
 
-The memory watchdog (GUNICORN_WORKER_MAX_MEMORY, resident bytes): post_request looks at the
-worker's resident memory, the peak during the request included (Linux VmHWM, reset after each
-check); over the limit the worker is retired the way max_requests retires it: it finishes the
-request it answers, exits, and the master starts a new one. No request fails.
+The memory watchdog (GUNICORN_WORKER_MAX_MEMORY, bytes): post_request looks at the worker's
+private memory, the peak during the request included (Linux VmHWM, reset after each check, less
+the pages shared with the page cache: SQLite's mmap of the database is not the worker's); over
+the limit the worker is retired the way max_requests retires it: it finishes the request it
+answers, exits, and the master starts a new one. No request fails.
 
 Worker recycles are counted by reason in `ragflow_gunicorn_worker_recycles_total` (metrics on:
 PROMETHEUS_MULTIPROC_DIR): the worker notes why it exits (worker_exit: max_requests, memory,
@@ -75,10 +76,10 @@ def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
     worker.serving = False
     limit = max_memory()
     if limit is not None and worker.alive:
-        used = peak_resident_bytes()
+        used = peak_private_bytes()
         if used > limit:
             worker.log.warning(
-                "worker %s: resident memory %d MiB (peak of this request) is above "
+                "worker %s: private memory %d MiB (peak of this request) is above "
                 "GUNICORN_WORKER_MAX_MEMORY=%d MiB: retiring it after this request",
                 worker.pid,
                 used >> 20,
@@ -99,20 +100,26 @@ def max_memory() -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def peak_resident_bytes() -> int:
-    """The highest resident memory since the last call (VmHWM; the peak is then reset to the
-    current size through /proc/self/clear_refs). 0 where /proc does not tell."""
-    peak = 0
+def peak_private_bytes() -> int:
+    """The highest private memory (api.metrics.private_bytes) since the last call: the peak
+    resident memory (VmHWM) less the pages shared with the page cache resident now, at least
+    the private memory now; the peak is then reset to the current size (/proc/self/clear_refs).
+    0 where /proc does not tell."""
+    found = metrics.resident_and_shared()
+    if found is None:
+        return 0
+    resident, shared = found
+    peak = resident
     try:
         with open("/proc/self/status", "rb") as status:
             for line in status:
-                if line.startswith((b"VmHWM:", b"VmRSS:")):
+                if line.startswith(b"VmHWM:"):
                     peak = max(peak, int(line.split()[1]) * 1024)
         with open("/proc/self/clear_refs", "wb") as clear:
             clear.write(b"5")  # reset the peak resident set size
     except OSError:
         pass
-    return peak
+    return peak - shared
 
 
 # -- worker recycles (metrics) -------------------------------------------------------------------

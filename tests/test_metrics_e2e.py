@@ -30,6 +30,7 @@ FAMILIES = (
     "ragflow_program_restarts_total",
     "ragflow_program_start_time_seconds",
     "ragflow_process_resident_memory_bytes",
+    "ragflow_process_private_memory_bytes",
     "ragflow_process_cpu_seconds_total",
     "ragflow_process_memory_limit_bytes",
     "ragflow_gunicorn_workers",

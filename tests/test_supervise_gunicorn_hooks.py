@@ -1,5 +1,5 @@
-"""Gunicorn hooks: pre_fork gc.freeze, and a sync worker told to stop in the middle of a request
-(post_fork's parent-death signal: test_parent_death.py)."""
+"""Gunicorn hooks: pre_fork gc.freeze, a sync worker told to stop in the middle of a request, and
+the memory the watchdog measures (post_fork's parent-death signal: test_parent_death.py)."""
 
 from __future__ import annotations
 
@@ -75,6 +75,47 @@ def test_a_worker_stopped_as_its_request_starts_still_answers_it(
         proc.wait(timeout=30)
     output = log_path.read_text(errors="replace")
     assert "Error handling request" not in output and "Traceback" not in output, output
+
+
+# maps and reads a file as SQLite reads the database, then allocates as much of its own
+MEMORY_PROBE = """
+import mmap, sys
+from api import metrics
+from supervise.gunicorn_hooks import peak_private_bytes
+MIB = 1 << 20
+start = metrics.private_bytes()
+peak_private_bytes()
+with open(sys.argv[1], "rb") as f:
+    mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+sum(mapped[i] for i in range(0, len(mapped), mmap.PAGESIZE))  # every page resident
+def grown():
+    return (metrics.private_bytes() - start) // MIB, (peak_private_bytes() - start) // MIB
+print(metrics.resident_and_shared()[1] // MIB, *grown())
+block = b"y" * (96 * MIB)  # written: private
+del block
+print(*grown())
+"""
+
+
+def test_the_watchdogs_count_private_memory_not_the_page_cache_a_process_maps(
+    tmp_path: Path,
+) -> None:
+    """96 MiB of a mapped file read (as a web worker reads SQLite's database through mmap) are
+    resident but shared with the page cache: neither private memory nor its peak grows. 96 MiB
+    the process writes itself are private: gone once freed, but kept by the peak."""
+    mapped = tmp_path / "ragflow.db"
+    mapped.write_bytes(b"x" * (96 << 20))
+    probe = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(mapped)],
+        cwd=APP_DIR, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    print(probe.stdout)
+    (shared, grown, peak), (after, peak_after) = [
+        [int(mib) for mib in line.split()] for line in probe.stdout.splitlines()
+    ]
+    assert shared >= 90  # the mapped file is resident, as shared pages
+    assert grown < 8 and peak < 8  # but neither private memory nor its peak grew
+    assert after < 8 and peak_after >= 90  # the block's peak did, and stays after it is freed
 
 
 def _pong(base: str) -> bool:
