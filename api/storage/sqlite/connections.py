@@ -252,7 +252,7 @@ def _open_private(db_path: Path) -> sqlite3.Connection:
     # connection's 2 MB cache: retrieval touches thousands of scattered chunk pages per query.
     # The mapped pages are the OS page cache, shared by every process (reads only; SQLite
     # still writes with write()); the size is an upper bound, mapped as the file grows. At a
-    # million chunks (1.5 GB) the whole file fits: 3-10 % faster searches than with 1 GiB.
+    # million chunks (1.5 GB) the whole file fits: searches 2-10 % faster than with 1 GiB.
     conn.execute(f"PRAGMA mmap_size = {MMAP_SIZE}")
     migrate(conn)
     for suffix in ("-wal", "-shm"):  # files created by an older version, or with a wide umask
