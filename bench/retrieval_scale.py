@@ -41,7 +41,7 @@ from bench.corpus import VOCABULARY_SIZE, Corpus
 from bench.load import LoadResult, LoadRun, RequestSpec, summarise
 from bench.report import Panel, Run, table, verdict
 from bench.retrieval_quality import compare
-from bench.seeded import BACKENDS, bench_cluster, database_bytes, seeded
+from bench.seeded import BACKENDS, SHARED_BUFFERS, bench_cluster, database_bytes, seeded
 
 NAME = "retrieval_scale"
 SIZES = (10_000, 100_000, 1_000_000)
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                     for q in question_classes
                 ],
                 "postgresql": "the bench's own cluster (bench.seeded): fsync off, "
-                "shared_buffers 32MB, as the test cluster",
+                f"shared_buffers {SHARED_BUFFERS} (a quarter of the machine's memory)",
             },
             "seeds": seeds,
             "memory": memory,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -87,6 +88,11 @@ def record(root: Path, facts: Seeded) -> None:
     tmp.replace(path)
 
 
+# The bench cluster's buffer cache: a quarter of the machine's memory, as a server sized for the
+# database would have (docs/fleet.md, Sizing); the test clusters keep 32 MB.
+SHARED_BUFFERS = f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // 4 >> 20}MB"
+
+
 class BenchCluster(Cluster):
     """The bench's persistent PostgreSQL cluster under ``root``: initdb once, then reused. When
     another bench process already runs it, this one connects to it and leaves it running."""
@@ -122,7 +128,9 @@ def bench_cluster(root: Path = ROOT) -> Iterator[BenchCluster]:
             "Debian package postgresql"
         )
     root.mkdir(parents=True, exist_ok=True)
-    cluster = BenchCluster(root / "postgresql" / "cluster", binaries).open()
+    cluster = BenchCluster(
+        root / "postgresql" / "cluster", binaries, shared_buffers=SHARED_BUFFERS
+    ).open()
     try:
         yield cluster
     finally:

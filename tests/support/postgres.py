@@ -70,6 +70,7 @@ class Cluster:
     root: Path
     bin: Path
     port: int = 0  # chosen when it starts
+    shared_buffers: str = "32MB"  # PostgreSQL's buffer cache: small, for many short clusters
 
     @property
     def data(self) -> Path:
@@ -141,7 +142,7 @@ class Cluster:
             f"-c listen_addresses=127.0.0.1 -c port={self.port}"
             f" -c unix_socket_directories={self.root} -c fsync=off"
             " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-            " -c shared_buffers=32MB"
+            f" -c shared_buffers={self.shared_buffers}"
         )
         self._pg(
             "pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options,
