@@ -128,6 +128,8 @@ def test_bounded_ranking_gives_the_exhaustive_answer(
     impacts = SqliteImpacts(conn)
     words = Corpus().words
     questions = [[words[r] for r in ranks] for ranks in question_ranks(200, seed=15)]
+    # retrieval sums BM25 in one order (topk.summing_order), as ranking every match then does
+    questions = [topk.summing_order(impacts.stats(terms), terms) for terms in questions]
     for terms in questions:  # what retrieval calls
         expected = _exhaustive(conn, terms, [dataset], 64)
         got = store.search_chunks([dataset], [], terms, 64)
@@ -146,6 +148,31 @@ def test_bounded_ranking_gives_the_exhaustive_answer(
     assert bounded >= 380, bounded  # of 400 (396 when written): nearly every question
 
 
+def test_the_index_ranks_a_rare_terms_chunks_as_scoring_each_does(
+    corpus_store: tuple[SqliteStore, str],
+) -> None:
+    """FTS5's ranking of the chunks holding the rarest terms (SqliteImpacts.holders) gives
+    the best of them with the scores the Python scorer gives, bit for bit, whenever the rare
+    terms come last in the summing order; in any other order every chunk is scored."""
+    store, dataset = corpus_store
+    impacts = SqliteImpacts(store.conn)
+    words = Corpus().words
+    ranked = 0
+    for ranks in question_ranks(80, seed=17):
+        asked = list(dict.fromkeys(words[r] for r in ranks))
+        stats = impacts.stats(asked)
+        for terms in (topk.summing_order(stats, asked), asked[::-1]):
+            for size in range(1, len(terms)):
+                rare = sorted(terms, key=stats.hits.__getitem__)[:size]
+                held, found = impacts.holders(rare, [dataset], [], stats, terms, 16)
+                every, scored = topk.score_holders(impacts, rare, [dataset], [], stats, terms)
+                assert held == every
+                best = sorted(((v, -s) for s, v, _ in scored), reverse=True)[:16]
+                assert sorted(((v, -s) for s, v, _ in found), reverse=True)[:16] == best
+                ranked += len(found) < len(scored)  # FTS5 ranked: the best few only
+    assert ranked >= 40, ranked
+
+
 def test_questions_with_everyday_words_rank_their_other_words(
     corpus_store: tuple[SqliteStore, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -159,6 +186,7 @@ def test_questions_with_everyday_words_rank_their_other_words(
     everyday = [w for w in words[:10] if stats.idf(w) <= bm25.LEAST_IDF]
     assert everyday, [stats.hits[w] / stats.rows for w in words[:10]]
     monkeypatch.setattr(topk, "CELL_COST", 10**9)  # no cell within the visits allowed
+    monkeypatch.setattr(topk, "RARE_SHARE", 0)  # nor any rare term's chunks
     asked: list[list[str]] = []
     ranked = impacts.ranked
 

@@ -102,6 +102,9 @@ def test_bounded_ranking_gives_the_exhaustive_answer(
     store, dataset = corpus_store
     words = Corpus().words
     questions = [[words[r] for r in ranks] for ranks in question_ranks(200, seed=15)]
+    with store.db.read() as session:  # retrieval's order of summing (topk.summing_order)
+        index = PostgresImpacts(session)
+        questions = [topk.summing_order(index.stats(terms), terms) for terms in questions]
     for terms in questions:  # what retrieval calls
         got = store.search_chunks([dataset], [], terms, 64)
         assert [(r["id"], r["bm25"]) for r in got] == _exhaustive(store, dataset, terms, 64)

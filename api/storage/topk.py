@@ -11,8 +11,11 @@ A term in half the chunks or more weighs next to nothing (idf's floor, bm25.LEAS
 at most its idf x bm25.WEIGHT_LIMIT to any chunk. Such a "slight" term raises every bound below
 by that much (the slack) instead of splitting the cells, unless every term is slight.
 
-1. The rare terms (the fewest chunks, together at most the visits allowed) have all their
-   chunks visited first.
+1. The rare terms have all their chunks visited first, the rarest first, one more term at a
+   time while the chunks whose other terms all lie below their buckets could still enter (the
+   cells could not bound them) and the visit costs at most RARE_SHARE x the visits allowed
+   (ImpactIndex.holders: the full-text index may rank the chunks instead of scoring each,
+   since every way of ranking sums in ``summing_order``, the rare terms last).
 2. Every other chunk lies in one cell: for each common term, the bucket it has in the chunk (or
    "below"). A cell's chunks score at most the slack plus the sum, over common terms, of idf x
    that bucket's ceiling. Cells are visited best bound first (a cell's successors lower one
@@ -53,6 +56,9 @@ CELL_COST = 64
 # full-text index ranks its other terms' chunks; this many times ``limit`` of them are visited,
 # at most.
 RANKED = 4
+# The rare terms' chunks (step 1) may cost up to this many times the visits allowed (the cells
+# keep theirs): ranking every match ranks those chunks too, and more.
+RARE_SHARE = 2
 # Questions of more terms rank every match: a visit's scoring grows with the terms, and so do
 # the cells.
 MOST_TERMS = 8
@@ -76,6 +82,21 @@ class ImpactIndex(Protocol):
 
     def holding(self, term: str) -> list[int]:
         """Every chunk (seq) holding ``term``."""
+
+    def holders_cost(self, rare: Sequence[str], stats: bm25.Stats, terms: Sequence[str]) -> int:
+        """What ``holders`` costs, in visits (at most the chunks holding ``rare``)."""
+
+    def holders(
+        self,
+        rare: Sequence[str],
+        dataset_ids: Sequence[str],
+        doc_ids: Sequence[str],
+        stats: bm25.Stats,
+        terms: Sequence[str],
+        count: int,
+    ) -> tuple[set[int], list[tuple[int, float, Row | None]]]:
+        """Every chunk (seq) holding any of ``rare``, and of those in scope at least the best
+        ``count`` as ``scores`` gives them (``score_holders`` scores them all)."""
 
     def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
         """The ``count`` chunks best by BM25 over ``terms`` (seq, BM25 positive), best first."""
@@ -101,6 +122,42 @@ class ImpactIndex(Protocol):
 
 
 Entry = tuple[float, int, Row | None]  # (score, -seq, row): heapq keeps the worst first
+
+
+def summing_order(stats: bm25.Stats, terms: Sequence[str]) -> list[str]:
+    """``terms`` once each, the most chunks first and the rarest last (ties by the term): the
+    order every way of ranking a search sums BM25 in (sums in another order can differ in the
+    last bit), the rare terms last so that a full-text index can rank their chunks with the
+    other terms ahead of them (ImpactIndex.holders)."""
+    return sorted(dict.fromkeys(terms), key=lambda term: (-stats.hits.get(term, 0), term))
+
+
+def search(
+    index: ImpactIndex,
+    dataset_ids: Sequence[str],
+    doc_ids: Sequence[str],
+    terms: Sequence[str],
+    limit: int,
+    rank_all: Callable[[list[str]], Sequence[Sequence[Any]]],
+) -> Sequence[Sequence[Any]]:
+    """A backend's search: ``best`` when the bound pays, else ``rank_all`` (every match ranked,
+    summing in the order it is given), both in the summing order."""
+    ordered = summing_order(index.stats(terms), terms)
+    found = best(index, dataset_ids, doc_ids, ordered, limit)
+    return found if found is not None else rank_all(ordered)
+
+
+def score_holders(
+    index: ImpactIndex,
+    rare: Sequence[str],
+    dataset_ids: Sequence[str],
+    doc_ids: Sequence[str],
+    stats: bm25.Stats,
+    terms: Sequence[str],
+) -> tuple[set[int], list[tuple[int, float, Row | None]]]:
+    """ImpactIndex.holders by scoring every chunk holding any of ``rare``."""
+    held = {seq for term in rare for seq in index.holding(term)}
+    return held, index.scores(sorted(held), dataset_ids, doc_ids, stats, terms)
 
 
 def best(
@@ -129,6 +186,14 @@ def best(
     spent = [0]  # visits, and CELL_COST for each cell asked for
     allowed = [visits]
 
+    def keep(scored: list[tuple[int, float, Row | None]]) -> None:
+        for seq, value, row in scored:
+            entry = (value, -seq, row)
+            if len(kept) < limit:
+                heapq.heappush(kept, entry)
+            elif entry > kept[0]:
+                heapq.heapreplace(kept, entry)
+
     def visit(seqs: list[int], cost: int = 0) -> bool:
         """Score the chunks not seen yet; False when that would pass the visits allowed."""
         new = [seq for seq in seqs if seq not in seen]
@@ -136,12 +201,7 @@ def best(
         if spent[0] > allowed[0]:
             return False
         seen.update(new)
-        for seq, value, row in index.scores(new, dataset_ids, doc_ids, stats, terms):
-            entry = (value, -seq, row)
-            if len(kept) < limit:
-                heapq.heappush(kept, entry)
-            elif entry > kept[0]:
-                heapq.heapreplace(kept, entry)
+        keep(index.scores(new, dataset_ids, doc_ids, stats, terms))
         return True
 
     def room() -> int:
@@ -149,11 +209,17 @@ def best(
         return allowed[0] - spent[0]
 
     common = sorted(weighty, key=stats.hits.__getitem__)
-    bounded = True
-    while bounded and common and spent[0] + stats.hits[common[0]] <= visits:
-        bounded = visit(index.holding(common.pop(0)))
-    if bounded and common:
-        bounded = _visit_cells(index, stats, common, slack, (visit, room), kept, limit)
+    rare: list[str] = []
+    while (
+        common
+        and not _below_every_cell(stats, common, slack, kept, limit)
+        and index.holders_cost([*rare, common[0]], stats, terms) <= visits * RARE_SHARE
+    ):  # the cells keep their visits allowed
+        rare.append(common.pop(0))
+        held, scored = index.holders(rare, dataset_ids, doc_ids, stats, terms, limit)
+        keep([found for found in scored if found[0] not in seen])
+        seen.update(held)
+    bounded = not common or _visit_cells(index, stats, common, slack, (visit, room), kept, limit)
     if not bounded and slack:  # what was visited stays scored
         ranked = index.ranked(weighty, limit * RANKED)
         allowed[0] = spent[0] + len(ranked)
@@ -169,6 +235,15 @@ def best(
         for value, seq, row in best
         if (found := row or read.get(-seq)) is not None  # None: deleted since it was scored
     ]
+
+
+def _below_every_cell(
+    stats: bm25.Stats, terms: list[str], slack: float, kept: list[Entry], limit: int
+) -> bool:
+    """The ``limit``-th best chunk kept beats every chunk whose ``terms`` all lie below their
+    buckets (or are absent): the cells of ``terms`` can bound the question."""
+    below = slack + sum(stats.idf(t) * stats.drift * bm25.IMPACT_FLOOR for t in terms)
+    return len(kept) == limit and kept[0][0] > below * _MARGIN
 
 
 def _visit_ranked(

@@ -177,21 +177,22 @@ class PostgresDialect:
         chunk: through the impact index when that is cheaper (api.storage.topk), else every
         match ranked in SQL (postgres/fulltext.bm25_sql) from the GIN index's candidates."""
         index = PostgresImpacts(c)
-        found = topk.best(index, dataset_ids, doc_ids, terms, limit)
-        if found is not None:
-            return found
-        score, scores = bm25_sql(index.stats(terms), terms)
-        conditions = ["c.fts @@ ?::tsquery", "c.available = 1", "c.dataset_id = ANY(?)"]
-        args: list[Any] = [*scores, any_word(terms), list(dataset_ids)]
-        if doc_ids:
-            conditions.append("c.doc_id = ANY(?)")
-            args.append(list(doc_ids))
-        return c.execute(
-            f"SELECT {topk.ROW_SQL}, -({score}) AS bm25 FROM chunks c"
-            f" WHERE {' AND '.join(conditions)}"
-            " ORDER BY bm25, c.seq LIMIT ?",
-            (*args, limit),
-        ).fetchall()
+
+        def rank_all(ordered: list[str]) -> list[SearchRow]:
+            score, scores = bm25_sql(index.stats(ordered), ordered)
+            conditions = ["c.fts @@ ?::tsquery", "c.available = 1", "c.dataset_id = ANY(?)"]
+            args: list[Any] = [*scores, any_word(ordered), list(dataset_ids)]
+            if doc_ids:
+                conditions.append("c.doc_id = ANY(?)")
+                args.append(list(doc_ids))
+            return c.execute(
+                f"SELECT {topk.ROW_SQL}, -({score}) AS bm25 FROM chunks c"
+                f" WHERE {' AND '.join(conditions)}"
+                " ORDER BY bm25, c.seq LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+
+        return topk.search(index, dataset_ids, doc_ids, terms, limit, rank_all)
 
     # -- the queue: LISTEN/NOTIFY ---------------------------------------------------------------
     def notify_enqueued(self, c: Session) -> None:

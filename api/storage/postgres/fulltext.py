@@ -26,7 +26,7 @@ from psycopg.rows import tuple_row
 
 from api import text
 from api.storage import bm25, codec
-from api.storage.topk import ROW_SQL, Row
+from api.storage.topk import ROW_SQL, Row, score_holders
 
 # The weighted vector of a chunk from the words api.text finds (no PostgreSQL parser: both
 # backends index the same words): content D, title C, keywords B, questions A. Each group has its
@@ -275,6 +275,20 @@ class PostgresImpacts:
 
     def holding(self, term: str) -> list[int]:
         return self._column("SELECT seq FROM chunks WHERE fts @@ ?::tsquery", (any_word([term]),))
+
+    def holders_cost(self, rare: Sequence[str], stats: bm25.Stats, terms: Sequence[str]) -> int:
+        return sum(stats.hits[t] for t in rare)
+
+    def holders(
+        self,
+        rare: Sequence[str],
+        dataset_ids: Sequence[str],
+        doc_ids: Sequence[str],
+        stats: bm25.Stats,
+        terms: Sequence[str],
+        count: int,
+    ) -> tuple[set[int], list[tuple[int, float, Row | None]]]:
+        return score_holders(self, rare, dataset_ids, doc_ids, stats, terms)
 
     def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
         score, args = bm25_sql(self.stats(terms), terms)

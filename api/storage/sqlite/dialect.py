@@ -95,8 +95,14 @@ class SqliteDialect:
     ) -> Iterable[SearchRow]:
         """BM25 over the four columns (bm25.FIELD_WEIGHTS), ties to the older chunk: through
         the impact index when that is cheaper (topk.py), else by ranking every match."""
-        found = topk.best(impact_index(self.db_path), dataset_ids, doc_ids, terms, limit)
-        return found if found is not None else self._rank_all(dataset_ids, doc_ids, terms, limit)
+        return topk.search(
+            impact_index(self.db_path),
+            dataset_ids,
+            doc_ids,
+            terms,
+            limit,
+            lambda ordered: self._rank_all(dataset_ids, doc_ids, ordered, limit),
+        )
 
     def _rank_all(
         self,
