@@ -151,9 +151,10 @@ def test_bounded_ranking_gives_the_exhaustive_answer(
 def test_the_index_ranks_a_rare_terms_chunks_as_scoring_each_does(
     corpus_store: tuple[SqliteStore, str],
 ) -> None:
-    """FTS5's ranking of the chunks holding the rarest terms (SqliteImpacts.holders) gives
-    the best of them with the scores the Python scorer gives, bit for bit, whenever the rare
-    terms come last in the summing order; in any other order every chunk is scored."""
+    """FTS5's ranking of the chunks holding a rare term and none of the rarer ones visited
+    before (SqliteImpacts.holders) gives the best of them with the scores the Python scorer
+    gives, bit for bit, whenever those terms come last in the summing order; in any other
+    order every chunk is scored."""
     store, dataset = corpus_store
     impacts = SqliteImpacts(store.conn)
     words = Corpus().words
@@ -162,11 +163,15 @@ def test_the_index_ranks_a_rare_terms_chunks_as_scoring_each_does(
         asked = list(dict.fromkeys(words[r] for r in ranks))
         stats = impacts.stats(asked)
         for terms in (topk.summing_order(stats, asked), asked[::-1]):
-            for size in range(1, len(terms)):
-                rare = sorted(terms, key=stats.hits.__getitem__)[:size]
-                held, found = impacts.holders(rare, [dataset], [], stats, terms, 16)
-                every, scored = topk.score_holders(impacts, rare, [dataset], [], stats, terms)
+            rarest = sorted(terms[::-1], key=stats.hits.__getitem__)
+            for at, term in enumerate(rarest[:-1]):
+                visited = rarest[:at]
+                held, found = impacts.holders(term, visited, [dataset], [], stats, terms, 16)
+                every, scored = topk.score_holders(
+                    impacts, term, visited, [dataset], [], stats, terms
+                )
                 assert held == every
+                assert not held & {s for t in visited for s in impacts.holding(t)}
                 best = sorted(((v, -s) for s, v, _ in scored), reverse=True)[:16]
                 assert sorted(((v, -s) for s, v, _ in found), reverse=True)[:16] == best
                 ranked += len(found) < len(scored)  # FTS5 ranked: the best few only

@@ -11,11 +11,12 @@ A term in half the chunks or more weighs next to nothing (idf's floor, bm25.LEAS
 at most its idf x bm25.WEIGHT_LIMIT to any chunk. Such a "slight" term raises every bound below
 by that much (the slack) instead of splitting the cells, unless every term is slight.
 
-1. The rare terms have all their chunks visited first, the rarest first, one more term at a
-   time while the chunks whose other terms all lie below their buckets could still enter (the
-   cells could not bound them) and the visit costs at most RARE_SHARE x the visits allowed
-   (ImpactIndex.holders: the full-text index may rank the chunks instead of scoring each,
-   since every way of ranking sums in ``summing_order``, the rare terms last).
+1. The rare terms have all their chunks visited first: the rarest term's, then the next
+   one's (those not holding the rarer), while the chunks whose other terms all lie below their
+   buckets could still enter (the cells could not bound them) and these visits cost at most
+   RARE_SHARE x the visits allowed (ImpactIndex.holders: the full-text index may rank the
+   chunks instead of scoring each, since every way of ranking sums in ``summing_order``, the
+   rare terms last).
 2. Every other chunk lies in one cell: for each common term, the bucket it has in the chunk (or
    "below"). A cell's chunks score at most the slack plus the sum, over common terms, of idf x
    that bucket's ceiling. Cells are visited best bound first (a cell's successors lower one
@@ -83,20 +84,23 @@ class ImpactIndex(Protocol):
     def holding(self, term: str) -> list[int]:
         """Every chunk (seq) holding ``term``."""
 
-    def holders_cost(self, rare: Sequence[str], stats: bm25.Stats, terms: Sequence[str]) -> int:
-        """What ``holders`` costs, in visits (at most the chunks holding ``rare``)."""
+    def holders_cost(
+        self, term: str, visited: Sequence[str], stats: bm25.Stats, terms: Sequence[str]
+    ) -> int:
+        """What ``holders`` costs, in visits (at most the chunks holding ``term``)."""
 
     def holders(
         self,
-        rare: Sequence[str],
+        term: str,
+        visited: Sequence[str],
         dataset_ids: Sequence[str],
         doc_ids: Sequence[str],
         stats: bm25.Stats,
         terms: Sequence[str],
         count: int,
     ) -> tuple[set[int], list[tuple[int, float, Row | None]]]:
-        """Every chunk (seq) holding any of ``rare``, and of those in scope at least the best
-        ``count`` as ``scores`` gives them (``score_holders`` scores them all)."""
+        """Every chunk (seq) holding ``term`` and none of ``visited``, and of those in scope
+        at least the best ``count`` as ``scores`` gives them (``score_holders``: all)."""
 
     def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
         """The ``count`` chunks best by BM25 over ``terms`` (seq, BM25 positive), best first."""
@@ -149,14 +153,15 @@ def search(
 
 def score_holders(
     index: ImpactIndex,
-    rare: Sequence[str],
+    term: str,
+    visited: Sequence[str],
     dataset_ids: Sequence[str],
     doc_ids: Sequence[str],
     stats: bm25.Stats,
     terms: Sequence[str],
 ) -> tuple[set[int], list[tuple[int, float, Row | None]]]:
-    """ImpactIndex.holders by scoring every chunk holding any of ``rare``."""
-    held = {seq for term in rare for seq in index.holding(term)}
+    """ImpactIndex.holders by scoring every chunk holding ``term`` and none of ``visited``."""
+    held = set(index.holding(term)).difference(*(index.holding(t) for t in visited))
     return held, index.scores(sorted(held), dataset_ids, doc_ids, stats, terms)
 
 
@@ -208,17 +213,19 @@ def best(
         """The visits left."""
         return allowed[0] - spent[0]
 
-    common = sorted(weighty, key=stats.hits.__getitem__)
-    rare: list[str] = []
-    while (
-        common
-        and not _below_every_cell(stats, common, slack, kept, limit)
-        and index.holders_cost([*rare, common[0]], stats, terms) <= visits * RARE_SHARE
-    ):  # the cells keep their visits allowed
-        rare.append(common.pop(0))
-        held, scored = index.holders(rare, dataset_ids, doc_ids, stats, terms, limit)
-        keep([found for found in scored if found[0] not in seen])
+    # the rarest first; of terms as rare, the later in ``terms`` (the summing order's suffix)
+    common = sorted(weighty[::-1], key=stats.hits.__getitem__)
+    visited: list[str] = []  # the rare terms whose chunks were visited (the cells keep theirs)
+    rare_cost = 0
+    while common and not _below_every_cell(stats, common, slack, kept, limit):
+        rare_cost += index.holders_cost(common[0], visited, stats, terms)
+        if rare_cost > visits * RARE_SHARE:
+            break
+        term = common.pop(0)
+        held, scored = index.holders(term, visited, dataset_ids, doc_ids, stats, terms, limit)
         seen.update(held)
+        keep(scored)
+        visited.append(term)
     bounded = not common or _visit_cells(index, stats, common, slack, (visit, room), kept, limit)
     if not bounded and slack:  # what was visited stays scored
         ranked = index.ranked(weighty, limit * RANKED)

@@ -33,6 +33,7 @@ from api.storage.postgres.fulltext import (
     any_word,
     bm25_sql,
     impact_reference,
+    in_scope,
     index_columns,
     record_reference,
 )
@@ -179,17 +180,12 @@ class PostgresDialect:
         index = PostgresImpacts(c)
 
         def rank_all(ordered: list[str]) -> list[SearchRow]:
-            score, scores = bm25_sql(index.stats(ordered), ordered)
-            conditions = ["c.fts @@ ?::tsquery", "c.available = 1", "c.dataset_id = ANY(?)"]
-            args: list[Any] = [*scores, any_word(ordered), list(dataset_ids)]
-            if doc_ids:
-                conditions.append("c.doc_id = ANY(?)")
-                args.append(list(doc_ids))
+            score, args = bm25_sql(index.stats(ordered), ordered)
+            where, scope = in_scope(dataset_ids, doc_ids)
             return c.execute(
                 f"SELECT {topk.ROW_SQL}, -({score}) AS bm25 FROM chunks c"
-                f" WHERE {' AND '.join(conditions)}"
-                " ORDER BY bm25, c.seq LIMIT ?",
-                (*args, limit),
+                f" WHERE c.fts @@ ?::tsquery AND {where} ORDER BY bm25, c.seq LIMIT ?",
+                (*args, any_word(ordered), *scope, limit),
             ).fetchall()
 
         return topk.search(index, dataset_ids, doc_ids, terms, limit, rank_all)

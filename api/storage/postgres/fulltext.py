@@ -26,7 +26,7 @@ from psycopg.rows import tuple_row
 
 from api import text
 from api.storage import bm25, codec
-from api.storage.topk import ROW_SQL, Row, score_holders
+from api.storage.topk import ROW_SQL, Row
 
 # The weighted vector of a chunk from the words api.text finds (no PostgreSQL parser: both
 # backends index the same words): content D, title C, keywords B, questions A. Each group has its
@@ -210,6 +210,17 @@ def bm25_sql(stats: bm25.Stats, terms: Sequence[str]) -> tuple[str, list[Any]]:
     return " + ".join(parts), args
 
 
+def in_scope(dataset_ids: Sequence[str], doc_ids: Sequence[str]) -> tuple[str, list[Any]]:
+    """The condition (and its arguments) that chunk ``c`` is available and in the datasets (and
+    the documents, when given) searched."""
+    if doc_ids:
+        return "c.available = 1 AND c.dataset_id = ANY(?) AND c.doc_id = ANY(?)", [
+            list(dataset_ids),
+            list(doc_ids),
+        ]
+    return "c.available = 1 AND c.dataset_id = ANY(?)", [list(dataset_ids)]
+
+
 # The first chunks whose impacts match a tsquery (the query and the count as arguments):
 # planned apart from its LIMIT, as with one a scan of every chunk would look cheaper than the
 # GIN index
@@ -276,19 +287,32 @@ class PostgresImpacts:
     def holding(self, term: str) -> list[int]:
         return self._column("SELECT seq FROM chunks WHERE fts @@ ?::tsquery", (any_word([term]),))
 
-    def holders_cost(self, rare: Sequence[str], stats: bm25.Stats, terms: Sequence[str]) -> int:
-        return sum(stats.hits[t] for t in rare)
+    def holders_cost(
+        self, term: str, visited: Sequence[str], stats: bm25.Stats, terms: Sequence[str]
+    ) -> int:
+        return stats.hits[term]
 
     def holders(
         self,
-        rare: Sequence[str],
+        term: str,
+        visited: Sequence[str],
         dataset_ids: Sequence[str],
         doc_ids: Sequence[str],
         stats: bm25.Stats,
         terms: Sequence[str],
         count: int,
     ) -> tuple[set[int], list[tuple[int, float, Row | None]]]:
-        return score_holders(self, rare, dataset_ids, doc_ids, stats, terms)
+        """Every chunk scored in SQL, the best ``count`` in scope returned."""
+        query = any_word([term]) + (f" & !({any_word(visited)})" if visited else "")
+        held = self._column("SELECT seq FROM chunks WHERE fts @@ ?::tsquery", (query,))
+        score, args = bm25_sql(stats, terms)
+        where, scope = in_scope(dataset_ids, doc_ids)
+        found = self.c.execute(
+            f"SELECT c.seq, {score} AS score FROM chunks c WHERE c.fts @@ ?::tsquery AND {where}"
+            " ORDER BY score DESC, c.seq LIMIT ?",
+            (*args, query, *scope, count),
+        )
+        return set(held), [(int(seq), float(value), None) for seq, value in found]
 
     def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
         score, args = bm25_sql(self.stats(terms), terms)
@@ -321,13 +345,10 @@ class PostgresImpacts:
         if not seqs:
             return []
         score, args = bm25_sql(stats, terms)
-        where = ["c.seq = ANY(?)", "c.available = 1", "c.dataset_id = ANY(?)"]
-        args += [list(seqs), list(dataset_ids)]
-        if doc_ids:
-            where.append("c.doc_id = ANY(?)")
-            args.append(list(doc_ids))
-        sql = f"SELECT c.seq, {score} FROM chunks c WHERE {' AND '.join(where)}"
-        return [(int(seq), float(value), None) for seq, value in self.c.execute(sql, args)]
+        where, scope = in_scope(dataset_ids, doc_ids)
+        sql = f"SELECT c.seq, {score} FROM chunks c WHERE c.seq = ANY(?) AND {where}"
+        found = self.c.execute(sql, [*args, list(seqs), *scope])
+        return [(int(seq), float(value), None) for seq, value in found]
 
     def rows(self, seqs: Sequence[int]) -> dict[int, Row]:
         sql = f"SELECT c.seq, {ROW_SQL} FROM chunks c WHERE c.seq = ANY(?)"

@@ -91,27 +91,29 @@ RANKED_PER_VISIT = 8
 
 
 class _HoldersPlan(NamedTuple):
-    """How SqliteImpacts.holders visits the chunks holding the rare terms, and its cost in
-    visits: FTS5 ranks them (``ranked``), those holding rare terms alone too unless scoring
-    each of those (``alone``: about as many as expected of terms found independently) costs
-    less than a statement."""
+    """How SqliteImpacts.holders visits the chunks holding a rare term (and none of the terms
+    visited), and its cost in visits: FTS5 ranks them (``ranked``), those holding no other term
+    too unless scoring each of those (``alone``: about as many as expected of terms found
+    independently) costs less than a statement."""
 
     ranked: bool
     alone: bool
     cost: int
 
 
-def _holders_plan(rare: Sequence[str], stats: bm25.Stats, terms: Sequence[str]) -> _HoldersPlan:
-    held = sum(stats.hits[t] for t in rare)
-    # rare last, after another term: BM25 over terms sums over the others first, as the
-    # statements of SqliteImpacts.holders do
-    if not 0 < len(rare) < len(terms) or set(terms[len(terms) - len(rare) :]) != set(rare):
+def _holders_plan(
+    term: str, visited: Sequence[str], stats: bm25.Stats, terms: Sequence[str]
+) -> _HoldersPlan:
+    held = stats.hits[term]
+    # term, then the visited, last, after another term: BM25 over terms sums over the others
+    # first, as the statements of SqliteImpacts.holders do
+    last = len(terms) - len(visited)
+    if last < 2 or terms[last - 1] != term or set(terms[last:]) != set(visited):
         return _HoldersPlan(False, False, held)
     statement = sum(stats.hits[t] for t in terms) // COUNTED
     alone = held
-    for t in terms:
-        if t not in rare:
-            alone = int(alone * (1.0 - stats.hits[t] / max(stats.rows, 1)))
+    for t in terms[: last - 1]:
+        alone = int(alone * (1.0 - stats.hits[t] / max(stats.rows, 1)))
     ranked = held // RANKED_PER_VISIT + statement + min(alone, statement)
     if ranked >= held:
         return _HoldersPlan(False, False, held)
@@ -175,47 +177,52 @@ class SqliteImpacts:
         sql = "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?"
         return [int(row[0]) for row in self.conn.execute(sql, (match,))]
 
-    def holders_cost(self, rare: Sequence[str], stats: bm25.Stats, terms: Sequence[str]) -> int:
-        return _holders_plan(rare, stats, terms).cost
+    def holders_cost(
+        self, term: str, visited: Sequence[str], stats: bm25.Stats, terms: Sequence[str]
+    ) -> int:
+        return _holders_plan(term, visited, stats, terms).cost
 
     def holders(
         self,
-        rare: Sequence[str],
+        term: str,
+        visited: Sequence[str],
         dataset_ids: Sequence[str],
         doc_ids: Sequence[str],
         stats: bm25.Stats,
         terms: Sequence[str],
         count: int,
     ) -> tuple[set[int], list[tuple[int, float, Row | None]]]:
-        """Ranked by FTS5 when ``rare`` are the last of ``terms`` and that costs less than
-        scoring each (_holders_plan): the chunks holding a rare term and another term
-        (``others AND rare``), and those holding rare terms alone (``rare NOT others``;
-        scored each when few), each ranked best first. bm25() sums over the query's terms in
-        the order they are written, a term a chunk lacks adding exactly 0.0, so both sum as
-        ranking every match does (``others OR rare``), bit for bit. Else, or when fewer than
-        ``count`` of a ranked window are in scope, every chunk is scored (score_holders)."""
-        plan = _holders_plan(rare, stats, terms)
+        """Ranked by FTS5 when ``term`` comes last in ``terms`` but for ``visited`` and that
+        costs less than scoring each (_holders_plan): the chunks holding ``term`` and another
+        term (``others AND (term NOT visited)``), and those holding no other (``(term NOT
+        visited) NOT others``; scored each when few), each ranked best first. bm25() sums over
+        the query's terms in the order they are written, a term a chunk lacks adding exactly
+        0.0, so both sum as ranking every match does (``others OR term OR visited``), bit for
+        bit. Else, or when fewer than ``count`` of a ranked window are in scope, every chunk
+        is scored (score_holders)."""
+        plan = _holders_plan(term, visited, stats, terms)
         if not plan.ranked:
-            return score_holders(self, rare, dataset_ids, doc_ids, stats, terms)
-        others = codec.fts_query([t for t in terms if t not in rare])
-        last = codec.fts_query([t for t in terms if t in rare])  # in the summing order
+            return score_holders(self, term, visited, dataset_ids, doc_ids, stats, terms)
+        others = codec.fts_query(terms[: len(terms) - len(visited) - 1])
+        held = codec.fts_query([term])
+        if visited:  # in the summing order
+            held = f"{held} NOT ({codec.fts_query(terms[len(terms) - len(visited) :])})"
         window = count + count // 4  # room for chunks out of scope
-        windows = [self._ranked(f"({others}) AND ({last})", window)]
+        windows = [self._ranked(f"({others}) AND ({held})", window)]
+        alone = f"({held}) NOT ({others})"
         scored: list[tuple[int, float, Row | None]] = []
         if plan.alone:
-            seqs = self._matching(f"({last}) NOT ({others})")
-            scored = self.scores(seqs, dataset_ids, doc_ids, stats, terms)
+            scored = self.scores(self._matching(alone), dataset_ids, doc_ids, stats, terms)
         else:
-            windows.append(self._ranked(f"({last}) NOT ({others})", window))
+            windows.append(self._ranked(alone, window))
         values = dict(pair for found in windows for pair in found)
         where, args = _scope(dataset_ids, doc_ids)
         sql = f"SELECT c.seq FROM chunks c WHERE {_AMONG} AND {where}"
         scoped = {seq for (seq,) in self._read(sql, [json.dumps(list(values)), *args])}
         for found in windows:  # a full window with fewer than count in scope
             if len(found) == window and sum(seq in scoped for seq, _ in found) < count:
-                return score_holders(self, rare, dataset_ids, doc_ids, stats, terms)
-        held = set(self._matching(codec.fts_query(rare)))
-        return held, scored + [(seq, values[seq], None) for seq in scoped]
+                return score_holders(self, term, visited, dataset_ids, doc_ids, stats, terms)
+        return set(self._matching(held)), scored + [(seq, values[seq], None) for seq in scoped]
 
     def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
         return self._ranked(codec.fts_query(terms), count)
