@@ -133,6 +133,7 @@ def test_questions_with_everyday_words_rank_their_other_words(
     everyday = [w for w in words[:10] if stats.idf(w) <= bm25.LEAST_IDF]
     assert everyday, [stats.hits[w] / stats.rows for w in words[:10]]
     monkeypatch.setattr(topk, "CELL_COST", 10**9)
+    monkeypatch.setattr(topk, "RARE_SHARE", 0)  # nor any rare term's chunks
     asked: list[list[str]] = []
     ranked = PostgresImpacts.ranked
 
