@@ -23,6 +23,7 @@ from api.storage.sqlite.connections import (
     translated,
     words_prepared,
 )
+from api.storage.sqlite.fulltext import in_scope
 
 _FTS_ROWIDS = "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?"
 
@@ -114,11 +115,7 @@ class SqliteDialect:
         """Every match ranked in the full-text index alone, then the best few read from chunks
         and kept when in scope; when fewer than ``limit`` of those are (a small dataset beside
         large ones, or documents given), the scope is applied while ranking instead."""
-        scope = [f"c.dataset_id IN ({_marks(dataset_ids)})", "c.available = 1"]
-        args: list[Any] = [*dataset_ids]
-        if doc_ids:
-            scope.append(f"c.doc_id IN ({_marks(doc_ids)})")
-            args.extend(doc_ids)
+        scope, args = in_scope(dataset_ids, doc_ids)
         cursor = self.conn.cursor()
         cursor.row_factory = None  # plain tuples: cheaper than sqlite3.Row for many rows
         match = codec.fts_query(terms)
@@ -130,7 +127,7 @@ class SqliteDialect:
                 f"WITH r AS (SELECT rowid, {ranked} AS bm25 FROM chunks_fts"
                 " WHERE chunks_fts MATCH ? ORDER BY bm25, rowid LIMIT ?)"
                 f" SELECT {columns}, r.bm25, r.rowid FROM r JOIN chunks c ON c.seq = r.rowid"
-                f" WHERE {' AND '.join(scope)} ORDER BY r.bm25, r.rowid",
+                f" WHERE {scope} ORDER BY r.bm25, r.rowid",
                 (match, window, *args),
             ).fetchall()
             if len(rows) >= limit or self._fewer_matches(match, window):
@@ -138,7 +135,7 @@ class SqliteDialect:
         return cursor.execute(
             f"SELECT {columns}, {ranked} AS bm25 FROM chunks_fts"
             f" JOIN chunks c ON c.seq = chunks_fts.rowid WHERE chunks_fts MATCH ?"
-            f" AND {' AND '.join(scope)} ORDER BY bm25, c.seq LIMIT ?",
+            f" AND {scope} ORDER BY bm25, c.seq LIMIT ?",
             (match, *args, limit),
         ).fetchall()
 

@@ -73,7 +73,7 @@ def impacts(
 _AMONG = "c.seq IN (SELECT value FROM json_each(?))"  # chunk c is one of a JSON list of seqs
 
 
-def _scope(dataset_ids: Sequence[str], doc_ids: Sequence[str]) -> tuple[str, list[Any]]:
+def in_scope(dataset_ids: Sequence[str], doc_ids: Sequence[str]) -> tuple[str, list[Any]]:
     """The condition (and its arguments) that chunk ``c`` is available and in the datasets (and
     the documents, when given) searched."""
     where = ["c.available = 1", f"c.dataset_id IN ({', '.join('?' * len(dataset_ids))})"]
@@ -216,7 +216,7 @@ class SqliteImpacts:
         else:
             windows.append(self._ranked(alone, window))
         values = dict(pair for found in windows for pair in found)
-        where, args = _scope(dataset_ids, doc_ids)
+        where, args = in_scope(dataset_ids, doc_ids)
         sql = f"SELECT c.seq FROM chunks c WHERE {_AMONG} AND {where}"
         scoped = {seq for (seq,) in self._read(sql, [json.dumps(list(values)), *args])}
         for found in windows:  # a full window with fewer than count in scope
@@ -258,7 +258,7 @@ class SqliteImpacts:
     ) -> list[tuple[int, float, Row | None]]:
         if not seqs:
             return []
-        where, args = _scope(dataset_ids, doc_ids)
+        where, args = in_scope(dataset_ids, doc_ids)
         score = bm25.scorer(stats, terms)
         found: list[tuple[int, float, Row | None]] = []
         for seq, size, *row in self._read(
