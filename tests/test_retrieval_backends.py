@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,27 @@ def test_both_backends_give_the_same_answers_in_the_same_order(
             }
             assert found["sqlite"] == found["postgresql"], question
     assert compared >= QUESTIONS - 2  # the questions do find chunks
+
+
+def test_a_read_sees_one_state_of_the_database_while_chunks_are_written(
+    backends: dict[str, storage.Backend],
+) -> None:
+    """The statements of one read (a search's statistics, bound and rows) see one state: chunks
+    written by another thread in the middle of it appear to the next read only. (Otherwise a
+    word's chunk count, read after a write, could pass the total read before it.)"""
+    for name, backend in backends.items():
+        store: Any = backend.store  # an SqlStorage: its ``db`` is read here
+        dataset = store.create_dataset("t", {"name": "one state"})
+        upload = storage.Upload("notes.txt", "txt", "doc", io.BytesIO(b"x"))
+        doc_id = store.add_documents(dataset, [upload], "t")[0]["id"]
+        count = "SELECT COUNT(*) FROM chunks WHERE doc_id = ?"
+        with store.db.read() as c:
+            assert c.execute(count, (doc_id,)).fetchone()[0] == 0
+            chunks = [{"content": "apple pear"}, {"content": "river"}]
+            writer = threading.Thread(target=store.replace_chunks, args=(doc_id, chunks))
+            writer.start()
+            writer.join(30)
+            assert not writer.is_alive(), name
+            assert c.execute(count, (doc_id,)).fetchone()[0] == 0, name
+        with store.db.read() as c:
+            assert c.execute(count, (doc_id,)).fetchone()[0] == 2, name

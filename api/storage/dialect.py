@@ -55,7 +55,8 @@ class Dialect(Protocol):
     driver_errors: tuple[type[Exception], ...]
 
     def read(self) -> AbstractContextManager[Session]:
-        """A session for reads: the thread's open transaction when there is one."""
+        """A session for reads that see one state of the database (its statements all read
+        the same snapshot): the thread's open transaction when there is one."""
 
     def write(self) -> AbstractContextManager[Session]:
         """One write transaction, or a savepoint inside the thread's open one."""

@@ -174,6 +174,19 @@ def connection(url: str, options: PoolSettings) -> Iterator[psycopg.Connection[A
 
 
 @contextmanager
+def snapshot(url: str, options: PoolSettings) -> Iterator[psycopg.Connection[Any]]:
+    """Reads of one state of the database (a REPEATABLE READ, READ ONLY transaction), or of
+    the thread's current transaction."""
+    with connection(url, options) as conn:
+        if _current().get(url) is conn:
+            yield conn
+            return
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield conn
+
+
+@contextmanager
 def transaction(url: str, options: PoolSettings) -> Iterator[psycopg.Connection[Any]]:
     """One transaction, or a savepoint inside the thread's current one."""
     with connection(url, options) as conn:

@@ -24,6 +24,7 @@ from api.storage.postgres.connections import (
     connection,
     drop_listener,
     listener,
+    snapshot,
     transaction,
     translated,
     where,
@@ -102,7 +103,7 @@ class PostgresDialect:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with connection(self.url, self.options) as conn:
+        with snapshot(self.url, self.options) as conn:
             yield _Session(conn)
 
     @contextmanager

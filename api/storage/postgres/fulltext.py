@@ -302,15 +302,20 @@ class PostgresImpacts:
         terms: Sequence[str],
         count: int,
     ) -> tuple[set[int], list[tuple[int, float, Row | None]]]:
-        """Every chunk scored in SQL, the best ``count`` in scope returned."""
-        query = any_word([term]) + (f" & !({any_word(visited)})" if visited else "")
-        held = self._column("SELECT seq FROM chunks WHERE fts @@ ?::tsquery", (query,))
+        """Every chunk scored in SQL, the best ``count`` in scope returned. The visited terms
+        are a filter on each chunk's own words, never a NOT in the index's tsquery: while
+        VACUUM merges the GIN index's pending list, a NOT read from the index can pass a
+        chunk that holds the word (seen on PostgreSQL 15), which would take a place of the
+        ``count``."""
+        held_term = "c.fts @@ ?::tsquery" + (" AND NOT c.fts @@ ?::tsquery" if visited else "")
+        queries = [any_word([term]), *([any_word(visited)] if visited else [])]
+        held = self._column(f"SELECT c.seq FROM chunks c WHERE {held_term}", queries)
         score, args = bm25_sql(stats, terms)
         where, scope = in_scope(dataset_ids, doc_ids)
         found = self.c.execute(
-            f"SELECT c.seq, {score} AS score FROM chunks c WHERE c.fts @@ ?::tsquery AND {where}"
+            f"SELECT c.seq, {score} AS score FROM chunks c WHERE {held_term} AND {where}"
             " ORDER BY score DESC, c.seq LIMIT ?",
-            (*args, query, *scope, count),
+            (*args, *queries, *scope, count),
         )
         return set(held), [(int(seq), float(value), None) for seq, value in found]
 
@@ -324,6 +329,8 @@ class PostgresImpacts:
         return [(int(seq), float(value)) for seq, value in rows]
 
     def cell(self, places: dict[str, int], ladders: dict[str, list[int]], most: int) -> list[int]:
+        # the NOT may pass a chunk of a higher bucket while VACUUM merges the GIN pending list
+        # (holders): it is then visited, scored exactly, and costs only a visit
         held = [impact_lexeme(term, place) for term, place in places.items() if place >= 0]
         below = [
             impact_lexeme(term, bucket)

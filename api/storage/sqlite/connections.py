@@ -315,6 +315,20 @@ def close_all() -> None:
 
 
 @contextmanager
+def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Reads of one state of the database (a read transaction: WAL keeps its snapshot from
+    the first read), or of the caller's open transaction."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")  # the read ends; nothing was written
+
+
+@contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One write transaction (BEGIN IMMEDIATE), or a savepoint inside the caller's."""
     if conn.in_transaction:

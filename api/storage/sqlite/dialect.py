@@ -19,6 +19,7 @@ from api.storage.sqlite.connections import (
     connection,
     impact_index,
     probe_writes,
+    snapshot,
     transaction,
     translated,
     words_prepared,
@@ -51,9 +52,8 @@ class SqliteDialect:
     def conn(self) -> sqlite3.Connection:
         return connection(self.db_path)
 
-    @contextmanager
-    def read(self) -> Iterator[Session]:
-        yield self.conn
+    def read(self) -> AbstractContextManager[Session]:
+        return snapshot(self.conn)
 
     def write(self) -> AbstractContextManager[Session]:
         return transaction(self.conn)
