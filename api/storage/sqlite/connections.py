@@ -325,7 +325,8 @@ def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     finally:
-        conn.execute("COMMIT")  # the read ends; nothing was written
+        if conn.in_transaction:  # not ended by an error that rolled it back
+            conn.execute("COMMIT")  # the read ends; nothing was written
 
 
 @contextmanager
