@@ -167,9 +167,7 @@ def test_the_index_ranks_a_rare_terms_chunks_as_scoring_each_does(
             for at, term in enumerate(rarest[:-1]):
                 visited = rarest[:at]
                 held, found = impacts.holders(term, visited, [dataset], [], stats, terms, 16)
-                every, scored = topk.score_holders(
-                    impacts, term, visited, [dataset], [], stats, terms
-                )
+                every, scored = impacts.score_each(term, visited, [dataset], [], stats, terms)
                 assert held == every
                 assert not held & {s for t in visited for s in impacts.holding(t)}
                 best = sorted(((v, -s) for s, v, _ in scored), reverse=True)[:16]

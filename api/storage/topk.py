@@ -82,9 +82,6 @@ class ImpactIndex(Protocol):
     def buckets(self, term: str) -> list[int]:
         """The impact buckets ``term`` has chunks in, heaviest first."""
 
-    def holding(self, term: str) -> list[int]:
-        """Every chunk (seq) holding ``term``."""
-
     def holders_cost(
         self, term: str, visited: Sequence[str], stats: bm25.Stats, terms: Sequence[str]
     ) -> int:
@@ -101,7 +98,7 @@ class ImpactIndex(Protocol):
         count: int,
     ) -> tuple[set[int], list[tuple[int, float, Row | None]]]:
         """Every chunk (seq) holding ``term`` and none of ``visited``, and of those in scope
-        at least the best ``count`` as ``scores`` gives them (``score_holders``: all)."""
+        at least the best ``count`` as ``scores`` gives them."""
 
     def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
         """The ``count`` chunks best by BM25 over ``terms`` (seq, BM25 positive), best first."""
@@ -150,20 +147,6 @@ def search(
     ordered = summing_order(index.stats(terms), terms)
     found = best(index, dataset_ids, doc_ids, ordered, limit)
     return found if found is not None else rank_all(ordered)
-
-
-def score_holders(
-    index: ImpactIndex,
-    term: str,
-    visited: Sequence[str],
-    dataset_ids: Sequence[str],
-    doc_ids: Sequence[str],
-    stats: bm25.Stats,
-    terms: Sequence[str],
-) -> tuple[set[int], list[tuple[int, float, Row | None]]]:
-    """ImpactIndex.holders by scoring every chunk holding ``term`` and none of ``visited``."""
-    held = set(index.holding(term)).difference(*(index.holding(t) for t in visited))
-    return held, index.scores(sorted(held), dataset_ids, doc_ids, stats, terms)
 
 
 def best(

@@ -284,9 +284,6 @@ class PostgresImpacts:
             self.stats([term])
         return self._buckets[term]
 
-    def holding(self, term: str) -> list[int]:
-        return self._column("SELECT seq FROM chunks WHERE fts @@ ?::tsquery", (any_word([term]),))
-
     def holders_cost(
         self, term: str, visited: Sequence[str], stats: bm25.Stats, terms: Sequence[str]
     ) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from api.storage import bm25, codec
-from api.storage.topk import ROW_SQL, Row, score_holders
+from api.storage.topk import ROW_SQL, Row
 
 
 def varints(data: bytes) -> list[int]:
@@ -182,6 +182,19 @@ class SqliteImpacts:
     ) -> int:
         return _holders_plan(term, visited, stats, terms).cost
 
+    def score_each(
+        self,
+        term: str,
+        visited: Sequence[str],
+        dataset_ids: Sequence[str],
+        doc_ids: Sequence[str],
+        stats: bm25.Stats,
+        terms: Sequence[str],
+    ) -> tuple[set[int], list[tuple[int, float, Row | None]]]:
+        """``holders`` by scoring every chunk holding ``term`` and none of ``visited``."""
+        held = set(self.holding(term)).difference(*(self.holding(t) for t in visited))
+        return held, self.scores(sorted(held), dataset_ids, doc_ids, stats, terms)
+
     def holders(
         self,
         term: str,
@@ -199,10 +212,10 @@ class SqliteImpacts:
         the query's terms in the order they are written, a term a chunk lacks adding exactly
         0.0, so both sum as ranking every match does (``others OR term OR visited``), bit for
         bit. Else, or when fewer than ``count`` of a ranked window are in scope, every chunk
-        is scored (score_holders)."""
+        is scored (score_each)."""
         plan = _holders_plan(term, visited, stats, terms)
         if not plan.ranked:
-            return score_holders(self, term, visited, dataset_ids, doc_ids, stats, terms)
+            return self.score_each(term, visited, dataset_ids, doc_ids, stats, terms)
         others = codec.fts_query(terms[: len(terms) - len(visited) - 1])
         held = codec.fts_query([term])
         if visited:  # in the summing order
@@ -221,7 +234,7 @@ class SqliteImpacts:
         scoped = {seq for (seq,) in self._read(sql, [json.dumps(list(values)), *args])}
         for found in windows:  # a full window with fewer than count in scope
             if len(found) == window and sum(seq in scoped for seq, _ in found) < count:
-                return score_holders(self, term, visited, dataset_ids, doc_ids, stats, terms)
+                return self.score_each(term, visited, dataset_ids, doc_ids, stats, terms)
         return set(self._matching(held)), scored + [(seq, values[seq], None) for seq in scoped]
 
     def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
