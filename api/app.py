@@ -76,6 +76,20 @@ class App:
             _on_start(self.settings)
         return self.settings
 
+    def warm(self) -> None:
+        """Before a Gunicorn worker serves (post_worker_init): read the settings, sweep staged
+        uploads and open the process's database session, so that its first request costs what
+        the next ones do instead of 200 ms more (docs/architecture.md, "A worker's first
+        request"). Whatever fails is logged and left to the first request, which reports it: a
+        worker always boots (when one fails to, Gunicorn stops the whole server)."""
+        try:
+            cfg = self.load_settings()
+            storage.open_backend(cfg.data_dir, cfg.database_url, cfg.pool).store.check()
+        except (config.ConfigError, storage.StorageError) as exc:
+            log.warning("the worker serves unprepared (%s): %s", type(exc).__name__, exc)
+        except Exception:
+            log.exception("the worker serves unprepared: an unexpected error")
+
     def respond(self, request: Request) -> Response:
         try:
             rule, args = URLS.bind_to_environ(request.environ).match(return_rule=True)
@@ -117,8 +131,9 @@ class App:
 
 
 def _on_start(cfg: config.Config) -> None:
-    """Once per process, at its first request: remove staged uploads no live process writes
-    (left by a worker killed while storing one); safe while other workers upload."""
+    """Once per process, before a Gunicorn worker serves (App.warm) or at the first request:
+    remove staged uploads no live process writes (left by a worker killed while storing one);
+    safe while other workers upload."""
     try:
         removed = storage.open_backend(
             cfg.data_dir, cfg.database_url, cfg.pool

@@ -8,7 +8,9 @@ completes) the moment the master dies.
 pre_fork freezes the master's objects (gc.freeze) so that the workers' garbage collections do not
 write to, and so copy, the pages they share with the preloaded master.
 
-post_worker_init, pre_request and post_request let a sync worker that is told to stop (SIGTERM)
+post_worker_init first lets the application prepare the worker before it serves (api.app.App.warm:
+settings read, database session open), so that its first request costs what the next ones do.
+Then post_worker_init, pre_request and post_request let a sync worker that is told to stop (SIGTERM)
 in the middle of a request close its copy of the listening socket at once instead of when the
 request ends: with the master's copy closed on SIGTERM and the socket holder stopped first on
 shutdown, the port then refuses new connections during the drain instead of queueing them in a
@@ -48,7 +50,10 @@ from shared.settings import BY_NAME
 
 
 def post_worker_init(worker: Any) -> None:
-    """In a sync worker, after its signal handlers are installed."""
+    """In a worker, after its signal handlers are installed, before it serves."""
+    warm = getattr(worker.wsgi, "warm", None)  # another WSGI application may have none
+    if callable(warm):
+        warm()
     if not isinstance(worker, SyncWorker):  # gthread stops accepting on its own
         return
     graceful = signal.getsignal(signal.SIGTERM)

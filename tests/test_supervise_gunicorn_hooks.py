@@ -1,5 +1,6 @@
-"""Gunicorn hooks: pre_fork gc.freeze, a sync worker told to stop in the middle of a request, and
-the memory the watchdog measures (post_fork's parent-death signal: test_parent_death.py)."""
+"""Gunicorn hooks: pre_fork gc.freeze, each worker prepared before it serves, a sync worker told to
+stop in the middle of a request, and the memory the watchdog measures (post_fork's parent-death
+signal: test_parent_death.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from pathlib import Path
 
 import psutil
 import requests
-from support.ports import listening_socket
-from support.supervised import APP_DIR
+from conftest import StartBundle
+from support.ports import listening_socket, refusing_port
+from support.postgres import PASSWORD
+from support.supervised import APP_DIR, SupervisedRun
 from support.waiting import wait_for
 
 # pre_request as rendered, then SIGTERM to the worker itself: the signal lands between the hook
@@ -39,6 +42,53 @@ def test_pre_fork_freezes_the_masters_objects() -> None:
         cwd=APP_DIR, capture_output=True, text=True, timeout=30, check=True,
     )  # fmt: skip
     assert int(probe.stdout) > 1000  # the interpreter's and the app's objects are frozen
+
+
+def _workers(run: SupervisedRun) -> list[psutil.Process]:
+    workers: list[psutil.Process] = psutil.Process(run.host_pid("web")).children()
+    return workers
+
+
+def test_every_worker_opens_the_database_before_it_serves(start_bundle: StartBundle) -> None:
+    """post_worker_init prepares each worker (api.app.App.warm): with no request sent yet,
+    every web worker already holds the database open."""
+    run = start_bundle(GUNICORN_WORKERS="3", WS="0")
+    database = str(Path(run.env["DATA_DIR"]) / "ragflow.db")
+
+    def prepared() -> bool:
+        workers = _workers(run)
+        opened = [any(f.path == database for f in w.open_files()) for w in workers]
+        return len(workers) == 3 and all(opened)
+
+    wait_for(prepared, 30, "every worker to open the database")
+
+
+def test_a_worker_that_cannot_reach_the_database_still_serves_and_answers_503(
+    start_bundle: StartBundle,
+) -> None:
+    """Preparing a worker never stops it from booting (Gunicorn would stop the whole server):
+    with PostgreSQL unreachable, every worker logs why, serves, and health answers 503 (never a
+    password)."""
+    with refusing_port() as port:
+        run = start_bundle(
+            GUNICORN_WORKERS="2",
+            WS="0",
+            DATABASE_URL=f"postgresql://rf:{PASSWORD}@127.0.0.1:{port}/ragflow",
+            DB_CONNECT_TIMEOUT="1",
+        )
+        logs = Path(run.env["LOG_DIR"])
+
+        def output() -> str:
+            files = [p.read_text(errors="replace") for p in logs.rglob("*") if p.is_file()]
+            return run.output() + "".join(files)
+
+        wait_for(
+            lambda: output().count("the worker serves unprepared") >= 2, 30, "both workers to log"
+        )
+        answer = requests.get(f"http://127.0.0.1:{run.port}/v1/system/healthz", timeout=30)
+        assert answer.status_code == 503, answer.text
+        assert len(_workers(run)) == 2 and run.states()["web:web"] == "RUNNING"
+        assert "Traceback" not in output() and PASSWORD not in output()
 
 
 def test_a_worker_stopped_as_its_request_starts_still_answers_it(
