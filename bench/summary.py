@@ -470,7 +470,7 @@ def retrieval_scale(doc: dict[str, Any]) -> str:
                     "backend",
                     "seeding s",
                     "database MiB",
-                    "worker private MiB (USS), after / before",
+                    "worker private MiB (USS), after / before (/ filed)",
                     "worker shared MiB (RSS - USS)",
                     "worker PSS MiB",
                 ],
