@@ -70,7 +70,11 @@ def impacts(
     return bm25.impact_terms(freqs, row_tokens(size), reference(size, averages))
 
 
-_AMONG = "c.seq IN (SELECT value FROM json_each(?))"  # chunk c is one of a JSON list of seqs
+# Chunks ``c`` named by a JSON list of seqs, each read by its rowid: NOT INDEXED keeps SQLite from
+# looking them up through chunks_dataset to test the scope (at 1M chunks, 2,560 in 1.35 ms
+# instead of 3.0; with their lengths and columns for scoring, 6.0 instead of 9.7)
+_LISTED = "chunks c NOT INDEXED"
+_AMONG = "c.seq IN (SELECT value FROM json_each(?))"
 
 
 def in_scope(dataset_ids: Sequence[str], doc_ids: Sequence[str]) -> tuple[str, list[Any]]:
@@ -244,7 +248,7 @@ class SqliteImpacts:
             windows.append(self._ranked(f"({held}) NOT ({others})", window))
         values = dict(pair for found in windows for pair in found)
         where, args = in_scope(dataset_ids, doc_ids)
-        sql = f"SELECT c.seq FROM chunks c WHERE {_AMONG} AND {where}"
+        sql = f"SELECT c.seq FROM {_LISTED} WHERE {_AMONG} AND {where}"
         scoped = {seq for (seq,) in self._read(sql, [json.dumps(list(values)), *args])}
         for found in windows:  # a full window with fewer than count in scope
             if len(found) == window and sum(seq in scoped for seq, _ in found) < count:
@@ -294,8 +298,8 @@ class SqliteImpacts:
         score = bm25.scorer(stats, terms)
         found: list[tuple[int, float, Row | None]] = []
         for seq, size, *row in self._read(
-            f"SELECT c.seq, d.sz, {ROW_SQL} FROM chunks c JOIN chunks_fts_docsize d ON d.id = c.seq"
-            f" WHERE {_AMONG} AND {where}",
+            f"SELECT c.seq, d.sz, {ROW_SQL} FROM {_LISTED}"
+            f" JOIN chunks_fts_docsize d ON d.id = c.seq WHERE {_AMONG} AND {where}",
             [json.dumps(list(seqs)), *args],
         ):
             _, _, docnm, content, keywords, questions = row
@@ -304,7 +308,7 @@ class SqliteImpacts:
         return found
 
     def rows(self, seqs: Sequence[int]) -> dict[int, Row]:
-        sql = f"SELECT c.seq, {ROW_SQL} FROM chunks c WHERE {_AMONG}"
+        sql = f"SELECT c.seq, {ROW_SQL} FROM {_LISTED} WHERE {_AMONG}"
         return {seq: tuple(row) for seq, *row in self._read(sql, [json.dumps(list(seqs))])}
 
     def _read(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
