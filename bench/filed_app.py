@@ -3,7 +3,8 @@ joins every match to its chunk, then sorts them all by FTS5's bm25() (its plan: 
 ... SEARCH c USING INTEGER PRIMARY KEY ... USE TEMP B-TREE FOR ORDER BY``). bench.retrieval_scale
 serves it beside the application and bench.exhaustive_app, so that issue 15's throughput target
 ("10x today's", at 1M chunks and 32 connections) is measured against the code it names, in the
-same run. Everything else is the application's."""
+same run. Everything else is the application's. The one file outside api/storage that speaks a
+backend's dialect (tests/test_storage_seam.py, BASELINES)."""
 
 from __future__ import annotations
 

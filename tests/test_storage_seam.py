@@ -24,6 +24,9 @@ from shared.settings import Host, resolve
 ROOT = Path(__file__).resolve().parent.parent
 SCANNED = ("api", "bench", "supervise", "renderer", "shared")
 SEAM = ROOT / "api" / "storage"
+# The benchmark's baseline: the application with SQLite's retrieval statement of before issue 15,
+# which replaced it (bench.retrieval_scale measures its throughput target against it)
+BASELINES = frozenset({ROOT / "bench" / "filed_app.py"})
 DRIVERS = frozenset({"sqlite3", "psycopg", "psycopg2", "asyncpg", "sqlalchemy"})
 SQL = re.compile(
     r"\b(SELECT\b[^;]*?\bFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM"
@@ -71,7 +74,7 @@ def test_nothing_outside_api_storage_speaks_a_backends_dialect() -> None:
         path
         for package in SCANNED
         for path in sorted((ROOT / package).rglob("*.py"))
-        if SEAM not in path.parents
+        if SEAM not in path.parents and path not in BASELINES
     ]
     assert len(files) > 50  # the walk saw the code base
     found = [v for p in files for v in violations(p.read_text(), str(p.relative_to(ROOT)))]
