@@ -96,9 +96,12 @@ class ImpactIndex(Protocol):
         stats: bm25.Stats,
         terms: Sequence[str],
         count: int,
-    ) -> tuple[set[int], list[tuple[int, float, Row | None]]]:
-        """Every chunk (seq) holding ``term`` and none of ``visited``, and of those in scope
-        at least the best ``count`` as ``scores`` gives them."""
+    ) -> list[tuple[int, float, Row | None]]:
+        """Of the chunks holding ``term`` and none of ``visited`` that are in scope, at least
+        the best ``count``, as ``scores`` gives them."""
+
+    def holding(self, terms: Sequence[str]) -> set[int]:
+        """Every chunk (seq) holding any of ``terms``."""
 
     def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
         """The ``count`` chunks best by BM25 over ``terms`` (seq, BM25 positive), best first."""
@@ -170,7 +173,8 @@ def best(
     slight = [t for t in terms if stats.idf(t) <= bm25.LEAST_IDF]
     weighty = [t for t in terms if t not in slight] or slight
     slack = sum(stats.idf(t) * bm25.WEIGHT_LIMIT for t in slight if t not in weighty)
-    seen: set[int] = set()
+    visited: list[str] = []  # the rare terms whose chunks were visited (the cells keep theirs)
+    seen: set[int] = set()  # the chunks visited (the rare terms': read at the first visit)
     kept: list[Entry] = []
     spent = [0]  # visits, and CELL_COST for each cell asked for
     allowed = [visits]
@@ -185,6 +189,8 @@ def best(
 
     def visit(seqs: list[int], cost: int = 0) -> bool:
         """Score the chunks not seen yet; False when that would pass the visits allowed."""
+        if not seen:
+            seen.update(index.holding(visited))
         new = [seq for seq in seqs if seq not in seen]
         spent[0] += cost + len(new)
         if spent[0] > allowed[0]:
@@ -199,16 +205,13 @@ def best(
 
     # the rarest first; of terms as rare, the later in ``terms`` (the summing order's suffix)
     common = sorted(weighty[::-1], key=stats.hits.__getitem__)
-    visited: list[str] = []  # the rare terms whose chunks were visited (the cells keep theirs)
     rare_cost = 0
     while common and not _below_every_cell(stats, common, slack, kept, limit):
         rare_cost += index.holders_cost(common[0], visited, stats, terms)
         if rare_cost > visits * RARE_SHARE:
             break
         term = common.pop(0)
-        held, scored = index.holders(term, visited, dataset_ids, doc_ids, stats, terms, limit)
-        seen.update(held)
-        keep(scored)
+        keep(index.holders(term, visited, dataset_ids, doc_ids, stats, terms, limit))
         visited.append(term)
     bounded = not common or _visit_cells(index, stats, common, slack, (visit, room), kept, limit)
     if not bounded and slack:  # what was visited stays scored

@@ -298,7 +298,7 @@ class PostgresImpacts:
         stats: bm25.Stats,
         terms: Sequence[str],
         count: int,
-    ) -> tuple[set[int], list[tuple[int, float, Row | None]]]:
+    ) -> list[tuple[int, float, Row | None]]:
         """Every chunk scored in SQL, the best ``count`` in scope returned. The visited terms
         are a filter on each chunk's own words, never a NOT in the index's tsquery: while
         VACUUM merges the GIN index's pending list, a NOT read from the index can pass a
@@ -306,7 +306,6 @@ class PostgresImpacts:
         ``count``."""
         held_term = "c.fts @@ ?::tsquery" + (" AND NOT c.fts @@ ?::tsquery" if visited else "")
         queries = [any_word([term]), *([any_word(visited)] if visited else [])]
-        held = self._column(f"SELECT c.seq FROM chunks c WHERE {held_term}", queries)
         score, args = bm25_sql(stats, terms)
         where, scope = in_scope(dataset_ids, doc_ids)
         found = self.c.execute(
@@ -314,7 +313,14 @@ class PostgresImpacts:
             " ORDER BY score DESC, c.seq LIMIT ?",
             (*args, *queries, *scope, count),
         )
-        return set(held), [(int(seq), float(value), None) for seq, value in found]
+        return [(int(seq), float(value), None) for seq, value in found]
+
+    def holding(self, terms: Sequence[str]) -> set[int]:
+        if not terms:
+            return set()
+        return set(
+            self._column("SELECT seq FROM chunks WHERE fts @@ ?::tsquery", [any_word(terms)])
+        )
 
     def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
         score, args = bm25_sql(self.stats(terms), terms)

@@ -183,8 +183,8 @@ class SqliteImpacts:
             ]
         return found
 
-    def holding(self, term: str) -> list[int]:
-        return self._matching(codec.fts_query([term]))
+    def holding(self, terms: Sequence[str]) -> set[int]:
+        return set(self._matching(codec.fts_query(terms))) if terms else set()
 
     def _matching(self, match: str) -> list[int]:
         sql = "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?"
@@ -203,10 +203,10 @@ class SqliteImpacts:
         doc_ids: Sequence[str],
         stats: bm25.Stats,
         terms: Sequence[str],
-    ) -> tuple[set[int], list[tuple[int, float, Row | None]]]:
+    ) -> list[tuple[int, float, Row | None]]:
         """``holders`` by scoring every chunk holding ``term`` and none of ``visited``."""
-        held = set(self.holding(term)).difference(*(self.holding(t) for t in visited))
-        return held, self.scores(sorted(held), dataset_ids, doc_ids, stats, terms)
+        held = self.holding([term]) - self.holding(visited)
+        return self.scores(sorted(held), dataset_ids, doc_ids, stats, terms)
 
     def holders(
         self,
@@ -217,7 +217,7 @@ class SqliteImpacts:
         stats: bm25.Stats,
         terms: Sequence[str],
         count: int,
-    ) -> tuple[set[int], list[tuple[int, float, Row | None]]]:
+    ) -> list[tuple[int, float, Row | None]]:
         """Ranked by FTS5 when ``term`` comes last in ``terms`` but for ``visited`` and that
         costs less than scoring each (_holders_plan): the chunks holding ``term`` and another
         term (``others AND (term NOT visited)``), and those holding no other: scored each,
@@ -253,7 +253,7 @@ class SqliteImpacts:
         for found in windows:  # a full window with fewer than count in scope
             if len(found) == window and sum(seq in scoped for seq, _ in found) < count:
                 return self.score_each(term, visited, dataset_ids, doc_ids, stats, terms)
-        return set(self._matching(held)), scored + [(seq, values[seq], None) for seq in scoped]
+        return scored + [(seq, values[seq], None) for seq in scoped]
 
     def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
         return self._ranked(codec.fts_query(terms), count)
