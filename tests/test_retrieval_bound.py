@@ -135,7 +135,7 @@ def test_bounded_ranking_gives_the_exhaustive_answer(
         got = store.search_chunks([dataset], [], terms, 64)
         assert [(r["id"], r["bm25"]) for r in got] == expected, terms
     # the bound tried wherever it can be: as many visits as there are matches
-    monkeypatch.setattr(topk, "VISIT_COST", 1)
+    monkeypatch.setattr(SqliteImpacts, "visit_cost", 1)
     bounded = 0
     for terms in questions:
         for limit in (10, 64):

@@ -108,7 +108,7 @@ def test_bounded_ranking_gives_the_exhaustive_answer(
     for terms in questions:  # what retrieval calls
         got = store.search_chunks([dataset], [], terms, 64)
         assert [(r["id"], r["bm25"]) for r in got] == _exhaustive(store, dataset, terms, 64)
-    monkeypatch.setattr(topk, "VISIT_COST", 1)  # the bound tried wherever it can be
+    monkeypatch.setattr(PostgresImpacts, "visit_cost", 1)  # the bound tried wherever it can be
     bounded = 0
     for terms in questions:
         for limit in (10, 64):

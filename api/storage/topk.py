@@ -32,10 +32,10 @@ by that much (the slack) instead of splitting the cells, unless every term is sl
 
 With more than MOST_TERMS terms, when ranking every match would cost less than the visits (few
 matches), or when the visits (a cell counting as CELL_COST of them) would pass the visits
-allowed (matches / VISIT_COST, at most BUDGET) or only the cell of chunks with every common term
-below its buckets is left (they are not in the index) and step 4 does not apply or ends
-unbounded, ``best`` returns None and the caller ranks every match: the answer is always the
-exhaustive one."""
+allowed (matches / ImpactIndex.visit_cost, at most BUDGET) or only the cell of chunks with
+every common term below its buckets is left (they are not in the index) and step 4 does not
+apply or ends unbounded, ``best`` returns None and the caller ranks every match: the answer
+is always the exhaustive one."""
 
 from __future__ import annotations
 
@@ -47,11 +47,6 @@ from api.storage import bm25
 
 # Visit at most this many chunks.
 BUDGET = 32_768
-# Scoring a visited chunk in Python costs about as much as FTS5 ranking 7 matches (measured at
-# 100k chunks: 6 us against 0.9 us). Visits are allowed up to matches / VISIT_COST, so visits
-# that end without reaching the bound cost at most about 7/16 of ranking every match. (At 48,
-# a word in nearly every chunk of 100k ranked every match: 74-90 ms, against 14-18 at 16.)
-VISIT_COST = 16
 # Asking the index for a cell's chunks costs about as much as visiting this many.
 CELL_COST = 64
 # When the impact index cannot bound a question holding terms in half the chunks or more, the
@@ -75,6 +70,10 @@ ROW_SQL = "c.id, c.doc_id, c.docnm, c.content, c.important_keywords, c.questions
 
 class ImpactIndex(Protocol):
     """What a backend's full-text index offers for bounded ranking."""
+
+    # Visits are allowed up to the matches / this: a backend sets it so that visits ending
+    # without reaching the bound cost at most about 7/16 of ranking every match.
+    visit_cost: int
 
     def stats(self, terms: Sequence[str]) -> bm25.Stats:
         """The index's statistics, with the hits of ``terms``."""
@@ -166,7 +165,7 @@ def best(
         return None  # a term the index holds as several words: only a phrase query finds it
     stats = index.stats(terms)
     terms = [t for t in dict.fromkeys(terms) if stats.hits.get(t)]
-    visits = min(BUDGET, sum(stats.hits[t] for t in terms) // VISIT_COST)
+    visits = min(BUDGET, sum(stats.hits[t] for t in terms) // index.visit_cost)
     if not terms or visits < limit:
         return None
     # the slight terms (above) raise every bound by their slack instead of splitting the cells
@@ -189,7 +188,7 @@ def best(
 
     def visit(seqs: list[int], cost: int = 0) -> bool:
         """Score the chunks not seen yet; False when that would pass the visits allowed."""
-        if not seen:
+        if visited and not seen:
             seen.update(index.holding(visited))
         new = [seq for seq in seqs if seq not in seen]
         spent[0] += cost + len(new)
