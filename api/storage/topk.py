@@ -72,7 +72,7 @@ class ImpactIndex(Protocol):
     """What a backend's full-text index offers for bounded ranking."""
 
     # Visits are allowed up to the matches / this: a backend sets it so that visits ending
-    # without reaching the bound cost at most about 7/16 of ranking every match.
+    # without reaching the bound cost a small share of ranking every match (SQLite: about 7/16).
     visit_cost: int
 
     def stats(self, terms: Sequence[str]) -> bm25.Stats:

@@ -245,9 +245,11 @@ class PostgresImpacts:
     """The ImpactIndex (api.storage.topk) of one session ``c``: a search's statistics and
     buckets are read once, in two statements, from the counts the triggers keep."""
 
-    # Visiting a chunk (scores: by seq) costs about as much as ranking 3.6 matches in SQL (at 1M
-    # chunks: 6.9 us against 1.9 us a match, every match read by a parallel scan): 8 keeps the
-    # visits within 7/16 of ranking every match.
+    # Visiting a chunk (scores: by seq) costs 6.9 us at 1M chunks, against 1.9 us a match ranked
+    # by a parallel scan of the table and about 4 us through the GIN index: at 16, visits that
+    # end without reaching the bound cost at most a quarter of ranking every match. (At 8, the
+    # rare question of docs/BENCHMARKS.md section 11 tried the bound and then ranked every
+    # match: 143-146 ms at 1M in process, against 64-68.)
     visit_cost = 16
 
     def __init__(self, c: Any) -> None:
