@@ -341,9 +341,10 @@ def test_the_session_limits_are_set_on_every_pooled_connection(
         shown = conn.execute(
             "SELECT current_setting('lock_timeout') AS lock,"
             " current_setting('idle_in_transaction_session_timeout') AS idle,"
-            " current_setting('statement_timeout') AS statement"
+            " current_setting('statement_timeout') AS statement,"
+            " current_setting('jit') AS jit"
         ).fetchone()
-    assert shown == {"lock": "700ms", "idle": "9s", "statement": "20s"}
+    assert shown == {"lock": "700ms", "idle": "9s", "statement": "20s", "jit": "off"}
     defaults = storage.PoolSettings()  # the settings table's defaults
     with pg_connections.connection(pg_database, defaults) as conn:
         shown = conn.execute(
