@@ -11,7 +11,7 @@ write to, and so copy, the pages they share with the preloaded master.
 post_worker_init first lets the application prepare the worker before it serves (api.app.App.warm:
 settings read, database session open), so that its first request costs what the next ones do.
 Then post_worker_init, pre_request and post_request let a sync worker that is told to stop (SIGTERM)
-in the middle of a request close its copy of the listening socket at once instead of when the
+in the middle of a request drop its copy of the listening socket at once instead of when the
 request ends: with the master's copy closed on SIGTERM and the socket holder stopped first on
 shutdown, the port then refuses new connections during the drain instead of queueing them in a
 backlog nobody accepts from. An idle worker exits at once anyway; a worker between requests
@@ -37,6 +37,7 @@ import gc
 import os
 import random
 import signal
+import socket
 import sys
 from functools import cache
 from types import FrameType
@@ -61,15 +62,25 @@ def post_worker_init(worker: Any) -> None:
     def stop(signum: int, frame: FrameType | None) -> None:
         if getattr(worker, "serving", False):  # the loop will not accept() again
             for listener in worker.sockets:
-                # Gunicorn reads the request's server address from the listener after
-                # pre_request: the closed wrapper keeps answering that (not a 500)
-                name = listener.getsockname()
-                listener.getsockname = lambda name=name: name
-                listener.close()
+                _let_go(listener)
         if callable(graceful):
             graceful(signum, frame)
 
     signal.signal(signal.SIGTERM, stop)
+
+
+def _let_go(listener: Any) -> None:
+    """Drop this process's copy of a Gunicorn listener (a wrapper around the listening socket)
+    while the request in flight may be using it: Gunicorn reads the request's server address from
+    the listener after pre_request, and this runs in a signal handler, between any two of its
+    steps. So the wrapper keeps its socket object and keeps answering the same address, and the
+    descriptor is never closed: dup2 puts an unbound socket in its place in one step (closing
+    the wrapper was an HTTP 500 when the handler ran inside its attribute lookup). Without a
+    descriptor to spare the listener stays: the worker still exits after its request."""
+    name = listener.getsockname()
+    listener.getsockname = lambda: name
+    with contextlib.suppress(OSError), socket.socket(listener.family) as placeholder:
+        os.dup2(placeholder.fileno(), listener.fileno(), inheritable=False)
 
 
 def pre_request(worker: Any, req: Any) -> None:

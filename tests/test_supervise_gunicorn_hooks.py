@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 import requests
 from conftest import StartBundle
 from support.ports import listening_socket, refusing_port
@@ -20,17 +21,36 @@ from support.waiting import wait_for
 
 # pre_request as rendered, then SIGTERM to the worker itself: the signal lands between the hook
 # and Gunicorn reading the request's server address from the listener
+# A worker told to stop (SIGTERM) as its request starts: right after pre_request, or while
+# Gunicorn reads the listening socket's address for the request (the signal's handler then runs
+# inside the socket wrapper's attribute lookup).
 STOPPING_CONF = """
 import os, signal
+from gunicorn import sock
 from supervise import gunicorn_hooks
 workers = 1
 post_worker_init = gunicorn_hooks.post_worker_init
 post_request = gunicorn_hooks.post_request
+MOMENT = {moment!r}
+armed = []
 
 def pre_request(worker, req):
     gunicorn_hooks.pre_request(worker, req)
     if req.path == "/v1/system/healthz":
-        os.kill(os.getpid(), signal.SIGTERM)
+        if MOMENT == "after pre_request":
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            armed.append(True)
+
+lookup = sock.BaseSocket.__getattr__
+
+def reading_the_address(self, name):
+    if name == "getsockname" and armed:
+        armed.clear()
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the lookup goes on
+    return lookup(self, name)
+
+sock.BaseSocket.__getattr__ = reading_the_address
 """
 
 
@@ -91,15 +111,16 @@ def test_a_worker_that_cannot_reach_the_database_still_serves_and_answers_503(
         assert "Traceback" not in output() and PASSWORD not in output()
 
 
+@pytest.mark.parametrize("moment", ["after pre_request", "reading the listener's address"])
 def test_a_worker_stopped_as_its_request_starts_still_answers_it(
-    tmp_path: Path,
+    tmp_path: Path, moment: str
 ) -> None:
-    """SIGTERM right after pre_request: post_worker_init's handler closes the worker's copy of the
-    listening socket, and the request still gets its answer (it was an HTTP 500 when the closed
-    listener could not tell Gunicorn its address); the worker exits and the master starts
-    another."""
+    """SIGTERM as a request starts: post_worker_init's handler drops the worker's copy of the
+    listening socket, and the request still gets its answer (each moment was an HTTP 500 once:
+    when the closed listener could not tell Gunicorn its address, and when the handler ran while
+    Gunicorn was looking the address up); the worker exits and the master starts another."""
     conf = tmp_path / "gunicorn.conf.py"
-    conf.write_text(STOPPING_CONF)
+    conf.write_text(STOPPING_CONF.format(moment=moment))
     log_path = tmp_path / "gunicorn.log"
     listener = listening_socket()
     with log_path.open("wb") as log, listener:

@@ -55,9 +55,10 @@ class LoadGenerator:
         try:
             conn.request("GET", self.path, headers=self.headers)
             response = conn.getresponse()
-            response.read()
+            body = response.read()
             if response.status != 200:
-                return f"HTTP {response.status}"
+                # the body tells whose answer it is (nginx's, Gunicorn's or the application's)
+                return f"HTTP {response.status}: {body[:160]!r}"
             return None
         except (OSError, http.client.HTTPException) as exc:
             return f"{type(exc).__name__}: {exc}"
