@@ -73,10 +73,11 @@ def _let_go(listener: Any) -> None:
     """Drop this process's copy of a Gunicorn listener (a wrapper around the listening socket)
     while the request in flight may be using it: Gunicorn reads the request's server address from
     the listener after pre_request, and this runs in a signal handler, between any two of its
-    steps. So the wrapper keeps its socket object and keeps answering the same address, and the
-    descriptor is never closed: dup2 puts an unbound socket in its place in one step (closing
-    the wrapper was an HTTP 500 when the handler ran inside its attribute lookup). Without a
-    descriptor to spare the listener stays: the worker still exits after its request."""
+    steps. So the wrapper keeps its socket object and answers the same address from now on, and
+    the descriptor is never closed: dup2 puts an unbound socket in its place in one step (a
+    lookup already under way reads that socket's address). Closing the wrapper was an HTTP 500
+    when the handler ran inside its attribute lookup. Without a descriptor to spare the listener
+    stays: the worker still exits after its request."""
     name = listener.getsockname()
     listener.getsockname = lambda: name
     with contextlib.suppress(OSError), socket.socket(listener.family) as placeholder:

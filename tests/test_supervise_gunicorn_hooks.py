@@ -19,8 +19,6 @@ from support.postgres import PASSWORD
 from support.supervised import APP_DIR, SupervisedRun
 from support.waiting import wait_for
 
-# pre_request as rendered, then SIGTERM to the worker itself: the signal lands between the hook
-# and Gunicorn reading the request's server address from the listener
 # A worker told to stop (SIGTERM) as its request starts: right after pre_request, or while
 # Gunicorn reads the listening socket's address for the request (the signal's handler then runs
 # inside the socket wrapper's attribute lookup).
