@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 from werkzeug.wrappers import Request, Response
 
-from api import auth, config, logs, metrics, storage
+from api import auth, config, logs, metrics, search, storage
 from api.envelope import ApiError, Code, EnvelopeResponse, error_response
 from api.routes import Ctx, system
 from api.routes.table import BY_OPERATION, URLS
@@ -84,7 +84,9 @@ class App:
         worker always boots (when one fails to, Gunicorn stops the whole server)."""
         try:
             cfg = self.load_settings()
-            storage.open_backend(cfg.data_dir, cfg.database_url, cfg.pool).store.check()
+            store = storage.open_backend(cfg.data_dir, cfg.database_url, cfg.pool).store
+            store.check()
+            search.warm(store)
         except (config.ConfigError, storage.StorageError) as exc:
             log.warning("the worker serves unprepared (%s): %s", type(exc).__name__, exc)
         except Exception:

@@ -11,6 +11,8 @@ from typing import Any
 from api import text
 from api.storage import Page, Storage
 
+DEFAULT_TOP_K = 1024  # RAGFlow's: the candidates a retrieval scores
+
 # How much finding a query term in each field counts; later fields weigh more.
 FIELD_WEIGHTS: tuple[tuple[str, float], ...] = (
     ("content", 0.7),
@@ -192,3 +194,19 @@ def retrieve(
         "doc_aggs": sorted(aggs.values(), key=lambda a: -int(a["count"])),
         "total": len(chunks),
     }
+
+
+def warm(storage: Storage) -> None:
+    """Answer one question as the retrieval route does, before a process serves (App.warm): a
+    word of an available chunk, in its dataset. A worker's first search otherwise pays for what
+    every later one finds ready: the database session's catalogue and plan caches, the
+    driver's adapters. With no chunk stored there is nothing to warm."""
+    sample = storage.sample_chunk()
+    if sample is None:
+        return
+    tenant_id, dataset_id, content = sample
+    terms = text.query_terms(content)
+    if not terms or storage.get_dataset(tenant_id, dataset_id) is None:
+        return
+    retrieve(storage, dataset_ids=[dataset_id], doc_ids=[], question=terms[0], page=Page(1, 1),
+             similarity_threshold=0.0, top_k=DEFAULT_TOP_K, with_highlight=True)  # fmt: skip

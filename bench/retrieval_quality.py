@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from api import storage, text
-from api.routes.retrieval import DEFAULT_TOP_K
+from api.search import DEFAULT_TOP_K
 from api.storage import topk
 from bench.corpus import Corpus
 

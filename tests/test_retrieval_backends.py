@@ -128,3 +128,36 @@ def test_a_read_sees_one_state_of_the_database_while_chunks_are_written(
             assert c.execute(count, (doc_id,)).fetchone()[0] == 0, name
         with store.db.read() as c:
             assert c.execute(count, (doc_id,)).fetchone()[0] == 2, name
+
+
+class _Recording:
+    """A store that records the terms each search_chunks call was given."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.searched: list[list[str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def search_chunks(self, dataset_ids: Any, doc_ids: Any, terms: Any, limit: int) -> Any:
+        self.searched.append(list(terms))
+        return self.store.search_chunks(dataset_ids, doc_ids, terms, limit)
+
+
+def test_warming_searches_a_word_of_a_stored_chunk_and_nothing_on_an_empty_store(
+    backends: dict[str, storage.Backend],
+) -> None:
+    """api.search.warm (a worker before it serves): one retrieval of a word the index holds,
+    the first word of an available chunk; an empty store is left alone."""
+    for name, backend in backends.items():
+        empty = _Recording(backend.store)
+        search.warm(empty)
+        assert empty.searched == [], name
+        _load(backend, _corpus(random.Random(3)))
+        store = _Recording(backend.store)
+        search.warm(store)
+        ((term,),) = store.searched
+        _, dataset_id, content = backend.store.sample_chunk() or ("", "", "")
+        assert term == text.query_terms(content)[0], name
+        assert backend.store.search_chunks([dataset_id], [], [term], 5), name  # found

@@ -41,8 +41,6 @@ def _coerced(kind: type[int] | type[float], check: Check) -> Check:
     return described(run, json_schema(check))
 
 
-DEFAULT_TOP_K = 1024  # RAGFlow's
-
 # The fields retrieval reads, each checked as RAGFlow reads it; any other key is ignored, as
 # RAGFlow ignores it (vectors, reranking and LLM features are accepted and have no effect).
 FIELDS: dict[str, Check] = {
@@ -209,7 +207,7 @@ def retrieval(ctx: Ctx) -> Response:
         # As on RAGFlow's default engine (Elasticsearch), where top_k bounds vector candidates
         # only, a top_k below the default does not cut full-text matches; a larger one (up to
         # TOP_K) widens the candidates scored.
-        top_k=max(req.get("top_k", DEFAULT_TOP_K), DEFAULT_TOP_K),
+        top_k=max(req.get("top_k", search.DEFAULT_TOP_K), search.DEFAULT_TOP_K),
         with_highlight=highlight,
     )
     return ok(result)

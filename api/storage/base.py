@@ -132,6 +132,8 @@ class Storage(FileStore, Protocol):
         limit: int,
     ) -> list[ChunkHit]: ...
     def chunks_by_id(self, chunk_ids: Sequence[str]) -> dict[str, ChunkRow]: ...
+    def sample_chunk(self) -> tuple[str, str, str] | None:
+        """(tenant id, dataset id, content) of one available chunk; None when there is none."""
 
 
 class TaskQueue(Protocol):

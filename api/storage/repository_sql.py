@@ -547,6 +547,16 @@ class SqlStorage:
         rows = self._all(f"SELECT * FROM chunks WHERE {condition}", args)
         return {str(r["id"]): codec.chunk(r) for r in rows}
 
+    def sample_chunk(self) -> tuple[str, str, str] | None:
+        row = self._one(
+            "SELECT d.tenant_id, c.dataset_id, c.content FROM chunks c"
+            " JOIN datasets d ON d.id = c.dataset_id WHERE c.available = 1 LIMIT 1",
+            (),
+        )
+        if row is None:
+            return None
+        return str(row["tenant_id"]), str(row["dataset_id"]), str(row["content"])
+
 
 def _free_name(c: Session, dataset_id: str, name: str) -> str:
     stem, dot, ext = name.rpartition(".")
