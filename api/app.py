@@ -78,10 +78,11 @@ class App:
 
     def warm(self) -> None:
         """Before a Gunicorn worker serves (post_worker_init): read the settings, sweep staged
-        uploads and open the process's database session, so that its first request costs what
-        the next ones do instead of 200 ms more (docs/architecture.md, "A worker's first
-        request"). Whatever fails is logged and left to the first request, which reports it: a
-        worker always boots (when one fails to, Gunicorn stops the whole server)."""
+        uploads, open the process's database session and search once (search.warm), so that its
+        first request costs what the next ones do instead of 200 ms more (docs/architecture.md,
+        "A worker's first request"). Whatever fails is logged and left to the first request,
+        which reports it: a worker always boots (when one fails to, Gunicorn stops the whole
+        server)."""
         try:
             cfg = self.load_settings()
             store = storage.open_backend(cfg.data_dir, cfg.database_url, cfg.pool).store
