@@ -8,9 +8,13 @@ ranking every match, and on SQLite "filed", retrieval as it was when issue 15 wa
 WS=0. For each question class and concurrency (1 and 32), wrk measures p50, p99 and requests/s
 in a window (3 s, longer for slow cells: ``window_s``, from what one request costs alone, at most
 30 s), the bundles taking turns (the order alternates from cell to cell), ROUNDS times (the
-median is reported). Before each window, the class's requests are sent once, untimed (settle):
-the pages are read and what a previous window left queued is drained. After the load: each web
-worker's memory (USS: private; RSS - USS: shared; PSS), the database size and the seeding time.
+median is reported). Before the first window, every web worker answers the classes' questions
+for WINDOW_S at twice as many connections as workers, untimed (warm_workers): the windows measure
+steady state, where a worker's first request (docs/architecture.md) is one in about a thousand
+(max_requests), instead of the first class's window holding every worker's. Before each window,
+the class's requests are sent once, untimed (settle): the pages are read and what a previous
+window left queued is drained. After the load: each web worker's memory (USS: private; RSS -
+USS: shared; PSS), the database size and the seeding time.
 
     .venv/bin/python -m bench.retrieval_scale [--sizes 10000 100000 1000000] [--rounds 2]
 """
@@ -176,6 +180,15 @@ def settle(bundle: Bundle, mix: list[RequestSpec], deadline_s: float = SETTLE_DE
     return statistics.median(took[1:])
 
 
+def warm_workers(bundle: Bundle, mix: list[RequestSpec]) -> None:
+    """Load ``mix`` for WINDOW_S at twice as many connections as the bundle has web workers:
+    requests always wait for a worker, so each worker answers some (see the module's doc).
+    Then what the load left queued is drained (settle)."""
+    connections = 2 * len(bundle.web_workers())
+    LoadRun(bundle.base_url, mix, connections, WINDOW_S, timeout_s=REQUEST_TIMEOUT_S).result()
+    settle(bundle, mix)
+
+
 def window_s(single_s: float, connections: int, cpus: int, bodies: int = 1) -> float:
     """A window long enough for about max(5, 2 x connections, ``bodies``) answers at the cost of
     one request alone (``single_s``, ``cpus`` answering at once), so that requests answered in
@@ -222,6 +235,11 @@ def measure_size(
                 )  # fmt: skip
                 bundle.start()
                 bundles[backend, variant] = bundle
+        for (backend, _), bundle in bundles.items():
+            # every class that may run at more than one connection (not the largest request)
+            bodies = [body for qc in question_classes if max(qc.concurrency) > 1
+                      for body in qc.bodies]  # fmt: skip
+            warm_workers(bundle, specs(bundle, served[backend][2], bodies))
         order = list(bundles)
         turn = 0
         for round_ in range(rounds):

@@ -153,10 +153,21 @@ def test_the_index_ranks_a_rare_terms_chunks_as_scoring_each_does(
 ) -> None:
     """FTS5's ranking of the chunks holding a rare term and none of the rarer ones visited
     before (SqliteImpacts.holders) gives the best of them with the scores the Python scorer
-    gives, bit for bit, whenever those terms come last in the summing order; in any other
+    gives, bit for bit, whenever those terms come last in the summing order, also when the
+    chunks holding no other term are taken from the term's impact buckets alone; in any other
     order every chunk is scored."""
     store, dataset = corpus_store
     impacts = SqliteImpacts(store.conn)
+    bucketed = impacts._bucketed
+    by_buckets: list[list[int]] = []  # the bucket lists the chunks holding no other came from
+
+    def spy(term: str, ladder: list[int], alone: str, most: int) -> list[int] | None:
+        found = bucketed(term, ladder, alone, most)
+        if found is not None:
+            by_buckets.append(ladder)
+        return found
+
+    impacts._bucketed = spy  # type: ignore[method-assign]
     words = Corpus().words
     ranked = 0
     for ranks in question_ranks(80, seed=17):
@@ -174,6 +185,8 @@ def test_the_index_ranks_a_rare_terms_chunks_as_scoring_each_does(
                 assert sorted(((v, -s) for s, v, _ in found), reverse=True)[:16] == best
                 ranked += len(found) < len(scored)  # FTS5 ranked: the best few only
     assert ranked >= 40, ranked
+    # some from chunks in the top buckets, some with no chunk able to enter
+    assert len(by_buckets) >= 10 and any(by_buckets) and not all(by_buckets), by_buckets
 
 
 def test_questions_with_everyday_words_rank_their_other_words(

@@ -121,6 +121,45 @@ def test_bounded_ranking_gives_the_exhaustive_answer(
     assert bounded >= 380, bounded  # of 400, as on SQLite
 
 
+def test_the_chunks_of_a_rare_term_are_its_best_scored_each(
+    corpus_store: tuple[Store, str],
+) -> None:
+    """The best chunks holding a rare term and none of the rarer ones visited before
+    (PostgresImpacts.holders) are the best of every such chunk scored, scores and order:
+    also when those holding another weighty term come first and the others are taken from
+    the term's impact buckets, or left out as unable to enter."""
+    store, dataset = corpus_store
+    words = Corpus().words
+    paths: dict[str, int] = {}
+    with store.db.read() as session:
+        index = PostgresImpacts(session)
+        best = index._best
+        asked: list[str] = []  # the columns each statement of one holders call matched on
+
+        def spy(term: str, among: Any, *args: Any) -> list[tuple[int, float, Any]]:
+            asked.append(",".join(column for column, _ in among) or "every")
+            return best(term, among, *args)
+
+        index._best = spy  # type: ignore[method-assign,assignment]
+        for ranks in question_ranks(80, seed=17):
+            asked_terms = list(dict.fromkeys(words[r] for r in ranks))
+            stats = index.stats(asked_terms)
+            terms = topk.summing_order(stats, asked_terms)
+            rarest = sorted(terms[::-1], key=stats.hits.__getitem__)
+            for at, term in enumerate(rarest[:-1]):
+                visited = rarest[:at]
+                asked.clear()
+                found = index.holders(term, visited, [dataset], [], stats, terms, 16)
+                held = sorted(index.holding([term]) - index.holding(visited))
+                scored = index.scores(held, [dataset], [], stats, terms)
+                expected = sorted(((v, -s) for s, v, _ in scored), reverse=True)[:16]
+                assert sorted(((v, -s) for s, v, _ in found), reverse=True)[:16] == expected
+                path = " then ".join(asked)
+                paths[path] = paths.get(path, 0) + 1
+    # the chunks holding no other weighty term: from the buckets, or none able to enter
+    assert paths.get("fts then impacts", 0) >= 5 and paths.get("fts", 0) >= 5, paths
+
+
 def test_questions_with_everyday_words_rank_their_other_words(
     corpus_store: tuple[Store, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

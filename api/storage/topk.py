@@ -219,7 +219,7 @@ def best(
         bounded = _visit_ranked(ranked, limit * RANKED, slack, visit, kept, limit)
     if not bounded:
         return None
-    if slack and not (len(kept) == limit and kept[0][0] > slack * _MARGIN):
+    if slack and not (len(kept) == limit and beats(kept[0][0], slack)):
         return None  # a chunk holding only the slight terms could still enter
     best = sorted(kept, reverse=True)
     read = index.rows([-seq for _, seq, row in best if row is None])
@@ -230,13 +230,30 @@ def best(
     ]
 
 
+def beats(value: float, bound: float) -> bool:
+    """``value`` beats ``bound`` by more than rounding: no chunk scoring at most ``bound`` can
+    rank ahead of a chunk scoring ``value``."""
+    return value > bound * _MARGIN
+
+
+def alone_buckets(ladder: list[int], weight: float, slack: float, least: float) -> list[int] | None:
+    """Of ``ladder`` (a term's impact buckets, heaviest first), the buckets whose chunks could
+    beat ``least`` when the term is the only weighty term they hold (``weight``: its idf x
+    Stats.drift; the other terms adding at most ``slack``). None when the chunks holding it
+    below every bucket could too (ImpactIndex.holders: the chunks of a rare term that hold none
+    of the question's other weighty terms)."""
+    if not beats(least, slack + weight * bm25.IMPACT_FLOOR):
+        return None
+    return [b for b in ladder if not beats(least, slack + weight * bm25.bucket_ceiling(b))]
+
+
 def _below_every_cell(
     stats: bm25.Stats, terms: list[str], slack: float, kept: list[Entry], limit: int
 ) -> bool:
     """The ``limit``-th best chunk kept beats every chunk whose ``terms`` all lie below their
     buckets (or are absent): the cells of ``terms`` can bound the question."""
     below = slack + sum(stats.idf(t) * stats.drift * bm25.IMPACT_FLOOR for t in terms)
-    return len(kept) == limit and kept[0][0] > below * _MARGIN
+    return len(kept) == limit and beats(kept[0][0], below)
 
 
 def _visit_ranked(
@@ -253,7 +270,7 @@ def _visit_ranked(
     step = max(limit // 4, 1)
     at = 0
     while at < len(ranked):
-        if len(kept) == limit and kept[0][0] > (ranked[at][1] + slack) * _MARGIN:
+        if len(kept) == limit and beats(kept[0][0], ranked[at][1] + slack):
             return True
         upto = at + step + (limit if at == 0 else 0)
         visit([seq for seq, _ in ranked[at:upto]])
@@ -290,7 +307,7 @@ def _visit_cells(
     pushed = {start}
     while frontier:
         ceiling, cell = heapq.heappop(frontier)
-        if len(kept) == limit and kept[0][0] > -ceiling * _MARGIN:
+        if len(kept) == limit and beats(kept[0][0], -ceiling):
             return True
         places = {t: step[i] for t, step, i in zip(terms, steps, cell, strict=True)}
         if all(place == BELOW for place in places.values()):

@@ -25,7 +25,7 @@ from typing import Any
 from psycopg.rows import tuple_row
 
 from api import text
-from api.storage import bm25, codec
+from api.storage import bm25, codec, topk
 from api.storage.topk import ROW_SQL, Row
 
 # The weighted vector of a chunk from the words api.text finds (no PostgreSQL parser: both
@@ -310,18 +310,59 @@ class PostgresImpacts:
         terms: Sequence[str],
         count: int,
     ) -> list[tuple[int, float, Row | None]]:
-        """Every chunk scored in SQL, the best ``count`` in scope returned. The visited terms
-        are a filter on each chunk's own words, never a NOT in the index's tsquery: while
-        VACUUM merges the GIN index's pending list, a NOT read from the index can pass a
-        chunk that holds the word (seen on PostgreSQL 15), which would take a place of the
-        ``count``."""
-        held_term = "c.fts @@ ?::tsquery" + (" AND NOT c.fts @@ ?::tsquery" if visited else "")
-        queries = [any_word([term]), *([any_word(visited)] if visited else [])]
+        """The best ``count`` in scope, scored in SQL. The visited terms are a filter on each
+        chunk's own words, never a NOT in the index's tsquery: while VACUUM merges the GIN
+        index's pending list, a NOT read from the index can pass a chunk that holds the word
+        (seen on PostgreSQL 15), which would take a place of the ``count``.
+
+        First the chunks holding another weighty term (idf above its floor), when there is
+        one: if the ``count``-th of them beats every chunk holding no other weighty term below
+        the term's impact buckets (those chunks weigh the term's weight, the slight terms adding
+        at most their slack: topk.alone_buckets), only the chunks of the buckets that could
+        beat it are added. Else every chunk holding the term is scored."""
+        rest = [t for t in terms if t != term and t not in visited]
+        others = [t for t in rest if stats.idf(t) > bm25.LEAST_IDF]
+        if others:
+            among = [("fts", any_word(others))]
+            paired = self._best(term, among, visited, dataset_ids, doc_ids, stats, terms, count)
+            if len(paired) == count:
+                slack = sum(stats.idf(t) * bm25.WEIGHT_LIMIT for t in rest if t not in others)
+                weight = stats.idf(term) * stats.drift
+                ladder = topk.alone_buckets(self.buckets(term), weight, slack, paired[-1][1])
+                if ladder == []:
+                    return paired
+                if ladder is not None:
+                    among = [("impacts", " | ".join(impact_lexeme(term, b) for b in ladder))]
+                    without = [*visited, *others]
+                    return paired + self._best(
+                        term, among, without, dataset_ids, doc_ids, stats, terms, count
+                    )
+        return self._best(term, [], visited, dataset_ids, doc_ids, stats, terms, count)
+
+    def _best(
+        self,
+        term: str,
+        among: Sequence[tuple[str, str]],
+        without: Sequence[str],
+        dataset_ids: Sequence[str],
+        doc_ids: Sequence[str],
+        stats: bm25.Stats,
+        terms: Sequence[str],
+        count: int,
+    ) -> list[tuple[int, float, Row | None]]:
+        """The best ``count`` in scope of the chunks holding ``term``, matching each of
+        ``among`` (a column, fts or impacts, and a tsquery's text) and holding none of
+        ``without`` (a filter on the chunk's own words, as in ``holders``)."""
+        held = ["c.fts @@ ?::tsquery", *(f"c.{column} @@ ?::tsquery" for column, _ in among)]
+        queries = [any_word([term]), *(query for _, query in among)]
+        if without:
+            held.append("NOT c.fts @@ ?::tsquery")
+            queries.append(any_word(without))
         score, args = bm25_sql(stats, terms)
         where, scope = in_scope(dataset_ids, doc_ids)
         found = self.c.execute(
-            f"SELECT c.seq, {score} AS score FROM chunks c WHERE {held_term} AND {where}"
-            " ORDER BY score DESC, c.seq LIMIT ?",
+            f"SELECT c.seq, {score} AS score FROM chunks c WHERE {' AND '.join(held)}"
+            f" AND {where} ORDER BY score DESC, c.seq LIMIT ?",
             (*args, *queries, *scope, count),
         )
         return [(int(seq), float(value), None) for seq, value in found]

@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from api.storage import bm25, codec
+from api.storage import bm25, codec, topk
 from api.storage.topk import ROW_SQL, Row
 
 
@@ -225,14 +225,17 @@ class SqliteImpacts:
     ) -> list[tuple[int, float, Row | None]]:
         """Ranked by FTS5 when ``term`` comes last in ``terms`` but for ``visited`` and that
         costs less than scoring each (_holders_plan): the chunks holding ``term`` and another
-        term (``others AND (term NOT visited)``), and those holding no other: scored each,
-        ranked as ``(term NOT visited) NOT others``, or ranked as ``term NOT visited`` with the
-        first set aside (a statement's bm25() first counts the chunks of each term it names,
-        and this one names only the rare terms). bm25() sums over the query's terms in the
-        order they are written, a term a chunk lacks adding exactly 0.0, so every one of these
-        sums as ranking every match does (``others OR term OR visited``), bit for bit. Else, or
-        when fewer than ``count`` of a ranked window are in scope, every chunk is scored
-        (score_each)."""
+        term (``others AND (term NOT visited)``), and those holding no other. A chunk holding
+        no other term scores its term's weight alone: when the ``count``-th best of the first
+        in scope beats every such chunk below the term's impact buckets (topk.alone_buckets),
+        only those in the buckets that could beat it are scored (at most a window of them).
+        Else they are scored each, ranked as ``(term NOT visited) NOT others``, or ranked as
+        ``term NOT visited`` with the first set aside (a statement's bm25() first counts the
+        chunks of each term it names, and this one names only the rare terms). bm25() sums over
+        the query's terms in the order they are written, a term a chunk lacks adding exactly
+        0.0, so every one of these sums as ranking every match does (``others OR term OR
+        visited``), bit for bit. Else, or when fewer than ``count`` of a ranked window are in
+        scope, every chunk is scored (score_each)."""
         plan = _holders_plan(term, visited, stats, terms)
         if not plan.ranked:
             return self.score_each(term, visited, dataset_ids, doc_ids, stats, terms)
@@ -242,23 +245,57 @@ class SqliteImpacts:
             held = f"{held} NOT ({codec.fts_query(terms[len(terms) - len(visited) :])})"
         window = count + count // 4  # room for chunks out of scope
         paired = f"({others}) AND ({held})"
+        alone = f"({held}) NOT ({others})"
         windows = [self._ranked(paired, window)]
+        scoped = self._in_scope([seq for seq, _ in windows[0]], dataset_ids, doc_ids)
+        kept = [(seq, value, None) for seq, value in windows[0] if seq in scoped]
+        if len(kept) >= count:  # the chunks holding no other term: by the term's buckets?
+            least = kept[count - 1][1]
+            ladder = topk.alone_buckets(
+                self.buckets(term), stats.idf(term) * stats.drift, 0.0, least
+            )
+            held_alone = None if ladder is None else self._bucketed(term, ladder, alone, window)
+            if held_alone is not None:
+                return [*kept, *self.scores(held_alone, dataset_ids, doc_ids, stats, terms)]
         scored: list[tuple[int, float, Row | None]] = []
         if plan.alone:
-            alone = self._matching(f"({held}) NOT ({others})")
-            scored = self.scores(alone, dataset_ids, doc_ids, stats, terms)
+            scored = self.scores(self._matching(alone), dataset_ids, doc_ids, stats, terms)
         elif plan.aside:
             windows.append(self._ranked(held, window, besides=paired))
         else:
-            windows.append(self._ranked(f"({held}) NOT ({others})", window))
+            windows.append(self._ranked(alone, window))
         values = dict(pair for found in windows for pair in found)
-        where, args = in_scope(dataset_ids, doc_ids)
-        sql = f"SELECT c.seq FROM {_LISTED} WHERE {_AMONG} AND {where}"
-        scoped = {seq for (seq,) in self._read(sql, [json.dumps(list(values)), *args])}
+        if len(windows) > 1:
+            scoped |= self._in_scope([seq for seq, _ in windows[1]], dataset_ids, doc_ids)
         for found in windows:  # a full window with fewer than count in scope
             if len(found) == window and sum(seq in scoped for seq, _ in found) < count:
                 return self.score_each(term, visited, dataset_ids, doc_ids, stats, terms)
         return scored + [(seq, values[seq], None) for seq in scoped]
+
+    def _in_scope(
+        self, seqs: Sequence[int], dataset_ids: Sequence[str], doc_ids: Sequence[str]
+    ) -> set[int]:
+        """Of ``seqs``, the chunks in scope (in_scope)."""
+        where, args = in_scope(dataset_ids, doc_ids)
+        sql = f"SELECT c.seq FROM {_LISTED} WHERE {_AMONG} AND {where}"
+        return {seq for (seq,) in self._read(sql, [json.dumps(list(seqs)), *args])}
+
+    def _bucketed(self, term: str, ladder: list[int], alone: str, most: int) -> list[int] | None:
+        """The chunks matching ``alone`` (they hold ``term`` and no other term of the question)
+        in the buckets ``ladder`` of ``term``; None when these buckets hold more than ``most``
+        chunks (scoring each would cost more than ranking)."""
+        if not ladder:
+            return []
+        sql = "SELECT rowid FROM chunks_impacts WHERE chunks_impacts MATCH ? LIMIT ?"
+        match = " OR ".join(f'"{term}{bucket:02d}"' for bucket in ladder)
+        bucketed = [int(row[0]) for row in self.conn.execute(sql, (match, most + 1))]
+        if len(bucketed) > most:
+            return None
+        sql = (
+            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?"
+            " AND rowid IN (SELECT value FROM json_each(?))"
+        )
+        return [int(row[0]) for row in self.conn.execute(sql, (alone, json.dumps(bucketed)))]
 
     def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
         return self._ranked(codec.fts_query(terms), count)
