@@ -241,6 +241,20 @@ _TERMS = (
 HELD_PER_VISIT = 2
 
 
+def _pairing_pays(stats: bm25.Stats, term: str, others: Sequence[str], count: int) -> bool:
+    """Whether PostgresImpacts.holders should rank the chunks holding ``term`` and one of
+    ``others`` first: when, the words found independently, at least ``count`` of them are
+    expected to hold one weighing more than (IMPACT_FLOOR - 1) x ``term``'s idf. Such a chunk,
+    holding both once (each weighing about 1.0), outweighs every chunk holding ``term`` alone
+    below its buckets; with fewer, the bound seldom holds and the statement is wasted."""
+    least = (bm25.IMPACT_FLOOR - 1.0) * stats.idf(term) * stats.drift
+    none = 1.0  # the share of chunks holding none of them
+    for other in others:
+        if stats.idf(other) > least:
+            none *= 1.0 - stats.hits[other] / max(stats.rows, 1)
+    return stats.hits[term] * (1.0 - none) >= count
+
+
 class PostgresImpacts:
     """The ImpactIndex (api.storage.topk) of one session ``c``: a search's statistics and
     buckets are read once, in two statements, from the counts the triggers keep."""
@@ -315,28 +329,31 @@ class PostgresImpacts:
         index's pending list, a NOT read from the index can pass a chunk that holds the word
         (seen on PostgreSQL 15), which would take a place of the ``count``.
 
-        First the chunks holding another weighty term (idf above its floor), when there is
-        one: if the ``count``-th of them beats every chunk holding no other weighty term below
-        the term's impact buckets (those chunks weigh the term's weight, the slight terms adding
-        at most their slack: topk.alone_buckets), only the chunks of the buckets that could
-        beat it are added. Else every chunk holding the term is scored."""
+        When enough of its chunks hold another weighty term (idf above its floor:
+        _pairing_pays), the best of those come first, then of the chunks holding none: if the
+        ``count``-th of the first beats every chunk of the second below the term's impact
+        buckets (those chunks weigh the term's weight, the slight terms adding at most their
+        slack: topk.alone_buckets), only the chunks in the buckets that could beat it are
+        scored. Else every chunk holding the term is."""
         rest = [t for t in terms if t != term and t not in visited]
         others = [t for t in rest if stats.idf(t) > bm25.LEAST_IDF]
-        if others:
+        if _pairing_pays(stats, term, others, count):
             among = [("fts", any_word(others))]
             paired = self._best(term, among, visited, dataset_ids, doc_ids, stats, terms, count)
+            ladder = None
             if len(paired) == count:
                 slack = sum(stats.idf(t) * bm25.WEIGHT_LIMIT for t in rest if t not in others)
                 weight = stats.idf(term) * stats.drift
                 ladder = topk.alone_buckets(self.buckets(term), weight, slack, paired[-1][1])
-                if ladder == []:
-                    return paired
-                if ladder is not None:
-                    among = [("impacts", " | ".join(impact_lexeme(term, b) for b in ladder))]
-                    without = [*visited, *others]
-                    return paired + self._best(
-                        term, among, without, dataset_ids, doc_ids, stats, terms, count
-                    )
+            if ladder == []:
+                return paired
+            among = []  # the chunks holding no other weighty term: all, or those of the buckets
+            if ladder is not None:
+                among = [("impacts", " | ".join(impact_lexeme(term, b) for b in ladder))]
+            without = [*visited, *others]
+            return paired + self._best(
+                term, among, without, dataset_ids, doc_ids, stats, terms, count
+            )
         return self._best(term, [], visited, dataset_ids, doc_ids, stats, terms, count)
 
     def _best(
