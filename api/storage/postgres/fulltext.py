@@ -335,54 +335,43 @@ class PostgresImpacts:
         buckets (those chunks weigh the term's weight, the slight terms adding at most their
         slack: topk.alone_buckets), only the chunks in the buckets that could beat it are
         scored. Else every chunk holding the term is."""
-        rest = [t for t in terms if t != term and t not in visited]
-        others = [t for t in rest if stats.idf(t) > bm25.LEAST_IDF]
-        if _pairing_pays(stats, term, others, count):
-            among = [("fts", any_word(others))]
-            paired = self._best(term, among, visited, dataset_ids, doc_ids, stats, terms, count)
-            ladder = None
-            if len(paired) == count:
-                slack = sum(stats.idf(t) * bm25.WEIGHT_LIMIT for t in rest if t not in others)
-                weight = stats.idf(term) * stats.drift
-                ladder = topk.alone_buckets(self.buckets(term), weight, slack, paired[-1][1])
-            if ladder == []:
-                return paired
-            among = []  # the chunks holding no other weighty term: all, or those of the buckets
-            if ladder is not None:
-                among = [("impacts", " | ".join(impact_lexeme(term, b) for b in ladder))]
-            without = [*visited, *others]
-            return paired + self._best(
-                term, among, without, dataset_ids, doc_ids, stats, terms, count
-            )
-        return self._best(term, [], visited, dataset_ids, doc_ids, stats, terms, count)
-
-    def _best(
-        self,
-        term: str,
-        among: Sequence[tuple[str, str]],
-        without: Sequence[str],
-        dataset_ids: Sequence[str],
-        doc_ids: Sequence[str],
-        stats: bm25.Stats,
-        terms: Sequence[str],
-        count: int,
-    ) -> list[tuple[int, float, Row | None]]:
-        """The best ``count`` in scope of the chunks holding ``term``, matching each of
-        ``among`` (a column, fts or impacts, and a tsquery's text) and holding none of
-        ``without`` (a filter on the chunk's own words, as in ``holders``)."""
-        held = ["c.fts @@ ?::tsquery", *(f"c.{column} @@ ?::tsquery" for column, _ in among)]
-        queries = [any_word([term]), *(query for _, query in among)]
-        if without:
-            held.append("NOT c.fts @@ ?::tsquery")
-            queries.append(any_word(without))
         score, args = bm25_sql(stats, terms)
         where, scope = in_scope(dataset_ids, doc_ids)
-        found = self.c.execute(
-            f"SELECT c.seq, {score} AS score FROM chunks c WHERE {' AND '.join(held)}"
-            f" AND {where} ORDER BY score DESC, c.seq LIMIT ?",
-            (*args, *queries, *scope, count),
-        )
-        return [(int(seq), float(value), None) for seq, value in found]
+
+        def best(
+            among: Sequence[tuple[str, str]], without: Sequence[str]
+        ) -> list[tuple[int, float, Row | None]]:
+            """The best ``count`` in scope of the chunks holding ``term``, matching each of
+            ``among`` (a column, fts or impacts, and a tsquery's text) and holding none of
+            ``without`` (a filter on the chunk's own words)."""
+            held = ["c.fts @@ ?::tsquery", *(f"c.{column} @@ ?::tsquery" for column, _ in among)]
+            queries = [any_word([term]), *(query for _, query in among)]
+            if without:
+                held.append("NOT c.fts @@ ?::tsquery")
+                queries.append(any_word(without))
+            found = self.c.execute(
+                f"SELECT c.seq, {score} AS score FROM chunks c WHERE {' AND '.join(held)}"
+                f" AND {where} ORDER BY score DESC, c.seq LIMIT ?",
+                (*args, *queries, *scope, count),
+            )
+            return [(int(seq), float(value), None) for seq, value in found]
+
+        rest = [t for t in terms if t != term and t not in visited]
+        others = [t for t in rest if stats.idf(t) > bm25.LEAST_IDF]
+        if not _pairing_pays(stats, term, others, count):
+            return best([], visited)
+        paired = best([("fts", any_word(others))], visited)
+        ladder = None
+        if len(paired) == count:
+            slack = sum(stats.idf(t) * bm25.WEIGHT_LIMIT for t in rest if t not in others)
+            weight = stats.idf(term) * stats.drift
+            ladder = topk.alone_buckets(self.buckets(term), weight, slack, paired[-1][1])
+        if ladder == []:
+            return paired
+        among = []  # the chunks holding no other weighty term: all, or those of the buckets
+        if ladder is not None:
+            among = [("impacts", " | ".join(impact_lexeme(term, b) for b in ladder))]
+        return paired + best(among, [*visited, *others])
 
     def holding(self, terms: Sequence[str]) -> set[int]:
         if not terms:
