@@ -18,7 +18,9 @@ from __future__ import annotations
 import io
 import random
 import sqlite3
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.backends import SqliteStore
@@ -27,6 +29,7 @@ from api import storage, text
 from api.storage import bm25, topk
 from api.storage.sqlite import connections, schema
 from api.storage.sqlite.fulltext import SqliteImpacts, row_tokens
+from api.storage.topk import Row
 from bench.corpus import Corpus
 from bench.retrieval_scale import question_ranks
 
@@ -154,12 +157,14 @@ def test_the_index_ranks_a_rare_terms_chunks_as_scoring_each_does(
     """FTS5's ranking of the chunks holding a rare term and none of the rarer ones visited
     before (SqliteImpacts.holders) gives the best of them with the scores the Python scorer
     gives, bit for bit, whenever those terms come last in the summing order, also when the
-    chunks holding no other term are taken from the term's impact buckets alone; in any other
-    order every chunk is scored."""
+    chunks holding no other term are taken from the term's impact buckets alone, and also when
+    FTS5 ranks over the weighty terms alone (the slight ones' scores computed for the ranks
+    that could reach the best); in any other order every chunk is scored."""
     store, dataset = corpus_store
     impacts = SqliteImpacts(store.conn)
-    bucketed = impacts._bucketed
+    bucketed, beside_slight = impacts._bucketed, impacts._beside_slight
     by_buckets: list[list[int]] = []  # the bucket lists the chunks holding no other came from
+    beside: Counter[tuple[bool, bool]] = Counter()  # (weighty others?, answered?)
 
     def spy(term: str, ladder: list[int], alone: str, most: int) -> list[int] | None:
         found = bucketed(term, ladder, alone, most)
@@ -167,7 +172,13 @@ def test_the_index_ranks_a_rare_terms_chunks_as_scoring_each_does(
             by_buckets.append(ladder)
         return found
 
+    def spy_beside(*args: Any) -> list[tuple[int, float, Row | None]] | None:
+        found = beside_slight(*args)
+        beside[bool(args[2]), found is not None] += 1
+        return found
+
     impacts._bucketed = spy  # type: ignore[method-assign]
+    impacts._beside_slight = spy_beside  # type: ignore[method-assign,assignment]
     words = Corpus().words
     ranked = 0
     for ranks in question_ranks(80, seed=17):
@@ -187,6 +198,9 @@ def test_the_index_ranks_a_rare_terms_chunks_as_scoring_each_does(
     assert ranked >= 40, ranked
     # some from chunks in the top buckets, some with no chunk able to enter
     assert len(by_buckets) >= 10 and any(by_buckets) and not all(by_buckets), by_buckets
+    # ranked over the weighty terms, with others weighty and without, and some left to FTS5
+    assert all(beside[key] >= 20 for key in [(True, True), (False, True)]), beside
+    assert beside[True, False] + beside[False, False] >= 20, beside
 
 
 def test_questions_with_everyday_words_rank_their_other_words(

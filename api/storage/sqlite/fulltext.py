@@ -224,7 +224,8 @@ class SqliteImpacts:
         count: int,
     ) -> list[tuple[int, float, Row | None]]:
         """Ranked by FTS5 when ``term`` comes last in ``terms`` but for ``visited`` and that
-        costs less than scoring each (_holders_plan): the chunks holding ``term`` and another
+        costs less than scoring each (_holders_plan): over the weighty terms alone when slight
+        ones come before it (_beside_slight), else the chunks holding ``term`` and another
         term (``others AND (term NOT visited)``), and those holding no other. A chunk holding
         no other term scores its term's weight alone: when the ``count``-th best of the first
         in scope beats every such chunk below the term's impact buckets (topk.alone_buckets),
@@ -239,11 +240,22 @@ class SqliteImpacts:
         plan = _holders_plan(term, visited, stats, terms)
         if not plan.ranked:
             return self.score_each(term, visited, dataset_ids, doc_ids, stats, terms)
-        others = codec.fts_query(terms[: len(terms) - len(visited) - 1])
+        before = terms[: len(terms) - len(visited) - 1]
+        others = codec.fts_query(before)
         held = codec.fts_query([term])
         if visited:  # in the summing order
             held = f"{held} NOT ({codec.fts_query(terms[len(terms) - len(visited) :])})"
         window = count + count // 4  # room for chunks out of scope
+        slight = [t for t in before if stats.idf(t) <= bm25.LEAST_IDF]
+        if slight and stats.idf(term) > bm25.LEAST_IDF:
+            slack = sum(stats.idf(t) * bm25.WEIGHT_LIMIT for t in slight)
+            weighty = [t for t in before if t not in slight]
+            scope = (dataset_ids, doc_ids)
+            beside = self._beside_slight(
+                term, held, weighty, slack, scope, stats, terms, count, plan.cost
+            )
+            if beside is not None:
+                return beside
         paired = f"({others}) AND ({held})"
         alone = f"({held}) NOT ({others})"
         windows = [self._ranked(paired, window)]
@@ -271,6 +283,54 @@ class SqliteImpacts:
             if len(found) == window and sum(seq in scoped for seq, _ in found) < count:
                 return self.score_each(term, visited, dataset_ids, doc_ids, stats, terms)
         return scored + [(seq, values[seq], None) for seq in scoped]
+
+    def _beside_slight(
+        self,
+        term: str,
+        held: str,
+        weighty: Sequence[str],
+        slack: float,
+        scope: tuple[Sequence[str], Sequence[str]],
+        stats: bm25.Stats,
+        terms: Sequence[str],
+        count: int,
+        cost: int,
+    ) -> list[tuple[int, float, Row | None]] | None:
+        """``holders`` when terms before ``term`` are slight (bm25.LEAST_IDF: in half the chunks
+        or more, together adding at most ``slack`` to any chunk). FTS5 ranks over the others,
+        ``weighty``, and ``held`` alone, so that its bm25() never counts the slight terms'
+        chunks (at 1M chunks, three such words made a statement 175 ms); a chunk's rank is
+        then at most ``slack`` below its score. The chunks holding a weighty term are ranked,
+        and those holding none come from the term's buckets (topk.alone_buckets) or are ranked
+        apart; the ranked ones that could reach the ``count``-th best in scope are scored each
+        (ties, which the slight terms break, included). None when a window cannot bound
+        them."""
+        dataset_ids, doc_ids = scope
+        window = count * topk.RANKED * 2  # room for chunks out of scope and for ties
+        weighted = codec.fts_query(weighty)
+        ranked = self._ranked(f"({weighted}) AND ({held})" if weighty else held, window)
+        inside: list[float] = []  # the ranks in scope, best first, until count are
+        step = count + count // 4
+        for at in range(0, len(ranked), step):
+            if len(inside) >= count:
+                break
+            part = ranked[at : at + step]
+            scoped = self._in_scope([seq for seq, _ in part], dataset_ids, doc_ids)
+            inside += [value for seq, value in part if seq in scoped]
+        least = inside[count - 1] if len(inside) >= count else 0.0  # 0.0: all may enter
+        if len(ranked) == window and not topk.beats(least, ranked[-1][1] + slack):
+            return None  # a chunk after the window could still enter
+        lone: list[int] | None = []
+        if weighty:
+            weight = stats.idf(term) * stats.drift
+            ladder = topk.alone_buckets(self.buckets(term), weight, slack, least)
+            alone = f"({held}) NOT ({weighted})"
+            lone = None if ladder is None else self._bucketed(term, ladder, alone, window)
+        near = [seq for seq, value in ranked if not topk.beats(least, value + slack)]
+        if lone is None or len(near) > cost:
+            return None  # ties the slight terms break: FTS5 ranks them faster over every term
+        # scores keeps the chunks in scope
+        return self.scores([*near, *lone], dataset_ids, doc_ids, stats, terms)
 
     def _in_scope(
         self, seqs: Sequence[int], dataset_ids: Sequence[str], doc_ids: Sequence[str]
