@@ -300,11 +300,12 @@ class SqliteImpacts:
         or more, together adding at most ``slack`` to any chunk). FTS5 ranks over the others,
         ``weighty``, and ``held`` alone, so that its bm25() never counts the slight terms'
         chunks (at 1M chunks, three such words made a statement 175 ms); a chunk's rank is
-        then at most ``slack`` below its score. The chunks holding a weighty term are ranked,
-        and those holding none come from the term's buckets (topk.alone_buckets) or are ranked
-        apart; the ranked ones that could reach the ``count``-th best in scope are scored each
-        (ties, which the slight terms break, included). None when a window cannot bound
-        them."""
+        then at most ``slack`` below its score. The chunks holding a weighty term are ranked
+        (all of them, without weighty others), and the ranked ones that could reach the
+        ``count``-th best in scope are scored each (ties, which the slight terms break,
+        included); those holding no weighty term but ``term`` come from its buckets
+        (topk.alone_buckets). None when the window or the buckets cannot bound them, or the
+        ties would cost more than ``cost`` visits (FTS5 then ranks them over every term)."""
         dataset_ids, doc_ids = scope
         window = count * topk.RANKED * 2  # room for chunks out of scope and for ties
         weighted = codec.fts_query(weighty)
@@ -328,7 +329,7 @@ class SqliteImpacts:
             lone = None if ladder is None else self._bucketed(term, ladder, alone, window)
         near = [seq for seq, value in ranked if not topk.beats(least, value + slack)]
         if lone is None or len(near) > cost:
-            return None  # ties the slight terms break: FTS5 ranks them faster over every term
+            return None
         # scores keeps the chunks in scope
         return self.scores([*near, *lone], dataset_ids, doc_ids, stats, terms)
 
