@@ -27,7 +27,7 @@ from support.backends import SqliteStore
 
 from api import storage, text
 from api.storage import bm25, topk
-from api.storage.sqlite import connections, schema
+from api.storage.sqlite import connections, fulltext, schema
 from api.storage.sqlite.fulltext import SqliteImpacts, row_tokens
 from api.storage.topk import Row
 from bench.corpus import Corpus
@@ -201,6 +201,39 @@ def test_the_index_ranks_a_rare_terms_chunks_as_scoring_each_does(
     # ranked over the weighty terms, with others weighty and without, and some left to FTS5
     assert all(beside[key] >= 20 for key in [(True, True), (False, True)]), beside
     assert beside[True, False] + beside[False, False] >= 20, beside
+
+
+def test_ranks_over_the_weighty_terms_keep_every_chunk_the_slack_could_lift(
+    corpus_store: tuple[SqliteStore, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ranked without the slight terms, a chunk's rank is at most their slack below its score:
+    every rank within the slack of the ``count``-th is scored, not only ties; and a full window
+    whose last rank is within the slack of it cannot bound the others (ranks made up here: in
+    a corpus, ranks that close but not equal are too rare to test on)."""
+    store, dataset = corpus_store
+    impacts = SqliteImpacts(store.conn)
+    asked: list[list[int]] = []
+
+    def scores(seqs: list[int], *_: Any) -> list[tuple[int, float, Row | None]]:
+        asked.append(list(seqs))
+        return []
+
+    ranks = [(1, 5.0), (2, 4.0), (3, 4.0 - 1e-7), (4, 4.0 - 1e-5), (5, 3.0)]
+    monkeypatch.setattr(impacts, "_ranked", lambda match, most: ranks[:most])
+    monkeypatch.setattr(impacts, "_in_scope", lambda seqs, *_: set(seqs))
+    monkeypatch.setattr(impacts, "scores", scores)
+    stats = impacts.stats([])
+
+    def beside() -> list[tuple[int, float, Row | None]] | None:
+        """The best 2 of the term's chunks, no weighty other term, slight ones adding 1e-6."""
+        scope: tuple[list[str], list[str]] = ([dataset], [])
+        return impacts._beside_slight("term", '"term"', [], 1e-6, scope, stats, ["term"], 2, 10**6)
+
+    assert beside() == []
+    assert asked == [[1, 2, 3]]  # 3 is 1e-7 below the 2nd best: the slack could lift it
+    full = 2 * fulltext.SLIGHT_WINDOW  # the window of count 2, filled, its last 1e-7 below
+    ranks[:] = [(1, 5.0), (2, 4.0), *((seq, 4.0 - 1e-7) for seq in range(3, full + 1))]
+    assert beside() is None
 
 
 def test_questions_with_everyday_words_rank_their_other_words(

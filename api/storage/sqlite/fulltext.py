@@ -92,6 +92,10 @@ REMEMBERED = 4096  # terms whose chunk counts and buckets a connection remembers
 # 1M chunks); ranking a match costs about an eighth of that scoring.
 COUNTED = 380
 RANKED_PER_VISIT = 8
+# Ranked without the slight terms, this many times ``count`` chunks are read (_beside_slight):
+# room for chunks out of scope, and for the ties the slight terms break (in the bench corpus,
+# whose chunks are all 60 words long, up to 2,209 for the 1,024 best at 1M)
+SLIGHT_WINDOW = 8
 # Finding the chunks that hold a rare term and another (an FTS5 AND), to set them aside while
 # ranking the others: this many cost about a visit (at 1M chunks, 3,573 in 2.5-3.5 ms).
 SET_ASIDE = 6
@@ -307,7 +311,7 @@ class SqliteImpacts:
         (topk.alone_buckets). None when the window or the buckets cannot bound them, or the
         ties would cost more than ``cost`` visits (FTS5 then ranks them over every term)."""
         dataset_ids, doc_ids = scope
-        window = count * topk.RANKED * 2  # room for chunks out of scope and for ties
+        window = count * SLIGHT_WINDOW
         weighted = codec.fts_query(weighty)
         ranked = self._ranked(f"({weighted}) AND ({held})" if weighty else held, window)
         inside: list[float] = []  # the ranks in scope, best first, until count are
