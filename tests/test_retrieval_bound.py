@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 from support.backends import SqliteStore
-from support.holders import best_first, least_leaves_out
 
 from api import storage, text
 from api.storage import bm25, topk
@@ -193,12 +192,16 @@ def test_the_index_ranks_a_rare_terms_chunks_as_scoring_each_does(
                 scored = impacts.score_each(term, visited, [dataset], [], stats, terms)
                 held = impacts.holding([term]) - impacts.holding(visited)
                 assert {s for s, _, _ in [*found, *scored]} <= held
-                best = best_first(scored)[:16]
-                assert best_first(found)[:16] == best
+                best = sorted(((v, -s) for s, v, _ in scored), reverse=True)[:16]
+                assert sorted(((v, -s) for s, v, _ in found), reverse=True)[:16] == best
                 ranked += len(found) < len(scored)  # FTS5 ranked: the best few only
-                if len(best) == 16:
-                    asking = (term, visited, dataset, stats, terms)
-                    pruned += least_leaves_out(impacts, asking, found, best)
+                if len(best) > 8:  # with the 8th best kept: those it does not beat, at least
+                    least = best[7][0]
+                    floored = impacts.holders(term, visited, [dataset], [], stats, terms, 16, least)
+                    wanted = [e for e in best if not topk.beats(least, e[0])]
+                    got = sorted(((v, -s) for s, v, _ in floored), reverse=True)
+                    assert got[: len(wanted)] == wanted
+                    pruned += len(floored) < len(found)
     assert ranked >= 40 and pruned >= 20, (ranked, pruned)  # 170, 32 when written
     # some from chunks in the top buckets, some with no chunk able to enter
     assert len(by_buckets) >= 10 and any(by_buckets) and not all(by_buckets), by_buckets
