@@ -95,12 +95,9 @@ class ImpactIndex(Protocol):
         stats: bm25.Stats,
         terms: Sequence[str],
         count: int,
-        least: float,
     ) -> list[tuple[int, float, Row | None]]:
         """Of the chunks holding ``term`` and none of ``visited`` that are in scope, at least
-        those of the best ``count`` that ``least`` does not beat (``beats``; ``least``: the
-        ``count``-th best score kept so far, 0.0 while fewer are kept: a chunk it beats cannot
-        enter), as ``scores`` gives them."""
+        the best ``count``, as ``scores`` gives them."""
 
     def holding(self, terms: Sequence[str]) -> set[int]:
         """Every chunk (seq) holding any of ``terms``."""
@@ -213,8 +210,7 @@ def best(
         if rare_cost > visits * RARE_SHARE:
             break
         term = common.pop(0)
-        least = kept[0][0] if len(kept) == limit else 0.0
-        keep(index.holders(term, visited, dataset_ids, doc_ids, stats, terms, limit, least))
+        keep(index.holders(term, visited, dataset_ids, doc_ids, stats, terms, limit))
         visited.append(term)
     bounded = not common or _visit_cells(index, stats, common, slack, (visit, room), kept, limit)
     if not bounded and slack:  # what was visited stays scored

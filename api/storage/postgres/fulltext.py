@@ -323,18 +323,17 @@ class PostgresImpacts:
         stats: bm25.Stats,
         terms: Sequence[str],
         count: int,
-        least: float,
     ) -> list[tuple[int, float, Row | None]]:
         """The best ``count`` in scope, scored in SQL. The visited terms are a filter on each
         chunk's own words, never a NOT in the index's tsquery: while VACUUM merges the GIN
         index's pending list, a NOT read from the index can pass a chunk that holds the word
         (seen on PostgreSQL 15), which would take a place of the ``count``.
 
-        When enough of its chunks hold another weighty term (idf above its floor: _pairing_pays),
-        the best of those come first, then of the chunks holding none: if the ``count``-th of the
-        first (0.0 when fewer), or ``least`` when higher, beats every chunk of the second below the
-        term's impact buckets (those chunks weigh the term's weight, the slight terms adding at most
-        their slack: topk.alone_buckets), only the chunks in the buckets that could beat it are
+        When enough of its chunks hold another weighty term (idf above its floor:
+        _pairing_pays), the best of those come first, then of the chunks holding none: if the
+        ``count``-th of the first beats every chunk of the second below the term's impact
+        buckets (those chunks weigh the term's weight, the slight terms adding at most their
+        slack: topk.alone_buckets), only the chunks in the buckets that could beat it are
         scored. Else every chunk holding the term is."""
         score, args = bm25_sql(stats, terms)
         where, scope = in_scope(dataset_ids, doc_ids)
@@ -361,11 +360,12 @@ class PostgresImpacts:
         others = [t for t in rest if stats.idf(t) > bm25.LEAST_IDF]
         if not _pairing_pays(stats, term, others, count):
             return best([], visited)
-        paired = best([("fts", any_word(others))], visited)  # every one in scope when fewer
-        bar = max(paired[-1][1] if len(paired) == count else 0.0, least)
-        slack = sum(stats.idf(t) * bm25.WEIGHT_LIMIT for t in rest if t not in others)
-        weight = stats.idf(term) * stats.drift
-        ladder = topk.alone_buckets(self.buckets(term), weight, slack, bar)
+        paired = best([("fts", any_word(others))], visited)
+        ladder = None
+        if len(paired) == count:
+            slack = sum(stats.idf(t) * bm25.WEIGHT_LIMIT for t in rest if t not in others)
+            weight = stats.idf(term) * stats.drift
+            ladder = topk.alone_buckets(self.buckets(term), weight, slack, paired[-1][1])
         if ladder == []:
             return paired
         among = []  # the chunks holding no other weighty term: all, or those of the buckets

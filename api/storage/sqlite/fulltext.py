@@ -226,21 +226,21 @@ class SqliteImpacts:
         stats: bm25.Stats,
         terms: Sequence[str],
         count: int,
-        least: float,
     ) -> list[tuple[int, float, Row | None]]:
-        """Ranked by FTS5 when ``term`` comes last in ``terms`` but for ``visited`` and that costs
-        less than scoring each (_holders_plan): over the weighty terms alone when slight ones come
-        before it (_beside_slight), else the chunks holding ``term`` and another term (``others AND
-        (term NOT visited)``), and those holding no other. A chunk holding no other term scores its
-        term's weight alone: when the ``count``-th best of the first in scope (or ``least``, when
-        higher) beats every such chunk below the term's impact buckets (topk.alone_buckets), only
-        those in the buckets that could beat it are scored (at most a window of them). Else they are
-        scored each, ranked as ``(term NOT visited) NOT others``, or ranked as ``term NOT visited``
-        with the first set aside (a statement's bm25() first counts the chunks of each term it
-        names, and this one names only the rare terms). bm25() sums over the query's terms in the
-        order they are written, a term a chunk lacks adding exactly 0.0, so every one of these sums
-        as ranking every match does (``others OR term OR visited``), bit for bit. Else, or when
-        fewer than ``count`` of a ranked window are in scope, every chunk is scored (score_each)."""
+        """Ranked by FTS5 when ``term`` comes last in ``terms`` but for ``visited`` and that
+        costs less than scoring each (_holders_plan): over the weighty terms alone when slight
+        ones come before it (_beside_slight), else the chunks holding ``term`` and another
+        term (``others AND (term NOT visited)``), and those holding no other. A chunk holding
+        no other term scores its term's weight alone: when the ``count``-th best of the first
+        in scope beats every such chunk below the term's impact buckets (topk.alone_buckets),
+        only those in the buckets that could beat it are scored (at most a window of them).
+        Else they are scored each, ranked as ``(term NOT visited) NOT others``, or ranked as
+        ``term NOT visited`` with the first set aside (a statement's bm25() first counts the
+        chunks of each term it names, and this one names only the rare terms). bm25() sums over
+        the query's terms in the order they are written, a term a chunk lacks adding exactly
+        0.0, so every one of these sums as ranking every match does (``others OR term OR
+        visited``), bit for bit. Else, or when fewer than ``count`` of a ranked window are in
+        scope, every chunk is scored (score_each)."""
         plan = _holders_plan(term, visited, stats, terms)
         if not plan.ranked:
             return self.score_each(term, visited, dataset_ids, doc_ids, stats, terms)
@@ -256,7 +256,7 @@ class SqliteImpacts:
             weighty = [t for t in before if t not in slight]
             scope = (dataset_ids, doc_ids)
             beside = self._beside_slight(
-                term, held, weighty, slack, scope, stats, terms, (count, least), plan.cost
+                term, held, weighty, slack, scope, stats, terms, count, plan.cost
             )
             if beside is not None:
                 return beside
@@ -266,8 +266,10 @@ class SqliteImpacts:
         scoped = self._in_scope([seq for seq, _ in windows[0]], dataset_ids, doc_ids)
         kept = [(seq, value, None) for seq, value in windows[0] if seq in scoped]
         if len(kept) >= count:  # the chunks holding no other term: by the term's buckets?
-            bar = max(kept[count - 1][1], least)
-            ladder = topk.alone_buckets(self.buckets(term), stats.idf(term) * stats.drift, 0.0, bar)
+            least = kept[count - 1][1]
+            ladder = topk.alone_buckets(
+                self.buckets(term), stats.idf(term) * stats.drift, 0.0, least
+            )
             held_alone = None if ladder is None else self._bucketed(term, ladder, alone, window)
             if held_alone is not None:
                 return [*kept, *self.scores(held_alone, dataset_ids, doc_ids, stats, terms)]
@@ -295,7 +297,7 @@ class SqliteImpacts:
         scope: tuple[Sequence[str], Sequence[str]],
         stats: bm25.Stats,
         terms: Sequence[str],
-        best: tuple[int, float],
+        count: int,
         cost: int,
     ) -> list[tuple[int, float, Row | None]] | None:
         """``holders`` when terms before ``term`` are slight (bm25.LEAST_IDF: in half the chunks
@@ -304,13 +306,11 @@ class SqliteImpacts:
         chunks (at 1M chunks, three such words made a statement 175 ms); a chunk's rank is
         then at most ``slack`` below its score. The chunks holding a weighty term are ranked
         (all of them, without weighty others), and the ranked ones that could reach the
-        ``count``-th best in scope, or ``least`` (``best``: holders' count and least), are
-        scored each (ties, which the slight terms break, included); those holding no weighty
-        term but ``term`` come from its buckets (topk.alone_buckets). None when the window or
-        the buckets cannot bound them, or the ties would cost more than ``cost`` visits (FTS5
-        then ranks them over every term)."""
+        ``count``-th best in scope are scored each (ties, which the slight terms break,
+        included); those holding no weighty term but ``term`` come from its buckets
+        (topk.alone_buckets). None when the window or the buckets cannot bound them, or the
+        ties would cost more than ``cost`` visits (FTS5 then ranks them over every term)."""
         dataset_ids, doc_ids = scope
-        count, floor = best
         window = count * SLIGHT_WINDOW
         weighted = codec.fts_query(weighty)
         ranked = self._ranked(f"({weighted}) AND ({held})" if weighty else held, window)
@@ -322,7 +322,7 @@ class SqliteImpacts:
             part = ranked[at : at + step]
             scoped = self._in_scope([seq for seq, _ in part], dataset_ids, doc_ids)
             inside += [value for seq, value in part if seq in scoped]
-        least = max(inside[count - 1] if len(inside) >= count else 0.0, floor)
+        least = inside[count - 1] if len(inside) >= count else 0.0  # 0.0: all may enter
         if len(ranked) == window and not topk.beats(least, ranked[-1][1] + slack):
             return None  # a chunk after the window could still enter
         lone: list[int] | None = []
