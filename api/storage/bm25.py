@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from api import text
@@ -48,6 +48,14 @@ class Stats:
         hits = self.hits.get(term, 0)
         value = math.log((self.rows - hits + 0.5) / (hits + 0.5))
         return value if value > 0.0 else LEAST_IDF
+
+    def slight(self, term: str) -> bool:
+        """Whether ``term`` is in half the chunks or more (idf's floor): next to no weight."""
+        return self.idf(term) <= LEAST_IDF
+
+    def slack(self, terms: Iterable[str]) -> float:
+        """The most ``terms`` can add to any chunk together (each idf x WEIGHT_LIMIT)."""
+        return sum(self.idf(term) * WEIGHT_LIMIT for term in terms)
 
     @property
     def drift(self) -> float:

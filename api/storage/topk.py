@@ -169,9 +169,9 @@ def best(
     if not terms or visits < limit:
         return None
     # the slight terms (above) raise every bound by their slack instead of splitting the cells
-    slight = [t for t in terms if stats.idf(t) <= bm25.LEAST_IDF]
+    slight = [t for t in terms if stats.slight(t)]
     weighty = [t for t in terms if t not in slight] or slight
-    slack = sum(stats.idf(t) * bm25.WEIGHT_LIMIT for t in slight if t not in weighty)
+    slack = stats.slack(t for t in slight if t not in weighty)
     visited: list[str] = []  # the rare terms whose chunks were visited (the cells keep theirs)
     seen: set[int] = set()  # the chunks visited (the rare terms': read at the first visit)
     kept: list[Entry] = []

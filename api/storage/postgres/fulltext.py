@@ -357,13 +357,13 @@ class PostgresImpacts:
             return [(int(seq), float(value), None) for seq, value in found]
 
         rest = [t for t in terms if t != term and t not in visited]
-        others = [t for t in rest if stats.idf(t) > bm25.LEAST_IDF]
+        others = [t for t in rest if not stats.slight(t)]
         if not _pairing_pays(stats, term, others, count):
             return best([], visited)
         paired = best([("fts", any_word(others))], visited)
         ladder = None
         if len(paired) == count:
-            slack = sum(stats.idf(t) * bm25.WEIGHT_LIMIT for t in rest if t not in others)
+            slack = stats.slack(t for t in rest if t not in others)
             weight = stats.idf(term) * stats.drift
             ladder = topk.alone_buckets(self.buckets(term), weight, slack, paired[-1][1])
         if ladder == []:

@@ -249,17 +249,16 @@ class SqliteImpacts:
         held = codec.fts_query([term])
         if visited:  # in the summing order
             held = f"{held} NOT ({codec.fts_query(terms[len(terms) - len(visited) :])})"
-        window = count + count // 4  # room for chunks out of scope
-        slight = [t for t in before if stats.idf(t) <= bm25.LEAST_IDF]
-        if slight and stats.idf(term) > bm25.LEAST_IDF:
-            slack = sum(stats.idf(t) * bm25.WEIGHT_LIMIT for t in slight)
+        slight = [t for t in before if stats.slight(t)]
+        if slight and not stats.slight(term):
             weighty = [t for t in before if t not in slight]
             scope = (dataset_ids, doc_ids)
             beside = self._beside_slight(
-                term, held, weighty, slack, scope, stats, terms, count, plan.cost
+                term, held, weighty, stats.slack(slight), scope, stats, terms, count, plan.cost
             )
             if beside is not None:
                 return beside
+        window = count + count // 4  # room for chunks out of scope
         paired = f"({others}) AND ({held})"
         alone = f"({held}) NOT ({others})"
         windows = [self._ranked(paired, window)]
