@@ -9,7 +9,8 @@ Tested here, on a real throwaway cluster:
 - questions holding an everyday word go through the ranked step and still give it;
 - the index columns, totals and impact reference follow every write (adds, edits, renames,
   deletes, a document's and a dataset's removal), and so do the word and impact counts of
-  ``fulltext_terms``; migrations 3 and 4 build them for a database that predates them.
+  ``fulltext_terms``; migrations 3 and 4 build them for a database that predates them;
+- each chunk's freqs, read for every chunk ranked, is stored uncompressed.
 """
 
 from __future__ import annotations
@@ -334,6 +335,27 @@ def test_migrations_3_and_4_build_the_index_of_an_existing_database(
     (doc,) = store.add_documents(store.get_dataset("t", dataset) or {}, [upload], "t")
     store.replace_chunks(str(doc["id"]), [{"content": c} for c in corpus.chunks(50, 30)])
     assert _check_index(pg_database) > 450
+
+
+def test_every_chunk_ranked_has_its_freqs_read_as_stored(pg_cluster: Any, tmp_path: Path) -> None:
+    """Ranking reads each candidate's freqs once per term (bm25_sql): it is stored uncompressed,
+    in a chunk whose row PostgreSQL would compress by default (above 2 kB) and in one above a
+    page, where the other columns are compressed or moved out first (migration 5)."""
+    url = str(pg_cluster.create_database())
+    store = storage.open_backend(tmp_path, url).store
+    words = Corpus().words
+    sizes = (60, 150, 250)  # distinct words: rows of about 1.8, 4.5 and 9 kB
+    _load(store, "sizes", [{"content": " ".join(words[100 : 100 + n])} for n in sizes], docs=1)
+    close_pools(url)
+    with psycopg.connect(url) as conn:
+        stored = conn.execute(
+            b"SELECT pg_column_size(c.freqs) + pg_column_size(c.fts::text::tsvector)"
+            b" + octet_length(c.content), pg_column_compression(c.freqs) FROM chunks c"
+            b" ORDER BY c.seq"
+        ).fetchall()
+    pg_cluster.drop_database(url)
+    assert [compression for _, compression in stored] == [None] * len(sizes)
+    assert stored[-1][0] > 8192  # a row above a page (freqs, fts and content as they are)
 
 
 def test_a_question_of_words_the_index_holds_as_one_lexeme(
