@@ -105,6 +105,16 @@ def document(r: Record) -> DocumentRow:
     }
 
 
+# what a chunk is read with (``chunk``): ChunkRow's fields, never the full-text index's columns
+# (PostgreSQL's fts, freqs and impacts are several times the rest of a row)
+CHUNK_READ = tuple(ChunkRow.__annotations__)
+
+
+def chunk_columns(alias: str = "") -> str:
+    """CHUNK_READ as a select list, each prefixed with ``alias`` (``c.``)."""
+    return ", ".join(alias + column for column in CHUNK_READ)
+
+
 def chunk(r: Record) -> ChunkRow:
     return {
         "id": r["id"],

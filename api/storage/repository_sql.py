@@ -427,12 +427,20 @@ class SqlStorage:
             where.append(condition)
             args.extend(more)
         rows, total = self._page(
-            "SELECT c.* FROM chunks c", "chunks c", " AND ".join(where), args, "c.seq", page
+            f"SELECT {codec.chunk_columns('c.')} FROM chunks c",
+            "chunks c",
+            " AND ".join(where),
+            args,
+            "c.seq",
+            page,
         )
         return [codec.chunk(r) for r in rows], total
 
     def get_chunk(self, doc_id: str, chunk: str) -> ChunkRow | None:
-        row = self._one("SELECT * FROM chunks WHERE doc_id = ? AND id = ?", (doc_id, chunk))
+        row = self._one(
+            f"SELECT {codec.chunk_columns()} FROM chunks WHERE doc_id = ? AND id = ?",
+            (doc_id, chunk),
+        )
         return None if row is None else codec.chunk(row)
 
     def add_chunk(self, doc: Mapping[str, Any], fields: Mapping[str, Any]) -> ChunkRow:
@@ -544,7 +552,7 @@ class SqlStorage:
         if not chunk_ids:
             return {}
         condition, args = self.db.among("id", chunk_ids)
-        rows = self._all(f"SELECT * FROM chunks WHERE {condition}", args)
+        rows = self._all(f"SELECT {codec.chunk_columns()} FROM chunks WHERE {condition}", args)
         return {str(r["id"]): codec.chunk(r) for r in rows}
 
     def sample_chunk(self) -> tuple[str, str, str] | None:
