@@ -338,7 +338,7 @@ def test_migrations_3_and_4_build_the_index_of_an_existing_database(
 
 
 def test_every_chunk_ranked_has_its_freqs_read_as_stored(pg_cluster: Any, tmp_path: Path) -> None:
-    """Ranking reads each candidate's freqs once per term (bm25_sql): it is stored uncompressed,
+    """Ranking reads each candidate's freqs for every term (bm25_sql): it is stored uncompressed,
     in a chunk whose row PostgreSQL would compress by default (above 2 kB) and in one above a
     page, where the other columns are compressed or moved out first (migration 5)."""
     url = str(pg_cluster.create_database())
