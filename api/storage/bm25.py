@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from api import text
@@ -129,9 +129,12 @@ def bucket_ceiling(bucket: int) -> float:
     return IMPACT_FLOOR + (bucket + 1) * IMPACT_STEP
 
 
-def scorer(stats: Stats, terms: Sequence[str]) -> Callable[[str, str, str, str, int], float]:
+def scorer(
+    stats: Stats, terms: Sequence[str], absent: Collection[str] = ()
+) -> Callable[[str, str, str, str, int], float | None]:
     """``score(content, docnm, keywords, questions, tokens)``: a chunk's BM25 for ``terms``
-    (positive: FTS5's bm25() is its negation), ``tokens`` its length as the index counts it.
+    (positive: FTS5's bm25() is its negation), ``tokens`` its length as the index counts it;
+    None for a chunk holding any of ``absent`` (terms of ``terms``).
     FTS5's arithmetic, operation for operation. With a few ASCII terms, each is counted in
     ASCII text by a search for it as a whole word (such text's words are exactly its [a-z0-9]+
     runs, lower-cased); other text is split into words; titles once per document name."""
@@ -141,6 +144,7 @@ def scorer(stats: Stats, terms: Sequence[str]) -> Callable[[str, str, str, str, 
     searches = [text.whole_word(t).findall for t in terms] if plain else []
     none = [0] * len(terms)
     width = range(len(terms))
+    shunned = [t in absent for t in terms]
     in_content, in_title, in_keywords, in_questions = FIELD_WEIGHTS
     titles: dict[str, list[int]] = {}  # each term's count in a document name's title
 
@@ -153,7 +157,7 @@ def scorer(stats: Stats, terms: Sequence[str]) -> Callable[[str, str, str, str, 
         found = words(value)
         return [found.count(t) for t in terms]
 
-    def score(content: str, docnm: str, keywords: str, questions: str, tokens: int) -> float:
+    def score(content: str, docnm: str, keywords: str, questions: str, tokens: int) -> float | None:
         title = titles.get(docnm)
         if title is None:
             found = words(text.title(docnm))
@@ -169,6 +173,8 @@ def scorer(stats: Stats, terms: Sequence[str]) -> Callable[[str, str, str, str, 
                 + in_questions * asked[i]
             )
             if freq:  # a term not found adds 0.0
+                if shunned[i]:
+                    return None
                 total += idfs[i] * ((freq * (K1 + 1.0)) / (freq + norm))
         return total
 
