@@ -114,6 +114,15 @@ class _HoldersPlan(NamedTuple):
     cost: int
 
 
+def _paired(stats: bm25.Stats, term: str, others: Sequence[str]) -> float:
+    """How many of ``term``'s chunks are expected to hold one of ``others``, the words found
+    independently."""
+    none = 1.0
+    for other in others:
+        none *= 1.0 - stats.hits[other] / max(stats.rows, 1)
+    return stats.hits[term] * (1.0 - none)
+
+
 def _holders_plan(
     term: str, visited: Sequence[str], stats: bm25.Stats, terms: Sequence[str]
 ) -> _HoldersPlan:
@@ -250,8 +259,14 @@ class SqliteImpacts:
         if visited:  # in the summing order
             held = f"{held} NOT ({codec.fts_query(terms[len(terms) - len(visited) :])})"
         slight = [t for t in before if stats.slight(t)]
-        if slight and not stats.slight(term):
-            weighty = [t for t in before if t not in slight]
+        weighty = [t for t in before if t not in slight]
+        # _beside_slight cannot answer when fewer than count chunks hold a weighty other (the
+        # term's buckets then bound nothing): not tried when that is expected, twice over
+        if (
+            slight
+            and not stats.slight(term)
+            and (not weighty or 2 * _paired(stats, term, weighty) >= count)
+        ):
             scope = (dataset_ids, doc_ids)
             beside = self._beside_slight(
                 term, held, weighty, stats.slack(slight), scope, stats, terms, count, plan.cost
