@@ -53,6 +53,14 @@ class Stats:
         """Whether ``term`` is in half the chunks or more (idf's floor): next to no weight."""
         return self.idf(term) <= LEAST_IDF
 
+    def holding_one_of(self, term: str, others: Iterable[str]) -> float:
+        """How many of the chunks holding ``term`` are expected to hold one of ``others`` too,
+        the words found independently."""
+        none = 1.0  # the share of chunks holding none of them
+        for other in others:
+            none *= 1.0 - self.hits[other] / max(self.rows, 1)
+        return self.hits.get(term, 0) * (1.0 - none)
+
     def slack(self, terms: Iterable[str]) -> float:
         """The most ``terms`` can add to any chunk together (each idf x WEIGHT_LIMIT)."""
         return sum(self.idf(term) * WEIGHT_LIMIT for term in terms)

@@ -248,11 +248,7 @@ def _pairing_pays(stats: bm25.Stats, term: str, others: Sequence[str], count: in
     holding both once (each weighing about 1.0), outweighs every chunk holding ``term`` alone
     below its buckets; with fewer, the bound seldom holds and the statement is wasted."""
     least = (bm25.IMPACT_FLOOR - 1.0) * stats.idf(term) * stats.drift
-    none = 1.0  # the share of chunks holding none of them
-    for other in others:
-        if stats.idf(other) > least:
-            none *= 1.0 - stats.hits[other] / max(stats.rows, 1)
-    return stats.hits[term] * (1.0 - none) >= count
+    return stats.holding_one_of(term, (o for o in others if stats.idf(o) > least)) >= count
 
 
 class PostgresImpacts:

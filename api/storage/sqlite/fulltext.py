@@ -114,15 +114,6 @@ class _HoldersPlan(NamedTuple):
     cost: int
 
 
-def _paired(stats: bm25.Stats, term: str, others: Sequence[str]) -> float:
-    """How many of ``term``'s chunks are expected to hold one of ``others``, the words found
-    independently."""
-    none = 1.0
-    for other in others:
-        none *= 1.0 - stats.hits[other] / max(stats.rows, 1)
-    return stats.hits[term] * (1.0 - none)
-
-
 def _holders_plan(
     term: str, visited: Sequence[str], stats: bm25.Stats, terms: Sequence[str]
 ) -> _HoldersPlan:
@@ -265,7 +256,7 @@ class SqliteImpacts:
         if (
             slight
             and not stats.slight(term)
-            and (not weighty or 2 * _paired(stats, term, weighty) >= count)
+            and (not weighty or 2 * stats.holding_one_of(term, weighty) >= count)
         ):
             scope = (dataset_ids, doc_ids)
             beside = self._beside_slight(
