@@ -28,7 +28,7 @@ from api import storage, text
 from api.storage import bm25, topk
 from api.storage.postgres.connections import close_pools
 from api.storage.postgres.dialect import PostgresDialect
-from api.storage.postgres.fulltext import PostgresImpacts, bm25_sql
+from api.storage.postgres.fulltext import PostgresImpacts, any_word, bm25_sql
 from bench.corpus import Corpus
 from bench.retrieval_scale import question_ranks
 
@@ -145,6 +145,11 @@ def test_the_chunks_of_a_rare_term_are_its_best_scored_each(
                 return session.execute(sql, args)
 
         index = PostgresImpacts(Recorder())
+
+        def holding(terms: list[str]) -> set[int]:
+            sql = "SELECT seq FROM chunks WHERE fts @@ ?::tsquery"
+            return {seq for (seq,) in session.execute(sql, (any_word(terms),))} if terms else set()
+
         for ranks in question_ranks(80, seed=17):
             asked = list(dict.fromkeys(words[r] for r in ranks))
             stats = index.stats(asked)
@@ -154,8 +159,12 @@ def test_the_chunks_of_a_rare_term_are_its_best_scored_each(
                 visited = rarest[:at]
                 ranking.clear()
                 found = index.holders(term, visited, [dataset], [], stats, terms, 16)
-                held = sorted(index.holding([term]) - index.holding(visited))
+                held = sorted(holding([term]) - holding(visited))
                 scored = index.scores(held, [dataset], [], stats, terms)
+                # dropped as they are scored: the chunks holding a visited term
+                among = sorted(holding([term]))
+                kept = index.scores(among, [dataset], [], stats, terms, visited)
+                assert sorted((s, v) for s, v, _ in kept) == sorted((s, v) for s, v, _ in scored)
                 expected = sorted(((v, -s) for s, v, _ in scored), reverse=True)[:16]
                 assert sorted(((v, -s) for s, v, _ in found), reverse=True)[:16] == expected
                 path = " then ".join(ranking)

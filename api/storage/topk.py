@@ -99,9 +99,6 @@ class ImpactIndex(Protocol):
         """Of the chunks holding ``term`` and none of ``visited`` that are in scope, at least
         the best ``count``, as ``scores`` gives them."""
 
-    def holding(self, terms: Sequence[str]) -> set[int]:
-        """Every chunk (seq) holding any of ``terms``."""
-
     def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
         """The ``count`` chunks best by BM25 over ``terms`` (seq, BM25 positive), best first."""
 
@@ -116,10 +113,12 @@ class ImpactIndex(Protocol):
         doc_ids: Sequence[str],
         stats: bm25.Stats,
         terms: Sequence[str],
+        absent: Sequence[str] = (),
     ) -> list[tuple[int, float, Row | None]]:
-        """Of ``seqs``, the available chunks of ``dataset_ids`` (and ``doc_ids``), each with
-        its BM25 over ``terms`` (positive; bm25.scorer's, bit for bit) and its Row when
-        scoring read it (else None: ``rows`` reads it, should the chunk be kept)."""
+        """Of ``seqs``, the available chunks of ``dataset_ids`` (and ``doc_ids``) holding none
+        of ``absent`` (terms of ``terms``), each with its BM25 over ``terms`` (positive;
+        bm25.scorer's, bit for bit) and its Row when scoring read it (else None: ``rows`` reads
+        it, should the chunk be kept)."""
 
     def rows(self, seqs: Sequence[int]) -> dict[int, Row]:
         """The Rows of the chunks ``seqs``, by seq."""
@@ -173,7 +172,7 @@ def best(
     weighty = [t for t in terms if t not in slight] or slight
     slack = stats.slack(t for t in slight if t not in weighty)
     visited: list[str] = []  # the rare terms whose chunks were visited (the cells keep theirs)
-    seen: set[int] = set()  # the chunks visited (the rare terms': read at the first visit)
+    seen: set[int] = set()  # the chunks visited
     kept: list[Entry] = []
     spent = [0]  # visits, and CELL_COST for each cell asked for
     allowed = [visits]
@@ -187,15 +186,15 @@ def best(
                 heapq.heapreplace(kept, entry)
 
     def visit(seqs: list[int], cost: int = 0) -> bool:
-        """Score the chunks not seen yet; False when that would pass the visits allowed."""
-        if visited and not seen:
-            seen.update(index.holding(visited))
+        """Score the chunks not seen yet (those holding a visited rare term were ranked by
+        ``holders``: dropped as they are scored); False when that would pass the visits
+        allowed."""
         new = [seq for seq in seqs if seq not in seen]
         spent[0] += cost + len(new)
         if spent[0] > allowed[0]:
             return False
         seen.update(new)
-        keep(index.scores(new, dataset_ids, doc_ids, stats, terms))
+        keep(index.scores(new, dataset_ids, doc_ids, stats, terms, visited))
         return True
 
     def room() -> int:

@@ -267,9 +267,6 @@ class PostgresImpacts:
         self._stats: bm25.Stats | None = None  # the search's statistics
         self._buckets: dict[str, list[int]] = {}
 
-    def _column(self, sql: str, args: Sequence[Any]) -> list[Any]:
-        return [row[0] for row in self.c.execute(sql, args).fetchall()]
-
     def stats(self, terms: Sequence[str]) -> bm25.Stats:
         if self._stats is not None and set(terms) <= self._stats.hits.keys():
             return self._stats  # a search's statistics are taken once
@@ -369,13 +366,6 @@ class PostgresImpacts:
             among = [("impacts", " | ".join(impact_lexeme(term, b) for b in ladder))]
         return paired + best(among, [*visited, *others])
 
-    def holding(self, terms: Sequence[str]) -> set[int]:
-        if not terms:
-            return set()
-        return set(
-            self._column("SELECT seq FROM chunks WHERE fts @@ ?::tsquery", [any_word(terms)])
-        )
-
     def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
         score, args = bm25_sql(self.stats(terms), terms)
         rows = self.c.execute(
@@ -396,7 +386,7 @@ class PostgresImpacts:
             for bucket in ladders[term]
         ]
         query = " & ".join(held) + (f" & !({' | '.join(below)})" if below else "")
-        return self._column(_FIRST, (query, most))
+        return [int(seq) for (seq,) in self.c.execute(_FIRST, (query, most))]
 
     def scores(
         self,
@@ -405,11 +395,15 @@ class PostgresImpacts:
         doc_ids: Sequence[str],
         stats: bm25.Stats,
         terms: Sequence[str],
+        absent: Sequence[str] = (),
     ) -> list[tuple[int, float, Row | None]]:
         if not seqs:
             return []
         score, args = bm25_sql(stats, terms)
         where, scope = in_scope(dataset_ids, doc_ids)
+        if absent:  # a filter on each chunk's own words (holders)
+            where += " AND NOT c.fts @@ ?::tsquery"
+            scope.append(any_word(absent))
         sql = f"SELECT c.seq, {score} FROM chunks c WHERE c.seq = ANY(?) AND {where}"
         found = self.c.execute(sql, [*args, list(seqs), *scope])
         return [(int(seq), float(value), None) for seq, value in found]
