@@ -437,6 +437,7 @@ def retrieval_scale(doc: dict[str, Any]) -> str:
         for b, v in combos
     ]
     mixed = next(q for q in p["classes"] if len(q["questions"]) > 1)
+    one_at_a_time = f", {p['p99_answers']} one at a time" if "p99_answers" in p else ""
     return "\n\n".join(
         [
             _header(doc),
@@ -444,7 +445,7 @@ def retrieval_scale(doc: dict[str, Any]) -> str:
             f"seeded database of each size (`bench.seeded`: one dataset, 20 documents, 60-word "
             f"chunks of `bench.corpus`); the bundles take turns, {p['rounds']} round(s) of "
             f"{p['window_s'][0]:g}-{p['window_s'][1]:g} s per cell (long enough for about "
-            f"max(5, 2 x connections) answers; median shown), wrk with a "
+            f"max(5, 2 x connections) answers{one_at_a_time}; median shown), wrk with a "
             f"{p['request_timeout_s']:g} s request timeout. Classes by frequency rank, with "
             f"the expected share of chunks "
             f"matching: rare (ranks 800, 2,000, 2,900), common (10, 100, 1,000), one word (rank "
