@@ -51,8 +51,8 @@ NAME = "retrieval_scale"
 SIZES = (10_000, 100_000, 1_000_000)
 WINDOW_S = 3.0  # the shortest window; slow cells get longer ones (window_s)
 MAX_WINDOW_S = 30.0
-# Answers a window at concurrency 1 is sized for: wrk's p99 of fewer than 100 is their slowest
-# (of 60, as the 1M mixed questions' windows held before), of 200 the third slowest.
+# Answers a window at concurrency 1 is sized for: wrk's p99 of fewer than 100 answers is their
+# slowest; of 200, the third slowest.
 P99_ANSWERS = 200
 SETTLE_REQUESTS = 3
 ROUNDS = 2
