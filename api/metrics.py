@@ -217,9 +217,8 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 def resident_and_shared(pid: int | str = "self") -> tuple[int, int] | None:
     """A process's resident memory and the part of it shared with the page cache, in bytes
     (Linux /proc statm: the resident pages of the files it maps); None when /proc does not
-    tell. SQLite reads the database through mmap: a web worker that searched a million chunks
-    holds over a gigabyte of the database's pages resident, pages that are the OS page cache,
-    shared by every process and reclaimed under memory pressure."""
+    tell. Mapped file pages are the OS page cache, shared by every process and reclaimed under
+    memory pressure."""
     try:
         with open(f"/proc/{pid}/statm", "rb") as statm:
             resident, shared = statm.read().split()[1:3]

@@ -274,7 +274,7 @@ class BundleCollector:
         private = gauge(
             "ragflow_process_private_memory_bytes",
             "Resident memory of every process of every program less the pages it shares with "
-            "the page cache (SQLite's mmap of the database): what the memory watchdogs limit",
+            "the page cache (the files it maps): what the memory watchdogs limit",
             labels=["program", "pid"],
         )
         cpu = counter(

@@ -19,7 +19,7 @@ keeps its copy for the moment it needs to see that it should exit.
 
 The memory watchdog (GUNICORN_WORKER_MAX_MEMORY, bytes): post_request looks at the worker's
 private memory, the peak during the request included (Linux VmHWM, reset after each check, less
-the pages shared with the page cache: SQLite's mmap of the database is not the worker's); over
+the pages shared with the page cache: the files it maps are not the worker's); over
 the limit the worker is retired the way max_requests retires it: it finishes the request it
 answers, exits, and the master starts a new one. No request fails.
 

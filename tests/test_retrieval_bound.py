@@ -16,8 +16,10 @@ the impact index, and stops once the rest cannot beat what it has. Tested here:
 from __future__ import annotations
 
 import io
+import json
 import random
 import sqlite3
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -296,7 +298,8 @@ def test_a_small_dataset_beside_a_large_one_gets_its_own_best(
 def _check_impacts(conn: sqlite3.Connection) -> int:
     """Every chunk's impact index entry bounds every term's weight in it now (the property
     the bounded ranking rests on), and names only terms it holds; no entry outlives its
-    chunk. Returns the number of indexed (chunk, term) pairs."""
+    chunk; chunk_terms counts the chunks holding each term, as FTS5 finds them. Returns the
+    number of indexed (chunk, term) pairs."""
     stats = SqliteImpacts(conn).stats([])
     indexed = 0
     rows = conn.execute(
@@ -316,7 +319,24 @@ def _check_impacts(conn: sqlite3.Connection) -> int:
         indexed += len(buckets)
     count = conn.execute("SELECT count(*) FROM chunks_impacts").fetchone()[0]
     assert count == len(rows)
+    held: Counter[str] = Counter()
+    for _seq, content, docnm, keywords, questions, *_ in rows:
+        held.update(set(bm25.frequencies(bm25.fields(content, docnm, keywords, questions))))
+    counted = dict(conn.execute("SELECT term, chunks FROM chunk_terms WHERE chunks <> 0"))
+    assert counted == held
+    fts5 = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?"
+    for term, chunks in counted.items():  # FTS5 itself finds each term in as many chunks
+        assert conn.execute(fts5, (f'"{term}"',)).fetchone()[0] == chunks, term
     return indexed
+
+
+def test_a_chunks_terms_are_a_json_list_whatever_they_hold() -> None:
+    """rf_terms quotes the words itself, and falls back to JSON's encoder for a word holding a
+    character JSON escapes."""
+    for content in ("ab cd ab", 'ab "q" c\\d é'):
+        listed = fulltext.terms(lambda v: v if isinstance(v, str) else "", content, "t.txt", "", "")
+        assert sorted(json.loads(listed)) == sorted({*content.split(), "t"})
+    assert json.loads(fulltext.terms(lambda v: "", "", "", "", "")) == []
 
 
 def test_the_impact_index_follows_every_write(tmp_path: Path) -> None:
@@ -348,8 +368,8 @@ def test_the_impact_index_follows_every_write(tmp_path: Path) -> None:
 
 
 def test_the_migration_builds_the_impact_index_of_an_existing_database(tmp_path: Path) -> None:
-    """A database as migration 2 left it (no impact index, the first triggers) with chunks:
-    opening it builds the index, and the new triggers keep them."""
+    """A database as migration 2 left it (no impact index nor term counts, the first
+    triggers) with chunks: opening it builds both, and the new triggers keep them."""
     store = SqliteStore(tmp_path)
     ds = store.create_dataset("t", {"name": "ds"})
     (doc,) = store.add_documents(ds, [storage.Upload("x.txt", "txt", "doc", io.BytesIO(b"x"))], "t")
@@ -368,6 +388,7 @@ def test_the_migration_builds_the_impact_index_of_an_existing_database(tmp_path:
         conn.execute(statement)
     conn.execute("DROP TABLE chunks_impacts")
     conn.execute("DROP TABLE impact_avgdl")
+    conn.execute("DROP TABLE chunk_terms")
     conn.execute("PRAGMA user_version = 2")
     conn.execute("COMMIT")
     connections.close_all()
@@ -378,3 +399,32 @@ def test_the_migration_builds_the_impact_index_of_an_existing_database(tmp_path:
     assert _check_impacts(conn) > 200
     store.replace_chunks(str(doc["id"]), [{"content": c} for c in corpus.chunks(50, 30)])
     assert _check_impacts(conn) > 50
+
+
+def test_a_connection_remembers_buckets_until_the_impact_index_changes(tmp_path: Path) -> None:
+    """Another connection's writes (in another thread, as an executor's): one to another table
+    (as a heartbeat) leaves the buckets a connection read remembered; a chunk's makes it read
+    them again, and the term counts it reads are that write's."""
+    store = SqliteStore(tmp_path)
+    ds = store.create_dataset("t", {"name": "ds"})
+    (doc,) = store.add_documents(ds, [storage.Upload("x.txt", "txt", "doc", io.BytesIO(b"x"))], "t")
+    store.replace_chunks(str(doc["id"]), [{"content": "ab cd " * 20}, {"content": "cd ef " * 20}])
+    index = SqliteImpacts(store.conn)
+    assert index.stats(["ab", "cd"]).hits == {"ab": 1, "cd": 2}
+    remembered = index.buckets("ab")
+    assert remembered and index._buckets == {"ab": remembered}
+
+    def elsewhere(write: Any) -> None:
+        thread = threading.Thread(target=lambda: write(SqliteStore(tmp_path)))
+        thread.start()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+
+    elsewhere(lambda other: other.conn.execute("UPDATE datasets SET update_time = 7"))
+    index.stats(["ab"])
+    assert index._buckets == {"ab": remembered}
+    elsewhere(lambda other: other.add_chunk(doc, {"content": "ab"}))
+    assert index.stats(["ab", "cd"]).hits == {"ab": 2, "cd": 2}
+    assert index._buckets == {}
+    found = index.buckets("ab")  # the new chunk's weight is in another bucket
+    assert len(found) == len(remembered) + 1 and set(remembered) < set(found)

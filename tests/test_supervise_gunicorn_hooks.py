@@ -169,10 +169,10 @@ print(*grown())
 def test_the_watchdogs_count_private_memory_not_the_page_cache_a_process_maps(
     tmp_path: Path,
 ) -> None:
-    """96 MiB of a mapped file read (as a web worker reads SQLite's database through mmap) are
+    """96 MiB of a mapped file read (as a web worker maps its code and libraries) are
     resident but shared with the page cache: neither private memory nor its peak grows. 96 MiB
     the process writes itself are private: gone once freed, but kept by the peak."""
-    mapped = tmp_path / "ragflow.db"
+    mapped = tmp_path / "mapped.bin"
     mapped.write_bytes(b"x" * (96 << 20))
     probe = subprocess.run(
         [sys.executable, "-c", MEMORY_PROBE, str(mapped)],

@@ -1,7 +1,8 @@
 """SQLite's full-text index beyond FTS5's own: the impact index (``chunks_impacts``: each chunk's
-weightiest terms with their impact bucket, bm25.impact_terms) and the lowest mean length an
-impact was computed with (``impact_avgdl``), kept by the chunk triggers (schema.py) through the
-functions registered here; and the ImpactIndex that topk.py ranks with."""
+weightiest terms with their impact bucket, bm25.impact_terms), the lowest mean length an impact
+was computed with (``impact_avgdl``) and how many chunks hold each term (``chunk_terms``), kept
+by the chunk triggers (schema.py) through the functions registered here; and the ImpactIndex
+that topk.py ranks with."""
 
 from __future__ import annotations
 
@@ -70,6 +71,21 @@ def impacts(
     return bm25.impact_terms(freqs, row_tokens(size), reference(size, averages))
 
 
+def terms(
+    words: Callable[[object], str], content: str, docnm: str, keywords: str, questions: str
+) -> str:
+    """The distinct terms of a chunk's columns, a JSON list: the ``chunk_terms`` rows the chunk
+    triggers count it in; ``words``: the connection's rf_words."""
+    fields = bm25.fields(content, docnm, keywords, questions, lambda value: words(value).split())
+    held = set().union(*fields)
+    # words are letters and digits, quoted as they are (5x faster than json.dumps), unless
+    # normalisation left a character JSON escapes: a quote besides the separators', a backslash
+    listed = '","'.join(held)
+    if "\\" in listed or listed.count('"') != 2 * (len(held) - 1):
+        return json.dumps(list(held))
+    return f'["{listed}"]'
+
+
 # Chunks ``c`` named by a JSON list of seqs, each read by its rowid: NOT INDEXED keeps SQLite from
 # looking them up through chunks_dataset to test the scope (at 1M chunks, 2,560 in 1.35 ms
 # instead of 3.0; with their lengths and columns for scoring, 6.0 instead of 9.7)
@@ -86,7 +102,8 @@ def in_scope(dataset_ids: Sequence[str], doc_ids: Sequence[str]) -> tuple[str, l
     return " AND ".join(where), [*dataset_ids, *doc_ids]
 
 
-REMEMBERED = 4096  # terms whose chunk counts and buckets a connection remembers
+REMEMBERED = 4096  # terms whose buckets a connection remembers
+_STRUCTURE = 10  # the rowid of an FTS5 table's structure record (its segments) in its _data
 # bm25() counts the chunks holding each of its terms, for the idf, in each statement: counting
 # this many costs about what scoring one chunk in Python does (21 ns a chunk against 8 us, at
 # 1M chunks); ranking a match costs about an eighth of that scoring.
@@ -148,38 +165,37 @@ class SqliteImpacts:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self._version = (-1, -1)
-        self._hits: dict[str, int] = {}
+        self._version: tuple[object, int] = (None, -1)
         self._buckets: dict[str, list[int]] = {}
 
     def _current(self) -> None:
-        """Forget what was remembered of the terms once the database changed (another
-        connection's commit, or one of this connection's own), or too much is."""
-        version = (self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes)
-        if version != self._version or len(self._hits) + len(self._buckets) > REMEMBERED:
-            self._version, self._hits, self._buckets = version, {}, {}
+        """Forget the buckets remembered once the impact index changed, or too many are. Its
+        structure record (FTS5's rowid 10) changes with every commit writing to it: other
+        writes (an executor's heartbeat, a task's state) leave the buckets remembered. This
+        connection's own writes, not yet committed, are known by its change count."""
+        found = self.conn.execute(f"SELECT block FROM chunks_impacts_data WHERE id = {_STRUCTURE}")
+        version = ((found.fetchone() or [b""])[0], self.conn.total_changes)
+        if version != self._version or len(self._buckets) > REMEMBERED:
+            self._version, self._buckets = version, {}
 
     def stats(self, terms: Sequence[str]) -> bm25.Stats:
         self._current()
         found = self.conn.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
         averages = found[0] if found else b""
         indexed = self.conn.execute("SELECT avgdl FROM impact_avgdl").fetchone()
+        among = "SELECT value FROM json_each(?)"
+        counted = dict(
+            self.conn.execute(
+                f"SELECT term, chunks FROM chunk_terms WHERE term IN ({among})",
+                (json.dumps(list(terms)),),
+            ).fetchall()
+        )
         return bm25.Stats(
             rows=(varints(averages) or [0])[0],  # empty while the index has never held a chunk
             avgdl=mean_tokens(averages) or 1.0,
-            hits={t: self._count(t) for t in terms},
+            hits={t: int(counted.get(t, 0)) for t in terms},
             impact_avgdl=float(indexed[0]) if indexed else 0.0,
         )
-
-    def _count(self, term: str) -> int:
-        found = self._hits.get(term)
-        if found is None:
-            found = self._hits[term] = int(
-                self.conn.execute(
-                    "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (f'"{term}"',)
-                ).fetchone()[0]
-            )
-        return found
 
     def buckets(self, term: str) -> list[int]:
         found = self._buckets.get(term)
