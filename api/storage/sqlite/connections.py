@@ -258,7 +258,8 @@ def _open_private(db_path: Path) -> sqlite3.Connection:
     # Read pages with read(), not through a memory map: SQLite unmaps the whole file whenever
     # another connection commits (an executor's heartbeat every TASK_HEARTBEAT_SECONDS), and the
     # next search maps and faults in every page again. At 1M chunks a search right after such a
-    # write took 65% longer mapped, 18% read; searches between writes, 4-5% longer read.
+    # write took 61-65% longer than between writes, mapped; 5-18% read, whose searches between
+    # writes take 5-22% longer than mapped ones (docs/BENCHMARKS.md, section 11).
     conn.execute("PRAGMA mmap_size = 0")
     migrate(conn)
     for suffix in ("-wal", "-shm"):  # files created by an older version, or with a wide umask
