@@ -212,7 +212,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 4: how many chunks hold each term (chunk_terms), counted from the chunks stored, then kept
     # by the chunk triggers: a search reads its terms' counts instead of FTS5 counting their
-    # postings (at 1M chunks, 20-37 ms a word in a tenth of the chunks). A term no chunk holds
+    # postings (at 1M chunks, 20-37 ms for a word in nearly every chunk). A term no chunk holds
     # any more keeps its row, at 0.
     f"""
     CREATE TABLE chunk_terms (term TEXT PRIMARY KEY, chunks INTEGER NOT NULL) WITHOUT ROWID;
