@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from support.backends import SqliteStore
+from support.bounded import holders_given_least
 
 from api import storage, text
 from api.storage import bm25, topk
@@ -166,7 +167,8 @@ def test_the_index_ranks_a_rare_terms_chunks_as_scoring_each_does(
     gives, bit for bit, whenever those terms come last in the summing order, also when the
     chunks holding no other term are taken from the term's impact buckets alone, and also when
     FTS5 ranks over the weighty terms alone (the slight ones' scores computed for the ranks
-    that could reach the best); in any other order every chunk is scored."""
+    that could reach the best); in any other order every chunk is scored. Given the best score
+    found before (``least``), it gives every chunk that could reach it, and its score."""
     store, dataset = corpus_store
     impacts = SqliteImpacts(store.conn)
     bucketed, beside_slight = impacts._bucketed, impacts._beside_slight
@@ -179,15 +181,27 @@ def test_the_index_ranks_a_rare_terms_chunks_as_scoring_each_does(
             by_buckets.append(ladder)
         return found
 
+    statements = impacts._ranked
+    ranked_calls = [0]
+    alone = 0  # the calls of beside_slight that ranked the chunks holding no weighty other
+
+    def spy_ranked(match: str, count: int, besides: str = "") -> list[tuple[int, float]]:
+        ranked_calls[0] += 1
+        return statements(match, count, besides)
+
     def spy_beside(*args: Any) -> list[tuple[int, float, Row | None]] | None:
+        nonlocal alone
+        before = ranked_calls[0]
         found = beside_slight(*args)
         beside[bool(args[2]), found is not None] += 1
+        alone += ranked_calls[0] - before == 2 and found is not None
         return found
 
     impacts._bucketed = spy  # type: ignore[method-assign]
     impacts._beside_slight = spy_beside  # type: ignore[method-assign,assignment]
+    impacts._ranked = spy_ranked  # type: ignore[method-assign]
     words = Corpus().words
-    ranked = 0
+    ranked = given = 0
     for ranks in question_ranks(80, seed=17):
         asked = list(dict.fromkeys(words[r] for r in ranks))
         stats = impacts.stats(asked)
@@ -202,12 +216,15 @@ def test_the_index_ranks_a_rare_terms_chunks_as_scoring_each_does(
                 best = sorted(((v, -s) for s, v, _ in scored), reverse=True)[:16]
                 assert sorted(((v, -s) for s, v, _ in found), reverse=True)[:16] == best
                 ranked += len(found) < len(scored)  # FTS5 ranked: the best few only
-    assert ranked >= 40, ranked
+                given += holders_given_least(impacts, term, visited, dataset, stats, terms, best)
+    assert ranked >= 40 and given >= 40, (ranked, given)
     # some from chunks in the top buckets, some with no chunk able to enter
     assert len(by_buckets) >= 10 and any(by_buckets) and not all(by_buckets), by_buckets
     # ranked over the weighty terms, with others weighty and without, and some left to FTS5
     assert all(beside[key] >= 20 for key in [(True, True), (False, True)]), beside
-    assert beside[True, False] + beside[False, False] >= 20, beside
+    assert beside[True, False] + beside[False, False] >= 10, beside
+    # the chunks holding no weighty other, beyond the buckets' reach: ranked over the term alone
+    assert alone >= 10, alone
 
 
 def test_ranks_over_the_weighty_terms_keep_every_chunk_the_slack_could_lift(
@@ -234,7 +251,9 @@ def test_ranks_over_the_weighty_terms_keep_every_chunk_the_slack_could_lift(
     def beside() -> list[tuple[int, float, Row | None]] | None:
         """The best 2 of the term's chunks, no weighty other term, slight ones adding 1e-6."""
         scope: tuple[list[str], list[str]] = ([dataset], [])
-        return impacts._beside_slight("term", '"term"', [], 1e-6, scope, stats, ["term"], 2, 10**6)
+        return impacts._beside_slight(
+            "term", '"term"', [], 1e-6, scope, stats, ["term"], 2, 0.0, 10**6
+        )
 
     assert beside() == []
     # 3 is 1e-7 below the 2nd best: the slack could lift it

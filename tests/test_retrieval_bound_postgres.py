@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from support.bounded import holders_given_least
 
 from api import storage, text
 from api.storage import bm25, topk
@@ -128,10 +129,12 @@ def test_the_chunks_of_a_rare_term_are_its_best_scored_each(
     """The best chunks holding a rare term and none of the rarer ones visited before
     (PostgresImpacts.holders) are the best of every such chunk scored, scores and order:
     also when those holding another weighty term come first and the others are taken from
-    the term's impact buckets, or left out as unable to enter."""
+    the term's impact buckets, or left out as unable to enter. Given the best score found
+    before (``least``), every chunk that could reach it, and its score."""
     store, dataset = corpus_store
     words = Corpus().words
     paths: dict[str, int] = {}
+    given = 0
     with store.db.read() as session:
         ranking: list[str] = []  # the ranking statements of one holders call
 
@@ -169,8 +172,10 @@ def test_the_chunks_of_a_rare_term_are_its_best_scored_each(
                 assert sorted(((v, -s) for s, v, _ in found), reverse=True)[:16] == expected
                 path = " then ".join(ranking)
                 paths[path] = paths.get(path, 0) + 1
+                given += holders_given_least(index, term, visited, dataset, stats, terms, expected)
     # the chunks holding no other weighty term: from the buckets, or none able to enter
     assert paths.get("fts then impacts", 0) >= 5 and paths.get("fts", 0) >= 5, paths
+    assert given >= 40, given
 
 
 def test_questions_with_everyday_words_rank_their_other_words(

@@ -16,7 +16,7 @@ by that much (the slack) instead of splitting the cells, unless every term is sl
    buckets could still enter (the cells could not bound them) and these visits cost at most
    RARE_SHARE x the visits allowed (ImpactIndex.holders: the full-text index may rank the
    chunks instead of scoring each, since every way of ranking sums in ``summing_order``, the
-   rare terms last).
+   rare terms last; a chunk that cannot reach the ``limit``-th best kept so far is left out).
 2. Every other chunk lies in one cell: for each common term, the bucket it has in the chunk (or
    "below"). A cell's chunks score at most the slack plus the sum, over common terms, of idf x
    that bucket's ceiling. Cells are visited best bound first (a cell's successors lower one
@@ -95,9 +95,12 @@ class ImpactIndex(Protocol):
         stats: bm25.Stats,
         terms: Sequence[str],
         count: int,
+        least: float = 0.0,
     ) -> list[tuple[int, float, Row | None]]:
         """Of the chunks holding ``term`` and none of ``visited`` that are in scope, at least
-        the best ``count``, as ``scores`` gives them."""
+        the best ``count`` of those that could reach ``least`` (the ``count``-th best score
+        found so far, 0.0 while fewer are: a chunk below it cannot enter), as ``scores`` gives
+        them."""
 
     def ranked(self, terms: Sequence[str], count: int) -> list[tuple[int, float]]:
         """The ``count`` chunks best by BM25 over ``terms`` (seq, BM25 positive), best first."""
@@ -209,7 +212,8 @@ def best(
         if rare_cost > visits * RARE_SHARE:
             break
         term = common.pop(0)
-        keep(index.holders(term, visited, dataset_ids, doc_ids, stats, terms, limit))
+        least = kept[0][0] if len(kept) == limit else 0.0
+        keep(index.holders(term, visited, dataset_ids, doc_ids, stats, terms, limit, least))
         visited.append(term)
     bounded = not common or _visit_cells(index, stats, common, slack, (visit, room), kept, limit)
     if not bounded and slack:  # what was visited stays scored

@@ -316,6 +316,7 @@ class PostgresImpacts:
         stats: bm25.Stats,
         terms: Sequence[str],
         count: int,
+        least: float = 0.0,
     ) -> list[tuple[int, float, Row | None]]:
         """The best ``count`` in scope, scored in SQL. The visited terms are a filter on each
         chunk's own words, never a NOT in the index's tsquery: while VACUUM merges the GIN
@@ -324,10 +325,10 @@ class PostgresImpacts:
 
         When enough of its chunks hold another weighty term (idf above its floor:
         _pairing_pays), the best of those come first, then of the chunks holding none: if the
-        ``count``-th of the first beats every chunk of the second below the term's impact
-        buckets (those chunks weigh the term's weight, the slight terms adding at most their
-        slack: topk.alone_buckets), only the chunks in the buckets that could beat it are
-        scored. Else every chunk holding the term is."""
+        ``count``-th of the first (or ``least``, the best found before) beats every chunk of
+        the second below the term's impact buckets (those chunks weigh the term's weight, the
+        slight terms adding at most their slack: topk.alone_buckets), only the chunks in the
+        buckets that could beat it are scored. Else every chunk holding the term is."""
         score, args = bm25_sql(stats, terms)
         where, scope = in_scope(dataset_ids, doc_ids)
 
@@ -355,10 +356,11 @@ class PostgresImpacts:
             return best([], visited)
         paired = best([("fts", any_word(others))], visited)
         ladder = None
-        if len(paired) == count:
+        if len(paired) == count or least:
             slack = stats.slack(t for t in rest if t not in others)
             weight = stats.idf(term) * stats.drift
-            ladder = topk.alone_buckets(self.buckets(term), weight, slack, paired[-1][1])
+            least = max(paired[-1][1] if len(paired) == count else 0.0, least)
+            ladder = topk.alone_buckets(self.buckets(term), weight, slack, least)
         if ladder == []:
             return paired
         among = []  # the chunks holding no other weighty term: all, or those of the buckets

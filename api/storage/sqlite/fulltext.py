@@ -153,6 +153,17 @@ def _holders_plan(
     return _HoldersPlan(True, alone <= min(counted, aside), aside < counted, ranked)
 
 
+def _reaching(
+    ranked: Sequence[tuple[int, float]], window: int, least: float, slack: float
+) -> list[int] | None:
+    """Of ``ranked`` (a window of at most ``window`` chunks, best first, each rank at most
+    ``slack`` below its score), the chunks that could reach ``least``, ties included; None when
+    the window is full and a chunk after it could too."""
+    if len(ranked) == window and not topk.beats(least, ranked[-1][1] + slack):
+        return None
+    return [seq for seq, value in ranked if not topk.beats(least, value + slack)]
+
+
 class SqliteImpacts:
     """The ImpactIndex (topk.py) of one SQLite connection (one per thread: each thread has its
     connection)."""
@@ -242,6 +253,7 @@ class SqliteImpacts:
         stats: bm25.Stats,
         terms: Sequence[str],
         count: int,
+        least: float = 0.0,
     ) -> list[tuple[int, float, Row | None]]:
         """Ranked by FTS5 when ``term`` comes last in ``terms`` but for ``visited`` and that
         costs less than scoring each (_holders_plan): over the weighty terms alone when slight
@@ -249,7 +261,8 @@ class SqliteImpacts:
         term (``others AND (term NOT visited)``), and those holding no other. A chunk holding
         no other term scores its term's weight alone: when the ``count``-th best of the first
         in scope beats every such chunk below the term's impact buckets (topk.alone_buckets),
-        only those in the buckets that could beat it are scored (at most a window of them).
+        only those in the buckets that could beat it are scored (at most a window of them);
+        ``least``, the best found before, bounds them as well.
         Else they are scored each, ranked as ``(term NOT visited) NOT others``, or ranked as
         ``term NOT visited`` with the first set aside (a statement's bm25() first counts the
         chunks of each term it names, and this one names only the rare terms). bm25() sums over
@@ -267,16 +280,26 @@ class SqliteImpacts:
             held = f"{held} NOT ({codec.fts_query(terms[len(terms) - len(visited) :])})"
         slight = [t for t in before if stats.slight(t)]
         weighty = [t for t in before if t not in slight]
-        # _beside_slight cannot answer when fewer than count chunks hold a weighty other (the
-        # term's buckets then bound nothing): not tried when that is expected, twice over
+        # _beside_slight cannot answer when fewer than count chunks hold a weighty other and
+        # nothing was found before (the term's buckets then bound nothing): not tried when that
+        # is expected, twice over
         if (
             slight
             and not stats.slight(term)
-            and (not weighty or 2 * stats.holding_one_of(term, weighty) >= count)
+            and (not weighty or least or 2 * stats.holding_one_of(term, weighty) >= count)
         ):
             scope = (dataset_ids, doc_ids)
             beside = self._beside_slight(
-                term, held, weighty, stats.slack(slight), scope, stats, terms, count, plan.cost
+                term,
+                held,
+                weighty,
+                stats.slack(slight),
+                scope,
+                stats,
+                terms,
+                count,
+                least,
+                plan.cost,
             )
             if beside is not None:
                 return beside
@@ -286,8 +309,8 @@ class SqliteImpacts:
         windows = [self._ranked(paired, window)]
         scoped = self._in_scope([seq for seq, _ in windows[0]], dataset_ids, doc_ids)
         kept = [(seq, value, None) for seq, value in windows[0] if seq in scoped]
-        if len(kept) >= count:  # the chunks holding no other term: by the term's buckets?
-            least = kept[count - 1][1]
+        if len(kept) >= count or least:  # the chunks holding no other term: by its buckets?
+            least = max(kept[count - 1][1] if len(kept) >= count else 0.0, least)
             ladder = topk.alone_buckets(
                 self.buckets(term), stats.idf(term) * stats.drift, 0.0, least
             )
@@ -321,6 +344,7 @@ class SqliteImpacts:
         stats: bm25.Stats,
         terms: Sequence[str],
         count: int,
+        least: float,
         cost: int,
     ) -> list[tuple[int, float, Row | None]] | None:
         """``holders`` when terms before ``term`` are slight (bm25.LEAST_IDF: in half the chunks
@@ -329,10 +353,13 @@ class SqliteImpacts:
         chunks (at 1M chunks, three such words made a statement 175 ms); a chunk's rank is
         then at most ``slack`` below its score. The chunks holding a weighty term are ranked
         (all of them, without weighty others), and the ranked ones that could reach the
-        ``count``-th best in scope are scored each (ties, which the slight terms break,
-        included); those holding no weighty term but ``term`` come from its buckets
-        (topk.alone_buckets). None when the window or the buckets cannot bound them, or the
-        ties would cost more than ``cost`` visits (FTS5 then ranks them over every term)."""
+        ``count``-th best in scope, or ``least`` (the best found before), are scored each
+        (ties, which the slight terms break, included); those holding no weighty term but
+        ``term`` come from its buckets (topk.alone_buckets), or, when those cannot bound them
+        and ``least`` is known, from FTS5 ranking them over ``held`` alone (a rank again at
+        most ``slack`` below the score). None when the windows
+        or the buckets cannot bound them, or the ties would cost more than ``cost`` visits
+        (FTS5 then ranks them over every term)."""
         dataset_ids, doc_ids = scope
         window = count * SLIGHT_WINDOW
         weighted = codec.fts_query(weighty)
@@ -345,16 +372,18 @@ class SqliteImpacts:
             part = ranked[at : at + step]
             scoped = self._in_scope([seq for seq, _ in part], dataset_ids, doc_ids)
             inside += [value for seq, value in part if seq in scoped]
-        least = inside[count - 1] if len(inside) >= count else 0.0  # 0.0: all may enter
-        if len(ranked) == window and not topk.beats(least, ranked[-1][1] + slack):
-            return None  # a chunk after the window could still enter
+        least = max(inside[count - 1] if len(inside) >= count else 0.0, least)  # 0.0: all enter
+        near = _reaching(ranked, window, least, slack)
         lone: list[int] | None = []
         if weighty:
             weight = stats.idf(term) * stats.drift
             ladder = topk.alone_buckets(self.buckets(term), weight, slack, least)
             lone = None if ladder is None else self._bucketed(term, ladder, window)
-        near = [seq for seq, value in ranked if not topk.beats(least, value + slack)]
-        if lone is None or len(near) > cost:
+            if lone is None and least:
+                alone = self._ranked(f"({held}) NOT ({weighted})", window)
+                lone = _reaching(alone, window, least, slack)
+                lone = lone if lone is None or len(lone) <= cost else None
+        if near is None or lone is None or len(near) > cost:
             return None
         # scores keeps the chunks in scope; of the bucketed, those holding no weighty other term
         weighty_too = [t for t in terms if t != term and not stats.slight(t)]
