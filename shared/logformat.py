@@ -99,3 +99,14 @@ def plain_line(
         return message
     program = program_name(env)
     return json_line(iso_time(time.time()), level, program, os.getpid(), logger or program, message)
+
+
+def emit_line(message: str, level: str = "INFO", logger: str = "") -> None:
+    """Write ``plain_line(message, level, logger)`` with its newline in one write, flushed: to
+    stderr for ERROR, else stdout. One write, because the programs run unbuffered
+    (PYTHONUNBUFFERED), where print writes the newline apart, and supervisord, copying every
+    program's output to the container's one stream, could put another program's output between
+    a line and its newline."""
+    stream = sys.stderr if level == "ERROR" else sys.stdout
+    stream.write(plain_line(message, level, logger) + "\n")
+    stream.flush()

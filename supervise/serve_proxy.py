@@ -33,7 +33,7 @@ import sys
 from collections.abc import Sequence
 
 from shared import ports
-from shared.logformat import json_enabled, plain_line
+from shared.logformat import emit_line, json_enabled
 from supervise.nginx_errors import relay
 from supervise.socket_holder import (
     TCP,
@@ -75,7 +75,7 @@ def main(argv: Sequence[str]) -> int:
         if args.listen_conf:
             ports.write_atomically(args.listen_conf, listen_directive(fd))
     except (HolderUnavailableError, OSError) as exc:
-        print(plain_line(f"serve_proxy: {exc}", "ERROR", LOGGER), file=sys.stderr, flush=True)
+        emit_line(f"serve_proxy: {exc}", "ERROR", LOGGER)
         return 1
     os.set_inheritable(fd, True)
     os.set_blocking(fd, False)  # nginx sets O_NONBLOCK only on the sockets it opens itself
@@ -90,7 +90,7 @@ def main(argv: Sequence[str]) -> int:
             f"serve_proxy: cannot run {argv_out[0]} ({exc.strerror}); install nginx and set "
             "NGINX_BIN to its path, or set PROXY=none"
         )
-        print(plain_line(message, "ERROR", LOGGER), file=sys.stderr, flush=True)
+        emit_line(message, "ERROR", LOGGER)
         return 1
 
 

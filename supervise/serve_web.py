@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from shared.logformat import plain_line
+from shared.logformat import emit_line
 from supervise.socket_holder import (
     TCP,
     UNIX,
@@ -38,7 +38,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         fd = fetch_listener(args.holder, args.listener, args.wait)
     except HolderUnavailableError as exc:
-        print(plain_line(f"serve_web: {exc}", "ERROR", LOGGER), file=sys.stderr, flush=True)
+        emit_line(f"serve_web: {exc}", "ERROR", LOGGER)
         return 1
     if fd != SD_LISTEN_FDS_START:
         os.dup2(fd, SD_LISTEN_FDS_START)  # dup2 makes the copy inheritable

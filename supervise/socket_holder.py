@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import FrameType
 
 from shared import ports
-from shared.logformat import plain_line
+from shared.logformat import emit_line
 
 LOGGER = "supervise.socket_holder"
 
@@ -291,11 +291,11 @@ def main(argv: Sequence[str]) -> int:
                 origin = "bound"
             server = bind_unix(own, 16)
     except (PortInUseError, HolderError) as exc:
-        print(plain_line(str(exc), "ERROR", LOGGER), file=sys.stderr, flush=True)
+        emit_line(str(exc), "ERROR", LOGGER)
         return 1
     names = ", ".join(f"{name} {sock.getsockname()}" for name, sock in listeners.items())
     started = f"socket_holder: {names} ({origin}); handing copies out at {own}"
-    print(plain_line(started, "INFO", LOGGER), flush=True)
+    emit_line(started, "INFO", LOGGER)
     try:
         address = listeners[TCP].getsockname()
         if args.port_file:
@@ -303,10 +303,10 @@ def main(argv: Sequence[str]) -> int:
                 ports.write_port(args.port_file, address[1])
             except OSError as exc:
                 problem = f"cannot write the port file {args.port_file} ({exc.strerror})"
-                print(plain_line(problem, "ERROR", LOGGER), file=sys.stderr, flush=True)
+                emit_line(problem, "ERROR", LOGGER)
                 return 1
         listening = f"listening on {ports.address_text(address)}"
-        print(plain_line(listening, "INFO", LOGGER), flush=True)
+        emit_line(listening, "INFO", LOGGER)
         serve_forever(listeners, server)
     finally:
         server.close()

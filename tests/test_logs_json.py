@@ -9,6 +9,7 @@ included."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -20,7 +21,7 @@ import requests
 from support import ragflow_client as client
 from support.waiting import wait_for
 
-from shared.logformat import JsonFormatter
+from shared.logformat import JsonFormatter, emit_line
 
 PROGRAMS = (
     "supervisord",
@@ -126,3 +127,37 @@ def test_json_formatter_writes_the_traceback_and_iso_time() -> None:
     assert entry["message"] == "failed x" and entry["program"] == "web"
     assert entry["traceback"].startswith("Traceback") and "ValueError: boom" in entry["traceback"]
     assert datetime.fromisoformat(entry["time"]).utcoffset() is not None
+
+
+class _Writes(io.RawIOBase):
+    """A raw stream that keeps each write it is given."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.writes.append(bytes(data))
+        return len(data)
+
+
+def test_a_printed_line_reaches_the_stream_in_one_write(monkeypatch: Any) -> None:
+    """The programs run unbuffered (PYTHONUNBUFFERED: stdout a write-through text layer over
+    the raw stream), where print writes a line and its newline apart: supervisord, copying
+    every program's pipe to one stream, could put another program's output between them.
+    emit_line writes both at once, on stdout, and errors on stderr."""
+    for name, level in (("stdout", "INFO"), ("stderr", "ERROR")):
+        raw = _Writes()
+        stream = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)  # type: ignore[type-var]
+        monkeypatch.setattr(sys, name, stream)
+        monkeypatch.setenv("LOG_FORMAT", "json")
+        print("printed", file=stream, flush=True)
+        assert raw.writes == [b"printed", b"\n"]  # the hazard emit_line avoids
+        raw.writes.clear()
+        emit_line("listening on 127.0.0.1:9380", level, "socket_holder")
+        [line] = raw.writes
+        entry = json.loads(line)
+        assert line.endswith(b"}\n") and entry["level"] == level, line
+        assert entry["message"] == "listening on 127.0.0.1:9380"
