@@ -91,9 +91,9 @@ def plain_line(
     logger: str = "",
     environ: Mapping[str, str] | None = None,
 ) -> str:
-    """A line for a program that prints instead of logging (the socket holders, serve_web,
-    serve_proxy): ``message`` itself, or with LOG_FORMAT=json the same JSON object as
-    JsonFormatter's."""
+    """A line for a program that writes instead of logging (the socket holders, serve_web,
+    serve_proxy, through emit_line): ``message`` itself, or with LOG_FORMAT=json the same JSON
+    object as JsonFormatter's."""
     env = os.environ if environ is None else environ
     if not json_enabled(env):
         return message

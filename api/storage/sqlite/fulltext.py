@@ -357,9 +357,9 @@ class SqliteImpacts:
         (ties, which the slight terms break, included); those holding no weighty term but
         ``term`` come from its buckets (topk.alone_buckets), or, when those cannot bound them
         and ``least`` is known, from FTS5 ranking them over ``held`` alone (a rank again at
-        most ``slack`` below the score). None when the windows
-        or the buckets cannot bound them, or the ties would cost more than ``cost`` visits
-        (FTS5 then ranks them over every term)."""
+        most ``slack`` below the score). None when the windows or the buckets cannot bound
+        them, or the ties would cost more than ``cost`` visits (FTS5 then ranks them over every
+        term)."""
         dataset_ids, doc_ids = scope
         window = count * SLIGHT_WINDOW
         weighted = codec.fts_query(weighty)
