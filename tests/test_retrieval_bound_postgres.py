@@ -29,7 +29,7 @@ from api import storage, text
 from api.storage import bm25, topk
 from api.storage.postgres.connections import close_pools
 from api.storage.postgres.dialect import PostgresDialect
-from api.storage.postgres.fulltext import PostgresImpacts, any_word, bm25_sql
+from api.storage.postgres.fulltext import SCORE, PostgresImpacts, any_word, bm25_sql
 from bench.corpus import Corpus
 from bench.retrieval_scale import question_ranks
 
@@ -83,10 +83,10 @@ def test_sql_bm25_is_the_python_scorer_bit_for_bit(corpus_store: tuple[Store, st
         for ranks in question_ranks(12, seed=21):
             terms = list(dict.fromkeys(words[r] for r in ranks))
             stats = index.stats(terms)
-            score, args = bm25_sql(stats, terms)
+            scored, args = bm25_sql(stats, terms)
             rows = session.execute(
                 "SELECT c.content, c.docnm, c.important_keywords, c.questions, c.tokens,"
-                f" {score} FROM chunks c WHERE c.fts @@ ?::tsquery",
+                f" {SCORE} FROM chunks c {scored} WHERE c.fts @@ ?::tsquery",
                 (*args, " | ".join(f"'{t}'" for t in terms)),
             ).fetchall()
             python = bm25.scorer(stats, terms)
@@ -140,7 +140,7 @@ def test_the_chunks_of_a_rare_term_are_its_best_scored_each(
 
         class Recorder:
             def execute(self, sql: str, args: Any = ()) -> Any:
-                if "ORDER BY score DESC" in sql:
+                if f"ORDER BY {SCORE} DESC" in sql:
                     paired = "c.fts @@ ?::tsquery AND c.fts @@" in sql
                     ranking.append(
                         "impacts" if "c.impacts @@" in sql else "fts" if paired else "every"

@@ -30,6 +30,7 @@ from api.storage.postgres.connections import (
     where,
 )
 from api.storage.postgres.fulltext import (
+    SCORE,
     PostgresImpacts,
     any_word,
     bm25_sql,
@@ -181,12 +182,12 @@ class PostgresDialect:
         index = PostgresImpacts(c)
 
         def rank_all(ordered: list[str]) -> list[SearchRow]:
-            score, args = bm25_sql(index.stats(ordered), ordered)
+            scored, args = bm25_sql(index.stats(ordered), ordered)
             where, scope = in_scope(dataset_ids, doc_ids)
             # the best seqs first: the rows of the others are never read
             return c.execute(
-                f"SELECT {topk.ROW_SQL}, b.bm25 FROM (SELECT c.seq, -({score}) AS bm25"
-                f" FROM chunks c WHERE c.fts @@ ?::tsquery AND {where} ORDER BY bm25, c.seq"
+                f"SELECT {topk.ROW_SQL}, b.bm25 FROM (SELECT c.seq, -{SCORE} AS bm25 FROM chunks c"
+                f" {scored} WHERE c.fts @@ ?::tsquery AND {where} ORDER BY bm25, c.seq"
                 " LIMIT ?) b JOIN chunks c ON c.seq = b.seq ORDER BY b.bm25, b.seq",
                 (*args, any_word(ordered), *scope, limit),
             ).fetchall()

@@ -272,7 +272,7 @@ MIGRATIONS: tuple[str | Callable[[psycopg.Connection[Any]], None], ...] = (
     _bm25_index,
     # 4: each word's and each impact's chunk count, kept by the triggers (fulltext_terms)
     _TERM_COUNTS,
-    # 5: ranking reads every candidate's freqs (bm25_sql), two lookups per term, and each
+    # 5: ranking reads every candidate's freqs for each term (bm25_sql), and each
     # lookup decompressed it again: stored as it is, the bench's rare question ranks its 14k
     # matches at 1M chunks in 34-38 ms instead of 46-48. Rows up to a page are not compressed,
     # and in longer ones freqs goes last (MAIN: after the other columns). Chunks written before
