@@ -193,8 +193,9 @@ def impacts_vector(freqs: Mapping[str, float], tokens: int, avgdl: float) -> str
     return " ".join(impact_lexeme(t, b) for t, b in bm25.impacts(freqs, tokens, avgdl))
 
 
-# the column of each chunk ``c`` that bm25_sql's join gives
-SCORE = "scored.score"
+# the column of each chunk ``c`` that bm25_sql's join gives, and the join's alias
+_SCORED = "scored"
+SCORE = f"{_SCORED}.score"
 
 
 def bm25_sql(stats: bm25.Stats, terms: Sequence[str]) -> tuple[str, list[Any]]:
@@ -219,9 +220,9 @@ def bm25_sql(stats: bm25.Stats, terms: Sequence[str]) -> tuple[str, list[Any]]:
         read_args.append(term)
     join = (
         f"CROSS JOIN LATERAL (SELECT {' + '.join(parts)} AS score"
-        f" FROM (SELECT {', '.join(reads)} OFFSET 0) f) scored"
+        f" FROM (SELECT {', '.join(reads)} OFFSET 0) f) {_SCORED}"
     )
-    return join, [*sum_args, *read_args]
+    return join, [*sum_args, *read_args]  # as their marks are written: the sum's first
 
 
 def in_scope(dataset_ids: Sequence[str], doc_ids: Sequence[str]) -> tuple[str, list[Any]]:
