@@ -128,8 +128,9 @@ def test_the_chunks_of_a_rare_term_are_its_best_scored_each(
 ) -> None:
     """The best chunks holding a rare term and none of the rarer ones visited before
     (PostgresImpacts.holders) are the best of every such chunk scored, scores and order:
-    also when those holding another weighty term come first and the others are taken from
-    the term's impact buckets, or left out as unable to enter. Given the best score found
+    also when those holding another weighty term come first (of several, those holding the
+    rarest before the others) and the others are taken from the term's impact buckets, or
+    left out as unable to enter. Given the best score found
     before (``least``), every chunk that could reach it, and its score."""
     store, dataset = corpus_store
     words = Corpus().words
@@ -140,10 +141,11 @@ def test_the_chunks_of_a_rare_term_are_its_best_scored_each(
 
         class Recorder:
             def execute(self, sql: str, args: Any = ()) -> Any:
-                if f"ORDER BY {SCORE} DESC" in sql:
-                    paired = "c.fts @@ ?::tsquery AND c.fts @@" in sql
+                if f"ORDER BY {SCORE} DESC" in sql:  # the term's and others' tests, buckets
+                    held = sql.count("c.fts @@ ?") + sql.count("c.fts, ?") - sql.count("NOT")
                     ranking.append(
-                        "impacts" if "c.impacts @@" in sql else "fts" if paired else "every"
+                        ("paired" if held == 2 else "alone")
+                        + (" in buckets" if "c.impacts @@" in sql else "")
                     )
                 return session.execute(sql, args)
 
@@ -174,7 +176,11 @@ def test_the_chunks_of_a_rare_term_are_its_best_scored_each(
                 paths[path] = paths.get(path, 0) + 1
                 given += holders_given_least(index, term, visited, dataset, stats, terms, expected)
     # the chunks holding no other weighty term: from the buckets, or none able to enter
-    assert paths.get("fts then impacts", 0) >= 5 and paths.get("fts", 0) >= 5, paths
+    assert paths.get("paired then alone in buckets", 0) >= 5 and paths.get("paired", 0) >= 5, paths
+    # with several weighty others, the chunks holding the rarest first, then those holding
+    # only later ones: all of them, or those with the term in the buckets that could enter
+    split = ("paired then paired", "paired then paired in buckets")
+    assert paths.get(split[0], 0) >= 5 and paths.get(split[1], 0) >= 2, paths
     assert given >= 40, given
 
 

@@ -250,12 +250,18 @@ def alone_buckets(ladder: list[int], weight: float, slack: float, least: float) 
     return [b for b in ladder if not beats(least, slack + weight * bm25.bucket_ceiling(b))]
 
 
+def heaviest(stats: bm25.Stats, term: str, ladder: list[int]) -> float:
+    """The most ``term`` weighs in any chunk now: idf x its heaviest bucket's ceiling (or
+    IMPACT_FLOOR's, ``ladder`` empty: every chunk has it below the buckets) x Stats.drift."""
+    return stats.idf(term) * stats.drift * bm25.bucket_ceiling(ladder[0] if ladder else BELOW)
+
+
 def _below_every_cell(
     stats: bm25.Stats, terms: list[str], slack: float, kept: list[Entry], limit: int
 ) -> bool:
     """The ``limit``-th best chunk kept beats every chunk whose ``terms`` all lie below their
     buckets (or are absent): the cells of ``terms`` can bound the question."""
-    below = slack + sum(stats.idf(t) * stats.drift * bm25.IMPACT_FLOOR for t in terms)
+    below = slack + sum(heaviest(stats, t, []) for t in terms)  # each below its buckets
     return len(kept) == limit and beats(kept[0][0], below)
 
 
