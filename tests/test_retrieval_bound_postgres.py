@@ -130,8 +130,8 @@ def test_the_chunks_of_a_rare_term_are_its_best_scored_each(
     (PostgresImpacts.holders) are the best of every such chunk scored, scores and order:
     also when those holding another weighty term come first (of several, those holding the
     rarest before the others) and the others are taken from the term's impact buckets, or
-    left out as unable to enter. Given the best score found
-    before (``least``), every chunk that could reach it, and its score."""
+    left out as unable to enter. Given the best score found before (``least``), every chunk
+    that could reach it, and its score."""
     store, dataset = corpus_store
     words = Corpus().words
     paths: dict[str, int] = {}

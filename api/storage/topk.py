@@ -245,7 +245,7 @@ def alone_buckets(ladder: list[int], weight: float, slack: float, least: float) 
     Stats.drift; the other terms adding at most ``slack``). None when the chunks holding it
     below every bucket could too (ImpactIndex.holders: the chunks of a rare term that hold none
     of the question's other weighty terms)."""
-    if not beats(least, slack + weight * bm25.IMPACT_FLOOR):
+    if not beats(least, slack + weight * bm25.bucket_ceiling(BELOW)):
         return None
     return [b for b in ladder if not beats(least, slack + weight * bm25.bucket_ceiling(b))]
 
