@@ -182,19 +182,22 @@ def test_the_index_ranks_a_rare_terms_chunks_as_scoring_each_does(
         return found
 
     statements = impacts._ranked
-    ranked_calls = [0]
+    ranked_calls: list[str] = []  # the matches ranked
     alone = 0  # the calls of beside_slight that ranked the chunks holding no weighty other
+    again = 0  # those that ranked the whole window after the first (ties reaching past it)
 
     def spy_ranked(match: str, count: int, besides: str = "") -> list[tuple[int, float]]:
-        ranked_calls[0] += 1
+        ranked_calls.append(match)
         return statements(match, count, besides)
 
     def spy_beside(*args: Any) -> list[tuple[int, float, Row | None]] | None:
-        nonlocal alone
-        before = ranked_calls[0]
+        nonlocal alone, again
+        before = len(ranked_calls)
         found = beside_slight(*args)
         beside[bool(args[2]), found is not None] += 1
-        alone += ranked_calls[0] - before == 2 and found is not None
+        calls = ranked_calls[before:]  # the first window, maybe the whole, maybe the alone
+        again += calls[1:2] == calls[:1]
+        alone += bool(args[2]) and found is not None and calls[-1] != calls[0]
         return found
 
     impacts._bucketed = spy  # type: ignore[method-assign]
@@ -225,6 +228,7 @@ def test_the_index_ranks_a_rare_terms_chunks_as_scoring_each_does(
     assert beside[True, False] + beside[False, False] >= 10, beside
     # the chunks holding no weighty other, beyond the buckets' reach: ranked over the term alone
     assert alone >= 10, alone
+    assert again >= 5, again
 
 
 def test_ranks_over_the_weighty_terms_keep_every_chunk_the_slack_could_lift(
@@ -232,8 +236,9 @@ def test_ranks_over_the_weighty_terms_keep_every_chunk_the_slack_could_lift(
 ) -> None:
     """Ranked without the slight terms, a chunk's rank is at most their slack below its score:
     every rank within the slack of the ``count``-th is scored, not only ties; and a full window
-    whose last rank is within the slack of it cannot bound the others (ranks made up here: in
-    a corpus, ranks that close but not equal are too rare to test on)."""
+    whose last rank is within the slack of it cannot bound the others, the first window's nor
+    the whole one's (ranks made up here: in a corpus, ranks that close but not equal are too
+    rare to test on)."""
     store, dataset = corpus_store
     impacts = SqliteImpacts(store.conn)
     asked: list[list[int]] = []
