@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 from support import statements
-from support.backends import BACKENDS, Inspector, SqliteInspector, add_documents
+from support.backends import (
+    BACKENDS,
+    Inspector,
+    SqliteInspector,
+    add_documents,
+    indexed_words,
+)
 
 from api import config, storage
 from api.storage import document_state, queue_sql
@@ -404,11 +410,9 @@ def test_complete_indexes_the_chunks_for_search_like_a_plain_insert(
     chunks = [{"content": "Café Déjà-vu, ÉLAN 42"}, {"content": "second"}]
     assert sqlite_tasks.complete(task, chunks)  # words tokenised before the write lock
     storage.open_backend(data_dir).store.replace_chunks(other, chunks)  # the trigger alone
-    indexed = conn.execute(
-        "SELECT c.doc_id, f.content FROM chunks c JOIN chunks_fts f ON f.rowid = c.seq"
-        " ORDER BY c.seq"
-    ).fetchall()
-    by_doc = {d: [content for owner, content in indexed if owner == d] for d in (doc, other)}
+    words = indexed_words(conn)
+    owners = conn.execute("SELECT seq, doc_id FROM chunks ORDER BY seq").fetchall()
+    by_doc = {d: [words[seq][0] for seq, owner in owners if owner == d] for d in (doc, other)}
     assert by_doc[doc] == by_doc[other] == ["cafe deja vu elan 42", "second"]
 
 

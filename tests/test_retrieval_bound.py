@@ -21,11 +21,12 @@ import random
 import sqlite3
 import threading
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.backends import SqliteStore
+from support.backends import SqliteStore, indexed_words
 from support.bounded import holders_given_least
 
 from api import storage, text
@@ -319,11 +320,12 @@ def test_a_small_dataset_beside_a_large_one_gets_its_own_best(
         assert [(r["id"], r["bm25"]) for r in got] == expected
 
 
-def _check_impacts(conn: sqlite3.Connection) -> int:
+def _check_indexes(conn: sqlite3.Connection) -> int:
     """Every chunk's impact index entry bounds every term's weight in it now (the property
     the bounded ranking rests on), and names only terms it holds; no entry outlives its
-    chunk; chunk_terms counts the chunks holding each term, as FTS5 finds them. Returns the
-    number of indexed (chunk, term) pairs."""
+    chunk; chunk_terms counts the chunks holding each term, as FTS5 finds them; the full-text
+    index holds each chunk's words, column by column, and nothing of a chunk deleted or of
+    its words before an edit. Returns the number of indexed (chunk, term) pairs."""
     stats = SqliteImpacts(conn).stats([])
     indexed = 0
     rows = conn.execute(
@@ -348,6 +350,11 @@ def _check_impacts(conn: sqlite3.Connection) -> int:
         held.update(set(bm25.frequencies(bm25.fields(content, docnm, keywords, questions))))
     counted = dict(conn.execute("SELECT term, chunks FROM chunk_terms WHERE chunks <> 0"))
     assert counted == held
+    words = {
+        seq: tuple(" ".join(field) for field in bm25.fields(content, docnm, keywords, questions))
+        for seq, content, docnm, keywords, questions, *_ in rows
+    }
+    assert indexed_words(conn) == {seq: held for seq, held in words.items() if any(held)}
     fts5 = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?"
     for term, chunks in counted.items():  # FTS5 itself finds each term in as many chunks
         assert conn.execute(fts5, (f'"{term}"',)).fetchone()[0] == chunks, term
@@ -380,49 +387,86 @@ def test_the_impact_index_follows_every_write(tmp_path: Path) -> None:
         [{"content": " ".join(rng.choices(vocabulary, k=rng.randint(3, 300)))} for _ in range(60)],
     )
     store.replace_chunks(str(other["id"]), [{"content": "ab ab ab cd", "questions": ["cd ef"]}])
-    assert _check_impacts(conn) > 60
+    assert _check_indexes(conn) > 60
     short = store.add_chunk(doc, {"content": "ab"})
     store.update_chunk(str(doc["id"]), str(short["id"]), {"content": "ij ij ij ij ij ij ij ij"})
     store.update_chunk(str(doc["id"]), str(short["id"]), {"important_keywords": ["gh", "gh"]})
     conn.execute("UPDATE chunks SET docnm = 'ab ab renamed.txt' WHERE doc_id = ?", (doc["id"],))
-    assert _check_impacts(conn) > 60
+    assert _check_indexes(conn) > 60
     store.delete_chunks(str(doc["id"]), None)
-    assert _check_impacts(conn) > 0
+    assert _check_indexes(conn) > 0
     assert conn.execute("SELECT count(*) FROM chunks_impacts").fetchone()[0] == 1
 
 
-def test_the_migration_builds_the_impact_index_of_an_existing_database(tmp_path: Path) -> None:
+def _as_left_by(conn: sqlite3.Connection, version: int) -> None:
+    """Wind a database with chunks back to what migration ``version`` (2 or 4) left: the
+    full-text index keeping a copy of the words it indexes, that version's chunk triggers,
+    and, at 2, neither impact index nor term counts."""
+    triggers = [
+        s
+        for s in schema.statements(schema.MIGRATIONS[0 if version == 2 else version - 1])
+        if s.startswith("CREATE TRIGGER chunks_fts")
+    ]
+    (table,) = [
+        s
+        for s in schema.statements(schema.MIGRATIONS[0])
+        if s.startswith("CREATE VIRTUAL TABLE chunks_fts")
+    ]
+    conn.execute("BEGIN")
+    for name in ("insert", "delete", "update"):
+        conn.execute(f"DROP TRIGGER chunks_fts_{name}")
+    conn.execute("DROP TABLE chunks_fts")
+    conn.execute(table)
+    conn.execute(
+        "INSERT INTO chunks_fts (rowid, content, title, keywords, questions) SELECT seq,"
+        " rf_words(content), rf_title(docnm), rf_words(important_keywords),"
+        " rf_words(questions) FROM chunks"
+    )
+    for statement in triggers:
+        conn.execute(statement)
+    if version == 2:
+        conn.execute("DROP TABLE chunks_impacts")
+        conn.execute("DROP TABLE impact_avgdl")
+        conn.execute("DROP TABLE chunk_terms")
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.execute("COMMIT")
+    connections.close_all()
+
+
+@pytest.mark.parametrize("version", [2, 4])
+def test_the_migrations_build_the_indexes_of_an_existing_database(
+    tmp_path: Path, version: int
+) -> None:
     """A database as migration 2 left it (no impact index nor term counts, the first
-    triggers) with chunks: opening it builds both, and the new triggers keep them."""
+    triggers), or as migration 4 left it (the full-text index keeping a copy of its words),
+    with chunks: opening it builds what is missing, the full-text index without a copy, and
+    searches give what they gave before; the new triggers keep every index right."""
     store = SqliteStore(tmp_path)
     ds = store.create_dataset("t", {"name": "ds"})
     (doc,) = store.add_documents(ds, [storage.Upload("x.txt", "txt", "doc", io.BytesIO(b"x"))], "t")
     corpus = Corpus(seed=8)
     store.replace_chunks(str(doc["id"]), [{"content": c} for c in corpus.chunks(200, 30)])
-    conn = store.conn
-    first_triggers = [
-        s
-        for s in schema.statements(schema.MIGRATIONS[0])
-        if s.startswith("CREATE TRIGGER chunks_fts")
-    ]
-    conn.execute("BEGIN")
-    for name in ("insert", "delete", "update"):
-        conn.execute(f"DROP TRIGGER chunks_fts_{name}")
-    for statement in first_triggers:
-        conn.execute(statement)
-    conn.execute("DROP TABLE chunks_impacts")
-    conn.execute("DROP TABLE impact_avgdl")
-    conn.execute("DROP TABLE chunk_terms")
-    conn.execute("PRAGMA user_version = 2")
-    conn.execute("COMMIT")
-    connections.close_all()
+    questions = [[corpus.words[r] for r in ranks] for ranks in question_ranks(20, vocabulary=300)]
+    answers = [store.search_chunks([str(ds["id"])], [], terms, 16) for terms in questions]
+    _as_left_by(store.conn, version)
+    with closing(sqlite3.connect(tmp_path / "ragflow.db")) as raw:  # not migrated on opening
+        assert "chunks_fts_content" in _tables(raw)
 
     store = SqliteStore(tmp_path)
     conn = store.conn
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(schema.MIGRATIONS)
-    assert _check_impacts(conn) > 200
+    assert "chunks_fts_content" not in _tables(conn)
+    assert [store.search_chunks([str(ds["id"])], [], terms, 16) for terms in questions] == answers
+    assert _check_indexes(conn) > 200
     store.replace_chunks(str(doc["id"]), [{"content": c} for c in corpus.chunks(50, 30)])
-    assert _check_impacts(conn) > 50
+    (edited, *deleted), _ = store.list_chunks(str(doc["id"]), storage.Page(1, 4))
+    store.update_chunk(str(doc["id"]), str(edited["id"]), {"content": "ab", "questions": ["cd"]})
+    store.delete_chunks(str(doc["id"]), [str(c["id"]) for c in deleted])
+    assert _check_indexes(conn) > 50
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
 
 
 def test_a_connection_remembers_buckets_until_the_impact_index_changes(tmp_path: Path) -> None:

@@ -35,6 +35,26 @@ class SqliteStore(SqlStorage):
         return connections.connection(self.db_path)
 
 
+def indexed_words(conn: sqlite3.Connection) -> dict[int, tuple[str, ...]]:
+    """What SQLite's full-text index holds of each chunk, by rowid: the words of each of its
+    columns, in order. The index keeps no copy of them: they are read from its postings
+    (fts5vocab), so a chunk taken out with other words than it was indexed with shows."""
+    conn.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.fts_instances"
+        " USING fts5vocab(main, chunks_fts, instance)"
+    )
+    columns = ("content", "title", "keywords", "questions")
+    found: dict[int, list[list[tuple[int, str]]]] = {}
+    for term, doc, column, offset in conn.execute(
+        "SELECT term, doc, col, offset FROM temp.fts_instances"
+    ):
+        found.setdefault(doc, [[] for _ in columns])[columns.index(column)].append((offset, term))
+    return {
+        doc: tuple(" ".join(term for _, term in sorted(words)) for words in held)
+        for doc, held in found.items()
+    }
+
+
 class Inspector(Protocol):
     def task(self, task_id: str) -> dict[str, Any]: ...
     def last_task(self, doc_id: str) -> dict[str, Any]:
