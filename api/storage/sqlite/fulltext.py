@@ -366,10 +366,10 @@ class SqliteImpacts:
         dataset_ids, doc_ids = scope
         window = count * SLIGHT_WINDOW
         weighted = codec.fts_query(weighty)
+        step = count + count // 4  # ranks checked for scope at a time
         for reach in (count * FIRST_WINDOW, window):  # the first, else the whole window
             ranked = self._ranked(f"({weighted}) AND ({held})" if weighty else held, reach)
             inside: list[float] = []  # the ranks in scope, best first, until count are
-            step = count + count // 4
             for at in range(0, len(ranked), step):
                 if len(inside) >= count:
                     break
