@@ -91,15 +91,16 @@ def match_share(ranks: Sequence[int], words_per_chunk: int = WORDS_PER_CHUNK) ->
 
 
 def question_ranks(
-    count: int, seed: int = 99, vocabulary: int = VOCABULARY_SIZE
+    count: int, seed: int = 99, vocabulary: int = VOCABULARY_SIZE, terms: tuple[int, int] = (1, 5)
 ) -> list[list[int]]:
-    """``count`` questions of 1-5 distinct terms, each term's frequency rank log-uniform over
-    the vocabulary (rare words and everyday words equally represented per decade)."""
+    """``count`` questions of ``terms`` (the fewest and the most) distinct terms, each term's
+    frequency rank log-uniform over the vocabulary (rare words and everyday words equally
+    represented per decade)."""
     rng = random.Random(seed)
     out = []
     for _ in range(count):
         ranks: set[int] = set()
-        size = rng.randint(1, 5)
+        size = rng.randint(*terms)
         while len(ranks) < size:
             ranks.add(int(math.exp(rng.uniform(0.0, math.log(vocabulary)))) - 1)
         out.append(sorted(ranks))
