@@ -62,7 +62,8 @@ RARE_SHARE = 2
 # chunks, in process, against ranking every match: 9-12 terms of log-uniform frequency ranks
 # 1.0-5.2x faster on SQLite and 1.0-27x on PostgreSQL; runs of 9-12 neighbouring ranks from 19x
 # faster to 2.2x slower (SQLite; PostgreSQL 33x to 1.2x), visits ending without an answer
-# costing what they may (above); 14-20 terms from 2.3x faster to 1.6x slower on SQLite.
+# costing what BUDGET and RARE_SHARE allow; 14-20 terms from 2.3x faster to 1.6x slower on
+# SQLite.
 MOST_TERMS = 12
 # A hair above 1: the bound counts as met only when the best beat it by more than rounding.
 _MARGIN = 1.0 + 1e-9
