@@ -58,12 +58,9 @@ RANKED = 4
 RARE_SHARE = 2
 # Questions of more terms rank every match: a visit's scoring grows with the terms, and so do
 # the cells, while their bounds loosen (a chunk holding many of the question's common words once
-# each could outweigh the best found), so the visits more often end without an answer. At 1M
-# chunks, in process, against ranking every match: 9-12 terms of log-uniform frequency ranks
-# 1.0-5.2x faster on SQLite and 1.0-27x on PostgreSQL; runs of 9-12 neighbouring ranks from 19x
-# faster to 2.2x slower (SQLite; PostgreSQL 33x to 1.2x), visits ending without an answer
-# costing what BUDGET and RARE_SHARE allow; 14-20 terms from 2.3x faster to 1.6x slower on
-# SQLite.
+# each could outweigh the best found), so the visits more often end without an answer; at 1M
+# chunks, questions of 20 terms were all slower through the bound than ranking every match, of
+# 9-12 terms mostly faster (docs/BENCHMARKS.md, "Questions of 9 to 12 terms").
 MOST_TERMS = 12
 # A hair above 1: the bound counts as met only when the best beat it by more than rounding.
 _MARGIN = 1.0 + 1e-9
