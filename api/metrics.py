@@ -7,7 +7,7 @@ once. The metrics are created on first use (or by prepare()), never at import.
 
 Labels are bounded: ``route`` is the URL rule's template (``unmatched`` for a path no rule
 matches), ``method`` one of METHODS or ``other``, ``code`` the envelope code (``""`` for a
-response without an envelope).
+response without an envelope), a search's ``path`` one of api.storage.topk.SearchPath.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class _Metrics:
     in_flight: Gauge
     tasks: Counter
     task_duration: Histogram
+    searches: Counter
 
 
 @cache
@@ -83,6 +84,12 @@ def _metrics() -> _Metrics:
             "ragflow_task_duration_seconds",
             "Time from claim to outcome of a parse task",
             buckets=TASK_BUCKETS,
+        ),
+        searches=Counter(
+            "ragflow_retrieval_searches",
+            "Full-text searches, by how they were answered: through the bound on the best top_k"
+            " (bounded), or by ranking every match and why (api.storage.topk.SearchPath)",
+            ["path"],
         ),
     )
 
@@ -209,6 +216,13 @@ def task_finished(outcome: str, seconds: float | None = None) -> None:
     metrics.tasks.labels(outcome).inc()
     if seconds is not None:
         metrics.task_duration.observe(seconds)
+
+
+def searched(path: str) -> None:
+    """Count one search by how it was answered (api.storage.topk.SearchPath); a path's series
+    starts at its first search."""
+    if enabled():
+        _metrics().searches.labels(path).inc()
 
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")

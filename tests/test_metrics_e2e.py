@@ -1,8 +1,8 @@
 """End to end: a real Prometheus scrapes the metrics endpoint of a real bundle (supervisord,
 Gunicorn, nginx, an executor) on loopback. After traffic with successes, error envelopes,
-unknown paths and a parse, every metric family of docs/operations.md is in Prometheus, every
-alert expression of deploy/prometheus/alerts.yml and every panel query of the Grafana dashboard
-evaluates, and the panels that must show data do."""
+unknown paths, a parse and a retrieval, every metric family of docs/operations.md is in
+Prometheus, every alert expression of deploy/prometheus/alerts.yml and every panel query of the
+Grafana dashboard evaluates, and the panels that must show data do."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ FAMILIES = (
     "ragflow_gunicorn_workers",
     "ragflow_gunicorn_worker_recycles_total",
     "ragflow_tasks_total",
+    "ragflow_retrieval_searches_total",
     "ragflow_task_duration_seconds_bucket",
     "ragflow_task_queue_depth",
     "ragflow_task_oldest_pending_seconds",
@@ -68,6 +69,8 @@ def _traffic(port: int) -> None:
         return any(doc["run"] == "DONE" for doc in answer["data"]["docs"])
 
     wait_for(parsed, 60, "the document to be parsed (DONE)")
+    question = {"question": "metrics", "dataset_ids": [dataset]}
+    assert client.call(port, "POST", "/api/v1/retrieval", question)["data"]["chunks"]
 
 
 def _panel_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
@@ -105,6 +108,8 @@ def test_prometheus_scrapes_every_family_and_evaluates_alerts_and_panels(
         assert query(prometheus, 'ragflow_http_requests_total{code="109"}')
         assert query(prometheus, 'ragflow_http_requests_total{route="unmatched",code="100"}')
         assert query(prometheus, 'ragflow_tasks_total{outcome="done"} >= 1')
+        # one document's chunks: ranking every match costs less than the bound's visits
+        assert query(prometheus, 'ragflow_retrieval_searches_total{path="few_matches"} == 1')
         assert query(prometheus, 'ragflow_program_up{program="web"} == 1')
         assert query(prometheus, "ragflow_gunicorn_workers == 2")
         # a second sample of every series, so that rate() and increase() have two points

@@ -108,7 +108,7 @@ def test_python_bm25_is_fts5_bm25_bit_for_bit(tmp_path: Path) -> None:
         for combo in [rng.sample(WORDS, size) for _ in range(15)]:
             terms = list(dict.fromkeys(text.query_terms(" ".join(combo))))
             if any(bm25.words(t) != [t] for t in terms):  # a phrase for the index
-                assert topk.best(impacts, [str(ds["id"])], [], terms, 1) is None
+                assert topk.best(impacts, [str(ds["id"])], [], terms, 1) == topk.SearchPath.PHRASE
                 continue
             stats = impacts.stats(terms)
             rows = conn.execute(
@@ -151,17 +151,18 @@ def test_bounded_ranking_gives_the_exhaustive_answer(
         assert [(r["id"], r["bm25"]) for r in got] == expected, terms
     # the bound tried wherever it can be: as many visits as there are matches
     monkeypatch.setattr(SqliteImpacts, "visit_cost", 1)
-    bounded: Counter[tuple[bool, bool]] = Counter()  # (longer than MOST_TERMS?, bounded?)
+    paths: Counter[tuple[bool, topk.SearchPath]] = Counter()  # (longer than MOST_TERMS?, path)
     for terms in questions:
         for limit in (10, 64):
             found = topk.best(impacts, [dataset], [], terms, limit)
-            bounded[len(terms) > topk.MOST_TERMS, found is not None] += 1
-            if found is not None:
+            paths[len(terms) > topk.MOST_TERMS, topk.path_of(found)] += 1
+            if isinstance(found, list):
                 assert [(row[0], row[6]) for row in found] == _exhaustive(
                     conn, terms, [dataset], limit
                 ), (terms, limit)
     # nearly every question (454 of 460 when written), none of the 20 longer than MOST_TERMS
-    assert bounded[False, True] >= 440 and bounded[True, False] == 20, bounded
+    assert paths[False, topk.SearchPath.BOUNDED] >= 440, paths
+    assert paths[True, topk.SearchPath.MANY_TERMS] == 20, paths
 
 
 def test_the_index_ranks_a_rare_terms_chunks_as_scoring_each_does(
@@ -301,7 +302,7 @@ def test_questions_with_everyday_words_rank_their_other_words(
         terms = list(dict.fromkeys([rng.choice(everyday), *(words[r] for r in ranks)]))
         for limit in (10, 64):
             found = topk.best(impacts, [dataset], [], terms, limit)
-            if found is not None:
+            if isinstance(found, list):
                 answered += 1
                 assert [(row[0], row[6]) for row in found] == _exhaustive(
                     store.conn, terms, [dataset], limit

@@ -71,7 +71,7 @@ def _bounded(store: Store, dataset: str, terms: list[str], limit: int) -> Any:
 def _exhaustive(store: Store, dataset: str, terms: list[str], limit: int) -> list[Any]:
     """Every match ranked in SQL: the backend's own fallback (the bound turned off)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(topk, "best", lambda *args: None)
+        patch.setattr(topk, "best", lambda *args: topk.SearchPath.UNBOUNDED)
         return [(r["id"], r["bm25"]) for r in store.search_chunks([dataset], [], terms, limit)]
 
 
@@ -114,17 +114,18 @@ def test_bounded_ranking_gives_the_exhaustive_answer(
         got = store.search_chunks([dataset], [], terms, 64)
         assert [(r["id"], r["bm25"]) for r in got] == _exhaustive(store, dataset, terms, 64)
     monkeypatch.setattr(PostgresImpacts, "visit_cost", 1)  # the bound tried wherever it can be
-    bounded: Counter[tuple[bool, bool]] = Counter()  # (longer than MOST_TERMS?, bounded?)
+    paths: Counter[tuple[bool, topk.SearchPath]] = Counter()  # (longer than MOST_TERMS?, path)
     for terms in questions:
         for limit in (10, 64):
             found = _bounded(store, dataset, terms, limit)
-            bounded[len(terms) > topk.MOST_TERMS, found is not None] += 1
-            if found is not None:
+            paths[len(terms) > topk.MOST_TERMS, topk.path_of(found)] += 1
+            if isinstance(found, list):
                 assert [(row[0], row[6]) for row in found] == _exhaustive(
                     store, dataset, terms, limit
                 ), (terms, limit)
     # as on SQLite: nearly every question, none of the 20 longer than MOST_TERMS
-    assert bounded[False, True] >= 440 and bounded[True, False] == 20, bounded
+    assert paths[False, topk.SearchPath.BOUNDED] >= 440, paths
+    assert paths[True, topk.SearchPath.MANY_TERMS] == 20, paths
 
 
 def test_the_chunks_of_a_rare_term_are_its_best_scored_each(
@@ -215,7 +216,7 @@ def test_questions_with_everyday_words_rank_their_other_words(
         terms = list(dict.fromkeys([rng.choice(everyday), *(words[r] for r in ranks)]))
         for limit in (10, 64):
             found = _bounded(store, dataset, terms, limit)
-            if found is not None:
+            if isinstance(found, list):
                 answered += 1
                 assert [(row[0], row[6]) for row in found] == _exhaustive(
                     store, dataset, terms, limit
@@ -389,5 +390,5 @@ def test_a_question_of_words_the_index_holds_as_one_lexeme(
     is ranked by every match, never through the bound."""
     store, dataset = corpus_store
     terms = text.query_terms("abc\u037adef")
-    assert _bounded(store, dataset, terms, 10) is None
+    assert _bounded(store, dataset, terms, 10) == topk.SearchPath.PHRASE
     assert store.search_chunks([dataset], [], terms, 10) == []

@@ -34,15 +34,17 @@ With more than MOST_TERMS terms, when ranking every match would cost less than t
 matches), or when the visits (a cell counting as CELL_COST of them) would pass the visits
 allowed (matches / ImpactIndex.visit_cost, at most BUDGET) or only the cell of chunks with
 every common term below its buckets is left (they are not in the index) and step 4 does not
-apply or ends unbounded, ``best`` returns None and the caller ranks every match: the answer
-is always the exhaustive one."""
+apply or ends unbounded, ``best`` says why (a SearchPath) and the caller ranks every match: the
+answer is always the exhaustive one. ``search`` counts each search by its path (api.metrics)."""
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 from typing import Any, Protocol
 
+from api import metrics
 from api.storage import bm25
 
 # Visit at most this many chunks.
@@ -133,6 +135,17 @@ class ImpactIndex(Protocol):
 Entry = tuple[float, int, Row | None]  # (score, -seq, row): heapq keeps the worst first
 
 
+class SearchPath(StrEnum):
+    """How a search was answered: through the bound, or by ranking every match, and why
+    (ragflow_retrieval_searches_total's ``path``)."""
+
+    BOUNDED = "bounded"
+    FEW_MATCHES = "few_matches"  # ranking every match costs less than the visits would
+    MANY_TERMS = "many_terms"  # more than MOST_TERMS terms
+    PHRASE = "phrase"  # a term the full-text index holds as several words
+    UNBOUNDED = "unbounded"  # the visits allowed ended without an answer
+
+
 def summing_order(stats: bm25.Stats, terms: Sequence[str]) -> list[str]:
     """``terms`` once each, the most chunks first and the rarest last (ties by the term): the
     order every way of ranking a search sums BM25 in (sums in another order can differ in the
@@ -150,10 +163,16 @@ def search(
     rank_all: Callable[[list[str]], Sequence[Sequence[Any]]],
 ) -> Sequence[Sequence[Any]]:
     """A backend's search: ``best`` when the bound pays, else ``rank_all`` (every match ranked,
-    summing in the order it is given), both in the summing order."""
+    summing in the order it is given), both in the summing order; counted by its SearchPath."""
     ordered = summing_order(index.stats(terms), terms)
     found = best(index, dataset_ids, doc_ids, ordered, limit)
-    return found if found is not None else rank_all(ordered)
+    metrics.searched(path_of(found))
+    return found if isinstance(found, list) else rank_all(ordered)
+
+
+def path_of(found: list[tuple[Any, ...]] | SearchPath) -> SearchPath:
+    """The path of ``best``'s answer: BOUNDED for the chunks it found, else the one it gave."""
+    return found if isinstance(found, SearchPath) else SearchPath.BOUNDED
 
 
 def best(
@@ -162,17 +181,19 @@ def best(
     doc_ids: Sequence[str],
     terms: Sequence[str],
     limit: int,
-) -> list[tuple[Any, ...]] | None:
+) -> list[tuple[Any, ...]] | SearchPath:
     """The best ``limit`` chunks holding any of ``terms``, best first: (id, doc_id, docnm,
     content, important_keywords, questions, bm25) with bm25 as FTS5's (negative, lower is
-    better); None when ranking every match is the cheaper way to the same answer."""
-    if len(terms) > MOST_TERMS or any(bm25.words(t) != [t] for t in terms):
-        return None  # a term the index holds as several words: only a phrase query finds it
+    better); else why ranking every match is the way to the answer (a SearchPath)."""
+    if len(terms) > MOST_TERMS:
+        return SearchPath.MANY_TERMS
+    if any(bm25.words(t) != [t] for t in terms):
+        return SearchPath.PHRASE  # only a phrase query finds it
     stats = index.stats(terms)
     terms = [t for t in dict.fromkeys(terms) if stats.hits.get(t)]
     visits = min(BUDGET, sum(stats.hits[t] for t in terms) // index.visit_cost)
     if not terms or visits < limit:
-        return None
+        return SearchPath.FEW_MATCHES
     # the slight terms (above) raise every bound by their slack instead of splitting the cells
     slight = [t for t in terms if stats.slight(t)]
     weighty = [t for t in terms if t not in slight] or slight
@@ -224,9 +245,9 @@ def best(
         allowed[0] = spent[0] + len(ranked)
         bounded = _visit_ranked(ranked, limit * RANKED, slack, visit, kept, limit)
     if not bounded:
-        return None
+        return SearchPath.UNBOUNDED
     if slack and not (len(kept) == limit and beats(kept[0][0], slack)):
-        return None  # a chunk holding only the slight terms could still enter
+        return SearchPath.UNBOUNDED  # a chunk holding only the slight terms could still enter
     best = sorted(kept, reverse=True)
     read = index.rows([-seq for _, seq, row in best if row is None])
     return [
