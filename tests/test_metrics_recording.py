@@ -1,6 +1,7 @@
 """api.metrics records requests in memory and writes them to the multiprocess file in batches:
 the same counts, buckets and sums as prometheus_client's own observe(), written within
-FLUSH_SECONDS by the process's own thread, and at once by flush() (a worker exiting).
+FLUSH_SECONDS by the process's own thread, and at once by flush() (a worker exiting). Each
+retrieval search is counted under the path that answered it.
 
 Each case runs in a fresh interpreter: prometheus_client chooses its multiprocess values at
 import, from PROMETHEUS_MULTIPROC_DIR."""
@@ -151,4 +152,4 @@ def test_each_search_is_counted_by_how_it_was_answered(tmp_path: Path) -> None:
     assert isinstance(found, dict) and isinstance(counted, dict)
     assert counted == {path: 1.0 for path in topk.SearchPath}, result
     # every search answered (the phrase matches nothing in this corpus)
-    assert all(found[path] > 0 for path in topk.SearchPath if path != "phrase"), found
+    assert all(found[path] > 0 for path in topk.SearchPath if path != topk.SearchPath.PHRASE), found
