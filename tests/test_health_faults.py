@@ -7,6 +7,7 @@ Each test prints its figures."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import grp
 import http.client
 import json
@@ -405,6 +406,35 @@ def test_the_sweep_spares_files_a_live_process_is_writing(tmp_path: Path) -> Non
     assert live_path.exists() and not dead_path.exists()
     live.close()
     assert fs.sweep(files) == 1 and not live_path.exists()
+
+
+def test_a_sweep_between_creating_and_locking_a_staged_file_costs_a_new_file_not_the_upload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker starting sweeps the staging folder just after this one created a staged
+    file and before it locked it: the sweep removes that file (nobody held it), and staging
+    makes another instead of copying the upload into the removed one."""
+    files = tmp_path / "files"
+    lock = fcntl.flock
+    swept: list[int] = []
+
+    def sweep_first(fd: int, operation: int) -> None:
+        if not swept:  # the staging process's first lock: a sweep gets in before it
+            swept.append(0)
+            swept[0] = fs.sweep(files)
+        lock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", sweep_first)  # the module fs locks through
+    path, out = fs.stage(files)
+    monkeypatch.undo()
+    assert swept == [1]  # the first staged file, removed
+    with out:
+        out.write(b"upload")
+        out.flush()
+        assert path.exists() and os.fstat(out.fileno()).st_nlink == 1
+        assert fs.sweep(files) == 0  # held: spared
+    assert path.read_bytes() == b"upload"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
 # --- a full and a read-only file system --------------------------------------------------------

@@ -8,7 +8,8 @@ Staged uploads: an upload is copied into ``DATA_DIR/files/.staging/upload-<rando
 writer holds an exclusive flock on the open file, and renamed to its final path inside the
 database transaction that records it. A file there that nobody holds a lock on belongs to no
 live writer (the kernel drops a dead process's locks), so ``sweep`` may remove it at any time,
-even while other workers are copying their own uploads.
+even while other workers are copying their own uploads; a writer whose new file was removed
+before it could lock it makes another (``stage``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ FILE_MODE = 0o600
 STAGING = ".staging"  # under DATA_DIR/files; dataset folders are uuid hex, so it never collides
 UPLOAD_PREFIX = "upload-"
 PROBE_PREFIX = ".healthz-"
+STAGE_ATTEMPTS = 8  # new staged files made while sweeps remove them before they are locked
 
 
 def private_dir(path: Path) -> None:
@@ -80,13 +82,24 @@ def staging_dir(files_dir: Path) -> Path:
 
 
 def stage(files_dir: Path) -> tuple[Path, IO[bytes]]:
-    """A new staged file, open for writing and locked (exclusive flock) until closed."""
+    """A new staged file, open for writing and locked (exclusive flock) until closed.
+
+    Between creating the file and locking it, a ``sweep`` (another worker starting) may find it
+    unlocked and remove it: it holds the lock until it has, so once this process has the lock
+    the file is either still linked or gone for good, and then a new one is made (at most
+    STAGE_ATTEMPTS: one sweep lists the folder once, so it takes one such file at most).
+    Unchecked, the upload was copied into the removed file and failed as it was renamed into
+    place: a 503 (seen once, 77 files in one request while a worker started)."""
     folder = staging_dir(files_dir)
     private_dir(folder)
-    path = folder / f"{UPLOAD_PREFIX}{uuid.uuid4().hex}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # a fresh file: nobody else can hold it
-    return path, os.fdopen(fd, "wb")
+    for _ in range(STAGE_ATTEMPTS):
+        path = folder / f"{UPLOAD_PREFIX}{uuid.uuid4().hex}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits while a sweep holds it
+        if os.fstat(fd).st_nlink:
+            return path, os.fdopen(fd, "wb")
+        os.close(fd)  # a sweep removed it
+    raise FileNotFoundError(errno.ENOENT, "staged files kept being removed by sweeps", str(folder))
 
 
 def sweep(files_dir: Path) -> int:
