@@ -97,8 +97,10 @@ def _lua_string(text: str) -> str:
 
 
 def wrk_script(specs: list[RequestSpec]) -> str:
-    """A wrk Lua script that cycles through `specs` and checks every response body."""
-    lines = ["local reqs = {}", "local expects = {}"]
+    """A wrk Lua script that cycles through `specs` and checks every response body. The
+    requests are formatted in ``init``: wrk sets its Host header (from the URL) only then, and a
+    request formatted before carries none, which nginx answers with 400."""
+    lines = ["local reqs = {}", "local expects = {}", "function format_requests()"]
     for spec in specs:
         headers = (
             "{"
@@ -107,16 +109,17 @@ def wrk_script(specs: list[RequestSpec]) -> str:
         )
         body = _lua_string(spec.body) if spec.body else "nil"
         lines.append(
-            f"table.insert(reqs, wrk.format({_lua_string(spec.method)}, "
+            f"  table.insert(reqs, wrk.format({_lua_string(spec.method)}, "
             f"{_lua_string(spec.path)}, {headers}, {body}))"
         )
-        lines.append(f"table.insert(expects, {_lua_string(spec.expect)})")
+        lines.append(f"  table.insert(expects, {_lua_string(spec.expect)})")
+    lines.append("end")
     lines.append(f"local error_pattern = {_lua_string(LUA_ERROR_PATTERN)}")
     lines.append(
         """
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
-function init(args) i = 0; bad_status = 0; bad_body = 0 end
+function init(args) i = 0; bad_status = 0; bad_body = 0; format_requests() end
 function request()
   i = i + 1
   return reqs[((i - 1) % #reqs) + 1]
