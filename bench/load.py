@@ -8,6 +8,7 @@ with HTTP 200 and `"code": N`), and it contains the spec's `expect` text when on
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import statistics
 import subprocess
@@ -200,8 +201,8 @@ class LoadRun:
                 "wrk",
                 f"-t{threads}",
                 f"-c{connections}",
-                f"-d{duration_s:g}s",
-                f"--timeout={timeout_s:g}s",
+                f"-d{math.ceil(duration_s)}s",  # whole seconds: wrk 4.1 takes no fraction
+                f"--timeout={math.ceil(timeout_s)}s",
                 "-s",
                 str(script),
                 base_url,
