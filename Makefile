@@ -61,9 +61,8 @@ nginx:
 # and promtool for the alert rules; container tests: buildah, podman, runc, debootstrap; chromium:
 # the API page's headless-browser test; wrk: the bench's load generator, whose script a test runs;
 # postgresql: the throwaway clusters of the PostgreSQL backend's tests, whose binaries live under
-# /usr/lib/postgresql/<version>/bin). Each name in
-# SYSTEM_TOOLS is both a command and its Debian package. Installed only when missing; needs root
-# (CI runs as root).
+# /usr/lib/postgresql/<version>/bin). Each name in SYSTEM_TOOLS is both a command and its Debian
+# package. Installed only when missing; needs root (CI runs as root).
 SYSTEM_TOOLS := nginx prometheus buildah podman runc debootstrap chromium wrk
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do PATH="$$PATH:/usr/sbin" command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \

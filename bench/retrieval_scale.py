@@ -191,8 +191,9 @@ def warm_workers(bundle: Bundle, mix: list[RequestSpec]) -> None:
     good: the windows would only count failures (none may come in time at 1M, ranking every
     match)."""
     connections = 2 * len(bundle.web_workers())
-    warm = LoadRun(bundle.base_url, mix, connections, WINDOW_S, timeout_s=REQUEST_TIMEOUT_S)
-    found = warm.result()
+    found = LoadRun(
+        bundle.base_url, mix, connections, WINDOW_S, timeout_s=REQUEST_TIMEOUT_S
+    ).result()
     if found.requests and not found.ok:
         raise RuntimeError(
             f"no good answer while warming {bundle.base_url}'s workers ({found.requests}"
